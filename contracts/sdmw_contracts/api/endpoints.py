@@ -1,0 +1,104 @@
+"""Routes 7-10: deploy, delete, list and get endpoint deployment jobs."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator, model_validator
+
+from sdmw_contracts.api.common import ApiModel, seed_time
+from sdmw_contracts.events.endpoints import EndpointDeploymentChanged
+
+#: GPU instance types an endpoint may use. The seed lists the g4dn family;
+#: g5 is the current generation of the same class.
+SUPPORTED_INSTANCE_TYPES: tuple[str, ...] = (
+    "ml.g4dn.xlarge",
+    "ml.g4dn.2xlarge",
+    "ml.g4dn.4xlarge",
+    "ml.g4dn.8xlarge",
+    "ml.g4dn.12xlarge",
+    "ml.g5.xlarge",
+    "ml.g5.2xlarge",
+    "ml.g5.4xlarge",
+    "ml.g5.8xlarge",
+    "ml.g5.12xlarge",
+)
+MAX_INITIAL_INSTANCE_COUNT = 4
+
+#: SageMaker's rule for endpoint names.
+ENDPOINT_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+class DeployEndpointRequest(ApiModel):
+    """POST /inference/deploy-sagemaker-endpoint.
+
+    The seed documents ``instance_type`` and ``initial_instance_count``; the
+    deployed middleware also took ``endpoint_name`` and ``autoscaling_enabled``.
+    """
+
+    instance_type: str = Field(examples=["ml.g4dn.xlarge"])
+    initial_instance_count: int = Field(ge=1, le=MAX_INITIAL_INSTANCE_COUNT, examples=[1])
+    endpoint_name: str | None = Field(default=None, examples=["infer-endpoint-cb821ea"])
+    autoscaling_enabled: bool = False
+
+    @field_validator("instance_type")
+    @classmethod
+    def _supported_instance_type(cls, value: str) -> str:
+        if value not in SUPPORTED_INSTANCE_TYPES:
+            raise ValueError(f"unsupported instance type {value!r}; supported: {', '.join(SUPPORTED_INSTANCE_TYPES)}")
+        return value
+
+    @field_validator("endpoint_name")
+    @classmethod
+    def _sagemaker_endpoint_name(cls, value: str | None) -> str | None:
+        if value is not None and not ENDPOINT_NAME_PATTERN.fullmatch(value):
+            raise ValueError("endpoint_name must be 1-63 letters, digits or hyphens, starting with a letter or digit")
+        return value
+
+
+class DeleteEndpointsRequest(ApiModel):
+    """POST /inference/delete-sagemaker-endpoint."""
+
+    delete_endpoint_list: list[str] = Field(min_length=1, examples=[["infer-endpoint-XXXXXX"]])
+
+    @model_validator(mode="after")
+    def _no_duplicates(self) -> DeleteEndpointsRequest:
+        if len(set(self.delete_endpoint_list)) != len(self.delete_endpoint_list):
+            raise ValueError("delete_endpoint_list has duplicate names")
+        return self
+
+
+class GetEndpointDeploymentJobQuery(ApiModel):
+    """GET /inference/get-endpoint-deployment-job?jobID=..."""
+
+    jobID: str
+
+
+class EndpointDeploymentJobView(ApiModel):
+    """One job as list-endpoint-deployment-jobs and get-endpoint-deployment-job show it."""
+
+    EndpointDeploymentJobId: str
+    startTime: str | None
+    endTime: str | None = None
+    endpoint_name: str
+    endpoint_status: str | None = None
+    instance_type: str
+    initial_instance_count: int
+    autoscaling_enabled: bool = False
+    status: str
+    error: str = ""
+
+    @classmethod
+    def of(cls, job: EndpointDeploymentChanged) -> EndpointDeploymentJobView:
+        return cls(
+            EndpointDeploymentJobId=job.id,
+            startTime=seed_time(job.start_time),
+            endTime=seed_time(job.end_time),
+            endpoint_name=job.endpoint_name,
+            endpoint_status=job.endpoint_status,
+            instance_type=job.instance_type,
+            initial_instance_count=job.initial_instance_count,
+            autoscaling_enabled=job.autoscaling_enabled,
+            status=job.status,
+            error=job.error,
+        )

@@ -1,0 +1,43 @@
+"""Endpoint deployment: commands to endpoint-manager and the job it owns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from sdmw_contracts.envelope import Command, EntityChanged
+
+EndpointJobStatus = Literal["inprogress", "success", "failed", "deleted"]
+
+
+class EndpointDeploymentRequested(Command):
+    """api-gateway asks endpoint-manager to deploy an async SageMaker endpoint."""
+
+    job_id: str
+    endpoint_name: str
+    instance_type: str
+    initial_instance_count: int = Field(ge=1)
+    autoscaling_enabled: bool = False
+
+
+class EndpointDeletionRequested(Command):
+    """api-gateway asks endpoint-manager to delete an endpoint and what backs it."""
+
+    job_id: str
+    endpoint_name: str
+
+
+class EndpointDeploymentChanged(EntityChanged):
+    """The endpoint deployment job as it now is (``id`` is the job id)."""
+
+    endpoint_name: str
+    instance_type: str
+    initial_instance_count: int
+    autoscaling_enabled: bool = False
+    status: EndpointJobStatus
+    endpoint_status: str | None = Field(default=None, description="SageMaker's EndpointStatus, e.g. Creating, InService.")
+    error: str = ""
+    start_time: datetime
+    end_time: datetime | None = None

@@ -1,0 +1,1 @@
+"""Plumbing shared by every service; no service logic lives here."""

@@ -1,0 +1,156 @@
+"""The local long-polling worker: runs a service's ``Consumer`` the way the
+Lambda SQS event source does.
+
+It receives up to ten messages with long polling (aiobotocore), hands them to
+``Consumer.handle_batch`` in Lambda's event shape, deletes what succeeded and
+makes each failure visible again after a short back-off, so the queue's
+redrive policy moves a message that keeps failing to the dead-letter queue.
+SIGTERM/SIGINT stop it after the batch in hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiobotocore.session import get_session
+from aws_lambda_powertools import Logger
+
+from service_kit.consumer import Consumer
+
+RECEIVE_BATCH = 10
+LONG_POLL_S = 20
+
+
+@dataclass
+class LocalLambdaContext:
+    """The slice of Lambda's context object that Powertools reads."""
+
+    function_name: str
+    deadline: float
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = ""
+    aws_request_id: str = ""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+def retry_delay_s(receive_count: int) -> int:
+    """Back-off before a failed message is seen again: 1, 2, 4, ... up to 30 s."""
+    return min(30, 2 ** max(0, receive_count - 1))
+
+
+def lambda_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+class Worker:
+    def __init__(
+        self,
+        consumer: Consumer,
+        queue_url: str,
+        logger: Logger,
+        *,
+        visibility_timeout_s: int = 60,
+        long_poll_s: int = LONG_POLL_S,
+    ) -> None:
+        self._consumer = consumer
+        self._queue_url = queue_url
+        self._logger = logger
+        self._visibility_timeout_s = visibility_timeout_s
+        self._long_poll_s = long_poll_s
+        self._stop = asyncio.Event()
+        self._region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        session = get_session()
+        async with session.create_client("sqs", region_name=self._region) as sqs:
+            attrs = await sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=["QueueArn"])
+            queue_arn = attrs["Attributes"]["QueueArn"]
+            self._logger.info("worker started", extra={"queue_url": self._queue_url})
+            while not self._stop.is_set():
+                messages = await self._receive(sqs)
+                if messages:
+                    await self._process(sqs, messages, queue_arn)
+            self._logger.info("worker stopped")
+
+    async def _receive(self, sqs: Any) -> list[dict[str, Any]]:
+        receive = asyncio.ensure_future(
+            sqs.receive_message(
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=RECEIVE_BATCH,
+                WaitTimeSeconds=self._long_poll_s,
+                VisibilityTimeout=self._visibility_timeout_s,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+        )
+        stopping = asyncio.ensure_future(self._stop.wait())
+        done, _ = await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if receive not in done:
+            # Anything this poll had taken becomes visible again after the
+            # visibility timeout: stopping never loses a message.
+            receive.cancel()
+            return []
+        stopping.cancel()
+        try:
+            return receive.result().get("Messages", [])
+        except Exception:
+            self._logger.exception("receive failed; retrying")
+            await asyncio.sleep(1)
+            return []
+
+    async def _process(self, sqs: Any, messages: list[dict[str, Any]], queue_arn: str) -> None:
+        event = {"Records": [lambda_record(m, queue_arn, self._region) for m in messages]}
+        context = LocalLambdaContext(
+            function_name=self._logger.service,
+            deadline=time.monotonic() + self._visibility_timeout_s,
+            aws_request_id=str(uuid.uuid4()),
+        )
+        result = await asyncio.to_thread(self._consumer.handle_batch, event, context)
+        failed = {item["itemIdentifier"] for item in result.get("batchItemFailures", [])}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        if done:
+            await sqs.delete_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )
+        for message in messages:
+            if message["MessageId"] in failed:
+                receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+                await sqs.change_message_visibility(
+                    QueueUrl=self._queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=retry_delay_s(receive_count),
+                )
+
+
+def run_worker(worker: Worker) -> None:
+    """Run until SIGTERM or SIGINT, then finish the batch in hand and exit."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.run()
+
+    asyncio.run(main())
