@@ -37,7 +37,7 @@ class EndpointDeploymentChanged(EntityChanged):
     initial_instance_count: int
     autoscaling_enabled: bool = False
     status: EndpointJobStatus
-    endpoint_status: str | None = Field(default=None, description="SageMaker's EndpointStatus, e.g. Creating, InService.")
+    endpoint_status: str | None = Field(default=None, description="SageMaker EndpointStatus: Creating, InService, ...")
     error: str = ""
     start_time: datetime
     end_time: datetime | None = None

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sdmw_contracts.envelope import EntityChanged, Event, EventEnvelope, snapshot_event_id
-
 from service_kit import aws
 from service_kit.tracing import current_trace_header
 
@@ -77,7 +76,9 @@ class EventBridgePublisher:
     def _entry(self, event: Outgoing) -> dict[str, Any]:
         detail = event.detail_json()
         if len(detail.encode()) > MAX_ENTRY_BYTES:
-            raise PublishError(f"{event.detail_type} is over EventBridge's 256 KB; store the payload in S3 and send its URI")
+            raise PublishError(
+                f"{event.detail_type} is over EventBridge's 256 KB; store the payload in S3 and send its URI"
+            )
         entry = {
             "EventBusName": self._bus,
             "Source": self._source,

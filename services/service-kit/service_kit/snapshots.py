@@ -75,3 +75,13 @@ class SnapshotTable:
     @staticmethod
     def _item(entity_type: str, entity_id: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
         return {"pk": entity_type, "sk": entity_id, "version": version, "data": json.dumps(data, sort_keys=True)}
+
+    def delete_if_version(self, entity_type: str, entity_id: str, version: int) -> None:
+        """Delete the item only if it is still at ``version`` (nothing newer arrived)."""
+        try:
+            self._table.delete_item(
+                Key={"pk": entity_type, "sk": entity_id}, ConditionExpression=Attr("version").eq(version)
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise

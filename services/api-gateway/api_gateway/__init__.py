@@ -1,0 +1,3 @@
+"""api-gateway: the seed API over HTTP. Commands out, ``*Changed`` events in."""
+
+SERVICE = "api-gateway"

@@ -1,0 +1,42 @@
+"""The one place that wires real adapters in: the HTTP app and the read-model projector."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api_gateway import SERVICE
+from api_gateway.app import create_app
+from api_gateway.commands import CommandSender
+from api_gateway.dependencies import EdgeDependencies
+from api_gateway.read_model import ReadModel, projection_router
+from api_gateway.settings import EdgeSettings
+from service_kit.config import ServiceConfig
+from service_kit.consumer import Consumer
+from service_kit.events import EventBridgePublisher
+from service_kit.logging import get_logger
+from service_kit.snapshots import SnapshotTable
+
+
+def _config() -> ServiceConfig:
+    config = ServiceConfig.from_env(SERVICE)
+    if not config.table:
+        raise RuntimeError("SDMW_TABLE is not set")
+    return config
+
+
+def http_app() -> FastAPI:
+    config = _config()
+    deps = EdgeDependencies(
+        settings=EdgeSettings.from_env(),
+        read_model=ReadModel(SnapshotTable(config.table)),
+        commands=CommandSender(EventBridgePublisher(config.event_bus, config.source)),
+    )
+    return create_app(deps)
+
+
+def projector() -> tuple[ServiceConfig, Consumer]:
+    config = _config()
+    logger = get_logger(SERVICE)
+    router = projection_router(ReadModel(SnapshotTable(config.table)))
+    # Projection is idempotent by version already; no idempotency records needed.
+    return config, Consumer(router, logger, idempotency_store=None)

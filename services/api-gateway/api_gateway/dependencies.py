@@ -1,0 +1,25 @@
+"""What the routes need, wired once by bootstrap and read from the app's state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from fastapi import Request
+
+from api_gateway.commands import CommandSender
+from api_gateway.read_model import ReadModel
+from api_gateway.settings import EdgeSettings
+
+
+@dataclass
+class EdgeDependencies:
+    settings: EdgeSettings
+    read_model: ReadModel
+    commands: CommandSender
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+def edge(request: Request) -> EdgeDependencies:
+    return request.app.state.deps

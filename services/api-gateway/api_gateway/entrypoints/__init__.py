@@ -1,0 +1,1 @@
+"""Thin entrypoints: ASGI server / Lambda for HTTP; local worker / Lambda for the projector."""

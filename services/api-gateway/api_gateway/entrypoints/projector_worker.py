@@ -1,0 +1,16 @@
+"""Local entrypoint of the read-model projector (``python -m api_gateway.entrypoints.projector_worker``)."""
+
+from api_gateway import SERVICE
+from api_gateway.bootstrap import projector
+from api_gateway.resources import RESOURCES
+from service_kit.logging import get_logger
+from service_kit.worker import run_service_worker
+
+
+def main() -> None:
+    config, consumer = projector()
+    run_service_worker(consumer, config, get_logger(SERVICE), RESOURCES)
+
+
+if __name__ == "__main__":
+    main()

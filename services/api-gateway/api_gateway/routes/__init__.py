@@ -1,0 +1,1 @@
+"""HTTP routes, one module per area of the seed API. Routes are thin: validate, read or send, shape."""

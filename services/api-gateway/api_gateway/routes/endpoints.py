@@ -1,0 +1,99 @@
+"""Routes 1 and 7-10: test-connection and the endpoint deployment jobs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from api_gateway.dependencies import EdgeDependencies, edge
+from api_gateway.errors import conflict, not_found, unavailable
+from sdmw_contracts.api.endpoints import DeleteEndpointsRequest, DeployEndpointRequest, EndpointDeploymentJobView
+from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentChanged, EndpointDeploymentRequested
+from service_kit.events import PublishError
+
+router = APIRouter(tags=["endpoints"])
+Edge = Annotated[EdgeDependencies, Depends(edge)]
+
+
+@router.get("/inference/test-connection")
+def test_connection() -> dict[str, str]:
+    """Answers when the client reaches the API with a valid key."""
+    return {"message": "Success"}
+
+
+@router.post("/inference/deploy-sagemaker-endpoint")
+def deploy_sagemaker_endpoint(body: DeployEndpointRequest, deps: Edge) -> EndpointDeploymentJobView:
+    job_id = str(uuid.uuid4())
+    endpoint_name = body.endpoint_name or f"infer-endpoint-{job_id[:7]}"
+    existing = deps.read_model.endpoint_job_named(endpoint_name, include_failed=False)
+    if existing is not None:
+        raise conflict(f"endpoint {endpoint_name} already exists (deployment job {existing.id})")
+    initial = EndpointDeploymentChanged(
+        id=job_id,
+        version=0,
+        endpoint_name=endpoint_name,
+        instance_type=body.instance_type,
+        initial_instance_count=body.initial_instance_count,
+        autoscaling_enabled=body.autoscaling_enabled,
+        status="inprogress",
+        start_time=deps.clock(),
+    )
+    command = EndpointDeploymentRequested(
+        job_id=job_id,
+        endpoint_name=endpoint_name,
+        instance_type=body.instance_type,
+        initial_instance_count=body.initial_instance_count,
+        autoscaling_enabled=body.autoscaling_enabled,
+    )
+    _record_then_send(deps, initial, command)
+    return EndpointDeploymentJobView.of(initial)
+
+
+def _record_then_send(deps: EdgeDependencies, initial: EndpointDeploymentChanged, command) -> None:
+    deps.read_model.apply(initial)
+    try:
+        deps.commands.send(command, correlation_id=initial.id)
+    except PublishError as exc:
+        deps.read_model.discard_initial(initial)
+        raise unavailable(f"the request was not accepted, try again: {exc}") from exc
+
+
+@router.post("/inference/delete-sagemaker-endpoint")
+def delete_sagemaker_endpoint(body: DeleteEndpointsRequest, deps: Edge) -> list[EndpointDeploymentJobView]:
+    """Deletes each named endpoint; waits a bounded time and shows each job as it then is."""
+    jobs = []
+    for name in body.delete_endpoint_list:
+        job = deps.read_model.endpoint_job_named(name, include_failed=True)
+        if job is None:
+            raise not_found(f"no endpoint named {name}")
+        jobs.append(job)
+    for job in jobs:
+        try:
+            deps.commands.send(
+                EndpointDeletionRequested(job_id=job.id, endpoint_name=job.endpoint_name), correlation_id=job.id
+            )
+        except PublishError as exc:
+            raise unavailable(f"deletion of {job.endpoint_name} was not accepted, try again: {exc}") from exc
+    return [_view_after_deletion(deps, job) for job in jobs]
+
+
+def _view_after_deletion(deps: EdgeDependencies, job: EndpointDeploymentChanged) -> EndpointDeploymentJobView:
+    current = deps.read_model.wait_for(
+        EndpointDeploymentChanged, job.id, lambda j: j.status == "deleted", deps.settings.transition_wait_s
+    )
+    return EndpointDeploymentJobView.of(current or job)
+
+
+@router.get("/inference/list-endpoint-deployment-jobs")
+def list_endpoint_deployment_jobs(deps: Edge) -> list[EndpointDeploymentJobView]:
+    return [EndpointDeploymentJobView.of(job) for job in deps.read_model.endpoint_jobs()]
+
+
+@router.get("/inference/get-endpoint-deployment-job")
+def get_endpoint_deployment_job(jobID: Annotated[str, Query(min_length=1)], deps: Edge) -> EndpointDeploymentJobView:
+    job = deps.read_model.get(EndpointDeploymentChanged, jobID)
+    if job is None:
+        raise not_found(f"no endpoint deployment job {jobID}")
+    return EndpointDeploymentJobView.of(job)

@@ -1,0 +1,3 @@
+"""endpoint-manager: deploys and deletes async SageMaker endpoints and follows their state."""
+
+SERVICE = "endpoint-manager"

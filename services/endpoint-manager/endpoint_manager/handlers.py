@@ -1,0 +1,151 @@
+"""Message handlers: plain functions of (message, dependencies).
+
+Each ends by publishing the job's current snapshot, also when a redelivery
+finds the work already done, so a crash between saving and publishing cannot
+lose the event (the snapshot's stable event id makes the repeat harmless).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from endpoint_manager import SERVICE, jobs
+from endpoint_manager.jobs import Job
+from endpoint_manager.sagemaker import EndpointGateway, describe_error
+from sdmw_contracts.envelope import EventEnvelope
+from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentRequested
+from sdmw_contracts.events.sagemaker import SageMakerEndpointStateChange
+from service_kit.consumer import Router
+from service_kit.events import EventPublisher, outgoing
+from service_kit.messages import BusEvent
+from service_kit.snapshots import SnapshotTable
+
+
+class UnknownJob(LookupError):
+    """A command names a job this service has not seen (yet): retry later."""
+
+
+class JobRepository:
+    def __init__(self, table: SnapshotTable) -> None:
+        self._table = table
+
+    def get(self, job_id: str) -> Job | None:
+        data = self._table.get(jobs.ENTITY, job_id)
+        return Job.model_validate(data) if data else None
+
+    def save(self, job: Job) -> None:
+        self._table.save(jobs.ENTITY, job.id, job.version, job.model_dump(mode="json"))
+
+    def live_job_for(self, endpoint_name: str) -> Job | None:
+        """The newest job for this endpoint name that is not finished."""
+        live = [
+            job
+            for job in map(Job.model_validate, self._table.list(jobs.ENTITY))
+            if job.endpoint_name == endpoint_name and job.status not in jobs.FINISHED
+        ]
+        return max(live, key=lambda job: job.start_time, default=None)
+
+
+@dataclass
+class Dependencies:
+    jobs: JobRepository
+    endpoints: EndpointGateway
+    publisher: EventPublisher
+    logger: Logger
+    max_autoscaling_instances: int = 4
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def on_deployment_requested(event: BusEvent, deps: Dependencies) -> None:
+    envelope = event.envelope()
+    command = envelope.parse_data(EndpointDeploymentRequested)
+    job = deps.jobs.get(command.job_id)
+    if job is None:
+        job = jobs.new_job(command, deps.clock())
+        deps.jobs.save(job)
+    if jobs.needs_creation(job):
+        job = _create_endpoint(job, deps)
+        deps.jobs.save(job)
+    _publish(job, envelope, deps)
+
+
+def _create_endpoint(job: Job, deps: Dependencies) -> Job:
+    spec = jobs.spec_of(job)
+    try:
+        deps.endpoints.create(spec)
+    except ClientError as exc:
+        reason = describe_error(exc)
+        deps.logger.warning("endpoint creation refused", extra={"endpoint": spec.endpoint_name, "reason": reason})
+        _clean_up_quietly(job, deps)
+        return jobs.failed(job, reason, deps.clock())
+    return jobs.creation_started(job)
+
+
+def _clean_up_quietly(job: Job, deps: Dependencies) -> None:
+    """Remove what a failed creation left behind; a failure here must not hide the first one."""
+    try:
+        deps.endpoints.delete(jobs.spec_of(job))
+    except ClientError:
+        deps.logger.exception("clean-up after a failed creation did not finish", extra={"job_id": job.id})
+
+
+def on_deletion_requested(event: BusEvent, deps: Dependencies) -> None:
+    envelope = event.envelope()
+    command = envelope.parse_data(EndpointDeletionRequested)
+    job = deps.jobs.get(command.job_id)
+    if job is None:
+        raise UnknownJob(f"deletion of job {command.job_id} arrived before its deployment")
+    if job.status != "deleted":
+        deps.endpoints.delete(jobs.spec_of(job))
+        job = jobs.deleted(job, deps.clock())
+        deps.jobs.save(job)
+    _publish(job, envelope, deps)
+
+
+def on_endpoint_state_change(event: BusEvent, deps: Dependencies) -> None:
+    """SageMaker said an endpoint changed; ask it for the current state and apply that.
+
+    Reading the current state (not the event's) makes late or reordered
+    state-change events harmless.
+    """
+    change = SageMakerEndpointStateChange.model_validate(event.detail)
+    job = deps.jobs.live_job_for(change.EndpointName)
+    if job is None:
+        deps.logger.info("state change of an endpoint without a live job", extra={"endpoint": change.EndpointName})
+        return
+    deps.logger.set_correlation_id(job.id)
+    updated = jobs.observed(job, deps.endpoints.describe(change.EndpointName), deps.clock())
+    if updated is None:
+        return
+    if updated.status == "success" and updated.autoscaling_enabled:
+        updated = _with_autoscaling(updated, deps)
+    deps.jobs.save(updated)
+    _publish(updated, None, deps)
+
+
+def _with_autoscaling(job: Job, deps: Dependencies) -> Job:
+    try:
+        max_instances = max(deps.max_autoscaling_instances, job.initial_instance_count)
+        deps.endpoints.enable_autoscaling(job.endpoint_name, max_instances)
+    except ClientError as exc:
+        return job.model_copy(update={"error": f"endpoint is in service but autoscaling failed: {describe_error(exc)}"})
+    return job
+
+
+def _publish(job: Job, cause: EventEnvelope | None, deps: Dependencies) -> None:
+    causation_id = cause.metadata.event_id if cause else None
+    deps.publisher.publish([outgoing(job, producer=SERVICE, correlation_id=job.id, causation_id=causation_id)])
+
+
+def router(deps: Dependencies) -> Router:
+    return (
+        Router()
+        .on_event(EndpointDeploymentRequested.detail_type(), lambda e: on_deployment_requested(e, deps))
+        .on_event(EndpointDeletionRequested.detail_type(), lambda e: on_deletion_requested(e, deps))
+        .on_event(SageMakerEndpointStateChange.DETAIL_TYPE, lambda e: on_endpoint_state_change(e, deps))
+    )
