@@ -1,0 +1,12 @@
+"""Every deployable service's resource declaration, in one list.
+
+The local bootstrap and the AWS deployment both read this, so a service's
+tables, queues, rules and subscriptions are declared once, in its own
+``resources.py``.
+"""
+
+from api_gateway.resources import RESOURCES as API_GATEWAY
+from endpoint_manager.resources import RESOURCES as ENDPOINT_MANAGER
+from service_kit.resources import ServiceResources
+
+SERVICES: tuple[ServiceResources, ...] = (API_GATEWAY, ENDPOINT_MANAGER)

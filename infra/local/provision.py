@@ -1,0 +1,141 @@
+"""Provision the core stack and every service's declared resources into an emulator.
+
+Reads the same declarations the AWS deployment renders (``infra.core`` and each
+service's ``resources.py``) and creates them with plain boto3, so it works
+against moto and LocalStack alike. Safe to run again on a provisioned emulator.
+Returns the environment each service needs to find its resources.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from service_kit.resources import DEFAULT_BUS, CoreResources, Queue, Rule, ServiceResources, physical_name
+
+
+@dataclass(frozen=True)
+class CoreNames:
+    bus: str
+    bucket: str
+    topic_arns: dict[str, str]
+
+    def environment(self) -> dict[str, str]:
+        env = {"SDMW_EVENT_BUS": self.bus, "SDMW_BUCKET": self.bucket}
+        for topic, arn in self.topic_arns.items():
+            env[f"SDMW_TOPIC_{topic.upper().replace('-', '_')}_ARN"] = arn
+        return env
+
+
+class Provisioner:
+    def __init__(self, prefix: str, session: boto3.session.Session | None = None) -> None:
+        self._prefix = prefix
+        session = session or boto3.session.Session()
+        self._events = session.client("events")
+        self._sqs = session.client("sqs")
+        self._sns = session.client("sns")
+        self._s3 = session.client("s3")
+        self._dynamodb = session.client("dynamodb")
+        self._region = session.region_name or "us-east-1"
+
+    def name(self, logical: str) -> str:
+        return physical_name(self._prefix, logical)
+
+    def core(self, core: CoreResources) -> CoreNames:
+        bus = self.name(core.bus)
+        if not any(b["Name"] == bus for b in self._events.list_event_buses()["EventBuses"]):
+            self._events.create_event_bus(Name=bus)
+        bucket = self.name(core.bucket)
+        if self._region == "us-east-1":
+            self._s3.create_bucket(Bucket=bucket)
+        else:
+            self._s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": self._region})
+        topic_arns = {topic: self._sns.create_topic(Name=self.name(topic))["TopicArn"] for topic in core.topics}
+        return CoreNames(bus=bus, bucket=bucket, topic_arns=topic_arns)
+
+    def service(self, resources: ServiceResources, core: CoreNames) -> dict[str, str]:
+        env = {**core.environment(), **resources.environment}
+        if resources.table:
+            env["SDMW_TABLE"] = self._table(self.name(resources.table.name), resources.table.ttl_attribute)
+        if resources.queue:
+            queue_url, queue_arn = self._queue_with_dlq(resources.queue)
+            env["SDMW_QUEUE_URL"] = queue_url
+            for rule in resources.rules:
+                self._rule(resources.service, rule, core.bus, queue_arn)
+            for subscription in resources.topic_subscriptions:
+                self._sns.subscribe(
+                    TopicArn=core.topic_arns[subscription.topic],
+                    Protocol="sqs",
+                    Endpoint=queue_arn,
+                    Attributes={"RawMessageDelivery": str(subscription.raw_message_delivery).lower()},
+                )
+        return env
+
+    def _table(self, name: str, ttl_attribute: str | None) -> str:
+        if name in self._dynamodb.list_tables()["TableNames"]:
+            return name
+        self._dynamodb.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        )
+        self._dynamodb.get_waiter("table_exists").wait(TableName=name)
+        if ttl_attribute:
+            self._dynamodb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute}
+            )
+        return name
+
+    def _queue_with_dlq(self, queue: Queue) -> tuple[str, str]:
+        dlq_url = self._sqs.create_queue(
+            QueueName=self.name(f"{queue.name}-dlq"),
+            Attributes={"MessageRetentionPeriod": str(queue.dlq_retention_s)},
+        )["QueueUrl"]
+        redrive = {"deadLetterTargetArn": self._queue_arn(dlq_url), "maxReceiveCount": str(queue.max_receive_count)}
+        url = self._sqs.create_queue(
+            QueueName=self.name(queue.name),
+            Attributes={
+                "VisibilityTimeout": str(queue.visibility_timeout_s),
+                "RedrivePolicy": json.dumps(redrive),
+            },
+        )["QueueUrl"]
+        arn = self._queue_arn(url)
+        self._sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(_queue_policy(arn))})
+        return url, arn
+
+    def _queue_arn(self, url: str) -> str:
+        return self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    def _rule(self, service: str, rule: Rule, project_bus: str, queue_arn: str) -> None:
+        bus = "default" if rule.bus == DEFAULT_BUS else project_bus
+        name = self.name(f"{service}-{rule.name}")
+        self._events.put_rule(Name=name, EventBusName=bus, EventPattern=rule.pattern_json(), State="ENABLED")
+        self._events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}])
+
+
+def _queue_policy(queue_arn: str) -> dict[str, Any]:
+    """Let EventBridge and SNS deliver to the queue (as the AWS deployment does)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": ["events.amazonaws.com", "sns.amazonaws.com"]},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+            }
+        ],
+    }
+
+
+def provision(prefix: str, core: CoreResources, services: tuple[ServiceResources, ...]) -> dict[str, dict[str, str]]:
+    """Create everything; the environment of each service, by service name."""
+    provisioner = Provisioner(prefix)
+    core_names = provisioner.core(core)
+    return {resources.service: provisioner.service(resources, core_names) for resources in services}
