@@ -1,0 +1,168 @@
+"""endpoint-manager handlers over a fake SageMaker (a test double) and a real (mocked) table."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import boto3
+import pytest
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from endpoint_manager.handlers import Dependencies, JobRepository, UnknownJob, router
+from endpoint_manager.sagemaker import EndpointSpec, EndpointState
+from sdmw_contracts.envelope import EventEnvelope
+from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentRequested
+from service_kit.events import RecordingPublisher
+from service_kit.messages import BusEvent
+from service_kit.snapshots import SnapshotTable
+from tests.conftest import create_service_table
+
+
+@dataclass
+class FakeEndpoints:
+    """Test double of the SageMaker gateway: remembers calls, answers a scripted state."""
+
+    created: list[EndpointSpec] = field(default_factory=list)
+    deleted: list[EndpointSpec] = field(default_factory=list)
+    autoscaled: list[str] = field(default_factory=list)
+    states: dict[str, EndpointState] = field(default_factory=dict)
+    refuse_with: str | None = None
+
+    def create(self, spec: EndpointSpec) -> None:
+        if self.refuse_with:
+            raise ClientError({"Error": {"Code": "ResourceLimitExceeded", "Message": self.refuse_with}}, "CreateEndpoint")
+        self.created.append(spec)
+        self.states[spec.endpoint_name] = EndpointState("Creating")
+
+    def delete(self, spec: EndpointSpec) -> None:
+        self.deleted.append(spec)
+        self.states.pop(spec.endpoint_name, None)
+
+    def describe(self, endpoint_name: str) -> EndpointState | None:
+        return self.states.get(endpoint_name)
+
+    def enable_autoscaling(self, endpoint_name: str, max_instances: int) -> None:
+        self.autoscaled.append(endpoint_name)
+
+
+@pytest.fixture
+def world(mocked_aws):
+    publisher = RecordingPublisher()
+    endpoints = FakeEndpoints()
+    table = SnapshotTable(create_service_table("endpoint-manager"), boto3.resource("dynamodb"))
+    deps = Dependencies(
+        jobs=JobRepository(table), endpoints=endpoints, publisher=publisher, logger=Logger(service="test")
+    )
+    return deps, endpoints, publisher, router(deps)
+
+
+def command_event(command) -> BusEvent:
+    envelope = EventEnvelope.wrap(command, producer="api-gateway", correlation_id=command.job_id)
+    return BusEvent(id="e", source="sdmw.api-gateway", detail_type=command.detail_type(), detail=json.loads(
+        envelope.model_dump_json()))
+
+
+def state_event(name: str, status: str) -> BusEvent:
+    detail = {"EndpointName": name, "EndpointStatus": status}
+    return BusEvent(id="aws-1", source="aws.sagemaker", detail_type="SageMaker Endpoint State Change", detail=detail)
+
+
+DEPLOY = EndpointDeploymentRequested(
+    job_id="job-1", endpoint_name="infer-endpoint-job1", instance_type="ml.g4dn.xlarge", initial_instance_count=2
+)
+
+
+def last_job(publisher: RecordingPublisher) -> dict:
+    return publisher.of_type("EndpointDeploymentChanged")[-1]["data"]
+
+
+def test_deploy_creates_the_endpoint_and_publishes_creating(world):
+    deps, endpoints, publisher, route = world
+    route.dispatch(command_event(DEPLOY))
+    assert [s.endpoint_name for s in endpoints.created] == ["infer-endpoint-job1"]
+    assert endpoints.created[0].instance_count == 2
+    job = last_job(publisher)
+    assert (job["status"], job["endpoint_status"], job["version"]) == ("inprogress", "Creating", 2)
+
+
+def test_a_redelivered_deploy_creates_nothing_twice_but_publishes_again(world):
+    deps, endpoints, publisher, route = world
+    route.dispatch(command_event(DEPLOY))
+    route.dispatch(command_event(DEPLOY))
+    assert len(endpoints.created) == 1
+    events = publisher.of_type("EndpointDeploymentChanged")
+    assert [e["data"]["version"] for e in events] == [2, 2]
+    assert events[0]["metadata"]["event_id"] == events[1]["metadata"]["event_id"]
+
+
+def test_a_refused_creation_fails_the_job_with_sagemakers_reason(world):
+    deps, endpoints, publisher, route = world
+    endpoints.refuse_with = "account quota for ml.g4dn.xlarge exceeded"
+    route.dispatch(command_event(DEPLOY))
+    job = last_job(publisher)
+    assert job["status"] == "failed"
+    assert "ResourceLimitExceeded" in job["error"] and "quota" in job["error"]
+    assert job["end_time"] is not None
+
+
+def test_in_service_makes_the_job_a_success(world):
+    deps, endpoints, publisher, route = world
+    route.dispatch(command_event(DEPLOY))
+    endpoints.states["infer-endpoint-job1"] = EndpointState("InService")
+    route.dispatch(state_event("infer-endpoint-job1", "InService"))
+    job = last_job(publisher)
+    assert (job["status"], job["endpoint_status"], job["error"]) == ("success", "InService", "")
+
+
+def test_a_late_creating_event_does_not_undo_in_service(world):
+    deps, endpoints, publisher, route = world
+    route.dispatch(command_event(DEPLOY))
+    endpoints.states["infer-endpoint-job1"] = EndpointState("InService")
+    route.dispatch(state_event("infer-endpoint-job1", "InService"))
+    published = len(publisher.published)
+    route.dispatch(state_event("infer-endpoint-job1", "Creating"))  # late; SageMaker now says InService
+    assert len(publisher.published) == published
+    assert deps.jobs.get("job-1").status == "success"
+
+
+def test_failed_endpoint_fails_the_job_with_the_reason(world):
+    deps, endpoints, publisher, route = world
+    route.dispatch(command_event(DEPLOY))
+    endpoints.states["infer-endpoint-job1"] = EndpointState("Failed", "instance exited with code 3")
+    route.dispatch(state_event("infer-endpoint-job1", "Failed"))
+    job = last_job(publisher)
+    assert (job["status"], job["endpoint_status"]) == ("failed", "Failed")
+    assert job["error"] == "instance exited with code 3"
+
+
+def test_autoscaling_is_enabled_once_in_service(world):
+    deps, endpoints, publisher, route = world
+    route.dispatch(command_event(DEPLOY.model_copy(update={"autoscaling_enabled": True})))
+    endpoints.states["infer-endpoint-job1"] = EndpointState("InService")
+    route.dispatch(state_event("infer-endpoint-job1", "InService"))
+    assert endpoints.autoscaled == ["infer-endpoint-job1"]
+
+
+def test_state_change_of_a_foreign_endpoint_is_ignored(world):
+    deps, endpoints, publisher, route = world
+    route.dispatch(state_event("someone-elses-endpoint", "InService"))
+    assert publisher.published == []
+
+
+def test_delete_removes_everything_and_marks_the_job_deleted(world):
+    deps, endpoints, publisher, route = world
+    route.dispatch(command_event(DEPLOY))
+    route.dispatch(command_event(EndpointDeletionRequested(job_id="job-1", endpoint_name="infer-endpoint-job1")))
+    spec = endpoints.deleted[0]
+    assert (spec.endpoint_name, spec.config_name, spec.model_name) == (
+        "infer-endpoint-job1", "config-job-1", "model-job-1")
+    job = last_job(publisher)
+    assert (job["status"], job["endpoint_status"]) == ("deleted", "Deleted")
+
+
+def test_deleting_an_unknown_job_is_retried_not_dropped(world):
+    deps, endpoints, publisher, route = world
+    with pytest.raises(UnknownJob):
+        route.dispatch(command_event(EndpointDeletionRequested(job_id="nope", endpoint_name="x")))
