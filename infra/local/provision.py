@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+
 from service_kit.resources import DEFAULT_BUS, CoreResources, Queue, Rule, ServiceResources, physical_name
 
 

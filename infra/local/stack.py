@@ -9,6 +9,7 @@ Processes, their logs and their PIDs live under the run directory (``.run``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -195,8 +196,17 @@ class LocalStack:
             Process("endpoint-manager", [python, "-m", "endpoint_manager.entrypoints.worker"], manager_env),
             Process(
                 "api-gateway-http",
-                [python, "-m", "uvicorn", "api_gateway.entrypoints.asgi:app", "--host", "127.0.0.1",
-                 "--port", str(self.settings.api_port), "--no-access-log"],
+                [
+                    python,
+                    "-m",
+                    "uvicorn",
+                    "api_gateway.entrypoints.asgi:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.settings.api_port),
+                    "--no-access-log",
+                ],
                 edge_env,
             ),
         ]
@@ -258,10 +268,8 @@ def _alive(pid: int) -> bool:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _wait_for_http(url: str, deadline: float, what: str) -> None:

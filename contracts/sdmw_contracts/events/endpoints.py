@@ -20,6 +20,7 @@ class EndpointDeploymentRequested(Command):
     instance_type: str
     initial_instance_count: int = Field(ge=1)
     autoscaling_enabled: bool = False
+    requested_at: datetime = Field(description="When the client asked; the job's start time.")
 
 
 class EndpointDeletionRequested(Command):

@@ -66,7 +66,7 @@ def on_deployment_requested(event: BusEvent, deps: Dependencies) -> None:
     command = envelope.parse_data(EndpointDeploymentRequested)
     job = deps.jobs.get(command.job_id)
     if job is None:
-        job = jobs.new_job(command, deps.clock())
+        job = jobs.new_job(command)
         deps.jobs.save(job)
     if jobs.needs_creation(job):
         job = _create_endpoint(job, deps)

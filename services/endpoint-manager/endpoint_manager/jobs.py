@@ -16,7 +16,7 @@ ENTITY = Job.entity_type()
 FINISHED = frozenset({"failed", "deleted"})
 
 
-def new_job(command: EndpointDeploymentRequested, now: datetime) -> Job:
+def new_job(command: EndpointDeploymentRequested) -> Job:
     return Job(
         id=command.job_id,
         version=1,
@@ -25,7 +25,7 @@ def new_job(command: EndpointDeploymentRequested, now: datetime) -> Job:
         initial_instance_count=command.initial_instance_count,
         autoscaling_enabled=command.autoscaling_enabled,
         status="inprogress",
-        start_time=now,
+        start_time=command.requested_at,
     )
 
 

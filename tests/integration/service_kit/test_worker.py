@@ -27,10 +27,18 @@ from tests.conftest import create_service_table
 def event_body(job_id: str, event_id: str) -> str:
     envelope = EventEnvelope.wrap(
         EndpointDeletionRequested(job_id=job_id, endpoint_name="e"),
-        producer="api-gateway", correlation_id=job_id, event_id=event_id,
+        producer="api-gateway",
+        correlation_id=job_id,
+        event_id=event_id,
     )
-    return json.dumps({"id": str(uuid.uuid4()), "source": "sdmw.api-gateway",
-                       "detail-type": "EndpointDeletionRequested", "detail": json.loads(envelope.model_dump_json())})
+    return json.dumps(
+        {
+            "id": str(uuid.uuid4()),
+            "source": "sdmw.api-gateway",
+            "detail-type": "EndpointDeletionRequested",
+            "detail": json.loads(envelope.model_dump_json()),
+        }
+    )
 
 
 class RunningWorker:
@@ -78,14 +86,18 @@ def test_failing_message_lands_in_dlq_and_duplicates_run_once(queues):
             raise RuntimeError("always fails")
         handled.append(job_id)
 
-    consumer = Consumer(Router().on_event("EndpointDeletionRequested", handle), Logger(service="it"),
-                        dynamodb_idempotency(create_service_table("it-svc")))
+    consumer = Consumer(
+        Router().on_event("EndpointDeletionRequested", handle),
+        Logger(service="it"),
+        dynamodb_idempotency(create_service_table("it-svc")),
+    )
     sqs = boto3.client("sqs")
     duplicate_id = str(uuid.uuid4())
     for body in (event_body("good", duplicate_id), event_body("good", duplicate_id), event_body("poison", "p-1")):
         sqs.send_message(QueueUrl=url, MessageBody=body)
 
     with RunningWorker(Worker(consumer, url, Logger(service="it"), visibility_timeout_s=5, long_poll_s=1)):
+
         def poison_in_dlq():
             found = sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1, VisibilityTimeout=0)
             return any("poison" in m["Body"] for m in found.get("Messages", []))
@@ -103,7 +115,8 @@ def test_stopping_loses_no_message(queues):
     handled: list[str] = []
     consumer = Consumer(
         Router().on_event("EndpointDeletionRequested", lambda e: handled.append(e.envelope().data["job_id"])),
-        Logger(service="it"), idempotency_store=None,
+        Logger(service="it"),
+        idempotency_store=None,
     )
     sqs = boto3.client("sqs")
     with RunningWorker(Worker(consumer, url, Logger(service="it"), visibility_timeout_s=5, long_poll_s=1)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -32,7 +33,9 @@ class FakeEndpoints:
 
     def create(self, spec: EndpointSpec) -> None:
         if self.refuse_with:
-            raise ClientError({"Error": {"Code": "ResourceLimitExceeded", "Message": self.refuse_with}}, "CreateEndpoint")
+            raise ClientError(
+                {"Error": {"Code": "ResourceLimitExceeded", "Message": self.refuse_with}}, "CreateEndpoint"
+            )
         self.created.append(spec)
         self.states[spec.endpoint_name] = EndpointState("Creating")
 
@@ -60,8 +63,12 @@ def world(mocked_aws):
 
 def command_event(command) -> BusEvent:
     envelope = EventEnvelope.wrap(command, producer="api-gateway", correlation_id=command.job_id)
-    return BusEvent(id="e", source="sdmw.api-gateway", detail_type=command.detail_type(), detail=json.loads(
-        envelope.model_dump_json()))
+    return BusEvent(
+        id="e",
+        source="sdmw.api-gateway",
+        detail_type=command.detail_type(),
+        detail=json.loads(envelope.model_dump_json()),
+    )
 
 
 def state_event(name: str, status: str) -> BusEvent:
@@ -70,7 +77,11 @@ def state_event(name: str, status: str) -> BusEvent:
 
 
 DEPLOY = EndpointDeploymentRequested(
-    job_id="job-1", endpoint_name="infer-endpoint-job1", instance_type="ml.g4dn.xlarge", initial_instance_count=2
+    job_id="job-1",
+    endpoint_name="infer-endpoint-job1",
+    instance_type="ml.g4dn.xlarge",
+    initial_instance_count=2,
+    requested_at=datetime(2024, 1, 1, tzinfo=UTC),
 )
 
 
@@ -157,7 +168,10 @@ def test_delete_removes_everything_and_marks_the_job_deleted(world):
     route.dispatch(command_event(EndpointDeletionRequested(job_id="job-1", endpoint_name="infer-endpoint-job1")))
     spec = endpoints.deleted[0]
     assert (spec.endpoint_name, spec.config_name, spec.model_name) == (
-        "infer-endpoint-job1", "config-job-1", "model-job-1")
+        "infer-endpoint-job1",
+        "config-job-1",
+        "model-job-1",
+    )
     job = last_job(publisher)
     assert (job["status"], job["endpoint_status"]) == ("deleted", "Deleted")
 

@@ -24,10 +24,15 @@ def bus_body(job_id: str, event_id: str | None = None) -> str:
         correlation_id=job_id,
         event_id=event_id,
     )
-    return json.dumps({
-        "version": "0", "id": str(uuid.uuid4()), "source": "sdmw.api-gateway",
-        "detail-type": "EndpointDeletionRequested", "detail": json.loads(envelope.model_dump_json()),
-    })
+    return json.dumps(
+        {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "source": "sdmw.api-gateway",
+            "detail-type": "EndpointDeletionRequested",
+            "detail": json.loads(envelope.model_dump_json()),
+        }
+    )
 
 
 def sqs_event(*bodies: str) -> dict:
@@ -93,8 +98,14 @@ def test_an_event_without_handler_fails_rather_than_vanishing(consumer):
 
 
 def test_parse_sns_notification():
-    body = json.dumps({"Type": "Notification", "MessageId": "n1", "TopicArn": "arn:aws:sns:us-east-1:1:sdmw-async-success",
-                       "Message": json.dumps({"inferenceId": "i"})})
+    body = json.dumps(
+        {
+            "Type": "Notification",
+            "MessageId": "n1",
+            "TopicArn": "arn:aws:sns:us-east-1:1:sdmw-async-success",
+            "Message": json.dumps({"inferenceId": "i"}),
+        }
+    )
     message = parse_message(body)
     assert isinstance(message, SnsNotification)
     assert message.topic_name == "sdmw-async-success" and message.json() == {"inferenceId": "i"}

@@ -46,6 +46,7 @@ def deploy_sagemaker_endpoint(body: DeployEndpointRequest, deps: Edge) -> Endpoi
         instance_type=body.instance_type,
         initial_instance_count=body.initial_instance_count,
         autoscaling_enabled=body.autoscaling_enabled,
+        requested_at=initial.start_time,
     )
     _record_then_send(deps, initial, command)
     return EndpointDeploymentJobView.of(initial)

@@ -1,0 +1,111 @@
+"""Scenario 1 of the seed API, "Deploy a new Endpoint", driven over HTTP as its code samples do."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e.conftest import LOCAL_INSTANCE_QUOTA, ApiClient
+
+pytestmark = pytest.mark.e2e
+
+
+def poll_until_finished(api: ApiClient, job_id: str, timeout_s: float = 90) -> dict:
+    """List deployment jobs until ours leaves inprogress, as the seed tells clients to."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        listed = api.get("/inference/list-endpoint-deployment-jobs")
+        assert listed.status_code == 200
+        job = next(j for j in listed.json() if j["EndpointDeploymentJobId"] == job_id)
+        if job["status"] != "inprogress":
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} still inprogress after {timeout_s}s")
+
+
+def test_deploy_list_get_and_delete_an_endpoint(api: ApiClient):
+    # The seed's sample sends the count as a string.
+    deployed = api.post(
+        "/inference/deploy-sagemaker-endpoint",
+        json={"instance_type": "ml.g4dn.xlarge", "initial_instance_count": "1"},
+    )
+    assert deployed.status_code == 200, deployed.text
+    job_id = deployed.json()["EndpointDeploymentJobId"]
+    endpoint_name = deployed.json()["endpoint_name"]
+    assert endpoint_name == f"infer-endpoint-{job_id[:7]}"
+
+    right_after = api.get("/inference/get-endpoint-deployment-job", params={"jobID": job_id})
+    assert right_after.status_code == 200 and right_after.json()["status"] == "inprogress"
+
+    finished = poll_until_finished(api, job_id)
+    assert finished["status"] == "success", finished
+    assert finished["endpoint_status"] == "InService"
+
+    job = api.get("/inference/get-endpoint-deployment-job", params={"jobID": job_id}).json()
+    assert job["EndpointDeploymentJobId"] == job_id
+    assert job["endpoint_name"] == endpoint_name
+    assert job["endpoint_status"] == "InService" and job["status"] == "success"
+    assert job["startTime"] < job["endTime"]
+
+    deleted = api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [endpoint_name]})
+    assert deleted.status_code == 200, deleted.text
+    assert [(j["EndpointDeploymentJobId"], j["status"]) for j in deleted.json()] == [(job_id, "deleted")]
+    listed = api.get("/inference/list-endpoint-deployment-jobs").json()
+    assert next(j for j in listed if j["EndpointDeploymentJobId"] == job_id)["status"] == "deleted"
+
+
+def test_deploy_with_the_old_middlewares_fields(api: ApiClient):
+    deployed = api.post(
+        "/inference/deploy-sagemaker-endpoint",
+        json={
+            "instance_type": "ml.g5.xlarge",
+            "initial_instance_count": 2,
+            "endpoint_name": "e2e-named-endpoint",
+            "autoscaling_enabled": True,
+        },
+    )
+    assert deployed.status_code == 200, deployed.text
+    job_id = deployed.json()["EndpointDeploymentJobId"]
+    again = api.post(
+        "/inference/deploy-sagemaker-endpoint",
+        json={"instance_type": "ml.g5.xlarge", "initial_instance_count": 1, "endpoint_name": "e2e-named-endpoint"},
+    )
+    assert again.status_code == 409, again.text
+
+    finished = poll_until_finished(api, job_id)
+    assert (finished["status"], finished["endpoint_name"]) == ("success", "e2e-named-endpoint"), finished
+    assert finished["autoscaling_enabled"] is True and finished["error"] == ""
+    deleted = api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": ["e2e-named-endpoint"]})
+    assert deleted.json()[0]["status"] == "deleted"
+
+
+def test_a_deployment_over_quota_fails_with_the_reason(api: ApiClient):
+    deployed = api.post(
+        "/inference/deploy-sagemaker-endpoint",
+        json={"instance_type": "ml.g4dn.2xlarge", "initial_instance_count": 4},
+    )
+    job_id = deployed.json()["EndpointDeploymentJobId"]
+    second = api.post(
+        "/inference/deploy-sagemaker-endpoint",
+        json={"instance_type": "ml.g4dn.2xlarge", "initial_instance_count": LOCAL_INSTANCE_QUOTA - 3},
+    )
+    second_id = second.json()["EndpointDeploymentJobId"]
+    outcomes = {poll_until_finished(api, job_id)["status"], poll_until_finished(api, second_id)["status"]}
+    assert outcomes == {"success", "failed"}
+    failed = next(
+        api.get("/inference/get-endpoint-deployment-job", params={"jobID": i}).json()
+        for i in (job_id, second_id)
+        if api.get("/inference/get-endpoint-deployment-job", params={"jobID": i}).json()["status"] == "failed"
+    )
+    assert "ResourceLimitExceeded" in failed["error"], failed
+    succeeded = next(i for i in (job_id, second_id) if i != failed["EndpointDeploymentJobId"])
+    name = api.get("/inference/get-endpoint-deployment-job", params={"jobID": succeeded}).json()["endpoint_name"]
+    api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [name, failed["endpoint_name"]]})
+
+
+def test_unknown_job_and_unknown_endpoint_are_404(api: ApiClient):
+    assert api.get("/inference/get-endpoint-deployment-job", params={"jobID": "no-such-job"}).status_code == 404
+    missing = api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": ["no-such-endpoint"]})
+    assert missing.status_code == 404
+    assert "no-such-endpoint" in missing.json()["error"]
