@@ -1,0 +1,458 @@
+"""What the local SageMaker knows: models, endpoint configs, endpoints, and their lifecycle.
+
+Everything lives in memory, behind one lock. Each endpoint has one lifecycle
+thread: it starts the instances, waits for their health checks, then watches
+them while the endpoint is in service. Every status change puts a "SageMaker
+Endpoint State Change" event on the default EventBridge bus, in the shape AWS
+sends it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import queue
+import re
+import shlex
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.config import Config
+
+from infra.local.sagemaker.instances import Instance, exit_reason, start_instance, stop_instances, wait_until_healthy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ACCOUNT = "123456789012"  # moto's default account, so ARNs agree with the emulator's
+DEFAULT_REGION = "us-east-1"
+WATCH_INTERVAL_S = 0.5
+STATE_CHANGE_DETAIL_TYPE = "SageMaker Endpoint State Change"
+
+
+class ApiError(Exception):
+    """An error SageMaker answers with: its code (e.g. ValidationException) and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def validation_error(message: str) -> ApiError:
+    return ApiError("ValidationException", message)
+
+
+@dataclass(frozen=True)
+class Settings:
+    account: str
+    region: str
+    runtime_command: tuple[str, ...]
+    workdir: Path
+    startup_timeout_s: float = 120.0
+    max_instances: int = 8
+    stop_grace_s: float = 5.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        default_command = f"{shlex.quote(sys.executable)} -m sd_runtime serve"
+        workdir = environ.get("LOCAL_SAGEMAKER_WORKDIR") or tempfile.mkdtemp(prefix="local-sagemaker-")
+        return cls(
+            account=environ.get("LOCAL_SAGEMAKER_ACCOUNT", DEFAULT_ACCOUNT),
+            region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
+            runtime_command=tuple(shlex.split(environ.get("LOCAL_SAGEMAKER_RUNTIME_COMMAND", default_command))),
+            workdir=Path(workdir),
+            startup_timeout_s=float(environ.get("LOCAL_SAGEMAKER_STARTUP_TIMEOUT_S", 120)),
+            max_instances=int(environ.get("LOCAL_SAGEMAKER_MAX_INSTANCES", 8)),
+        )
+
+
+@functools.cache
+def hosting_instance_types() -> frozenset[str]:
+    """The instance types SageMaker hosting accepts, as botocore's service model lists them."""
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return frozenset(model.shape_for("ProductionVariantInstanceType").enum)
+
+
+@dataclass
+class Model:
+    name: str
+    arn: str
+    creation_time: float
+    spec: dict[str, Any]  # the CreateModel request, less name and tags
+
+    def container(self) -> dict[str, Any]:
+        return self.spec.get("PrimaryContainer") or self.spec["Containers"][0]
+
+
+@dataclass
+class EndpointConfig:
+    name: str
+    arn: str
+    creation_time: float
+    spec: dict[str, Any]  # the CreateEndpointConfig request, less name and tags
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A production variant as deployed: what it runs is copied from its model at CreateEndpoint."""
+
+    name: str
+    model_name: str
+    instance_type: str
+    instance_count: int
+    weight: float
+    image: str | None
+    environment: dict[str, str]
+
+
+@dataclass
+class Endpoint:
+    """A deployed endpoint.
+
+    ``instances`` (each with its ``url``) and ``async_inference_config`` are
+    what the runtime plane (InvokeEndpointAsync) serves requests from.
+    """
+
+    name: str
+    arn: str
+    config_name: str
+    variants: list[Variant]
+    async_inference_config: dict[str, Any] | None
+    tags: dict[str, str]
+    creation_time: float
+    last_modified_time: float
+    status: str = "Creating"
+    failure_reason: str | None = None
+    instances: list[Instance] = field(default_factory=list)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    @property
+    def instance_count(self) -> int:
+        return sum(variant.instance_count for variant in self.variants)
+
+
+class EventPublisher:
+    """Puts events on EventBridge from one background thread.
+
+    One thread keeps the events in the order the status changes happened, and
+    keeps a slow or absent emulator from blocking the API.
+    """
+
+    def __init__(self, client_factory: Callable[[], Any]) -> None:
+        self._client_factory = client_factory
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="sagemaker-events", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def for_region(cls, region: str) -> EventPublisher:
+        # Endpoints come from the standard AWS_ENDPOINT_URL(_EVENTS) variables, as in AWS.
+        config = Config(retries={"mode": "standard", "max_attempts": 5})
+        return cls(lambda: boto3.session.Session().client("events", region_name=region, config=config))
+
+    def publish(self, entry: dict[str, Any]) -> None:
+        self._queue.put(entry)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        client = None
+        while (entry := self._queue.get()) is not None:
+            try:
+                client = client or self._client_factory()
+                response = client.put_events(Entries=[entry])
+                if response.get("FailedEntryCount"):
+                    log.error("EventBridge refused %s: %s", entry["DetailType"], response["Entries"])
+            except Exception:
+                log.exception("could not put %s on EventBridge", entry["DetailType"])
+
+
+def event_status(status: str) -> str:
+    """EndpointStatus as state-change events spell it: InService -> IN_SERVICE."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", status).upper()
+
+
+def epoch_millis(timestamp: float) -> float:
+    return float(round(timestamp * 1000))
+
+
+class LocalSageMaker:
+    """The control plane's state and the endpoints' lifecycle."""
+
+    def __init__(self, settings: Settings, events: EventPublisher) -> None:
+        self.settings = settings
+        self._events = events
+        self.lock = threading.RLock()
+        self._models: dict[str, Model] = {}
+        self._configs: dict[str, EndpointConfig] = {}
+        self._endpoints: dict[str, Endpoint] = {}
+
+    def arn(self, kind: str, name: str) -> str:
+        return f"arn:aws:sagemaker:{self.settings.region}:{self.settings.account}:{kind}/{name.lower()}"
+
+    # Models
+
+    def create_model(self, name: str, spec: dict[str, Any]) -> Model:
+        with self.lock:
+            if name.lower() in self._models:
+                raise validation_error(f'Cannot create already existing model "{self.arn("model", name)}".')
+            model = Model(name=name, arn=self.arn("model", name), creation_time=time.time(), spec=spec)
+            self._models[name.lower()] = model
+            return model
+
+    def model(self, name: str) -> Model:
+        with self.lock:
+            model = self._models.get(name.lower())
+        if model is None:
+            raise validation_error(f'Could not find model "{self.arn("model", name)}".')
+        return model
+
+    def models(self) -> list[Model]:
+        with self.lock:
+            return list(self._models.values())
+
+    def delete_model(self, name: str) -> None:
+        # Endpoints keep what they copied from the model, so SageMaker lets it go while in use.
+        with self.lock:
+            self.model(name)
+            del self._models[name.lower()]
+
+    # Endpoint configs
+
+    def create_endpoint_config(self, name: str, spec: dict[str, Any]) -> EndpointConfig:
+        with self.lock:
+            if name.lower() in self._configs:
+                arn = self.arn("endpoint-config", name)
+                raise validation_error(f'Cannot create already existing endpoint configuration "{arn}".')
+            for variant in spec["ProductionVariants"]:
+                self._check_variant(variant)
+            config = EndpointConfig(
+                name=name, arn=self.arn("endpoint-config", name), creation_time=time.time(), spec=spec
+            )
+            self._configs[name.lower()] = config
+            return config
+
+    def _check_variant(self, variant: dict[str, Any]) -> None:
+        self.model(variant["ModelName"])
+        instance_type = variant.get("InstanceType")
+        if instance_type is None or "ServerlessConfig" in variant:
+            raise validation_error(
+                f"Production variant {variant['VariantName']}: the local SageMaker hosts instance-based "
+                "variants only; give InstanceType and InitialInstanceCount."
+            )
+        if instance_type not in hosting_instance_types():
+            raise validation_error(
+                f"1 validation error detected: Value '{instance_type}' at 'productionVariants.member.instanceType' "
+                "failed to satisfy constraint: Member must satisfy enum value set of SageMaker hosting instance types"
+            )
+        if variant.get("InitialInstanceCount", 0) < 1:
+            raise validation_error(
+                f"Production variant {variant['VariantName']}: InitialInstanceCount must be at least 1."
+            )
+
+    def endpoint_config(self, name: str) -> EndpointConfig:
+        with self.lock:
+            config = self._configs.get(name.lower())
+        if config is None:
+            arn = self.arn("endpoint-config", name)
+            raise validation_error(f'Could not find endpoint configuration "{arn}".')
+        return config
+
+    def endpoint_configs(self) -> list[EndpointConfig]:
+        with self.lock:
+            return list(self._configs.values())
+
+    def delete_endpoint_config(self, name: str) -> None:
+        # An endpoint keeps running on a deleted config, as in SageMaker.
+        with self.lock:
+            self.endpoint_config(name)
+            del self._configs[name.lower()]
+
+    # Endpoints
+
+    def create_endpoint(self, name: str, config_name: str, tags: dict[str, str]) -> Endpoint:
+        with self.lock:
+            if name.lower() in self._endpoints:
+                raise validation_error(f'Cannot create already existing endpoint "{self.arn("endpoint", name)}".')
+            config = self.endpoint_config(config_name)
+            variants = [self._deployed_variant(variant) for variant in config.spec["ProductionVariants"]]
+            self._check_quota(variants)
+            now = time.time()
+            endpoint = Endpoint(
+                name=name,
+                arn=self.arn("endpoint", name),
+                config_name=config.name,
+                variants=variants,
+                async_inference_config=config.spec.get("AsyncInferenceConfig"),
+                tags=tags,
+                creation_time=now,
+                last_modified_time=now,
+            )
+            self._endpoints[name.lower()] = endpoint
+            log.info("endpoint %s is Creating", name)
+            self._publish_state_change(endpoint)
+            endpoint.thread = threading.Thread(target=self._run, args=(endpoint,), name=f"endpoint-{name}", daemon=True)
+            endpoint.thread.start()
+            return endpoint
+
+    def _deployed_variant(self, variant: dict[str, Any]) -> Variant:
+        container = self.model(variant["ModelName"]).container()
+        return Variant(
+            name=variant["VariantName"],
+            model_name=variant["ModelName"],
+            instance_type=variant["InstanceType"],
+            instance_count=variant["InitialInstanceCount"],
+            weight=float(variant.get("InitialVariantWeight", 1.0)),
+            image=container.get("Image"),
+            environment=dict(container.get("Environment") or {}),
+        )
+
+    def _check_quota(self, variants: list[Variant]) -> None:
+        # Like the account quota for endpoint instances: every endpoint that holds instances counts.
+        in_use = sum(e.instance_count for e in self._endpoints.values() if e.status != "Failed")
+        requested = sum(variant.instance_count for variant in variants)
+        limit = self.settings.max_instances
+        if in_use + requested > limit:
+            raise ApiError(
+                "ResourceLimitExceeded",
+                f"The account-level service limit 'endpoint instances' is {limit} Instances, with current "
+                f"utilization of {in_use} Instances and a request delta of {requested} Instances. "
+                "Please raise LOCAL_SAGEMAKER_MAX_INSTANCES to increase this quota.",
+            )
+
+    def endpoint(self, name: str) -> Endpoint:
+        with self.lock:
+            endpoint = self._endpoints.get(name.lower())
+        if endpoint is None:
+            raise validation_error(f'Could not find endpoint "{self.arn("endpoint", name)}".')
+        return endpoint
+
+    def endpoints(self) -> list[Endpoint]:
+        with self.lock:
+            return list(self._endpoints.values())
+
+    def delete_endpoint(self, name: str) -> None:
+        with self.lock:
+            endpoint = self.endpoint(name)
+            if endpoint.status == "Deleting":
+                return
+            self._set_status(endpoint, "Deleting")
+            endpoint.cancelled.set()
+        threading.Thread(target=self._remove, args=(endpoint,), name=f"delete-{name}", daemon=True).start()
+
+    def _remove(self, endpoint: Endpoint) -> None:
+        self._stop(endpoint)
+        with self.lock:
+            if self._endpoints.get(endpoint.name.lower()) is endpoint:
+                del self._endpoints[endpoint.name.lower()]
+
+    def shutdown(self) -> None:
+        """Stop every instance; called when the server stops."""
+        with self.lock:
+            endpoints = list(self._endpoints.values())
+        for endpoint in endpoints:
+            endpoint.cancelled.set()
+        for endpoint in endpoints:
+            self._stop(endpoint)
+        self._events.close()
+
+    # Lifecycle (one thread per endpoint)
+
+    def _run(self, endpoint: Endpoint) -> None:
+        reason = self._deploy(endpoint)
+        if reason is None and self._transition(endpoint, "InService", expected=("Creating",)):
+            reason = self._watch(endpoint)
+        if reason is not None and self._transition(
+            endpoint, "Failed", expected=("Creating", "InService"), reason=reason
+        ):
+            stop_instances(endpoint.instances, self.settings.stop_grace_s)
+
+    def _deploy(self, endpoint: Endpoint) -> str | None:
+        log_dir = self.settings.workdir / f"{endpoint.name}-{int(endpoint.creation_time * 1000)}"
+        command = self.settings.runtime_command
+        try:
+            for variant in endpoint.variants:
+                for index in range(variant.instance_count):
+                    if endpoint.cancelled.is_set():
+                        return None
+                    instance = start_instance(command, variant.environment, variant.name, index, log_dir)
+                    with self.lock:
+                        endpoint.instances.append(instance)
+        except OSError as error:
+            return f"Could not start the primary container ({shlex.join(command)}): {error}"
+        return wait_until_healthy(endpoint.instances, self.settings.startup_timeout_s, endpoint.cancelled)
+
+    def _watch(self, endpoint: Endpoint) -> str | None:
+        while not endpoint.cancelled.wait(WATCH_INTERVAL_S):
+            for instance in endpoint.instances:
+                code = instance.exit_code()
+                if code is not None:
+                    return exit_reason(instance, code, "while the endpoint was in service")
+        return None
+
+    def _stop(self, endpoint: Endpoint) -> None:
+        # The lifecycle thread starts instances; wait for it so none is started after this.
+        if endpoint.thread is not None:
+            endpoint.thread.join()
+        stop_instances(endpoint.instances, self.settings.stop_grace_s)
+
+    def _transition(
+        self, endpoint: Endpoint, status: str, expected: tuple[str, ...], reason: str | None = None
+    ) -> bool:
+        """Move to ``status`` unless something else (a delete, a shutdown) moved the endpoint first."""
+        with self.lock:
+            if endpoint.status not in expected or endpoint.cancelled.is_set():
+                return False
+            self._set_status(endpoint, status, reason)
+            return True
+
+    def _set_status(self, endpoint: Endpoint, status: str, reason: str | None = None) -> None:
+        endpoint.status = status
+        endpoint.failure_reason = reason
+        endpoint.last_modified_time = time.time()
+        log.info("endpoint %s is %s%s", endpoint.name, status, f": {reason}" if reason else "")
+        self._publish_state_change(endpoint)
+
+    def _publish_state_change(self, endpoint: Endpoint) -> None:
+        detail: dict[str, Any] = {
+            "EndpointName": endpoint.name,
+            "EndpointArn": endpoint.arn,
+            "EndpointConfigName": endpoint.config_name,
+            "ProductionVariants": [
+                {
+                    "VariantName": variant.name,
+                    "DesiredWeight": variant.weight,
+                    "DesiredInstanceCount": float(variant.instance_count),
+                }
+                for variant in endpoint.variants
+            ],
+            "EndpointStatus": event_status(endpoint.status),
+            "CreationTime": epoch_millis(endpoint.creation_time),
+            "LastModifiedTime": epoch_millis(endpoint.last_modified_time),
+            "Tags": dict(endpoint.tags),
+        }
+        if endpoint.failure_reason:
+            detail["FailureReason"] = endpoint.failure_reason
+        self._events.publish(
+            {
+                "Source": "aws.sagemaker",
+                "DetailType": STATE_CHANGE_DETAIL_TYPE,
+                "Detail": json.dumps(detail),
+                "Resources": [endpoint.arn],
+                "Time": datetime.fromtimestamp(endpoint.last_modified_time, UTC),
+            }
+        )
