@@ -1,0 +1,367 @@
+"""Routes 1-6 and 16: inference jobs and model merge.
+
+1. ``GET /inference/test-connection``
+2. ``GET /inference/list-inference-jobs``
+3. ``GET /inference/get-inference-job?jobID=...``
+4. ``GET /inference/get-inference-job-image-output?jobID=...``
+5. ``GET /inference/get-inference-job-param-output?jobID=...``
+6. ``POST /inference-api/inference``
+16. ``POST /inference/run-model-merge``
+
+Route 1 answers JSON ``null`` in the seed, so it has no model here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    ConfigDict,
+    Field,
+    RootModel,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from sdmw_contracts.api.common import ApiModel
+from sdmw_contracts.api.endpoints import ENDPOINT_NAME_PATTERN
+from sdmw_contracts.api.names import Base64Data, ObjectName
+
+InferenceTaskType = Literal["txt2img", "img2img"]
+#: Task types an inference job can show: a model merge runs on an endpoint as an inference job.
+InferenceJobTaskType = Literal["txt2img", "img2img", "merge"]
+InferenceJobStatus = Literal["inprogress", "succeed", "failed"]
+#: What ``POST /inference-api/inference`` answers: a job either started or was refused at once.
+InferenceStartStatus = Literal["inprogress", "failed"]
+
+#: The checkpoint types a request's ``models`` may name (the keys of ``models``).
+MODEL_TYPES: tuple[str, ...] = ("Stable-diffusion", "Lora", "embeddings", "hypernetworks", "ControlNet", "VAE")
+BASE_MODEL_TYPE = "Stable-diffusion"
+
+ControlNetResizeMode = Literal["Just Resize", "Crop and Resize", "Resize and Fill"]
+ControlNetControlMode = Literal["Balanced", "My prompt is more important", "ControlNet is more important"]
+#: ControlNet's API also takes these two enums by position (0, 1, 2).
+_RESIZE_MODES: tuple[str, ...] = ("Just Resize", "Crop and Resize", "Resize and Fill")
+_CONTROL_MODES: tuple[str, ...] = ("Balanced", "My prompt is more important", "ControlNet is more important")
+
+MergeMethod = Literal["Weighted sum", "Add difference"]
+
+
+def seed_complete_time(value: datetime | None) -> str | None:
+    """The seed's ``completeTime`` format: ``2023-07-04-09-14-26`` (UTC, seconds)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=None).strftime("%Y-%m-%d-%H-%M-%S")
+
+
+def _check_endpoint_name(value: str) -> str:
+    if not ENDPOINT_NAME_PATTERN.fullmatch(value):
+        raise ValueError("must be 1-63 letters, digits or hyphens, starting with a letter or digit")
+    return value
+
+
+class _OmitsNoError(ApiModel):
+    """A view whose ``error`` key appears only when there is an error, as in the seed."""
+
+    error: str | None = Field(default=None, description="Why the job failed; absent unless it failed.")
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_error(self, handler: Any) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            error = data.pop("error", None)
+            if error is not None:
+                data["error"] = error
+        return data
+
+
+# ---------------------------------------------------------------- route 6 body
+
+
+class ControlNetUnit(ApiModel):
+    """One entry of ``alwayson_scripts.controlnet.args``; defaults as the seed lists them."""
+
+    enabled: bool = False
+    module: str = Field(default="none", examples=["none", "canny", "openpose"])
+    model: str = Field(default="None", examples=["None", "control_v11p_sd15_canny"])
+    weight: float = Field(default=1, ge=0)
+    image: Base64Data | None = Field(default=None, description="Control image, base64 (a data URL is accepted).")
+    resize_mode: ControlNetResizeMode = "Crop and Resize"
+    low_vram: bool = False
+    processor_res: int = Field(default=-1, ge=-1)
+    threshold_a: float = -1
+    threshold_b: float = -1
+    guidance_start: float = Field(default=0, ge=0, le=1)
+    guidance_end: float = Field(default=1, ge=0, le=1)
+    pixel_perfect: bool = False
+    control_mode: ControlNetControlMode = "Balanced"
+    is_ui: bool = True
+    input_mode: str = Field(default="simple", examples=["simple", "batch"])
+    batch_images: str = ""
+    output_dir: str = ""
+    loopback: bool = False
+
+    @field_validator("resize_mode", mode="before")
+    @classmethod
+    def _resize_mode_by_position(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(_RESIZE_MODES):
+            return _RESIZE_MODES[value]
+        return value
+
+    @field_validator("control_mode", mode="before")
+    @classmethod
+    def _control_mode_by_position(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(_CONTROL_MODES):
+            return _CONTROL_MODES[value]
+        return value
+
+    @field_validator("processor_res")
+    @classmethod
+    def _processor_res(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("processor_res must be -1 (the module's default) or a positive resolution")
+        return value
+
+    @model_validator(mode="after")
+    def _guidance_order(self) -> ControlNetUnit:
+        if self.guidance_start > self.guidance_end:
+            raise ValueError(
+                f"guidance_start ({self.guidance_start}) must not be greater than guidance_end ({self.guidance_end})"
+            )
+        return self
+
+
+def _default_controlnet_args() -> list[ControlNetUnit]:
+    return [ControlNetUnit()]
+
+
+class ControlNetScript(ApiModel):
+    args: list[ControlNetUnit] = Field(default_factory=_default_controlnet_args)
+
+
+class ScriptArgs(ApiModel):
+    """An always-on script's arguments, passed through as given."""
+
+    args: list[Any] = Field(default_factory=list)
+
+
+class AlwaysOnScripts(ApiModel):
+    """``alwayson_scripts``: ControlNet is modelled; other scripts are kept as sent.
+
+    The seed's key ``"extra options"`` has a space, so the field is
+    ``extra_options`` with that alias: dump with ``by_alias=True``.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    controlnet: ControlNetScript = Field(default_factory=ControlNetScript)
+    extra_options: ScriptArgs = Field(default_factory=ScriptArgs, alias="extra options")
+
+
+class InferenceRequest(ApiModel):
+    """``POST /inference-api/inference``: txt2img or img2img on an async endpoint.
+
+    ``sagemaker_endpoint_name``, ``task_type``, ``prompt`` and
+    ``models["Stable-diffusion"]`` are required; every other field has the
+    default the seed documents. img2img also needs ``init_images``.
+    """
+
+    sagemaker_endpoint_name: str = Field(examples=["infer-endpoint-cb821ea"])
+    task_type: InferenceTaskType = Field(examples=["txt2img"])
+    prompt: str = Field(examples=["a cute panda"])
+    models: dict[str, list[ObjectName]] = Field(
+        description="Checkpoint type -> checkpoint names; Stable-diffusion is required.",
+        examples=[
+            {
+                "Stable-diffusion": ["v1-5-pruned-emaonly.safetensors"],
+                "Lora": ["raidenshogun1-000009.safetensors"],
+            }
+        ],
+    )
+    init_images: list[Base64Data] = Field(
+        default_factory=list, description="img2img input images, base64; required when task_type is img2img."
+    )
+    enable_hr: bool = False
+    denoising_strength: float | None = Field(default=None, ge=0, le=1, examples=[0.75])
+    firstphase_width: int = Field(default=0, ge=0)
+    firstphase_height: int = Field(default=0, ge=0)
+    hr_scale: float = Field(default=2.0, gt=0)
+    hr_upscaler: str = Field(default="Latent", examples=["Latent"])
+    hr_second_pass_steps: int = Field(default=0, ge=0)
+    hr_resize_x: int = Field(default=0, ge=0)
+    hr_resize_y: int = Field(default=0, ge=0)
+    hr_sampler_name: str | None = None
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
+    styles: list[str] = Field(default_factory=list)
+    seed: int = Field(default=-1, ge=-1, description="-1 picks a random seed.")
+    subseed: int = Field(default=-1, ge=-1)
+    subseed_strength: float = Field(default=0.0, ge=0, le=1)
+    seed_resize_from_h: int = Field(default=0, ge=-1)
+    seed_resize_from_w: int = Field(default=0, ge=-1)
+    sampler_name: str = Field(default="Euler a", examples=["Euler a", "DPM++ 2M Karras"])
+    batch_size: int = Field(default=1, ge=1)
+    n_iter: int = Field(default=1, ge=1)
+    steps: int = Field(default=28, ge=1)
+    cfg_scale: float = Field(default=7.0, ge=0)
+    width: int = Field(default=512, gt=0, multiple_of=8)
+    height: int = Field(default=512, gt=0, multiple_of=8)
+    restore_faces: bool = False
+    tiling: bool = False
+    do_not_save_samples: bool = False
+    do_not_save_grid: bool = False
+    negative_prompt: str = ""
+    eta: float | None = Field(default=None, ge=0)
+    s_min_uncond: float = Field(default=0.0, ge=0)
+    s_churn: float = Field(default=0.0, ge=0)
+    s_tmax: float = Field(default=1.0, ge=0)
+    s_tmin: float = Field(default=0.0, ge=0)
+    s_noise: float = Field(default=1.0, ge=0)
+    override_settings: dict[str, Any] = Field(default_factory=dict)
+    override_settings_restore_afterwards: bool = True
+    script_args: list[Any] = Field(default_factory=list)
+    sampler_index: str = Field(default="Euler a", examples=["Euler a"])
+    script_name: str | None = None
+    send_images: bool = True
+    save_images: bool = False
+    alwayson_scripts: AlwaysOnScripts = Field(default_factory=AlwaysOnScripts)
+
+    @field_validator("sagemaker_endpoint_name")
+    @classmethod
+    def _endpoint_name(cls, value: str) -> str:
+        return _check_endpoint_name(value)
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = [key for key in value if key not in MODEL_TYPES]
+        if unknown:
+            raise ValueError(f"unknown model type(s) {', '.join(unknown)}; known: {', '.join(MODEL_TYPES)}")
+        if not value.get(BASE_MODEL_TYPE):
+            raise ValueError(f'models["{BASE_MODEL_TYPE}"] must name at least one checkpoint')
+        return value
+
+    @model_validator(mode="after")
+    def _img2img_needs_images(self) -> InferenceRequest:
+        if self.task_type == "img2img" and not self.init_images:
+            raise ValueError("init_images must hold at least one base64 image when task_type is img2img")
+        return self
+
+
+class InferenceResponse(_OmitsNoError):
+    """What ``POST /inference-api/inference`` answers."""
+
+    inference_id: str = Field(examples=["1f9679f3-25b8-4c44-8345-0a845da30094"])
+    status: InferenceStartStatus = Field(examples=["inprogress"])
+    endpoint_name: str = Field(examples=["infer-endpoint-cb821ea"])
+    output_path: str | None = Field(
+        default=None, description="Where the async result will land.", examples=["path_of_prediction_output"]
+    )
+
+
+# ---------------------------------------------------------------- routes 2-5
+
+
+class GetInferenceJobQuery(ApiModel):
+    """``GET /inference/get-inference-job?jobID=...``."""
+
+    jobID: str = Field(min_length=1, examples=["1f9679f3-25b8-4c44-8345-0a845da30094"])
+
+
+class InferenceJobOutputQuery(ApiModel):
+    """``GET /inference/get-inference-job-{image,param}-output?jobID=...``.
+
+    ``jobID`` is optional in the seed: without one the answer is an empty list.
+    """
+
+    jobID: str | None = Field(default=None, examples=["1f9679f3-25b8-4c44-8345-0a845da30094"])
+
+
+class InferenceJobView(_OmitsNoError):
+    """One inference job as list-inference-jobs and get-inference-job show it.
+
+    ``startTime`` uses :func:`~sdmw_contracts.api.common.seed_time`,
+    ``completeTime`` uses :func:`seed_complete_time` (the seed's two formats).
+    """
+
+    inference_info_name: str | None = Field(
+        default=None, examples=["/tmp/1f9679f3-25b8-4c44-8345-0a845da30094_param.json"]
+    )
+    startTime: str = Field(examples=["2023-07-05 06:38:45.752740"])
+    taskType: InferenceJobTaskType = Field(examples=["txt2img"])
+    completeTime: str | None = Field(default=None, examples=["2023-07-05-06-38-49"])
+    InferenceJobId: str = Field(examples=["1f9679f3-25b8-4c44-8345-0a845da30094"])
+    status: InferenceJobStatus = Field(examples=["succeed"])
+    sagemakerRaw: str = Field(default="", description="SageMaker's async notification, as text.")
+    image_names: list[str] = Field(default_factory=list, examples=[["image_0.jpg"]])
+
+
+class InferenceJobList(RootModel[list[InferenceJobView]]):
+    """``GET /inference/list-inference-jobs``: a JSON array of jobs."""
+
+
+class PresignedUrlList(RootModel[list[str]]):
+    """Presigned GET URLs: a job's images, or its one parameter file."""
+
+    root: list[str] = Field(
+        examples=[
+            [
+                "https://stable-diffusion-aws-extension-aigcbucketa457cb49-1tlr2pqwkosg3.s3.amazonaws.com"
+                "/out/1f9679f3-25b8-4c44-8345-0a845da30094/result/image_0.jpg"
+            ]
+        ]
+    )
+
+
+# ---------------------------------------------------------------- route 16
+
+
+class ModelMergeRequest(ApiModel):
+    """``POST /inference/run-model-merge``: merge two or three Stable Diffusion checkpoints.
+
+    The seed documents no body; these are the checkpoint merger's inputs.
+    ``interp_method`` is also accepted as ``merge_method``. The merge runs on
+    an in-service endpoint: the one named, or any when none is.
+    """
+
+    primary_model_name: ObjectName = Field(examples=["v1-5-pruned-emaonly.safetensors"])
+    secondary_model_name: ObjectName = Field(examples=["dreamshaper_8.safetensors"])
+    tertiary_model_name: ObjectName | None = Field(default=None, examples=["v1-5-inpainting.safetensors"])
+    interp_method: MergeMethod = Field(
+        default="Weighted sum",
+        validation_alias=AliasChoices("interp_method", "merge_method"),
+        examples=["Weighted sum", "Add difference"],
+    )
+    multiplier: float = Field(default=0.3, ge=0, le=1, description="Weight of the secondary model (0..1).")
+    custom_name: ObjectName | None = Field(default=None, description="Name of the merged checkpoint.")
+    checkpoint_format: Literal["safetensors", "ckpt"] = "safetensors"
+    save_as_half: bool = False
+    sagemaker_endpoint_name: str | None = Field(default=None, examples=["infer-endpoint-cb821ea"])
+
+    @field_validator("sagemaker_endpoint_name")
+    @classmethod
+    def _endpoint_name(cls, value: str | None) -> str | None:
+        return None if value is None else _check_endpoint_name(value)
+
+    @model_validator(mode="after")
+    def _add_difference_needs_tertiary(self) -> ModelMergeRequest:
+        if self.interp_method == "Add difference" and not self.tertiary_model_name:
+            raise ValueError("interp_method 'Add difference' needs tertiary_model_name")
+        return self
+
+
+class ModelMergeResponse(ApiModel):
+    """What ``POST /inference/run-model-merge`` answers.
+
+    The seed shows the three model names; ``inference_id`` and ``status`` are
+    added so the merge can be followed with get-inference-job.
+    """
+
+    primary_model_name: str = Field(examples=["primary_model_name"])
+    secondary_model_name: str = Field(examples=["secondary_model_name"])
+    tertiary_model_name: str | None = Field(default=None, examples=["teritary_model_name"])
+    inference_id: str = Field(examples=["1f9679f3-25b8-4c44-8345-0a845da30094"])
+    status: InferenceStartStatus = Field(examples=["inprogress"])

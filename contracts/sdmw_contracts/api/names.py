@@ -1,0 +1,94 @@
+"""Checks for the names clients send that end up in S3 keys or table keys.
+
+A name that becomes part of an object key must not be able to leave the
+prefix it is put under, so ``..``, a leading ``/``, backslashes, empty
+segments and control characters are refused. Used as ``Annotated`` types so
+the error points at the offending field (or list item, or dict key).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections import Counter
+from collections.abc import Iterable
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+#: S3 keys are at most 1024 bytes; names are checked against that in characters.
+MAX_OBJECT_NAME_LENGTH = 1024
+#: Dataset and model names: they are table keys and key prefixes.
+RESOURCE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_object_name(value: str) -> str:
+    """A relative object name such as ``v1-5-pruned-emaonly.safetensors`` or ``sub/model.ckpt``."""
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > MAX_OBJECT_NAME_LENGTH:
+        raise ValueError(f"must be at most {MAX_OBJECT_NAME_LENGTH} characters")
+    if _CONTROL_CHARACTERS.search(value):
+        raise ValueError(f"{value!r} must not contain control characters")
+    if "\\" in value:
+        raise ValueError(f"{value!r} must not contain backslashes")
+    if value.startswith("/"):
+        raise ValueError(f"{value!r} must not start with '/'")
+    if ".." in value:
+        raise ValueError(f"{value!r} must not contain '..'")
+    if any(segment in ("", ".") for segment in value.split("/")):
+        raise ValueError(f"{value!r} must not have empty or '.' path segments")
+    return value
+
+
+def check_resource_name(value: str) -> str:
+    """1-128 letters, digits, ``-``, ``_`` or ``.``; never ``.`` or anything with ``..``."""
+    if not RESOURCE_NAME_PATTERN.fullmatch(value):
+        raise ValueError("must be 1-128 characters, each a letter, digit, '-', '_' or '.'")
+    if value == "." or ".." in value:
+        raise ValueError(f"{value!r} must not be '.' or contain '..'")
+    return value
+
+
+def check_client_path(value: str) -> str:
+    """A path on the client's machine: kept as sent, only emptiness and control characters are refused."""
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > MAX_OBJECT_NAME_LENGTH:
+        raise ValueError(f"must be at most {MAX_OBJECT_NAME_LENGTH} characters")
+    if _CONTROL_CHARACTERS.search(value):
+        raise ValueError(f"{value!r} must not contain control characters")
+    return value
+
+
+def check_base64(value: str) -> str:
+    """Base64 data, optionally as a ``data:<type>;base64,`` URL; line breaks are allowed."""
+    payload = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
+    payload = "".join(payload.split())
+    if not payload:
+        raise ValueError("must be base64-encoded data, got an empty string")
+    try:
+        base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be base64-encoded data") from None
+    return value
+
+
+def duplicates(values: Iterable[str]) -> list[str]:
+    """The values that occur more than once, in first-seen order."""
+    return [value for value, count in Counter(values).items() if count > 1]
+
+
+def check_unique(values: Iterable[str], what: str) -> None:
+    repeated = duplicates(values)
+    if repeated:
+        raise ValueError(f"duplicate {what}: {', '.join(repeated)}")
+
+
+ObjectName = Annotated[str, AfterValidator(check_object_name)]
+ResourceName = Annotated[str, AfterValidator(check_resource_name)]
+DatasetName = ResourceName
+ClientPath = Annotated[str, AfterValidator(check_client_path)]
+Base64Data = Annotated[str, AfterValidator(check_base64)]

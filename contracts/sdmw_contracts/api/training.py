@@ -1,0 +1,240 @@
+"""Routes 17-19 and 23-25: model-creation jobs and training jobs.
+
+17. ``POST /model``
+18. ``PUT /model``
+19. ``GET /models``
+23. ``POST /train``
+24. ``PUT /train``
+25. ``GET /trains``
+
+Response keys are the seed's, mixed casing included (``statusCode``,
+``s3PresignUrl``, ``trainJobs``, ``jobStatus``...).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, ConfigDict, Field, field_validator
+
+from sdmw_contracts.api.assets import MultipartFiles, MultiPartsTags, MultipartUpload
+from sdmw_contracts.api.common import ApiModel
+from sdmw_contracts.api.names import ObjectName, ResourceName, check_unique
+
+#: A model-creation job: waiting for its files, asked to start, started, finished or failed.
+ModelJobStatus = Literal["Initialed", "Creating", "Created", "Complete", "Fail"]
+#: What a client may set with ``PUT /model``: its files are uploaded, creation may start.
+ModelJobUpdateStatus = Literal["Creating"]
+TrainJobStatus = Literal["Initialed", "Training", "Complete", "Fail"]
+#: What a client may set with ``PUT /train``: its files are uploaded, training may start.
+TrainJobUpdateStatus = Literal["Training"]
+
+#: SageMaker instance type names, e.g. ``ml.g4dn.2xlarge``.
+INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+
+_MODEL_ID_EXAMPLE = "c9f59ee7-0672-4fd1-8a45-8a494de8a48d"
+_TRAIN_JOB_ID_EXAMPLE = "b5183dd3-0279-46ff-b64e-6cd687c0fe71"
+
+
+def _check_unique_names(names: list[str]) -> list[str]:
+    check_unique(names, "filenames")
+    return names
+
+
+UniqueObjectNames = Annotated[list[ObjectName], AfterValidator(_check_unique_names)]
+
+
+# ---------------------------------------------------------------- routes 17-19
+
+
+class CreateModelParams(ApiModel):
+    """``params.create_model_params`` of ``POST /model``; other keys are kept as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    new_model_name: ResourceName = Field(examples=["testmodelcreation01"])
+    ckpt_path: ObjectName = Field(
+        description="The checkpoint to start from (or a hub id when from_hub).",
+        examples=["v1-5-pruned-emaonly.safetensors"],
+    )
+    from_hub: bool = False
+    new_model_url: str = ""
+    new_model_token: str = ""
+    extract_ema: bool = False
+    train_unfrozen: bool = False
+    is_512: bool = True
+
+
+class CreateModelJobParams(ApiModel):
+    """``params`` of ``POST /model``; keys other than ``create_model_params`` are kept as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    create_model_params: CreateModelParams | None = None
+
+
+class CreateModelRequest(ApiModel):
+    """``POST /model``: start a model-creation job and the uploads of its files."""
+
+    model_type: str = Field(min_length=1, examples=["Stable-diffusion"])
+    name: ResourceName = Field(examples=["testmodelcreation01"])
+    filenames: MultipartFiles = Field(default_factory=list)
+    params: CreateModelJobParams = Field(default_factory=CreateModelJobParams)
+
+
+class CreatedModelJob(ApiModel):
+    id: str = Field(examples=[_MODEL_ID_EXAMPLE])
+    status: ModelJobStatus = Field(examples=["Initialed"])
+    s3_base: str = Field(examples=["s3://S3_Location"])
+    model_type: str = Field(examples=["Stable-diffusion"])
+    params: dict[str, Any] = Field(default_factory=dict)
+    s3PresignUrl: list[MultipartUpload] = Field(default_factory=list)
+
+
+class CreateModelResponse(ApiModel):
+    statusCode: int = 200
+    job: CreatedModelJob
+
+
+class UpdateModelRequest(ApiModel):
+    """``PUT /model``: finish the uploads and start creating the model."""
+
+    model_id: str = Field(min_length=1, examples=[_MODEL_ID_EXAMPLE])
+    status: ModelJobUpdateStatus = Field(examples=["Creating"])
+    multi_parts_tags: MultiPartsTags = Field(
+        default_factory=dict,
+        description="File name -> the parts uploaded for it.",
+        examples=[
+            {"v1-5-pruned-emaonly.safetensors.tar": [{"ETag": "cc95c41fa28463c8e9b88d67805f24e0", "PartNumber": 1}]}
+        ],
+    )
+
+
+class UpdatedModelJob(ApiModel):
+    output_path: str = Field(examples=["s3://S3_Location"])
+    id: str = Field(examples=[_MODEL_ID_EXAMPLE])
+    endpointName: str | None = Field(default=None, examples=["endpoint_name"])
+    jobStatus: ModelJobStatus = Field(examples=["Created"])
+    jobType: str = Field(examples=["Stable-diffusion"])
+
+
+class UpdateModelResponse(ApiModel):
+    statusCode: int = 200
+    job: UpdatedModelJob
+
+
+class ListModelsQuery(ApiModel):
+    """``GET /models?types=Stable-diffusion``: repeated parameters, all optional.
+
+    The seed documents ``types``; its middleware also filtered on ``status``.
+    """
+
+    types: list[str] = Field(default_factory=list, examples=[["Stable-diffusion"]])
+    status: list[str] = Field(default_factory=list, examples=[["Complete"]])
+
+
+class ModelView(ApiModel):
+    id: str = Field(examples=[_MODEL_ID_EXAMPLE])
+    model_name: str = Field(examples=["testmodelcreation01"])
+    created: int = Field(description="Seconds since the epoch.", examples=[12341234])
+    params: dict[str, Any] = Field(default_factory=dict)
+    status: ModelJobStatus = Field(examples=["Initialed"])
+    output_s3_location: str = Field(examples=["s3://S3_LOCATION/"])
+
+
+class ListModelsResponse(ApiModel):
+    statusCode: int = 200
+    models: list[ModelView] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- routes 23-25
+
+
+class TrainParams(ApiModel):
+    """``params.train_params`` of ``POST /train``; other keys are kept as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    training_instance_type: str | None = Field(default=None, examples=["ml.g4dn.2xlarge"])
+
+    @field_validator("training_instance_type")
+    @classmethod
+    def _instance_type(cls, value: str | None) -> str | None:
+        if value is not None and not INSTANCE_TYPE_PATTERN.fullmatch(value):
+            raise ValueError("training_instance_type must be a SageMaker instance type such as ml.g4dn.2xlarge")
+        return value
+
+
+class TrainJobParams(ApiModel):
+    """``params`` of ``POST /train``; keys other than ``train_params`` are kept as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    train_params: TrainParams | None = None
+
+
+class CreateTrainJobRequest(ApiModel):
+    """``POST /train``: start a training job and the uploads of its input files."""
+
+    train_type: str = Field(min_length=1, examples=["dreambooth"])
+    model_id: str = Field(min_length=1, examples=["36c9d05e-3445-42a6-8be1-d7d054df7b9d"])
+    params: TrainJobParams = Field(default_factory=TrainJobParams)
+    filenames: UniqueObjectNames = Field(default_factory=list, examples=[["training_config.json", "images.tar"]])
+
+
+class CreatedTrainJob(ApiModel):
+    id: str = Field(examples=[_TRAIN_JOB_ID_EXAMPLE])
+    status: TrainJobStatus = Field(examples=["Initialed"])
+    trainType: str = Field(examples=["Stable-diffusion"])
+    params: dict[str, Any] = Field(default_factory=dict)
+    input_location: str = Field(examples=["s3://S3_Location"])
+
+
+class CreateTrainJobResponse(ApiModel):
+    """``s3PresignUrl``: one ``{filename: presigned PUT URL}`` object per requested file."""
+
+    statusCode: int = 200
+    job: CreatedTrainJob
+    s3PresignUrl: list[dict[str, str]] = Field(default_factory=list, examples=[[{"filename": "s3://S3_Location"}]])
+
+
+class UpdateTrainJobRequest(ApiModel):
+    """``PUT /train``: the input files are uploaded; start training."""
+
+    train_job_id: str = Field(min_length=1, examples=[_TRAIN_JOB_ID_EXAMPLE])
+    status: TrainJobUpdateStatus = Field(examples=["Training"])
+
+
+class UpdatedTrainJob(ApiModel):
+    id: str = Field(examples=[_TRAIN_JOB_ID_EXAMPLE])
+    status: TrainJobStatus = Field(examples=["Training"])
+    created: int = Field(description="Seconds since the epoch.", examples=[12341234])
+    trainType: str = Field(examples=["Stable-diffusion"])
+    params: dict[str, Any] = Field(default_factory=dict)
+    input_location: str = Field(examples=["s3://S3_Location"])
+
+
+class UpdateTrainJobResponse(ApiModel):
+    statusCode: int = 200
+    job: UpdatedTrainJob
+
+
+class ListTrainJobsQuery(ApiModel):
+    """``GET /trains?types=Stable-diffusion``: repeated parameter, optional."""
+
+    types: list[str] = Field(default_factory=list, examples=[["Stable-diffusion"]])
+
+
+class TrainJobView(ApiModel):
+    id: str = Field(examples=[_TRAIN_JOB_ID_EXAMPLE])
+    modelName: str = Field(examples=["model_name"])
+    status: TrainJobStatus = Field(examples=["Complete"])
+    trainType: str = Field(examples=["Stable-diffusion"])
+    created: int = Field(description="Seconds since the epoch.", examples=[1234124])
+    sagemakerTrainName: str | None = Field(default=None, examples=["sagemaker_train_name"])
+
+
+class ListTrainJobsResponse(ApiModel):
+    statusCode: int = 200
+    trainJobs: list[TrainJobView] = Field(default_factory=list)
