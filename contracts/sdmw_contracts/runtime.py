@@ -1,0 +1,71 @@
+"""What inference-dispatcher sends to sd-runtime through SageMaker async inference.
+
+The dispatcher writes an ``InvocationRequest`` as JSON to S3 and calls
+``InvokeEndpointAsync`` with that input location; SageMaker posts it to the
+container's ``POST /invocations``. The container answers an
+``InvocationResponse`` in the A1111 shape, which SageMaker writes to the
+endpoint config's S3 output path.
+
+Models travel as S3 locations resolved by the dispatcher from the asset events,
+so the runtime never looks a name up itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RuntimeTask = Literal["txt2img", "img2img", "merge"]
+MergeMethod = Literal["Weighted sum", "Add difference"]
+
+
+class ModelRef(BaseModel):
+    """One model file or folder in S3, as the user named it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(description="The name the user used, e.g. v1-5-pruned-emaonly.safetensors.")
+    s3_uri: str = Field(
+        description="s3://bucket/key of a single file (.safetensors/.ckpt/.pt/.bin), "
+        "or s3://bucket/prefix/ of a diffusers folder (ends with '/')."
+    )
+
+
+class MergeSpec(BaseModel):
+    """Checkpoint merge, as A1111's checkpoint merger does it."""
+
+    primary: ModelRef
+    secondary: ModelRef
+    tertiary: ModelRef | None = Field(default=None, description="Required for 'Add difference'.")
+    method: MergeMethod = "Weighted sum"
+    multiplier: float = Field(default=0.3, ge=0, le=1)
+    output_s3_uri: str = Field(description="Where the merged single-file safetensors checkpoint is written.")
+
+
+class InvocationRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    inference_id: str
+    task: RuntimeTask
+    checkpoint: ModelRef | None = Field(default=None, description="The Stable-diffusion model; None for merge.")
+    loras: list[ModelRef] = Field(default_factory=list)
+    embeddings: list[ModelRef] = Field(default_factory=list, description="Textual inversions.")
+    controlnets: list[ModelRef] = Field(
+        default_factory=list, description="ControlNet models named by alwayson_scripts.controlnet args."
+    )
+    payload: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The A1111 txt2img/img2img parameters: the seed's inference body, defaults filled in.",
+    )
+    merge: MergeSpec | None = None
+
+
+class InvocationResponse(BaseModel):
+    """A1111's answer: base64 images, the parameters used, and info as a JSON string."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    images: list[str] = Field(default_factory=list)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    info: str = ""
