@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-PACKAGES := contracts services/service-kit services/api-gateway services/endpoint-manager services/sd-runtime
+PACKAGES := contracts services/service-kit services/api-gateway services/endpoint-manager services/asset-registry \
+	services/sd-runtime
 
 export API_PORT ?= 8000
 export API_KEY ?= local-dev-key

@@ -195,6 +195,11 @@ class LocalStack:
             Process("api-gateway-projector", [python, "-m", "api_gateway.entrypoints.projector_worker"], edge_env),
             Process("endpoint-manager", [python, "-m", "endpoint_manager.entrypoints.worker"], manager_env),
             Process(
+                "asset-registry",
+                [python, "-m", "asset_registry.entrypoints.worker"],
+                {**base, **environments["asset-registry"]},
+            ),
+            Process(
                 "api-gateway-http",
                 [
                     python,

@@ -1,6 +1,15 @@
 """Every event the services exchange, by the service that owns it."""
 
 from sdmw_contracts.envelope import Event
+from sdmw_contracts.events.assets import (
+    CheckpointChanged,
+    CheckpointCreationRequested,
+    CheckpointUpdateRequested,
+    DatasetChanged,
+    DatasetCreationRequested,
+    DatasetItemChanged,
+    DatasetUpdateRequested,
+)
 from sdmw_contracts.events.endpoints import (
     EndpointDeletionRequested,
     EndpointDeploymentChanged,
@@ -15,11 +24,25 @@ ALL_EVENTS: dict[str, type[Event]] = {
         EndpointDeploymentRequested,
         EndpointDeletionRequested,
         EndpointDeploymentChanged,
+        CheckpointCreationRequested,
+        CheckpointUpdateRequested,
+        CheckpointChanged,
+        DatasetCreationRequested,
+        DatasetUpdateRequested,
+        DatasetChanged,
+        DatasetItemChanged,
     )
 }
 
 __all__ = [
     "ALL_EVENTS",
+    "CheckpointChanged",
+    "CheckpointCreationRequested",
+    "CheckpointUpdateRequested",
+    "DatasetChanged",
+    "DatasetCreationRequested",
+    "DatasetItemChanged",
+    "DatasetUpdateRequested",
     "EndpointDeletionRequested",
     "EndpointDeploymentChanged",
     "EndpointDeploymentRequested",

@@ -8,6 +8,7 @@ from api_gateway import SERVICE
 from api_gateway.app import create_app
 from api_gateway.commands import CommandSender
 from api_gateway.dependencies import EdgeDependencies
+from api_gateway.presign import Presigner
 from api_gateway.read_model import ReadModel, projection_router
 from api_gateway.settings import EdgeSettings
 from service_kit.config import ServiceConfig
@@ -26,10 +27,12 @@ def _config() -> ServiceConfig:
 
 def http_app() -> FastAPI:
     config = _config()
+    settings = EdgeSettings.from_env()
     deps = EdgeDependencies(
-        settings=EdgeSettings.from_env(),
+        settings=settings,
         read_model=ReadModel(SnapshotTable(config.table)),
         commands=CommandSender(EventBridgePublisher(config.event_bus, config.source)),
+        presigner=Presigner(config.bucket, settings.presign_expiry_s, settings.presign_max_expiry_s),
     )
     return create_app(deps)
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from fastapi import Request
 
 from api_gateway.commands import CommandSender
+from api_gateway.presign import Presigner
 from api_gateway.read_model import ReadModel
 from api_gateway.settings import EdgeSettings
 
@@ -18,6 +19,7 @@ class EdgeDependencies:
     settings: EdgeSettings
     read_model: ReadModel
     commands: CommandSender
+    presigner: Presigner
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 

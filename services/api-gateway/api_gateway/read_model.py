@@ -38,8 +38,8 @@ class ReadModel:
         data = self._table.get(model.entity_type(), entity_id)
         return model.model_validate(data) if data else None
 
-    def list(self, model: type[S]) -> list[S]:
-        return [model.model_validate(data) for data in self._table.list(model.entity_type())]
+    def list(self, model: type[S], id_prefix: str | None = None) -> list[S]:
+        return [model.model_validate(data) for data in self._table.list(model.entity_type(), id_prefix)]
 
     def wait_for(self, model: type[S], entity_id: str, done: Callable[[S], bool], timeout_s: float) -> S | None:
         """Poll until the entity satisfies ``done`` or time runs out; the last seen snapshot."""

@@ -11,6 +11,9 @@ class EdgeSettings:
     stage: str
     api_keys: tuple[str, ...]
     transition_wait_s: float
+    presign_expiry_s: int
+    presign_max_expiry_s: int
+    upload_key_prefixes: tuple[str, ...]
 
     @classmethod
     def from_env(cls) -> EdgeSettings:
@@ -23,6 +26,11 @@ class EdgeSettings:
             stage=os.environ.get("API_STAGE", "prod").strip("/"),
             api_keys=tuple(keys),
             transition_wait_s=float(os.environ.get("TRANSITION_WAIT_S", "20")),
+            presign_expiry_s=int(os.environ.get("PRESIGN_EXPIRY_S", "3600")),
+            presign_max_expiry_s=int(os.environ.get("PRESIGN_MAX_EXPIRY_S", str(12 * 3600))),
+            upload_key_prefixes=tuple(
+                p.strip() for p in os.environ.get("UPLOAD_KEY_PREFIXES", "config/").split(",") if p.strip()
+            ),
         )
 
     @property

@@ -37,11 +37,15 @@ class SnapshotTable:
         item = self._table.get_item(Key={"pk": entity_type, "sk": entity_id}, ConsistentRead=True).get("Item")
         return json.loads(item["data"]) if item else None
 
-    def list(self, entity_type: str) -> list[dict[str, Any]]:
-        return [json.loads(item["data"]) for item in self._query(entity_type)]
+    def list(self, entity_type: str, id_prefix: str | None = None) -> list[dict[str, Any]]:
+        """Every snapshot of a type, or those whose id starts with ``id_prefix``."""
+        return [json.loads(item["data"]) for item in self._query(entity_type, id_prefix)]
 
-    def _query(self, entity_type: str) -> Iterator[dict[str, Any]]:
-        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(entity_type), "ConsistentRead": True}
+    def _query(self, entity_type: str, id_prefix: str | None) -> Iterator[dict[str, Any]]:
+        condition = Key("pk").eq(entity_type)
+        if id_prefix:
+            condition = condition & Key("sk").begins_with(id_prefix)
+        kwargs: dict[str, Any] = {"KeyConditionExpression": condition, "ConsistentRead": True}
         while True:
             page = self._table.query(**kwargs)
             yield from page.get("Items", [])

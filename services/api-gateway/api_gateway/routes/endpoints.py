@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from api_gateway.dependencies import EdgeDependencies, edge
-from api_gateway.errors import conflict, not_found, unavailable
+from api_gateway.errors import conflict, not_found
+from api_gateway.transitions import record_then_send, send
 from sdmw_contracts.api.endpoints import DeleteEndpointsRequest, DeployEndpointRequest, EndpointDeploymentJobView
 from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentChanged, EndpointDeploymentRequested
-from service_kit.events import PublishError
 
 router = APIRouter(tags=["endpoints"])
 Edge = Annotated[EdgeDependencies, Depends(edge)]
@@ -48,17 +48,8 @@ def deploy_sagemaker_endpoint(body: DeployEndpointRequest, deps: Edge) -> Endpoi
         autoscaling_enabled=body.autoscaling_enabled,
         requested_at=initial.start_time,
     )
-    _record_then_send(deps, initial, command)
+    record_then_send(deps, [initial], command, correlation_id=job_id)
     return EndpointDeploymentJobView.of(initial)
-
-
-def _record_then_send(deps: EdgeDependencies, initial: EndpointDeploymentChanged, command) -> None:
-    deps.read_model.apply(initial)
-    try:
-        deps.commands.send(command, correlation_id=initial.id)
-    except PublishError as exc:
-        deps.read_model.discard_initial(initial)
-        raise unavailable(f"the request was not accepted, try again: {exc}") from exc
 
 
 @router.post("/inference/delete-sagemaker-endpoint")
@@ -71,12 +62,7 @@ def delete_sagemaker_endpoint(body: DeleteEndpointsRequest, deps: Edge) -> list[
             raise not_found(f"no endpoint named {name}")
         jobs.append(job)
     for job in jobs:
-        try:
-            deps.commands.send(
-                EndpointDeletionRequested(job_id=job.id, endpoint_name=job.endpoint_name), correlation_id=job.id
-            )
-        except PublishError as exc:
-            raise unavailable(f"deletion of {job.endpoint_name} was not accepted, try again: {exc}") from exc
+        send(deps, EndpointDeletionRequested(job_id=job.id, endpoint_name=job.endpoint_name), correlation_id=job.id)
     return [_view_after_deletion(deps, job) for job in jobs]
 
 

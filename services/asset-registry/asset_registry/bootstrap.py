@@ -1,0 +1,36 @@
+"""The one place that wires real adapters into the handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from asset_registry import SERVICE
+from asset_registry.handlers import Dependencies, Snapshots, router
+from asset_registry.storage import S3Storage
+from service_kit.config import ServiceConfig
+from service_kit.consumer import Consumer, dynamodb_idempotency
+from service_kit.events import EventBridgePublisher
+from service_kit.logging import get_logger
+from service_kit.snapshots import SnapshotTable
+
+
+@dataclass(frozen=True)
+class App:
+    config: ServiceConfig
+    deps: Dependencies
+    consumer: Consumer
+
+
+def bootstrap() -> App:
+    config = ServiceConfig.from_env(SERVICE)
+    if not config.table:
+        raise RuntimeError("SDMW_TABLE is not set")
+    logger = get_logger(SERVICE)
+    deps = Dependencies(
+        snapshots=Snapshots(SnapshotTable(config.table)),
+        storage=S3Storage(config.bucket),
+        publisher=EventBridgePublisher(config.event_bus, config.source),
+        logger=logger,
+    )
+    consumer = Consumer(router(deps), logger, dynamodb_idempotency(config.table))
+    return App(config=config, deps=deps, consumer=consumer)

@@ -1,0 +1,82 @@
+"""Checkpoints: how one moves, as pure functions of its snapshot.
+
+Initialed (uploads open) -> Active (uploads completed and verified) or Disabled
+(uploads aborted). A refused request leaves the checkpoint as it was and
+records the refusal, so the client can fix its ETags and try again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sdmw_contracts.events.assets import (
+    CheckpointChanged,
+    CheckpointCreationRequested,
+    CheckpointFile,
+    Rejection,
+    checkpoint_prefix,
+)
+
+Checkpoint = CheckpointChanged
+ENTITY = Checkpoint.entity_type()
+
+
+def new_checkpoint(command: CheckpointCreationRequested, bucket: str, upload_ids: Mapping[str, str]) -> Checkpoint:
+    prefix = checkpoint_prefix(command.checkpoint_type, command.checkpoint_id)
+    return Checkpoint(
+        id=command.checkpoint_id,
+        version=1,
+        checkpoint_type=command.checkpoint_type,
+        status="Initialed",
+        s3_location=f"s3://{bucket}/{prefix}",
+        files=[
+            CheckpointFile(
+                filename=f.filename,
+                key=prefix + f.filename,
+                s3_uri=f"s3://{bucket}/{prefix}{f.filename}",
+                parts_number=f.parts_number,
+                upload_id=upload_ids[f.filename],
+            )
+            for f in command.files
+        ],
+        params=command.params,
+        created_at=command.requested_at,
+    )
+
+
+def _next(checkpoint: Checkpoint, **changes: object) -> Checkpoint:
+    return checkpoint.model_copy(update={**changes, "version": checkpoint.version + 1})
+
+
+def with_file_completed(checkpoint: Checkpoint, filename: str, size: int) -> Checkpoint:
+    """The same snapshot (no new version) with one file's upload recorded as complete."""
+    files = [
+        f.model_copy(update={"upload_id": None, "size": size}) if f.filename == filename else f
+        for f in checkpoint.files
+    ]
+    return checkpoint.model_copy(update={"files": files})
+
+
+def activated(checkpoint: Checkpoint) -> Checkpoint:
+    return _next(checkpoint, status="Active", rejection=None)
+
+
+def rejected(checkpoint: Checkpoint, request_id: str, reason: str) -> Checkpoint:
+    return _next(checkpoint, rejection=Rejection(request_id=request_id, reason=reason))
+
+
+def disabled(checkpoint: Checkpoint) -> Checkpoint:
+    files = [f.model_copy(update={"upload_id": None}) for f in checkpoint.files]
+    return _next(checkpoint, status="Disabled", files=files, rejection=None)
+
+
+def tag_problems(checkpoint: Checkpoint, tagged_filenames: set[str]) -> str | None:
+    """Why these tags cannot complete the checkpoint's open uploads, or None."""
+    open_files = {f.filename for f in checkpoint.files if f.upload_id}
+    unknown = sorted(tagged_filenames - {f.filename for f in checkpoint.files})
+    missing = sorted(open_files - tagged_filenames)
+    if unknown:
+        return f"multi_parts_tags names files that are not part of the checkpoint: {', '.join(unknown)}"
+    if missing:
+        return f"multi_parts_tags has no ETags for: {', '.join(missing)}"
+    return None

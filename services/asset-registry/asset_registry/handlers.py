@@ -1,0 +1,185 @@
+"""Message handlers: plain functions of (message, dependencies).
+
+Each ends by publishing the current snapshots of what it touched, also when a
+redelivery finds the work done, so a crash between saving and publishing loses
+no event (stable event ids make the repeat harmless).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from aws_lambda_powertools import Logger
+
+from asset_registry import SERVICE, checkpoints, datasets
+from asset_registry.checkpoints import Checkpoint
+from asset_registry.datasets import Dataset, Item
+from asset_registry.storage import Storage, UploadRefused
+from sdmw_contracts.envelope import EntityChanged, EventEnvelope
+from sdmw_contracts.events import (
+    CheckpointCreationRequested,
+    CheckpointUpdateRequested,
+    DatasetCreationRequested,
+    DatasetUpdateRequested,
+)
+from sdmw_contracts.events.assets import checkpoint_prefix, dataset_item_id
+from service_kit.consumer import Router
+from service_kit.events import EventPublisher, outgoing
+from service_kit.messages import BusEvent
+from service_kit.snapshots import SnapshotTable
+
+S = TypeVar("S", bound=EntityChanged)
+
+
+class UnknownEntity(LookupError):
+    """A command names something this service has not seen (yet): retry later."""
+
+
+class Snapshots:
+    """The service's entities in its table."""
+
+    def __init__(self, table: SnapshotTable) -> None:
+        self._table = table
+
+    def get(self, model: type[S], entity_id: str) -> S | None:
+        data = self._table.get(model.entity_type(), entity_id)
+        return model.model_validate(data) if data else None
+
+    def items_of(self, dataset_name: str) -> list[Item]:
+        prefix = dataset_item_id(dataset_name, "")
+        return [Item.model_validate(d) for d in self._table.list(datasets.ITEM, id_prefix=prefix)]
+
+    def save(self, *snapshots: EntityChanged) -> None:
+        for snapshot in snapshots:
+            self._table.save(snapshot.entity_type(), snapshot.id, snapshot.version, snapshot.model_dump(mode="json"))
+
+
+@dataclass
+class Dependencies:
+    snapshots: Snapshots
+    storage: Storage
+    publisher: EventPublisher
+    logger: Logger
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def on_checkpoint_creation(event: BusEvent, deps: Dependencies) -> None:
+    envelope = event.envelope()
+    command = envelope.parse_data(CheckpointCreationRequested)
+    checkpoint = deps.snapshots.get(Checkpoint, command.checkpoint_id)
+    if checkpoint is None:
+        # An upload left open by a crash before the save below is aborted by
+        # the bucket's lifecycle rule for incomplete multipart uploads.
+        prefix = checkpoint_prefix(command.checkpoint_type, command.checkpoint_id)
+        upload_ids = {f.filename: deps.storage.start_upload(prefix + f.filename) for f in command.files}
+        checkpoint = checkpoints.new_checkpoint(command, deps.storage.bucket, upload_ids)
+        deps.snapshots.save(checkpoint)
+    _publish([checkpoint], checkpoint.id, envelope, deps)
+
+
+def on_checkpoint_update(event: BusEvent, deps: Dependencies) -> None:
+    envelope = event.envelope()
+    command = envelope.parse_data(CheckpointUpdateRequested)
+    checkpoint = deps.snapshots.get(Checkpoint, command.checkpoint_id)
+    if checkpoint is None:
+        raise UnknownEntity(f"update of checkpoint {command.checkpoint_id} arrived before its creation")
+    updated = _disable(checkpoint, deps) if command.status == "Disabled" else _activate(checkpoint, command, deps)
+    if updated is not checkpoint:
+        deps.snapshots.save(updated)
+    _publish([updated], updated.id, envelope, deps)
+
+
+def _disable(checkpoint: Checkpoint, deps: Dependencies) -> Checkpoint:
+    if checkpoint.status == "Disabled":
+        return checkpoint
+    for file in checkpoint.files:
+        if file.upload_id:
+            deps.storage.abort_upload(file.key, file.upload_id)
+    return checkpoints.disabled(checkpoint)
+
+
+def _activate(checkpoint: Checkpoint, command: CheckpointUpdateRequested, deps: Dependencies) -> Checkpoint:
+    if checkpoint.rejection and checkpoint.rejection.request_id == command.request_id:
+        return checkpoint  # this request was already refused
+    if checkpoint.status != "Initialed":
+        return checkpoints.rejected(checkpoint, command.request_id, f"checkpoint is {checkpoint.status}, not Initialed")
+    problem = checkpoints.tag_problems(checkpoint, set(command.multi_parts_tags))
+    if problem:
+        return checkpoints.rejected(checkpoint, command.request_id, problem)
+    current = checkpoint
+    for file in checkpoint.files:
+        if not file.upload_id:
+            continue
+        try:
+            size = deps.storage.complete_upload(
+                file.key, file.upload_id, command.multi_parts_tags[file.filename], file.parts_number
+            )
+        except UploadRefused as refused:
+            # Files completed so far stay completed; the retry finishes the rest.
+            return checkpoints.rejected(current, command.request_id, str(refused))
+        current = checkpoints.with_file_completed(current, file.filename, size)
+    return checkpoints.activated(current)
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def on_dataset_creation(event: BusEvent, deps: Dependencies) -> None:
+    envelope = event.envelope()
+    command = envelope.parse_data(DatasetCreationRequested)
+    dataset = deps.snapshots.get(Dataset, command.dataset_name)
+    if dataset is None:
+        dataset, items = datasets.new_dataset(command, deps.storage.bucket)
+        deps.snapshots.save(*items, dataset)  # the dataset last: it says the items are there
+    else:
+        items = deps.snapshots.items_of(dataset.id)
+    _publish([*items, dataset], dataset.id, envelope, deps)
+
+
+def on_dataset_update(event: BusEvent, deps: Dependencies) -> None:
+    envelope = event.envelope()
+    command = envelope.parse_data(DatasetUpdateRequested)
+    dataset = deps.snapshots.get(Dataset, command.dataset_name)
+    if dataset is None:
+        raise UnknownEntity(f"update of dataset {command.dataset_name} arrived before its creation")
+    items = deps.snapshots.items_of(dataset.id)
+    if dataset.status == command.status or (dataset.rejection and dataset.rejection.request_id == command.request_id):
+        _publish([*items, dataset], dataset.id, envelope, deps)
+        return
+    missing = [
+        item.name for item in items if command.status == "Enabled" and deps.storage.object_size(item.key) is None
+    ]
+    if missing:
+        dataset = datasets.rejected(dataset, command.request_id, f"files not uploaded yet: {', '.join(missing)}")
+        deps.snapshots.save(dataset)
+        _publish([dataset], dataset.id, envelope, deps)
+        return
+    dataset, moved = datasets.with_status(dataset, items, command.status)
+    deps.snapshots.save(*moved, dataset)
+    _publish([*moved, dataset], dataset.id, envelope, deps)
+
+
+# ---------------------------------------------------------------- wiring
+
+
+def _publish(snapshots: Sequence[EntityChanged], correlation_id: str, cause: EventEnvelope, deps: Dependencies) -> None:
+    deps.publisher.publish(
+        [
+            outgoing(s, producer=SERVICE, correlation_id=correlation_id, causation_id=cause.metadata.event_id)
+            for s in snapshots
+        ]
+    )
+
+
+def router(deps: Dependencies) -> Router:
+    return (
+        Router()
+        .on_event(CheckpointCreationRequested.detail_type(), lambda e: on_checkpoint_creation(e, deps))
+        .on_event(CheckpointUpdateRequested.detail_type(), lambda e: on_checkpoint_update(e, deps))
+        .on_event(DatasetCreationRequested.detail_type(), lambda e: on_dataset_creation(e, deps))
+        .on_event(DatasetUpdateRequested.detail_type(), lambda e: on_dataset_update(e, deps))
+    )

@@ -1,0 +1,25 @@
+"""Everything asset-registry owns in AWS, declared once (see service_kit.resources)."""
+
+from asset_registry import SERVICE
+from sdmw_contracts.events import (
+    CheckpointCreationRequested,
+    CheckpointUpdateRequested,
+    DatasetCreationRequested,
+    DatasetUpdateRequested,
+)
+from service_kit.resources import Queue, Rule, ServiceResources, Table, project_events
+
+COMMANDS = (CheckpointCreationRequested, CheckpointUpdateRequested, DatasetCreationRequested, DatasetUpdateRequested)
+
+RESOURCES = ServiceResources(
+    service=SERVICE,
+    table=Table(SERVICE),
+    # Completing a multi-gigabyte multipart upload can take a while in S3.
+    queue=Queue(SERVICE, visibility_timeout_s=300),
+    rules=(
+        Rule(
+            "asset-commands",
+            project_events(*(command.detail_type() for command in COMMANDS), sources=("sdmw.api-gateway",)),
+        ),
+    ),
+)
