@@ -1,0 +1,227 @@
+"""asset-registry handlers against S3 and DynamoDB (moto in-process)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+from aws_lambda_powertools import Logger
+
+from asset_registry.handlers import Dependencies, Snapshots, UnknownEntity, router
+from asset_registry.storage import S3Storage
+from sdmw_contracts.envelope import EventEnvelope
+from sdmw_contracts.events import (
+    CheckpointCreationRequested,
+    CheckpointUpdateRequested,
+    DatasetCreationRequested,
+    DatasetUpdateRequested,
+)
+from sdmw_contracts.events.assets import DatasetItemSpec, FileParts
+from service_kit.events import RecordingPublisher
+from service_kit.messages import BusEvent
+from service_kit.snapshots import SnapshotTable
+from tests.conftest import create_service_table
+
+BUCKET = "assets-bucket"
+MB = 1024 * 1024
+NOW = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def world(mocked_aws):
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    publisher = RecordingPublisher()
+    deps = Dependencies(
+        snapshots=Snapshots(SnapshotTable(create_service_table("assets"), boto3.resource("dynamodb"))),
+        storage=S3Storage(BUCKET, s3),
+        publisher=publisher,
+        logger=Logger(service="test"),
+    )
+    return s3, publisher, router(deps)
+
+
+def as_event(command) -> BusEvent:
+    envelope = EventEnvelope.wrap(command, producer="api-gateway", correlation_id="c")
+    return BusEvent(
+        id="e",
+        source="sdmw.api-gateway",
+        detail_type=command.detail_type(),
+        detail=json.loads(envelope.model_dump_json()),
+    )
+
+
+def latest(publisher: RecordingPublisher, name: str, entity_id: str) -> dict:
+    return [e["data"] for e in publisher.of_type(name) if e["data"]["id"] == entity_id][-1]
+
+
+def create_checkpoint(route, files=(("model.safetensors", 2),), checkpoint_type="Stable-diffusion") -> str:
+    checkpoint_id = str(uuid.uuid4())
+    route.dispatch(
+        as_event(
+            CheckpointCreationRequested(
+                checkpoint_id=checkpoint_id,
+                checkpoint_type=checkpoint_type,
+                files=[FileParts(filename=name, parts_number=parts) for name, parts in files],
+                requested_at=NOW,
+            )
+        )
+    )
+    return checkpoint_id
+
+
+def upload_parts(s3, file: dict, sizes: list[int]) -> list[dict]:
+    tags = []
+    for number, size in enumerate(sizes, start=1):
+        etag = s3.upload_part(
+            Bucket=BUCKET, Key=file["key"], UploadId=file["upload_id"], PartNumber=number, Body=b"x" * size
+        )["ETag"]
+        tags.append({"ETag": etag, "PartNumber": number})
+    return tags
+
+
+def activate(route, checkpoint_id: str, tags: dict) -> str:
+    request_id = str(uuid.uuid4())
+    route.dispatch(
+        as_event(
+            CheckpointUpdateRequested(
+                checkpoint_id=checkpoint_id, request_id=request_id, status="Active", multi_parts_tags=tags
+            )
+        )
+    )
+    return request_id
+
+
+def test_creation_opens_one_upload_per_file_under_the_checkpoints_prefix(world):
+    s3, publisher, route = world
+    checkpoint_id = create_checkpoint(route, files=(("a.safetensors", 2), ("b.safetensors", 1)), checkpoint_type="Lora")
+    checkpoint = latest(publisher, "CheckpointChanged", checkpoint_id)
+    assert checkpoint["status"] == "Initialed" and checkpoint["version"] == 1
+    assert checkpoint["s3_location"] == f"s3://{BUCKET}/checkpoint/Lora/{checkpoint_id}/"
+    uploads = s3.list_multipart_uploads(Bucket=BUCKET)["Uploads"]
+    assert sorted(u["Key"] for u in uploads) == sorted(f["key"] for f in checkpoint["files"])
+    assert all(f["upload_id"] for f in checkpoint["files"])
+
+
+def test_right_etags_complete_verify_and_activate(world):
+    s3, publisher, route = world
+    checkpoint_id = create_checkpoint(route)
+    file = latest(publisher, "CheckpointChanged", checkpoint_id)["files"][0]
+    tags = upload_parts(s3, file, [5 * MB, 123])
+    activate(route, checkpoint_id, {"model.safetensors": tags})
+    checkpoint = latest(publisher, "CheckpointChanged", checkpoint_id)
+    assert checkpoint["status"] == "Active"
+    assert checkpoint["files"][0]["size"] == 5 * MB + 123 and checkpoint["files"][0]["upload_id"] is None
+    assert s3.head_object(Bucket=BUCKET, Key=file["key"])["ContentLength"] == 5 * MB + 123
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda tags: [{"ETag": '"0000"', "PartNumber": 1}, tags[1]],  # wrong ETag
+        lambda tags: tags[:1],  # a part missing
+        lambda tags: [tags[0], {"ETag": tags[1]["ETag"], "PartNumber": 3}],  # wrong part number
+    ],
+    ids=["wrong-etag", "missing-part", "wrong-number"],
+)
+def test_bad_etags_are_refused_and_the_upload_can_be_retried(world, spoil):
+    s3, publisher, route = world
+    checkpoint_id = create_checkpoint(route)
+    file = latest(publisher, "CheckpointChanged", checkpoint_id)["files"][0]
+    tags = upload_parts(s3, file, [5 * MB, 10])
+    request_id = activate(route, checkpoint_id, {"model.safetensors": spoil(tags)})
+    refused = latest(publisher, "CheckpointChanged", checkpoint_id)
+    assert refused["status"] == "Initialed"
+    assert refused["rejection"]["request_id"] == request_id and refused["rejection"]["reason"]
+    assert len(s3.list_parts(Bucket=BUCKET, Key=file["key"], UploadId=file["upload_id"])["Parts"]) == 2
+
+    activate(route, checkpoint_id, {"model.safetensors": tags})
+    assert latest(publisher, "CheckpointChanged", checkpoint_id)["status"] == "Active"
+
+
+def test_tags_for_unknown_or_missing_files_are_refused(world):
+    s3, publisher, route = world
+    checkpoint_id = create_checkpoint(route)
+    activate(route, checkpoint_id, {"other.safetensors": [{"ETag": "x", "PartNumber": 1}]})
+    reason = latest(publisher, "CheckpointChanged", checkpoint_id)["rejection"]["reason"]
+    assert "other.safetensors" in reason
+    activate(route, checkpoint_id, {})
+    assert "model.safetensors" in latest(publisher, "CheckpointChanged", checkpoint_id)["rejection"]["reason"]
+
+
+def test_activating_twice_is_refused_the_second_time(world):
+    s3, publisher, route = world
+    checkpoint_id = create_checkpoint(route, files=(("m.ckpt", 1),))
+    file = latest(publisher, "CheckpointChanged", checkpoint_id)["files"][0]
+    tags = upload_parts(s3, file, [10])
+    activate(route, checkpoint_id, {"m.ckpt": tags})
+    activate(route, checkpoint_id, {"m.ckpt": tags})
+    checkpoint = latest(publisher, "CheckpointChanged", checkpoint_id)
+    assert checkpoint["status"] == "Active" and "not Initialed" in checkpoint["rejection"]["reason"]
+
+
+def test_disabling_an_initialed_checkpoint_aborts_its_uploads(world):
+    s3, publisher, route = world
+    checkpoint_id = create_checkpoint(route)
+    route.dispatch(as_event(CheckpointUpdateRequested(checkpoint_id=checkpoint_id, request_id="r", status="Disabled")))
+    assert latest(publisher, "CheckpointChanged", checkpoint_id)["status"] == "Disabled"
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_a_redelivered_creation_opens_no_second_upload(world):
+    s3, publisher, route = world
+    command = CheckpointCreationRequested(
+        checkpoint_id="c-1",
+        checkpoint_type="VAE",
+        files=[FileParts(filename="vae.pt", parts_number=1)],
+        requested_at=NOW,
+    )
+    route.dispatch(as_event(command))
+    route.dispatch(as_event(command))
+    assert len(s3.list_multipart_uploads(Bucket=BUCKET)["Uploads"]) == 1
+    events = publisher.of_type("CheckpointChanged")
+    assert len({e["metadata"]["event_id"] for e in events}) == 1
+
+
+def test_update_before_creation_is_retried_not_dropped(world):
+    s3, publisher, route = world
+    with pytest.raises(UnknownEntity):
+        route.dispatch(as_event(CheckpointUpdateRequested(checkpoint_id="nope", request_id="r", status="Active")))
+
+
+def create_dataset(route, names=("a.png", "b.png")) -> None:
+    items = [DatasetItemSpec(name=n, type="image", original_filename=f"/home/me/{n}") for n in names]
+    route.dispatch(as_event(DatasetCreationRequested(dataset_name="pets", items=items, requested_at=NOW)))
+
+
+def update_dataset(route, status: str) -> str:
+    request_id = str(uuid.uuid4())
+    route.dispatch(as_event(DatasetUpdateRequested(dataset_name="pets", request_id=request_id, status=status)))
+    return request_id
+
+
+def test_dataset_is_enabled_only_when_every_file_arrived(world):
+    s3, publisher, route = world
+    create_dataset(route)
+    assert latest(publisher, "DatasetChanged", "pets")["status"] == "Initialed"
+    s3.put_object(Bucket=BUCKET, Key="dataset/pets/a.png", Body=b"png")
+    request_id = update_dataset(route, "Enabled")
+    refused = latest(publisher, "DatasetChanged", "pets")
+    assert refused["status"] == "Initialed"
+    assert refused["rejection"] == {"request_id": request_id, "reason": "files not uploaded yet: b.png"}
+
+    s3.put_object(Bucket=BUCKET, Key="dataset/pets/b.png", Body=b"png")
+    update_dataset(route, "Enabled")
+    assert latest(publisher, "DatasetChanged", "pets")["status"] == "Enabled"
+    assert {latest(publisher, "DatasetItemChanged", f"pets/{n}")["status"] for n in ("a.png", "b.png")} == {"Enabled"}
+
+
+def test_dataset_can_be_disabled(world):
+    s3, publisher, route = world
+    create_dataset(route, names=("a.png",))
+    update_dataset(route, "Disabled")
+    assert latest(publisher, "DatasetChanged", "pets")["status"] == "Disabled"
+    assert latest(publisher, "DatasetItemChanged", "pets/a.png")["status"] == "Disabled"
