@@ -8,6 +8,7 @@ tables, queues, rules and subscriptions are declared once, in its own
 from api_gateway.resources import RESOURCES as API_GATEWAY
 from asset_registry.resources import RESOURCES as ASSET_REGISTRY
 from endpoint_manager.resources import RESOURCES as ENDPOINT_MANAGER
+from inference_dispatcher.resources import RESOURCES as INFERENCE_DISPATCHER
 from service_kit.resources import ServiceResources
 
-SERVICES: tuple[ServiceResources, ...] = (API_GATEWAY, ENDPOINT_MANAGER, ASSET_REGISTRY)
+SERVICES: tuple[ServiceResources, ...] = (API_GATEWAY, ENDPOINT_MANAGER, ASSET_REGISTRY, INFERENCE_DISPATCHER)

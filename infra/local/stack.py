@@ -30,6 +30,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_ACCOUNT_ROLE = "arn:aws:iam::123456789012:role/sdmw-sagemaker-execution"
 LOCAL_RUNTIME_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-runtime:local"
 
+#: The local long-polling worker of each consuming service (its Lambda in AWS).
+LOCAL_WORKERS = {
+    "api-gateway": "api_gateway.entrypoints.projector_worker",
+    "endpoint-manager": "endpoint_manager.entrypoints.worker",
+    "asset-registry": "asset_registry.entrypoints.worker",
+    "inference-dispatcher": "inference_dispatcher.entrypoints.worker",
+}
+
 
 @dataclass(frozen=True)
 class StackSettings:
@@ -178,43 +186,45 @@ class LocalStack:
 
     def _service_processes(self, environments: dict[str, dict[str, str]]) -> list[Process]:
         base = self._base_env()
-        edge_env = {
-            **base,
-            **environments["api-gateway"],
-            "API_KEY": self.settings.api_key,
-            "API_STAGE": self.settings.stage,
-        }
-        manager_env = {
-            **base,
-            **environments["endpoint-manager"],
-            "SD_RUNTIME_IMAGE": LOCAL_RUNTIME_IMAGE,
-            "SAGEMAKER_ROLE_ARN": LOCAL_ACCOUNT_ROLE,
-        }
         python = sys.executable
-        return [
-            Process("api-gateway-projector", [python, "-m", "api_gateway.entrypoints.projector_worker"], edge_env),
-            Process("endpoint-manager", [python, "-m", "endpoint_manager.entrypoints.worker"], manager_env),
-            Process(
-                "asset-registry",
-                [python, "-m", "asset_registry.entrypoints.worker"],
-                {**base, **environments["asset-registry"]},
-            ),
-            Process(
-                "api-gateway-http",
-                [
-                    python,
-                    "-m",
-                    "uvicorn",
-                    "api_gateway.entrypoints.asgi:app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.settings.api_port),
-                    "--no-access-log",
-                ],
-                edge_env,
-            ),
+        extra = {
+            "api-gateway": {"API_KEY": self.settings.api_key, "API_STAGE": self.settings.stage},
+            "endpoint-manager": {"SD_RUNTIME_IMAGE": LOCAL_RUNTIME_IMAGE, "SAGEMAKER_ROLE_ARN": LOCAL_ACCOUNT_ROLE},
+        }
+        env = {name: {**base, **service_env, **extra.get(name, {})} for name, service_env in environments.items()}
+        workers = [
+            Process(name if name != "api-gateway" else "api-gateway-projector", [python, "-m", module], env[name])
+            for name, module in LOCAL_WORKERS.items()
         ]
+        http = Process(
+            "api-gateway-http",
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "api_gateway.entrypoints.asgi:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.settings.api_port),
+                "--no-access-log",
+            ],
+            env["api-gateway"],
+        )
+        return [*workers, self._scheduler_process(environments), http]
+
+    def _scheduler_process(self, environments: dict[str, dict[str, str]]) -> Process:
+        schedules = [
+            {
+                "rule": f"{self.settings.prefix}-{resources.service}-{schedule.name}",
+                "queue_url": environments[resources.service]["SDMW_QUEUE_URL"],
+                "every_s": schedule.every_s,
+            }
+            for resources in SERVICES
+            for schedule in resources.schedules
+        ]
+        env = {**self._base_env(), "SDMW_SCHEDULES": json.dumps(schedules)}
+        return Process("scheduler", [sys.executable, "-m", "infra.local.scheduler"], env)
 
     def _start(self, process: Process) -> None:
         log = open(self._logs / f"{process.name}.log", "ab")  # noqa: SIM115 - handed to the child

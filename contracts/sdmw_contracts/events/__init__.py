@@ -15,6 +15,11 @@ from sdmw_contracts.events.endpoints import (
     EndpointDeploymentChanged,
     EndpointDeploymentRequested,
 )
+from sdmw_contracts.events.inference import (
+    InferenceJobChanged,
+    InferenceRequested,
+    ModelMergeRequested,
+)
 from sdmw_contracts.events.sagemaker import SageMakerEndpointStateChange
 
 #: Events published on the project's bus, by detail-type.
@@ -31,6 +36,9 @@ ALL_EVENTS: dict[str, type[Event]] = {
         DatasetUpdateRequested,
         DatasetChanged,
         DatasetItemChanged,
+        InferenceRequested,
+        ModelMergeRequested,
+            InferenceJobChanged,
     )
 }
 
@@ -46,5 +54,8 @@ __all__ = [
     "EndpointDeletionRequested",
     "EndpointDeploymentChanged",
     "EndpointDeploymentRequested",
+    "InferenceJobChanged",
+    "InferenceRequested",
+    "ModelMergeRequested",
     "SageMakerEndpointStateChange",
 ]

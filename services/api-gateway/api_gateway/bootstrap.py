@@ -6,11 +6,13 @@ from fastapi import FastAPI
 
 from api_gateway import SERVICE
 from api_gateway.app import create_app
+from api_gateway.claims import ClaimCheck
 from api_gateway.commands import CommandSender
 from api_gateway.dependencies import EdgeDependencies
 from api_gateway.presign import Presigner
 from api_gateway.read_model import ReadModel, projection_router
 from api_gateway.settings import EdgeSettings
+from service_kit import aws
 from service_kit.config import ServiceConfig
 from service_kit.consumer import Consumer
 from service_kit.events import EventBridgePublisher
@@ -33,6 +35,7 @@ def http_app() -> FastAPI:
         read_model=ReadModel(SnapshotTable(config.table)),
         commands=CommandSender(EventBridgePublisher(config.event_bus, config.source)),
         presigner=Presigner(config.bucket, settings.presign_expiry_s, settings.presign_max_expiry_s),
+        claims=ClaimCheck(config.bucket, aws.client("s3")),
     )
     return create_app(deps)
 

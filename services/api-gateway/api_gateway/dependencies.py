@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from fastapi import Request
 
+from api_gateway.claims import ClaimCheck
 from api_gateway.commands import CommandSender
 from api_gateway.presign import Presigner
 from api_gateway.read_model import ReadModel
@@ -20,6 +21,7 @@ class EdgeDependencies:
     read_model: ReadModel
     commands: CommandSender
     presigner: Presigner
+    claims: ClaimCheck
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 

@@ -53,10 +53,30 @@ class Rule:
 
 @dataclass(frozen=True)
 class TopicSubscription:
-    """An SNS topic (of the core stack) delivered raw... or not: see ``raw``."""
+    """The service's queue subscribed to an SNS topic of the core stack.
+
+    Without raw delivery each message is SNS's JSON envelope, which the
+    consumer recognises as an ``SnsNotification``.
+    """
 
     topic: str
     raw_message_delivery: bool = False
+
+
+#: detail-type of the events EventBridge sends for a scheduled rule.
+SCHEDULED_EVENT = "Scheduled Event"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A scheduled rule that puts a "Scheduled Event" on the service's queue every ``every_s`` seconds."""
+
+    name: str
+    every_s: int
+
+    def expression(self) -> str:
+        minutes = max(1, self.every_s // 60)
+        return f"rate({minutes} minute{'s' if minutes > 1 else ''})"
 
 
 @dataclass(frozen=True)
@@ -66,6 +86,7 @@ class ServiceResources:
     queue: Queue | None = None
     rules: tuple[Rule, ...] = ()
     topic_subscriptions: tuple[TopicSubscription, ...] = ()
+    schedules: tuple[Schedule, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
 
 

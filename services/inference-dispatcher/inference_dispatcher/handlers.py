@@ -1,0 +1,209 @@
+"""Message handlers: plain functions of (message, dependencies).
+
+A job is saved before SageMaker is called and published after every change;
+a redelivery publishes the current snapshot again (stable event ids make the
+repeat harmless), so no event is lost to a crash.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from inference_dispatcher import SERVICE, jobs
+from inference_dispatcher.adapters import Endpoints, Storage
+from inference_dispatcher.invocations import generation_request, merge_request
+from inference_dispatcher.jobs import Job
+from inference_dispatcher.lookups import EndpointNotReady, Lookups, UnknownModel
+from inference_dispatcher.resources import ERROR_TOPIC, SUCCESS_TOPIC
+from inference_dispatcher.results import Notification, UnreadableResult, parse_response, store_result
+from sdmw_contracts.envelope import EventEnvelope
+from sdmw_contracts.events import CheckpointChanged, EndpointDeploymentChanged, InferenceRequested, ModelMergeRequested
+from sdmw_contracts.runtime import InvocationRequest
+from service_kit.consumer import Router
+from service_kit.events import EventPublisher, outgoing
+from service_kit.messages import BusEvent, SnsNotification
+from service_kit.resources import SCHEDULED_EVENT
+from service_kit.snapshots import SnapshotTable
+
+
+class NotYetKnown(RuntimeError):
+    """A model named by a fresh request is not in the dispatcher's view yet: retry shortly."""
+
+
+class UnknownJob(LookupError):
+    """A notification names a job this service does not have."""
+
+
+class JobRepository:
+    def __init__(self, table: SnapshotTable) -> None:
+        self._table = table
+
+    def get(self, job_id: str) -> Job | None:
+        data = self._table.get(jobs.ENTITY, job_id)
+        return Job.model_validate(data) if data else None
+
+    def unfinished(self) -> list[Job]:
+        return [job for job in map(Job.model_validate, self._table.list(jobs.ENTITY)) if not jobs.is_finished(job)]
+
+    def save(self, job: Job) -> None:
+        self._table.save(jobs.ENTITY, job.id, job.version, job.model_dump(mode="json"))
+
+
+@dataclass
+class Dependencies:
+    jobs: JobRepository
+    lookups: Lookups
+    storage: Storage
+    endpoints: Endpoints
+    publisher: EventPublisher
+    logger: Logger
+    grace_s: int = 60
+    #: How long after a request an unknown model may still be on its way to the dispatcher's view.
+    model_arrival_grace_s: int = 15
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def deadline_from(self, start: datetime) -> datetime:
+        return jobs.deadline_after(start, self.endpoints.queue_ttl_s, self.endpoints.invocation_timeout_s, self.grace_s)
+
+
+# ---------------------------------------------------------------- requests
+
+
+def on_inference_requested(event: BusEvent, deps: Dependencies) -> None:
+    envelope = event.envelope()
+    command = envelope.parse_data(InferenceRequested)
+    _start(command.job_id, command.task_type, command.endpoint_name, command, envelope, deps)
+
+
+def on_merge_requested(event: BusEvent, deps: Dependencies) -> None:
+    envelope = event.envelope()
+    command = envelope.parse_data(ModelMergeRequested)
+    _start(command.job_id, "merge", command.endpoint_name, command, envelope, deps)
+
+
+def _start(
+    job_id: str,
+    task: str,
+    endpoint_name: str | None,
+    command: InferenceRequested | ModelMergeRequested,
+    envelope: EventEnvelope,
+    deps: Dependencies,
+) -> None:
+    job = deps.jobs.get(job_id)
+    if job is None:
+        job = jobs.new_job(job_id, task, endpoint_name, command.requested_at, deps.deadline_from(command.requested_at))
+        deps.jobs.save(job)
+    if not jobs.is_finished(job) and not jobs.is_dispatched(job):
+        job = _dispatch(job, command, deps)
+        deps.jobs.save(job)
+    _publish(job, envelope, deps)
+
+
+def _dispatch(job: Job, command: InferenceRequested | ModelMergeRequested, deps: Dependencies) -> Job:
+    """Send the job to SageMaker, or fail it with a reason the user can read."""
+    try:
+        payload = _payload(command, deps)
+        endpoint = _ready_endpoint(job.endpoint_name, deps)
+        request = _invocation(job, payload, deps)
+        input_uri = deps.storage.put_json(f"inference-input/{job.id}.json", request.model_dump(mode="json"))
+        output_location = deps.endpoints.invoke_async(endpoint, input_uri, job.id)
+    except UnknownModel as exc:
+        if deps.clock() - command.requested_at < timedelta(seconds=deps.model_arrival_grace_s):
+            raise NotYetKnown(str(exc)) from exc
+        return jobs.failed(job, str(exc), deps.clock())
+    except EndpointNotReady as exc:
+        return jobs.failed(job, str(exc), deps.clock())
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        reason = f"SageMaker refused the request: {error.get('Code')}: {error.get('Message')}"
+        return jobs.failed(job, reason, deps.clock())
+    return jobs.dispatched(job, endpoint, output_location, deps.deadline_from(deps.clock()))
+
+
+def _payload(command: InferenceRequested | ModelMergeRequested, deps: Dependencies) -> dict[str, Any]:
+    if command.payload is not None:
+        return command.payload
+    return json.loads(deps.storage.get_bytes(command.payload_s3_uri or ""))
+
+
+def _ready_endpoint(name: str | None, deps: Dependencies) -> str:
+    if name is None:
+        return deps.lookups.any_endpoint_in_service()
+    status = deps.endpoints.status(name)
+    if status is None:
+        raise EndpointNotReady(f"endpoint {name} does not exist")
+    if status != "InService":
+        raise EndpointNotReady(f"endpoint {name} is {status}, not InService")
+    return name
+
+
+def _invocation(job: Job, payload: dict[str, Any], deps: Dependencies) -> InvocationRequest:
+    if job.task_type == "merge":
+        return merge_request(job.id, payload, deps.lookups, deps.storage.bucket)
+    return generation_request(job.id, job.task_type, payload, deps.lookups)
+
+
+# ---------------------------------------------------------------- SageMaker's answers
+
+
+def on_async_notification(message: SnsNotification, deps: Dependencies) -> None:
+    notification = Notification(message.json())
+    job = deps.jobs.get(notification.inference_id)
+    if job is None:
+        raise UnknownJob(f"notification for unknown inference job {notification.inference_id!r}")
+    deps.logger.set_correlation_id(job.id)
+    if not jobs.is_finished(job):
+        job = _finish(job, notification, deps)
+        deps.jobs.save(job)
+    _publish(job, None, deps)
+
+
+def _finish(job: Job, notification: Notification, deps: Dependencies) -> Job:
+    raw = notification.as_seed_text()
+    if not notification.completed:
+        return jobs.failed(job, notification.failure_reason, deps.clock(), raw)
+    try:
+        response = parse_response(deps.storage.get_bytes(notification.output_location or ""))
+        count = store_result(deps.storage, job.id, response)
+    except UnreadableResult as exc:
+        return jobs.failed(job, str(exc), deps.clock(), raw)
+    return jobs.succeeded(job, count, raw, deps.clock())
+
+
+def on_sweep(event: BusEvent, deps: Dependencies) -> None:
+    """Fail every job whose result is overdue: no notification can still come for it."""
+    now = deps.clock()
+    for job in deps.jobs.unfinished():
+        if jobs.overdue(job, now):
+            reason = f"no result from SageMaker by {job.deadline:%Y-%m-%d %H:%M:%S} UTC; the job timed out"
+            failed = jobs.failed(job, reason, now)
+            deps.jobs.save(failed)
+            _publish(failed, None, deps)
+
+
+# ---------------------------------------------------------------- wiring
+
+
+def _publish(job: Job, cause: EventEnvelope | None, deps: Dependencies) -> None:
+    causation_id = cause.metadata.event_id if cause else None
+    deps.publisher.publish([outgoing(job, producer=SERVICE, correlation_id=job.id, causation_id=causation_id)])
+
+
+def router(deps: Dependencies) -> Router:
+    return (
+        Router()
+        .on_event(InferenceRequested.detail_type(), lambda e: on_inference_requested(e, deps))
+        .on_event(ModelMergeRequested.detail_type(), lambda e: on_merge_requested(e, deps))
+        .on_event(EndpointDeploymentChanged.detail_type(), deps.lookups.projector(EndpointDeploymentChanged))
+        .on_event(CheckpointChanged.detail_type(), deps.lookups.projector(CheckpointChanged))
+        .on_event(SCHEDULED_EVENT, lambda e: on_sweep(e, deps))
+        .on_topic(SUCCESS_TOPIC, lambda m: on_async_notification(m, deps))
+        .on_topic(ERROR_TOPIC, lambda m: on_async_notification(m, deps))
+    )
