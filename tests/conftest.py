@@ -15,7 +15,19 @@ import pytest
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
+from service_kit import aws
+
 REGION = "us-east-1"
+
+
+@pytest.fixture(autouse=True)
+def fresh_aws_clients() -> Iterator[None]:
+    """Shared clients are per process in services; per test here, so each sees its own emulator."""
+    aws.client.cache_clear()
+    aws.resource.cache_clear()
+    yield
+    aws.client.cache_clear()
+    aws.resource.cache_clear()
 
 
 def free_port() -> int:

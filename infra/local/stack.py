@@ -230,7 +230,7 @@ class LocalStack:
         log = open(self._logs / f"{process.name}.log", "ab")  # noqa: SIM115 - handed to the child
         child = subprocess.Popen(
             process.argv,
-            env=process.env,
+            env={**process.env, "SDMW_PROCESS_NAME": process.name},
             cwd=REPO_ROOT,
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 from botocore.config import Config
+
+from service_kit import aws
 
 
 class ExpiryTooLong(ValueError):
@@ -17,7 +18,7 @@ class ExpiryTooLong(ValueError):
 
 
 def sigv4_s3_client() -> Any:
-    return boto3.session.Session().client("s3", config=Config(signature_version="s3v4"))
+    return aws.counted_client("s3", config=Config(signature_version="s3v4"))
 
 
 class Presigner:

@@ -26,6 +26,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 
+from service_kit import aws
 from service_kit.messages import BusEvent, Message, SnsNotification, parse_message
 from service_kit.tracing import reset_trace_header, set_trace_header
 
@@ -68,7 +69,9 @@ class Router:
 
 def dynamodb_idempotency(table_name: str) -> DynamoDBPersistenceLayer:
     """Idempotency records in the service's own table (pk/sk keys)."""
-    return DynamoDBPersistenceLayer(table_name=table_name, key_attr="pk", sort_key_attr="sk")
+    return DynamoDBPersistenceLayer(
+        table_name=table_name, key_attr="pk", sort_key_attr="sk", boto3_client=aws.client("dynamodb")
+    )
 
 
 class Consumer:
