@@ -43,7 +43,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         emulator_port=free_port(),
         sagemaker_port=free_port(),
         run_dir=tmp_path_factory.mktemp("stack"),
-        extra_env={"LOCAL_SAGEMAKER_MAX_INSTANCES": str(LOCAL_INSTANCE_QUOTA), "TRANSITION_WAIT_S": "20"},
+        extra_env={
+            "LOCAL_SAGEMAKER_MAX_INSTANCES": str(LOCAL_INSTANCE_QUOTA),
+            "TRANSITION_WAIT_S": "20",
+            "INFERENCE_MODEL_ARRIVAL_GRACE_S": "2",
+        },
     )
     local = LocalStack(settings)
     local.up()

@@ -40,6 +40,7 @@ def bootstrap() -> App:
         publisher=EventBridgePublisher(config.event_bus, config.source),
         logger=logger,
         grace_s=int(os.environ.get("INFERENCE_DEADLINE_GRACE_S", "60")),
+        model_arrival_grace_s=int(os.environ.get("INFERENCE_MODEL_ARRIVAL_GRACE_S", "15")),
     )
     consumer = Consumer(router(deps), logger, dynamodb_idempotency(config.table))
     return App(config=config, deps=deps, consumer=consumer)

@@ -1,0 +1,185 @@
+"""Seed scenario "Do Inference", end to end over HTTP, on a real (tiny, random) Stable Diffusion.
+
+The test builds a tiny randomly initialised pipeline, uploads it as a
+checkpoint through the asset routes, deploys an endpoint whose instance is the
+real sd-runtime, and runs txt2img and img2img through the public API.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+
+from tests.e2e.conftest import ApiClient
+from tests.e2e.test_endpoint_deployment import poll_until_finished
+
+pytestmark = pytest.mark.e2e
+testing = pytest.importorskip("sd_runtime.testing", reason="sd-runtime's inference dependencies are not installed")
+
+MODEL_NAME = "tiny-sd-e2e"
+SIZE = 64
+
+
+def upload_folder_checkpoint(api: ApiClient, folder: Path, name: str) -> None:
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    relative = [str(p.relative_to(folder)) for p in files]
+    started = api.post(
+        "/checkpoint",
+        json={
+            "checkpoint_type": "Stable-diffusion",
+            "filenames": [{"filename": r, "parts_number": 1} for r in relative],
+            "params": {"new_model_name": name},
+        },
+    )
+    assert started.status_code == 200, started.text
+    tags = {}
+    for upload in started.json()["s3PresignUrl"]:
+        body = (folder / upload["filename"]).read_bytes()
+        put = requests.put(upload["s3_signed_urls"][0], data=body, timeout=120)
+        assert put.status_code == 200, put.text
+        tags[upload["filename"]] = [{"ETag": put.headers["ETag"], "PartNumber": 1}]
+    done = api.put(
+        "/checkpoint",
+        json={"checkpoint_id": started.json()["checkpoint"]["id"], "status": "Active", "multi_parts_tags": tags},
+    )
+    assert done.status_code == 200, done.text
+
+
+@pytest.fixture(scope="module")
+def endpoint(api: ApiClient, tmp_path_factory) -> str:
+    folder = testing.build_tiny_pipeline_dir(tmp_path_factory.mktemp("tiny-sd") / "pipeline")
+    upload_folder_checkpoint(api, folder, MODEL_NAME)
+    deployed = api.post(
+        "/inference/deploy-sagemaker-endpoint",
+        json={"instance_type": "ml.g5.xlarge", "initial_instance_count": 1, "endpoint_name": "e2e-inference"},
+    )
+    assert deployed.status_code == 200, deployed.text
+    job = poll_until_finished(api, deployed.json()["EndpointDeploymentJobId"])
+    assert job["status"] == "success", job
+    yield "e2e-inference"
+    api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": ["e2e-inference"]})
+
+
+def infer(api: ApiClient, endpoint: str, **overrides) -> dict:
+    body = {
+        "task_type": "txt2img",
+        "models": {"Stable-diffusion": [MODEL_NAME]},
+        "sagemaker_endpoint_name": endpoint,
+        "prompt": "a cute panda",
+        "steps": 2,
+        "width": SIZE,
+        "height": SIZE,
+        "seed": 1234,
+        **overrides,
+    }
+    response = api.post("/inference-api/inference", json=body)
+    assert response.status_code == 200, response.text
+    started = response.json()
+    assert started["status"] == "inprogress" and started["endpoint_name"] == endpoint
+    right_after = api.get("/inference/get-inference-job", params={"jobID": started["inference_id"]})
+    assert right_after.status_code == 200 and right_after.json()["status"] == "inprogress"
+    return wait_for_job(api, started["inference_id"])
+
+
+def wait_for_job(api: ApiClient, job_id: str, timeout_s: float = 240) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = api.get("/inference/get-inference-job", params={"jobID": job_id}).json()
+        if job["status"] != "inprogress":
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"inference job {job_id} still inprogress after {timeout_s}s")
+
+
+def images_of(api: ApiClient, job_id: str) -> list[Image.Image]:
+    urls = api.get("/inference/get-inference-job-image-output", params={"jobID": job_id}).json()
+    pictures = []
+    for url in urls:
+        picture = Image.open(io.BytesIO(requests.get(url, timeout=30).content))
+        picture.load()
+        pictures.append(picture)
+    return pictures
+
+
+def test_txt2img_gives_jpegs_of_the_requested_size_and_count(api: ApiClient, endpoint: str):
+    job = infer(api, endpoint, batch_size=2, n_iter=1)
+    assert job["status"] == "succeed", job
+    assert job["taskType"] == "txt2img" and job["image_names"] == ["image_0.jpg", "image_1.jpg"]
+    assert "'invocationStatus': 'Completed'" in job["sagemakerRaw"] and "error" not in job
+    pictures = images_of(api, job["InferenceJobId"])
+    assert [(p.format, p.size) for p in pictures] == [("JPEG", (SIZE, SIZE))] * 2
+
+    [param_url] = api.get("/inference/get-inference-job-param-output", params={"jobID": job["InferenceJobId"]}).json()
+    params = requests.get(param_url, timeout=30).json()
+    assert params["parameters"]["prompt"] == "a cute panda"
+    assert json.loads(params["info"])["seed"] == 1234
+    listed = api.get("/inference/list-inference-jobs").json()
+    assert job["InferenceJobId"] in [j["InferenceJobId"] for j in listed]
+
+
+def test_the_same_seed_gives_the_same_image_and_another_seed_does_not(api: ApiClient, endpoint: str):
+    first, again, other = (infer(api, endpoint, seed=seed) for seed in (77, 77, 78))
+    assert {first["status"], again["status"], other["status"]} == {"succeed"}
+    [a], [b], [c] = (images_of(api, job["InferenceJobId"]) for job in (first, again, other))
+    assert a.tobytes() == b.tobytes()
+    assert a.tobytes() != c.tobytes()
+
+
+def test_img2img_from_an_uploaded_image(api: ApiClient, endpoint: str):
+    source = io.BytesIO()
+    Image.new("RGB", (SIZE, SIZE), (200, 40, 40)).save(source, format="PNG")
+    job = infer(
+        api,
+        endpoint,
+        task_type="img2img",
+        init_images=[base64.b64encode(source.getvalue()).decode()],
+        denoising_strength=0.5,
+    )
+    assert job["status"] == "succeed", job
+    [picture] = images_of(api, job["InferenceJobId"])
+    assert (picture.format, picture.size) == ("JPEG", (SIZE, SIZE))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"models": {"Stable-diffusion": ["no-such-model.safetensors"]}}, "no-such-model.safetensors"),
+        ({"sagemaker_endpoint_name": "no-such-endpoint"}, "does not exist"),
+        ({"sampler_name": "Sampler That Does Not Exist"}, "Sampler That Does Not Exist"),
+    ],
+    ids=["unknown-model", "endpoint-not-in-service", "runtime-error"],
+)
+def test_a_request_that_cannot_run_ends_failed_with_its_reason(api: ApiClient, endpoint: str, overrides, reason):
+    job = infer(api, endpoint, **overrides)
+    assert job["status"] == "failed", job
+    assert reason in job["error"]
+    assert api.get("/inference/get-inference-job-image-output", params={"jobID": job["InferenceJobId"]}).json() == []
+
+
+def test_bad_inference_bodies_are_422(api: ApiClient, endpoint: str):
+    before = api.get("/inference/list-inference-jobs").json()
+    bad = [
+        {"task_type": "txt2img", "sagemaker_endpoint_name": endpoint, "prompt": "x", "models": {}},
+        {
+            "task_type": "img2img",
+            "sagemaker_endpoint_name": endpoint,
+            "prompt": "x",
+            "models": {"Stable-diffusion": [MODEL_NAME]},
+        },
+        {
+            "task_type": "paint",
+            "sagemaker_endpoint_name": endpoint,
+            "prompt": "x",
+            "models": {"Stable-diffusion": [MODEL_NAME]},
+        },
+    ]
+    for body in bad:
+        assert api.post("/inference-api/inference", json=body).status_code == 422, body
+    assert api.get("/inference/list-inference-jobs").json() == before
