@@ -62,6 +62,7 @@ class InferenceJobChanged(EntityChanged):
     image_names: list[str] = Field(default_factory=list)
     param_name: str | None = Field(default=None, description="The parameter file's name under the result prefix.")
     output_location: str | None = Field(default=None, description="Where SageMaker writes the raw async output.")
+    dispatched_at: datetime | None = Field(default=None, description="When InvokeEndpointAsync accepted the job.")
     sagemaker_raw: str = Field(default="", description="SageMaker's async notification, as the seed shows it.")
     error: str = ""
     deadline: datetime | None = Field(default=None, description="Failed as overdue if not finished by then.")

@@ -124,7 +124,8 @@ def _dispatch(job: Job, command: InferenceRequested | ModelMergeRequested, deps:
         error = exc.response.get("Error", {})
         reason = f"SageMaker refused the request: {error.get('Code')}: {error.get('Message')}"
         return jobs.failed(job, reason, deps.clock())
-    return jobs.dispatched(job, endpoint, output_location, deps.deadline_from(deps.clock()))
+    now = deps.clock()
+    return jobs.dispatched(job, endpoint, output_location, now, deps.deadline_from(now))
 
 
 def _payload(command: InferenceRequested | ModelMergeRequested, deps: Dependencies) -> dict[str, Any]:

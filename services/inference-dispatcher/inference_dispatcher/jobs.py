@@ -43,8 +43,10 @@ def is_finished(job: Job) -> bool:
     return job.status != "inprogress"
 
 
-def dispatched(job: Job, endpoint_name: str, output_location: str, deadline: datetime) -> Job:
-    return _next(job, endpoint_name=endpoint_name, output_location=output_location, deadline=deadline)
+def dispatched(job: Job, endpoint_name: str, output_location: str, now: datetime, deadline: datetime) -> Job:
+    return _next(
+        job, endpoint_name=endpoint_name, output_location=output_location, dispatched_at=now, deadline=deadline
+    )
 
 
 def is_dispatched(job: Job) -> bool:
