@@ -8,6 +8,7 @@ from api_gateway.auth import ApiKeyMiddleware
 from api_gateway.dependencies import EdgeDependencies
 from api_gateway.errors import install_error_handlers
 from api_gateway.routes import assets, endpoints, inference
+from api_gateway.tracing import TraceHeaderMiddleware
 
 TITLE = "Stable Diffusion train-and-deploy API"
 
@@ -28,5 +29,7 @@ def create_app(deps: EdgeDependencies) -> FastAPI:
     stage.include_router(inference.router)
     stage.include_router(assets.router)  # last: it holds the catch-all /{dataset_name}/data
     app.include_router(stage)
+    app.add_middleware(TraceHeaderMiddleware)
+    # Added last, so it runs first: no request gets further without a valid key.
     app.add_middleware(ApiKeyMiddleware, keys=deps.settings.api_keys)
     return app

@@ -1,0 +1,98 @@
+"""The edge in-process: keys, trace headers into commands, and a failed publish changing nothing."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from fastapi.testclient import TestClient
+
+from api_gateway.app import create_app
+from api_gateway.auth import key_is_valid
+from api_gateway.claims import ClaimCheck
+from api_gateway.commands import CommandSender
+from api_gateway.dependencies import EdgeDependencies
+from api_gateway.presign import Presigner
+from api_gateway.read_model import ReadModel
+from api_gateway.settings import EdgeSettings
+from service_kit.events import PublishError, RecordingPublisher
+from service_kit.snapshots import SnapshotTable
+from tests.conftest import create_service_table
+
+DEPLOY = {"instance_type": "ml.g4dn.xlarge", "initial_instance_count": 1}
+
+
+class RefusingPublisher:
+    """Test double: EventBridge refusing every event."""
+
+    def publish(self, events) -> None:
+        raise PublishError("EventBridge refused events: InternalFailure")
+
+
+def edge(publisher) -> TestClient:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="edge-bucket")
+    settings = EdgeSettings(
+        stage="prod",
+        api_keys=("key-one", "key-two"),
+        transition_wait_s=0.5,
+        presign_expiry_s=60,
+        presign_max_expiry_s=120,
+        upload_key_prefixes=("config/",),
+    )
+    deps = EdgeDependencies(
+        settings=settings,
+        read_model=ReadModel(SnapshotTable(create_service_table("edge"), boto3.resource("dynamodb"))),
+        commands=CommandSender(publisher),
+        presigner=Presigner("edge-bucket", 60, 120, s3),
+        claims=ClaimCheck("edge-bucket", s3),
+    )
+    return TestClient(create_app(deps))
+
+
+def test_every_configured_key_works_and_others_do_not():
+    keys = ("key-one", "key-two")
+    assert key_is_valid("key-one", keys) and key_is_valid("key-two", keys)
+    assert not key_is_valid("key-on", keys) and not key_is_valid("", keys) and not key_is_valid("key-one ", keys)
+
+
+def test_the_request_trace_header_travels_in_the_command(mocked_aws):
+    publisher = RecordingPublisher()
+    client = edge(publisher)
+    header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    response = client.post(
+        "/prod/inference/deploy-sagemaker-endpoint",
+        json=DEPLOY,
+        headers={"x-api-key": "key-two", "X-Amzn-Trace-Id": header},
+    )
+    assert response.status_code == 200
+    [command] = publisher.of_type("EndpointDeploymentRequested")
+    assert command["metadata"]["trace_header"] == header
+    assert command["metadata"]["correlation_id"] == response.json()["EndpointDeploymentJobId"]
+
+
+def test_without_a_trace_header_each_request_gets_its_own_root(mocked_aws):
+    publisher = RecordingPublisher()
+    client = edge(publisher)
+    for _ in range(2):
+        client.post("/prod/inference/deploy-sagemaker-endpoint", json=DEPLOY, headers={"x-api-key": "key-one"})
+    roots = [c["metadata"]["trace_header"].split(";")[0] for c in publisher.of_type("EndpointDeploymentRequested")]
+    assert len(set(roots)) == 2 and all(r.startswith("Root=1-") for r in roots)
+
+
+def test_a_command_that_cannot_be_published_is_503_and_leaves_no_job(mocked_aws):
+    client = edge(RefusingPublisher())
+    response = client.post("/prod/inference/deploy-sagemaker-endpoint", json=DEPLOY, headers={"x-api-key": "key-one"})
+    assert response.status_code == 503 and "not accepted" in response.json()["error"]
+    listed = client.get("/prod/inference/list-endpoint-deployment-jobs", headers={"x-api-key": "key-one"})
+    assert listed.json() == []
+
+
+@pytest.mark.parametrize("expires_in", [121, 10**9])
+def test_presigned_expiry_cannot_exceed_the_maximum(mocked_aws, expires_in):
+    client = edge(RecordingPublisher())
+    response = client.get(
+        "/prod/inference/generate-s3-presigned-url-for-uploading",
+        params={"key": "config/a.json", "expires_in": expires_in},
+        headers={"x-api-key": "key-one"},
+    )
+    assert response.status_code == 400 and "at most 120" in response.json()["error"]
