@@ -1,10 +1,13 @@
 """The local SageMaker's HTTP server: ``python -m infra.local.sagemaker.server``.
 
-It speaks SageMaker's own wire protocol, so an unmodified boto3 ``sagemaker``
-client reaches it through ``AWS_ENDPOINT_URL_SAGEMAKER``. The control plane is
-AWS JSON 1.1: ``POST /`` with ``X-Amz-Target: SageMaker.<Operation>``; errors
-are HTTP 400 with ``{"__type": <code>, "message": ...}``, which botocore turns
-into ``ClientError.response["Error"]["Code"]``.
+It speaks SageMaker's own wire protocols, so unmodified boto3 ``sagemaker``
+and ``sagemaker-runtime`` clients reach it through ``AWS_ENDPOINT_URL_SAGEMAKER``
+and ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` (same host and port). The control
+plane is AWS JSON 1.1: ``POST /`` with ``X-Amz-Target: SageMaker.<Operation>``;
+errors are HTTP 400 with ``{"__type": <code>, "message": ...}``. The runtime
+plane is REST-JSON: ``POST /endpoints/{name}/async-invocations``
+(InvokeEndpointAsync); errors carry their code in ``X-Amzn-ErrorType``. Either
+way botocore turns the code into ``ClientError.response["Error"]["Code"]``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from infra.local.sagemaker.async_inference import AsyncInference
 from infra.local.sagemaker.control_plane import dispatch
+from infra.local.sagemaker.runtime_plane import accept_invocation
 from infra.local.sagemaker.state import ApiError, EventPublisher, LocalSageMaker, Settings
 
 log = logging.getLogger(__name__)
@@ -31,6 +36,9 @@ log = logging.getLogger(__name__)
 JSON_1_1 = "application/x-amz-json-1.1"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4567
+RUNTIME_ERROR_STATUS = {"ValidationError": 400, "ServiceUnavailable": 503, "InternalFailure": 500}
+SHUTDOWN_REASON = "The local SageMaker shut down before the request completed."
+DRAIN_TIMEOUT_S = 30.0
 
 
 def _answer(body: dict, status_code: int = 200) -> JSONResponse:
@@ -64,25 +72,58 @@ def _control_plane(sagemaker: LocalSageMaker):
     return handle
 
 
+def _runtime_error(code: str, message: str) -> JSONResponse:
+    headers = {"x-amzn-RequestId": str(uuid.uuid4()), "X-Amzn-ErrorType": code}
+    return JSONResponse({"message": message}, status_code=RUNTIME_ERROR_STATUS.get(code, 400), headers=headers)
+
+
+def _runtime_plane(sagemaker: LocalSageMaker, plane: AsyncInference):
+    async def invoke_endpoint_async(request: Request) -> JSONResponse:
+        name = request.path_params["name"]
+        body = await request.body()
+        try:
+            accepted = await run_in_threadpool(accept_invocation, sagemaker, plane, name, request.headers, body)
+        except ApiError as error:
+            return _runtime_error(error.code, error.message)
+        except Exception:
+            log.exception("InvokeEndpointAsync on %s failed", name)
+            return _runtime_error("InternalFailure", "InvokeEndpointAsync failed inside the local SageMaker.")
+        headers = {"x-amzn-RequestId": str(uuid.uuid4()), "X-Amzn-SageMaker-OutputLocation": accepted.output_location}
+        if accepted.failure_location:
+            headers["X-Amzn-SageMaker-FailureLocation"] = accepted.failure_location
+        return JSONResponse({"InferenceId": accepted.inference_id}, status_code=202, headers=headers)
+
+    return invoke_endpoint_async
+
+
+def _shutdown(sagemaker: LocalSageMaker, plane: AsyncInference) -> None:
+    """Fail what is queued, stop every instance, then let the workers publish those failures."""
+    with sagemaker.lock:
+        plane.close_all(SHUTDOWN_REASON)
+    sagemaker.shutdown()
+    plane.join(DRAIN_TIMEOUT_S)
+
+
 def create_app(settings: Settings | None = None, events: EventPublisher | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     sagemaker = LocalSageMaker(settings, events or EventPublisher.for_region(settings.region))
+    plane = AsyncInference(settings.region)
+    sagemaker.add_status_listener(plane.endpoint_status_changed)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("instance logs go to %s", settings.workdir)
         yield
-        # No instance outlives the server.
-        await run_in_threadpool(sagemaker.shutdown)
+        # No instance outlives the server, and no accepted request goes unanswered.
+        await run_in_threadpool(_shutdown, sagemaker, plane)
 
     routes = [
         Route("/", _control_plane(sagemaker), methods=["POST"]),
-        # The runtime plane (sagemaker-runtime, rest-json) goes here:
-        # POST /endpoints/{name}/async-invocations for InvokeEndpointAsync, served
-        # from Endpoint.instances and Endpoint.async_inference_config.
+        Route("/endpoints/{name}/async-invocations", _runtime_plane(sagemaker, plane), methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sagemaker = sagemaker
+    app.state.async_inference = plane
     return app
 
 

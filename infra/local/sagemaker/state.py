@@ -200,6 +200,11 @@ class LocalSageMaker:
         self._models: dict[str, Model] = {}
         self._configs: dict[str, EndpointConfig] = {}
         self._endpoints: dict[str, Endpoint] = {}
+        self._status_listeners: list[Callable[[Endpoint], None]] = []
+
+    def add_status_listener(self, listener: Callable[[Endpoint], None]) -> None:
+        """Call ``listener(endpoint)`` after every status change, under the lock: it must not block."""
+        self._status_listeners.append(listener)
 
     def arn(self, kind: str, name: str) -> str:
         return f"arn:aws:sagemaker:{self.settings.region}:{self.settings.account}:{kind}/{name.lower()}"
@@ -426,6 +431,11 @@ class LocalSageMaker:
         endpoint.last_modified_time = time.time()
         log.info("endpoint %s is %s%s", endpoint.name, status, f": {reason}" if reason else "")
         self._publish_state_change(endpoint)
+        for listener in self._status_listeners:
+            try:
+                listener(endpoint)
+            except Exception:
+                log.exception("a listener failed on endpoint %s becoming %s", endpoint.name, status)
 
     def _publish_state_change(self, endpoint: Endpoint) -> None:
         detail: dict[str, Any] = {
