@@ -61,7 +61,8 @@ def counted_client(service_name: str, **kwargs: Any) -> Any:
     return _counted(boto3.session.Session().client(service_name, **kwargs))
 
 
-def _write_counts() -> None:
+def write_call_counts() -> None:
+    """Write this process's counts to SDMW_AWS_CALL_COUNTS_DIR, if set."""
     directory = os.environ.get("SDMW_AWS_CALL_COUNTS_DIR")
     if not directory or not _calls:
         return
@@ -71,4 +72,4 @@ def _write_counts() -> None:
     target.write_text(json.dumps(call_counts(), indent=2, sort_keys=True))
 
 
-atexit.register(_write_counts)
+atexit.register(write_call_counts)
