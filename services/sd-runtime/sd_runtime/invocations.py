@@ -1,0 +1,389 @@
+"""``POST /invocations``: an InvocationRequest in, an InvocationResponse (A1111's shape) out.
+
+Everything the request asks for is checked before any model is fetched or
+loaded, so bad input fails in milliseconds with a message, not after a
+multi-GB download. Jobs run one at a time (``Runtime.lock``): one GPU, one
+cached pipeline that requests temporarily modify (LoRA, embeddings).
+
+This module imports no torch at import time, so the server starts and
+answers ``/ping`` at once; the heavy modules are imported by the first job.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from sd_runtime.errors import RequestError, UnsupportedFeature, is_out_of_memory
+from sd_runtime.models import ModelStore
+from sd_runtime.settings import Settings
+from sdmw_contracts.api.inference import InferenceRequest
+from sdmw_contracts.runtime import InvocationRequest, InvocationResponse
+
+logger = logging.getLogger("sd_runtime")
+
+VERSION = "sd-runtime"
+#: Fields InferenceRequest requires that the runtime does not use; filled in when a payload lacks them.
+_PLACEHOLDERS = ("sagemaker_endpoint_name", "task_type", "models")
+
+
+def _validation_message(error: ValidationError, what: str) -> str:
+    problems = []
+    for item in error.errors()[:5]:
+        location = ".".join(str(part) for part in item["loc"]) or what
+        problems.append(f"{location}: {item['msg']}")
+    more = f" (and {error.error_count() - 5} more)" if error.error_count() > 5 else ""
+    return f"invalid {what}: " + "; ".join(problems) + more
+
+
+def parse_request(body: Any) -> InvocationRequest:
+    if isinstance(body, bytes | str):
+        try:
+            body = json.loads(body or b"null")
+        except ValueError as error:
+            raise RequestError(f"the request body is not JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object (an InvocationRequest)")
+    try:
+        return InvocationRequest.model_validate(body)
+    except ValidationError as error:
+        raise RequestError(_validation_message(error, "invocation request")) from None
+
+
+def parse_params(request: InvocationRequest) -> InferenceRequest:
+    """The payload as the seed's InferenceRequest, with its defaults; ``request.task`` decides the task."""
+    checkpoint = request.checkpoint.name if request.checkpoint else "checkpoint"
+    data = {"sagemaker_endpoint_name": "sd-runtime", "models": {"Stable-diffusion": [checkpoint]}}
+    data.update(request.payload)
+    data["task_type"] = request.task
+    try:
+        return InferenceRequest.model_validate(data)
+    except ValidationError as error:
+        raise RequestError(_validation_message(error, "payload")) from None
+
+
+@dataclass
+class _Prepared:
+    """A generation request after every check, before any model is loaded."""
+
+    params: InferenceRequest
+    plan: Any  # generate.Plan
+    lora_weights_by_tag: dict[str, float]
+    warnings: list[str]
+
+
+class Runtime:
+    def __init__(self, settings: Settings | None = None, store: ModelStore | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.store = store or ModelStore(self.settings.cache_dir)
+        self.lock = threading.Lock()
+        self._pipelines: Any = None
+        self._controlnets: Any = None
+
+    # The caches import torch, so they are made by the first job, not at start-up.
+    @property
+    def pipelines(self) -> Any:
+        if self._pipelines is None:
+            from sd_runtime.pipelines import PipelineCache
+
+            self._pipelines = PipelineCache(self.store, self.settings)
+        return self._pipelines
+
+    @property
+    def controlnets(self) -> Any:
+        if self._controlnets is None:
+            from sd_runtime.controlnet import ControlNetCache
+
+            pipelines = self.pipelines
+            self._controlnets = ControlNetCache(
+                self.store, self.settings.controlnet_cache_size, pipelines.device, pipelines.dtype
+            )
+        return self._controlnets
+
+    def invoke(self, body: Any) -> InvocationResponse:
+        request = parse_request(body)
+        with self.lock:
+            started = time.monotonic()
+            try:
+                if request.task == "merge":
+                    return self._merge(request)
+                return self._generate(request)
+            except Exception as error:
+                if is_out_of_memory(error):
+                    from sd_runtime.pipelines import release_memory
+
+                    release_memory()
+                raise
+            finally:
+                logger.info("%s %s took %.1fs", request.task, request.inference_id, time.monotonic() - started)
+
+    # ------------------------------------------------------------------ merge
+
+    def _merge(self, request: InvocationRequest) -> InvocationResponse:
+        from sd_runtime.merge import run_merge
+
+        if request.merge is None:
+            raise RequestError("task 'merge' needs 'merge' (primary, secondary, method, multiplier, output_s3_uri)")
+        save_as_half = bool(request.payload.get("save_as_half", False))
+        info = run_merge(
+            self.store, request.merge, self.settings.cache_dir / "merge", request.inference_id, save_as_half
+        )
+        return InvocationResponse(images=[], parameters=request.payload, info=json.dumps(info))
+
+    # ------------------------------------------------------------ generation
+
+    def _prepare(self, request: InvocationRequest) -> _Prepared:
+        from sd_runtime.addons import extract_lora_tags
+        from sd_runtime.controlnet import parse_units
+        from sd_runtime.generate import Plan, hires_plan
+        from sd_runtime.images import decode_image
+        from sd_runtime.samplers import resolve_sampler
+        from sd_runtime.seeds import plan_seeds
+
+        if request.checkpoint is None:
+            raise RequestError(f"task {request.task!r} needs a checkpoint")
+        params = parse_params(request)
+        warnings: list[str] = []
+        if params.script_name:
+            raise UnsupportedFeature(f"script {params.script_name!r}: scripts are not supported by this runtime")
+        if params.restore_faces:
+            warnings.append("restore_faces was ignored: this runtime has no face restoration model")
+        if params.styles:
+            warnings.append(f"styles {params.styles} were ignored: this runtime has no saved styles")
+        sampler = resolve_sampler(params.sampler_name)
+        prompt, tags = extract_lora_tags(params.prompt)
+        init_images = [decode_image(data, f"init_images[{i}]") for i, data in enumerate(params.init_images)]
+        if request.task != "img2img":
+            init_images = []
+        hires = None
+        if request.task == "txt2img" and params.enable_hr:
+            hr_name = params.hr_sampler_name
+            same = not hr_name or hr_name == "Use same sampler"
+            hr_sampler = sampler if same else resolve_sampler(hr_name, "hr_sampler_name")
+            hr_prompt, hr_tags = extract_lora_tags(params.hr_prompt) if params.hr_prompt else (prompt, {})
+            tags = {**hr_tags, **tags}
+            hr_negative = params.hr_negative_prompt or params.negative_prompt
+            hires = hires_plan(params, sampler, hr_sampler, hr_prompt, hr_negative)
+        units, unit_warnings = parse_units(
+            request.payload, request.controlnets, init_images[0] if init_images else None
+        )
+        warnings += unit_warnings
+        count = params.batch_size * params.n_iter
+        plan = Plan(
+            task=request.task,
+            prompt=prompt,
+            negative_prompt=params.negative_prompt,
+            width=params.width,
+            height=params.height,
+            steps=params.steps,
+            cfg_scale=params.cfg_scale,
+            sampler=sampler,
+            batch_size=params.batch_size,
+            n_iter=params.n_iter,
+            seeds=plan_seeds(params.seed, params.subseed, params.subseed_strength, count),
+            seed_resize_from=(params.seed_resize_from_w, params.seed_resize_from_h),
+            denoising_strength=params.denoising_strength,
+            init_images=init_images,
+            resize_mode=request.payload.get("resize_mode", 0),
+            eta=params.eta,
+            clip_skip=_clip_skip(params.override_settings),
+            tiling=params.tiling,
+            hires=hires,
+            control_units=units,
+        )
+        if request.task == "img2img":
+            from sd_runtime.generate import DEFAULT_IMG2IMG_DENOISING, check_sampling_steps
+            from sd_runtime.images import resize_mode_name
+
+            resize_mode_name(plan.resize_mode)
+            strength = DEFAULT_IMG2IMG_DENOISING if plan.denoising_strength is None else plan.denoising_strength
+            check_sampling_steps(plan.steps, strength, "img2img")
+        return _Prepared(params=params, plan=plan, lora_weights_by_tag=tags, warnings=warnings)
+
+    def _generate(self, request: InvocationRequest) -> InvocationResponse:
+        from sd_runtime.addons import LoadedFile, applied, lora_weights
+        from sd_runtime.generate import Generator
+        from sd_runtime.images import encode_png
+
+        prepared = self._prepare(request)
+        plan = prepared.plan
+        checkpoint = request.checkpoint
+        assert checkpoint is not None
+        loras = [LoadedFile(ref.name, self.store.fetch(ref.s3_uri, what="LoRA")) for ref in request.loras]
+        embeddings = [
+            LoadedFile(ref.name, self.store.fetch(ref.s3_uri, what="embedding")) for ref in request.embeddings
+        ]
+        pipe = self.pipelines.get(checkpoint.s3_uri, checkpoint.name)
+        controlnets = [self.controlnets.get(unit.model_ref, dict(pipe.unet.config)) for unit in plan.control_units]
+        weights = lora_weights(loras, prepared.lora_weights_by_tag)
+        with applied(pipe, loras, weights, embeddings) as tokenizer:
+            images = Generator(pipe, tokenizer, controlnets).run(plan)
+        info = build_info(request, prepared, [f.name for f in loras], weights)
+        infotexts = info["infotexts"]
+        return InvocationResponse(
+            images=[encode_png(image, infotexts[i]) for i, image in enumerate(images)],
+            parameters=_parameters_used(request, prepared),
+            info=json.dumps(info),
+        )
+
+
+def _clip_skip(override_settings: dict[str, Any]) -> int | None:
+    """A1111's CLIP_stop_at_last_layers (1 = last layer) as diffusers' clip_skip (layers skipped)."""
+    value = override_settings.get("CLIP_stop_at_last_layers")
+    if value is None:
+        return None
+    try:
+        layers = int(value)
+    except (TypeError, ValueError):
+        raise RequestError(
+            f"override_settings.CLIP_stop_at_last_layers must be a whole number, got {value!r}"
+        ) from None
+    if layers < 1:
+        raise RequestError(f"override_settings.CLIP_stop_at_last_layers must be at least 1, got {layers}")
+    return layers - 1 if layers > 1 else None
+
+
+def _parameters_used(request: InvocationRequest, prepared: _Prepared) -> dict[str, Any]:
+    """The payload with defaults and the seeds actually used; input images are left out, as A1111 does."""
+    parameters = prepared.params.model_dump(by_alias=True, mode="json")
+    for name in _PLACEHOLDERS:
+        if name not in request.payload:
+            parameters.pop(name, None)
+    parameters["seed"] = prepared.plan.seeds.seed
+    parameters["subseed"] = prepared.plan.seeds.subseed
+    if parameters.get("init_images"):
+        parameters["init_images"] = None
+    scripts = copy.deepcopy(parameters.get("alwayson_scripts") or {})
+    for unit in (scripts.get("controlnet") or {}).get("args") or []:
+        if isinstance(unit, dict) and unit.get("image"):
+            unit["image"] = None
+    if scripts:
+        parameters["alwayson_scripts"] = scripts
+    return parameters
+
+
+def build_info(
+    request: InvocationRequest, prepared: _Prepared, lora_names: list[str], lora_weights: list[float]
+) -> dict[str, Any]:
+    """A1111's ``Processed.js()`` fields, with one infotext per image."""
+    from sd_runtime.addons import model_stem
+
+    params, plan = prepared.params, prepared.plan
+    seeds = plan.seeds
+    checkpoint = request.checkpoint
+    model_name = model_stem(checkpoint.name) if checkpoint else ""
+    count = len(seeds.all_seeds)
+    infotexts = [
+        _infotext(plan, params, model_name, seeds.all_seeds[i], seeds.all_subseeds[i], lora_names, lora_weights)
+        for i in range(count)
+    ]
+    return {
+        "prompt": params.prompt,
+        "all_prompts": [params.prompt] * count,
+        "negative_prompt": params.negative_prompt,
+        "all_negative_prompts": [params.negative_prompt] * count,
+        "seed": seeds.seed,
+        "all_seeds": seeds.all_seeds,
+        "subseed": seeds.subseed,
+        "all_subseeds": seeds.all_subseeds,
+        "subseed_strength": seeds.subseed_strength,
+        "width": plan.width,
+        "height": plan.height,
+        "sampler_name": plan.sampler.name,
+        "cfg_scale": plan.cfg_scale,
+        "steps": plan.steps,
+        "batch_size": plan.batch_size,
+        "restore_faces": False,
+        "sd_model_name": model_name,
+        "seed_resize_from_w": plan.seed_resize_from[0],
+        "seed_resize_from_h": plan.seed_resize_from[1],
+        "denoising_strength": _denoising(plan),
+        "extra_generation_params": _extra_params(plan, lora_names, lora_weights),
+        "index_of_first_image": 0,
+        "infotexts": infotexts,
+        "styles": params.styles,
+        "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.gmtime()),
+        "clip_skip": (plan.clip_skip or 0) + 1,
+        "is_using_inpainting_conditioning": False,
+        "version": VERSION,
+        "warnings": prepared.warnings,
+    }
+
+
+def _denoising(plan: Any) -> float | None:
+    if plan.task == "img2img":
+        return 0.75 if plan.denoising_strength is None else plan.denoising_strength
+    return plan.hires.denoising if plan.hires else None
+
+
+def _extra_params(plan: Any, lora_names: list[str], lora_weights: list[float]) -> dict[str, Any]:
+    from sd_runtime.addons import model_stem
+
+    extra: dict[str, Any] = {}
+    if plan.hires:
+        extra["Hires upscale"] = round(plan.hires.target[0] / plan.width, 4)
+        extra["Hires resize"] = f"{plan.hires.target[0]}x{plan.hires.target[1]}"
+        extra["Hires steps"] = plan.hires.steps
+        extra["Hires upscaler"] = plan.hires.upscaler
+        if plan.hires.sampler.name != plan.sampler.name:
+            extra["Hires sampler"] = plan.hires.sampler.name
+    if lora_names:
+        extra["Lora weights"] = ", ".join(
+            f"{model_stem(name)}: {weight:g}" for name, weight in zip(lora_names, lora_weights, strict=True)
+        )
+    for unit in plan.control_units:
+        extra[f"ControlNet {unit.index}"] = (
+            f"Module: {unit.module}, Model: {unit.model_name}, Weight: {unit.weight:g}, "
+            f"Guidance Start: {unit.guidance_start:g}, Guidance End: {unit.guidance_end:g}"
+        )
+    if plan.tiling:
+        extra["Tiling"] = True
+    return extra
+
+
+def _infotext(
+    plan: Any,
+    params: InferenceRequest,
+    model_name: str,
+    seed: int,
+    subseed: int,
+    lora_names: list[str],
+    lora_weights: list[float],
+) -> str:
+    """A1111's "parameters" text: prompt, negative prompt, then ``Key: value`` pairs."""
+    fields: dict[str, Any] = {
+        "Steps": plan.steps,
+        "Sampler": plan.sampler.name,
+        "CFG scale": plan.cfg_scale,
+        "Seed": seed,
+        "Size": f"{plan.width}x{plan.height}",
+        "Model": model_name,
+    }
+    if plan.seeds.subseed_strength > 0:
+        fields["Variation seed"] = subseed
+        fields["Variation seed strength"] = plan.seeds.subseed_strength
+    if plan.seed_resize_from[0] > 0 and plan.seed_resize_from[1] > 0:
+        fields["Seed resize from"] = f"{plan.seed_resize_from[0]}x{plan.seed_resize_from[1]}"
+    denoising = _denoising(plan)
+    if denoising is not None:
+        fields["Denoising strength"] = denoising
+    if plan.clip_skip:
+        fields["Clip skip"] = plan.clip_skip + 1
+    fields.update(_extra_params(plan, lora_names, lora_weights))
+    fields["Version"] = VERSION
+    text = params.prompt
+    if params.negative_prompt:
+        text += f"\nNegative prompt: {params.negative_prompt}"
+    pairs = ", ".join(f"{key}: {json.dumps(value) if _needs_quotes(value) else value}" for key, value in fields.items())
+    return f"{text}\n{pairs}"
+
+
+def _needs_quotes(value: Any) -> bool:
+    return isinstance(value, str) and ("," in value or ":" in value)

@@ -1,0 +1,166 @@
+"""Checkpoints loaded into diffusers pipelines, kept in a small LRU cache between requests.
+
+Loading SD 1.5 takes seconds and several GB, so the last
+``SD_RUNTIME_PIPELINE_CACHE`` checkpoints (default 1) stay loaded, keyed by
+their S3 URI. When a new one is needed and the cache is full, the least
+recently used is dropped *before* loading, so two never need memory at once.
+
+Folders are diffusers models (``from_pretrained``). Single files (A1111
+``.safetensors``/``.ckpt``) are converted by ``from_single_file``, which
+needs the diffusers configs and tokenizer of the architecture: those come
+from ``SD_RUNTIME_SINGLE_FILE_CONFIG``, never from the Hugging Face Hub.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import torch
+
+from sd_runtime.errors import RequestError, is_out_of_memory
+from sd_runtime.models import ModelStore, is_folder_uri
+from sd_runtime.settings import Settings
+
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class ConfigurationError(RequestError):
+    """The runtime is not set up for this request (a deployment problem, not the user's input)."""
+
+    status = 500
+
+
+class LRUCache(Generic[K, V]):
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get_or_load(self, key: K, load: Callable[[], V]) -> V:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        while len(self._items) >= self.size:
+            self._items.popitem(last=False)
+            release_memory()
+        value = load()
+        self._items[key] = value
+        return value
+
+    def keys(self) -> list[K]:
+        return list(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+        release_memory()
+
+
+def release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def resolve_device(settings: Settings) -> tuple[torch.device, torch.dtype]:
+    device = torch.device(settings.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if settings.dtype:
+        dtype = getattr(torch, settings.dtype, None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"SD_RUNTIME_DTYPE {settings.dtype!r} is not a torch dtype (float16, bfloat16, float32)")
+    else:
+        # Half precision is the norm for SD on GPUs; CPUs are slow or wrong in float16.
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+    return device, dtype
+
+
+def _quiet_diffusers() -> None:
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()
+
+
+class PipelineCache:
+    def __init__(self, store: ModelStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.device, self.dtype = resolve_device(settings)
+        self._cache: LRUCache[str, Any] = LRUCache(settings.pipeline_cache_size)
+        _quiet_diffusers()
+
+    def get(self, uri: str, name: str) -> Any:
+        """The StableDiffusionPipeline of the checkpoint at ``uri`` (``name`` is what the user called it)."""
+        return self._cache.get_or_load(uri, lambda: self._load(uri, name))
+
+    def loaded(self) -> list[str]:
+        return self._cache.keys()
+
+    def _load(self, uri: str, name: str) -> Any:
+        path = self.store.fetch(uri, what="checkpoint")
+        try:
+            pipe = self._load_folder(path, uri) if is_folder_uri(uri) else self._load_single_file(path, uri)
+        except RequestError:
+            raise
+        except (ValueError, KeyError, RuntimeError, OSError, TypeError) as error:
+            if is_out_of_memory(error):
+                raise
+            raise RequestError(
+                f"checkpoint {name} ({uri}) could not be loaded as a Stable Diffusion model: {error}"
+            ) from None
+        pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def _load_folder(self, path: Path, uri: str) -> Any:
+        from diffusers import StableDiffusionPipeline
+
+        if not (path / "model_index.json").is_file():
+            raise RequestError(f"checkpoint {uri} is not a diffusers folder: it has no model_index.json")
+        return StableDiffusionPipeline.from_pretrained(
+            str(path),
+            dtype=self.dtype,
+            local_files_only=True,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+
+    def _load_single_file(self, path: Path, uri: str) -> Any:
+        from diffusers import StableDiffusionPipeline
+
+        if not path.name.lower().endswith(SINGLE_FILE_SUFFIXES):
+            raise RequestError(
+                f"checkpoint {uri} is neither a folder (URI ending in '/') nor a single file "
+                f"({', '.join(SINGLE_FILE_SUFFIXES)})"
+            )
+        return StableDiffusionPipeline.from_single_file(
+            str(path),
+            config=str(self.single_file_config(uri)),
+            local_files_only=True,
+            dtype=self.dtype,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+
+    def single_file_config(self, uri: str) -> Path:
+        """The diffusers folder that describes single-file checkpoints (configs and tokenizer; no weights needed)."""
+        source = self.settings.single_file_config
+        if not source:
+            raise ConfigurationError(
+                f"checkpoint {uri} is a single file, and loading one needs the diffusers configs of its "
+                "architecture, which this runtime never downloads from the Hugging Face Hub: set "
+                "SD_RUNTIME_SINGLE_FILE_CONFIG to a diffusers folder (local path or s3:// prefix) "
+                "of the same architecture, e.g. Stable Diffusion 1.5's"
+            )
+        if source.startswith("s3://"):
+            return self.store.fetch(source if source.endswith("/") else source + "/", what="single-file config")
+        folder = Path(source)
+        if not (folder / "model_index.json").is_file():
+            raise ConfigurationError(f"SD_RUNTIME_SINGLE_FILE_CONFIG {source} is not a diffusers folder")
+        return folder

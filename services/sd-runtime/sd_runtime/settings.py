@@ -1,0 +1,50 @@
+"""Runtime settings, all from the environment (SageMaker passes a model's Environment to the container)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: Where models downloaded from S3 are kept between requests.
+    cache_dir: Path
+    #: How many loaded checkpoints stay in memory (least recently used goes first).
+    pipeline_cache_size: int = 1
+    #: How many loaded ControlNet models stay in memory.
+    controlnet_cache_size: int = 1
+    #: "cuda", "cpu", ... ; None picks CUDA when there is one.
+    device: str | None = None
+    #: "float16", "bfloat16" or "float32"; None means float16 on CUDA and float32 elsewhere.
+    dtype: str | None = None
+    #: A diffusers folder (local path or s3:// prefix) whose configs and tokenizer describe
+    #: single-file checkpoints; see README ("Single-file checkpoints").
+    single_file_config: str | None = None
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        cache = os.environ.get("SD_RUNTIME_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "sd-runtime-cache")
+        return cls(
+            cache_dir=Path(cache),
+            pipeline_cache_size=_positive_int("SD_RUNTIME_PIPELINE_CACHE", 1),
+            controlnet_cache_size=_positive_int("SD_RUNTIME_CONTROLNET_CACHE", 1),
+            device=os.environ.get("SD_RUNTIME_DEVICE") or None,
+            dtype=os.environ.get("SD_RUNTIME_DTYPE") or None,
+            single_file_config=os.environ.get("SD_RUNTIME_SINGLE_FILE_CONFIG") or None,
+        )
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value

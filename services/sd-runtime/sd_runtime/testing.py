@@ -1,0 +1,252 @@
+"""Test support: tiny, randomly initialised Stable Diffusion models built offline.
+
+Tests must never download weights, so they build the models they need here:
+a Stable Diffusion pipeline with the real SD 1.x architecture shrunk to a few
+thousand parameters per block (UNet with cross-attention, 4-level VAE with
+the real 8x downscale, CLIP text encoder, byte-level BPE tokenizer), and the
+add-ons the runtime loads on top of it (a kohya-style LoRA, an A1111
+textual-inversion embedding, a ControlNet). Other teams' end-to-end tests can
+upload these to their emulated S3 and run real inference on the CPU.
+
+Everything here is deterministic for a given ``seed``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sd_runtime.convert import CONTROLNET_PREFIX, controlnet_folder_to_ldm, pipeline_folder_to_ldm
+
+#: The text encoder's width: the UNet's cross-attention dim and embeddings' vector size.
+TINY_HIDDEN = 32
+
+TINY_UNET_CONFIG: dict[str, Any] = {
+    "sample_size": 64,
+    "in_channels": 4,
+    "out_channels": 4,
+    "layers_per_block": 2,
+    "block_out_channels": [32, 32, 64],
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "cross_attention_dim": TINY_HIDDEN,
+    "attention_head_dim": 4,
+    "norm_num_groups": 8,
+}
+TINY_VAE_CONFIG: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 4,
+    "block_out_channels": [8, 8, 16, 16],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 8,
+    "sample_size": 64,
+    "scaling_factor": 0.18215,
+}
+#: Stable Diffusion 1.5's noise schedule, as its scheduler_config.json gives it.
+SD15_SCHEDULER_CONFIG: dict[str, Any] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "clip_sample": False,
+}
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible map from bytes to printable characters."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, [chr(c) for c in chars], strict=True))
+
+
+def write_tiny_tokenizer(path: Path, vocab_size: int | None = None) -> Path:
+    """A CLIP tokenizer folder: every byte as a token and as a word end, and CLIP's two special tokens.
+
+    With no merges, every word is spelled out byte by byte; that is enough to
+    tokenize any prompt. ``vocab_size`` pads the vocabulary with unused
+    tokens (e.g. 49408 to match the real CLIP embedding table).
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    symbols = list(bytes_to_unicode().values())
+    tokens = symbols + [s + "</w>" for s in symbols]
+    if vocab_size is not None:
+        tokens += [f"<|unused_{i}|>" for i in range(vocab_size - len(tokens) - 2)]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    (path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False))
+    (path / "merges.txt").write_text("#version: 0.2\n")
+    (path / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "CLIPTokenizer",
+                "model_max_length": 77,
+                "bos_token": "<|startoftext|>",
+                "eos_token": "<|endoftext|>",
+                "unk_token": "<|endoftext|>",
+                "pad_token": "<|endoftext|>",
+                "do_lower_case": True,
+            }
+        )
+    )
+    (path / "special_tokens_map.json").write_text(
+        json.dumps(
+            {
+                "bos_token": "<|startoftext|>",
+                "eos_token": "<|endoftext|>",
+                "unk_token": "<|endoftext|>",
+                "pad_token": "<|endoftext|>",
+            }
+        )
+    )
+    return path
+
+
+def build_tiny_pipeline(seed: int = 0):
+    """A StableDiffusionPipeline with tiny random weights (float32, CPU)."""
+    import tempfile
+
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**TINY_UNET_CONFIG)
+    vae = AutoencoderKL(**TINY_VAE_CONFIG)
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer = CLIPTokenizer.from_pretrained(write_tiny_tokenizer(Path(scratch)))
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=TINY_HIDDEN,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=PNDMScheduler.from_config(SD15_SCHEDULER_CONFIG),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def build_tiny_pipeline_dir(path: Path, seed: int = 0) -> Path:
+    """A diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)."""
+    path = Path(path)
+    build_tiny_pipeline(seed).save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def write_tiny_single_file(pipeline_dir: Path, path: Path) -> Path:
+    """The folder's weights as one A1111-style ``.safetensors`` checkpoint (LDM key layout)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in pipeline_folder_to_ldm(Path(pipeline_dir)).items()}
+    save_file(state, str(path), metadata={"format": "pt"})
+    return path
+
+
+def _kohya_name(prefix: str, module: str) -> str:
+    return f"{prefix}_{module.replace('.', '_')}"
+
+
+def build_tiny_lora(pipeline_dir: Path, path: Path, seed: int = 1, rank: int = 4, scale: float = 0.5) -> Path:
+    """A kohya/A1111-format LoRA for the tiny pipeline: attention projections of the UNet and text encoder.
+
+    Both halves are random (a trained LoRA's up-weights start at zero), so the
+    LoRA visibly changes the output.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    from sd_runtime.convert import _read_weights
+
+    generator = torch.Generator().manual_seed(seed)
+    pipeline_dir = Path(pipeline_dir)
+    targets: list[tuple[str, tuple[int, int]]] = []
+    for key, value in _read_weights(pipeline_dir / "unet").items():
+        if key.endswith((".to_q.weight", ".to_k.weight", ".to_v.weight", ".to_out.0.weight")):
+            targets.append((_kohya_name("lora_unet", key[: -len(".weight")]), tuple(value.shape)))
+    for key, value in _read_weights(pipeline_dir / "text_encoder").items():
+        if key.endswith(("q_proj.weight", "k_proj.weight", "v_proj.weight", "out_proj.weight")):
+            module = key[: -len(".weight")]
+            module = module if module.startswith("text_model.") else f"text_model.{module}"
+            targets.append((_kohya_name("lora_te", module), tuple(value.shape)))
+    state: dict[str, Any] = {}
+    for name, (out_features, in_features) in targets:
+        state[f"{name}.lora_down.weight"] = torch.randn(rank, in_features, generator=generator) * scale
+        state[f"{name}.lora_up.weight"] = torch.randn(out_features, rank, generator=generator) * scale
+        state[f"{name}.alpha"] = torch.tensor(float(rank))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return path
+
+
+def build_tiny_embedding(path: Path, vectors: int = 2, seed: int = 2, scale: float = 1.0) -> Path:
+    """An A1111 textual-inversion embedding (``emb_params``, one row per vector) for the tiny text encoder."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"emb_params": torch.randn(vectors, TINY_HIDDEN, generator=generator) * scale}, str(path))
+    return path
+
+
+def build_tiny_controlnet(pipeline_dir: Path, path: Path, seed: int = 3, single_file: bool = False) -> Path:
+    """A ControlNet for the tiny UNet: a diffusers folder, or with ``single_file`` an original-layout file.
+
+    The zero convolutions that a fresh ControlNet starts with are given random
+    weights, so the control image really steers the output.
+    """
+    import tempfile
+
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_pretrained(Path(pipeline_dir) / "unet")
+    controlnet = ControlNetModel.from_unet(unet)
+    with torch.no_grad():
+        for block in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            block.weight.normal_(0, 0.2)
+    path = Path(path)
+    if not single_file:
+        controlnet.save_pretrained(path, safe_serialization=True)
+        return path
+    from safetensors.torch import save_file
+
+    with tempfile.TemporaryDirectory() as scratch:
+        controlnet.save_pretrained(scratch, safe_serialization=True)
+        state = controlnet_folder_to_ldm(Path(scratch))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({CONTROLNET_PREFIX + k: v.contiguous() for k, v in state.items()}, str(path))
+    return path

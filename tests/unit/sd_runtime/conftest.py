@@ -1,0 +1,157 @@
+"""Tiny Stable Diffusion models in a moto S3, and a Runtime that loads them from there.
+
+The models are built once per session (a few seconds); each test uploads
+them to its own in-process moto S3 and gets a Runtime with an empty cache, so
+every test exercises the real download, loading and generation code.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from PIL import Image
+
+from sd_runtime.invocations import Runtime
+from sd_runtime.settings import Settings
+from sd_runtime.testing import (
+    build_tiny_controlnet,
+    build_tiny_embedding,
+    build_tiny_lora,
+    build_tiny_pipeline_dir,
+    write_tiny_single_file,
+)
+
+BUCKET = "models"
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    pipeline_dir: Path
+    single_file: Path
+    other_pipeline_dir: Path
+    other_single_file: Path
+    third_single_file: Path
+    lora: Path
+    embedding: Path
+    controlnet_dir: Path
+    controlnet_file: Path
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    root = tmp_path_factory.mktemp("tiny-models")
+    pipeline_dir = build_tiny_pipeline_dir(root / "tiny-sd", seed=0)
+    other_dir = build_tiny_pipeline_dir(root / "tiny-sd-other", seed=1)
+    third_dir = build_tiny_pipeline_dir(root / "tiny-sd-third", seed=2)
+    return TinyModels(
+        pipeline_dir=pipeline_dir,
+        single_file=write_tiny_single_file(pipeline_dir, root / "tiny-sd.safetensors"),
+        other_pipeline_dir=other_dir,
+        other_single_file=write_tiny_single_file(other_dir, root / "tiny-sd-other.safetensors"),
+        third_single_file=write_tiny_single_file(third_dir, root / "tiny-sd-third.safetensors"),
+        lora=build_tiny_lora(pipeline_dir, root / "tinylora.safetensors"),
+        embedding=build_tiny_embedding(root / "tinyemb.safetensors"),
+        controlnet_dir=build_tiny_controlnet(pipeline_dir, root / "tiny-controlnet"),
+        controlnet_file=build_tiny_controlnet(pipeline_dir, root / "tiny_control_canny.safetensors", single_file=True),
+    )
+
+
+def upload(client: Any, path: Path, key: str) -> str:
+    """A file, or every file of a folder under ``key/``; returns the s3:// URI (ending in '/' for a folder)."""
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            client.upload_file(str(file), BUCKET, f"{key}/{file.relative_to(path).as_posix()}")
+        return f"s3://{BUCKET}/{key}/"
+    client.upload_file(str(path), BUCKET, key)
+    return f"s3://{BUCKET}/{key}"
+
+
+@dataclass
+class World:
+    models: TinyModels
+    s3: Any
+    uris: dict[str, str]
+    runtime: Runtime
+    make_runtime: Callable[..., Runtime]
+
+    def ref(self, name: str, key: str | None = None) -> dict[str, str]:
+        return {"name": name, "s3_uri": self.uris[key or name]}
+
+
+@pytest.fixture
+def world(mocked_aws: None, tiny_models: TinyModels, tmp_path: Path) -> Iterator[World]:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    uris = {
+        "tiny-sd": upload(s3, tiny_models.pipeline_dir, "Stable-diffusion/tiny-sd"),
+        "tiny-sd.safetensors": upload(s3, tiny_models.single_file, "Stable-diffusion/tiny-sd.safetensors"),
+        "tiny-sd-other": upload(s3, tiny_models.other_pipeline_dir, "Stable-diffusion/tiny-sd-other"),
+        "tiny-sd-other.safetensors": upload(
+            s3, tiny_models.other_single_file, "Stable-diffusion/tiny-sd-other.safetensors"
+        ),
+        "tiny-sd-third.safetensors": upload(
+            s3, tiny_models.third_single_file, "Stable-diffusion/tiny-sd-third.safetensors"
+        ),
+        "tinylora.safetensors": upload(s3, tiny_models.lora, "Lora/tinylora.safetensors"),
+        "tinyemb.safetensors": upload(s3, tiny_models.embedding, "embeddings/tinyemb.safetensors"),
+        "tiny-controlnet": upload(s3, tiny_models.controlnet_dir, "ControlNet/tiny-controlnet"),
+        "tiny_control_canny.safetensors": upload(
+            s3, tiny_models.controlnet_file, "ControlNet/tiny_control_canny.safetensors"
+        ),
+    }
+
+    def make_runtime(**overrides: Any) -> Runtime:
+        options: dict[str, Any] = {
+            "cache_dir": tmp_path / "cache",
+            "device": "cpu",
+            "single_file_config": str(tiny_models.pipeline_dir),
+        }
+        options.update(overrides)
+        return Runtime(Settings(**options))
+
+    yield World(tiny_models, s3, uris, make_runtime(), make_runtime)
+
+
+def txt2img(world: World, checkpoint: str = "tiny-sd", **payload: Any) -> dict[str, Any]:
+    """An InvocationRequest body with small, fast defaults."""
+    body_payload = {"prompt": "a red cube", "width": 32, "height": 32, "steps": 2, "seed": 1234, **payload}
+    return {
+        "inference_id": "job-1",
+        "task": payload.pop("task", "txt2img") if "task" in payload else "txt2img",
+        "checkpoint": world.ref(checkpoint),
+        "payload": body_payload,
+    }
+
+
+def decode(image_b64: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(image_b64))).convert("RGB"), dtype=np.int16)
+
+
+def images_of(response: Any) -> list[np.ndarray]:
+    return [decode(image) for image in response.images]
+
+
+def png_b64(image: Image.Image, data_url: bool = False) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return f"data:image/png;base64,{encoded}" if data_url else encoded
+
+
+def gradient_image(width: int = 64, height: int = 64) -> Image.Image:
+    """A picture with edges in it (for Canny) and colour (so img2img has something to keep)."""
+    x = np.linspace(0, 255, width, dtype=np.uint8)
+    y = np.linspace(0, 255, height, dtype=np.uint8)
+    pixels = np.zeros((height, width, 3), dtype=np.uint8)
+    pixels[..., 0] = x[None, :]
+    pixels[..., 1] = y[:, None]
+    pixels[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4, 2] = 255
+    return Image.fromarray(pixels)
