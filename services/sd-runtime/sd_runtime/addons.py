@@ -70,8 +70,13 @@ def lora_weights(loras: list[LoadedFile], tagged: dict[str, float]) -> list[floa
 def applied(pipe: Any, loras: list[LoadedFile], weights: list[float], embeddings: list[LoadedFile]) -> Iterator[Any]:
     """Apply LoRAs and embeddings to ``pipe`` for the ``with`` block; yields the tokenizer to use."""
     tokenizer = pipe.tokenizer
-    original_embeddings = pipe.text_encoder.get_input_embeddings()
-    original_vocab_size = pipe.text_encoder.config.vocab_size
+    encoder = pipe.text_encoder
+    # transformers resizes the embedding table either by swapping the module or, in recent releases,
+    # by swapping the weight's data in place: keep both, to put back whichever changed.
+    original_module = encoder.get_input_embeddings()
+    original_weights = original_module.weight.data
+    original_rows = original_module.num_embeddings
+    original_vocab_size = encoder.config.vocab_size
     lora_loaded = False
     try:
         if loras:
@@ -84,9 +89,11 @@ def applied(pipe: Any, loras: list[LoadedFile], weights: list[float], embeddings
     finally:
         if lora_loaded:
             pipe.unload_lora_weights()
-        if pipe.text_encoder.get_input_embeddings() is not original_embeddings:
-            pipe.text_encoder.set_input_embeddings(original_embeddings)
-            pipe.text_encoder.config.vocab_size = original_vocab_size
+        if embeddings:
+            encoder.set_input_embeddings(original_module)
+            original_module.weight.data = original_weights
+            original_module.num_embeddings = original_rows
+            encoder.config.vocab_size = original_vocab_size
 
 
 def _load_loras(pipe: Any, loras: list[LoadedFile], weights: list[float]) -> None:

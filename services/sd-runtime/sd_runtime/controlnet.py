@@ -122,11 +122,12 @@ def parse_units(
                 module=module,
                 source=source,
                 resize_mode=unit.resize_mode,
-                weight=unit.weight,
-                guidance_start=unit.guidance_start,
-                guidance_end=unit.guidance_end,
-                threshold_a=unit.threshold_a,
-                threshold_b=unit.threshold_b,
+                # diffusers checks for floats; defaults come through as ints.
+                weight=float(unit.weight),
+                guidance_start=float(unit.guidance_start),
+                guidance_end=float(unit.guidance_end),
+                threshold_a=float(unit.threshold_a),
+                threshold_b=float(unit.threshold_b),
                 control_mode=unit.control_mode,
             )
         )

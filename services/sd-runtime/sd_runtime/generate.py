@@ -196,18 +196,40 @@ def _control_kwargs(units: list[ControlUnit], width: int, height: int, image_key
     }
 
 
-def _prompt_kwargs(plan: Plan, prompt: str, negative: str, count: int, steps: int, generators: list) -> dict[str, Any]:
+def _prompt_kwargs(
+    pipe: Any, plan: Plan, prompt: str, negative: str, count: int, steps: int, generators: list
+) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
-        "prompt": [prompt] * count,
-        "negative_prompt": [negative] * count,
         "num_inference_steps": steps,
         "guidance_scale": plan.cfg_scale,
         "generator": generators,
-        "clip_skip": plan.clip_skip,
     }
+    if plan.clip_skip:
+        kwargs["prompt_embeds"] = _encode_skipping_layers(pipe, [prompt] * count, plan.clip_skip)
+        kwargs["negative_prompt_embeds"] = _encode_skipping_layers(pipe, [negative] * count, plan.clip_skip)
+    else:
+        kwargs["prompt"] = [prompt] * count
+        kwargs["negative_prompt"] = [negative] * count
     if plan.eta is not None:
         kwargs["eta"] = plan.eta
     return kwargs
+
+
+def _encode_skipping_layers(pipe: Any, texts: list[str], clip_skip: int) -> torch.Tensor:
+    """Prompt embeddings from the CLIP layer ``clip_skip`` before the last, through the final layer norm.
+
+    This is what diffusers' ``clip_skip`` does, done here because its pipelines reach the norm through
+    ``text_encoder.text_model``, which transformers 5.6+ no longer has on CLIPTextModel.
+    """
+    texts = pipe.maybe_convert_prompt(texts, pipe.tokenizer)  # multi-vector textual inversions
+    tokens = pipe.tokenizer(
+        texts, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    )
+    encoder = pipe.text_encoder
+    with torch.no_grad():
+        hidden = encoder(tokens.input_ids.to(encoder.device), output_hidden_states=True).hidden_states
+        final_norm = getattr(encoder, "text_model", encoder).final_layer_norm
+        return final_norm(hidden[-(clip_skip + 1)]).to(encoder.dtype)
 
 
 def check_sampling_steps(steps: int, strength: float, what: str) -> None:
@@ -270,7 +292,7 @@ class Generator:
     def _txt2img(self, plan: Plan, seeds: list[int], subseeds: list[int], as_latents: bool) -> Any:
         noise = self._noise(plan, plan.width, plan.height, seeds, subseeds)
         pipe = self._pipeline("txt2img", plan.sampler, seeds)
-        kwargs = _prompt_kwargs(plan, plan.prompt, plan.negative_prompt, len(seeds), plan.steps, noise.generators)
+        kwargs = _prompt_kwargs(pipe, plan, plan.prompt, plan.negative_prompt, len(seeds), plan.steps, noise.generators)
         kwargs.update(_control_kwargs(plan.control_units, plan.width, plan.height, "image"))
         result = pipe(
             **kwargs,
@@ -292,7 +314,7 @@ class Generator:
         noise = self._noise(plan, plan.width, plan.height, seeds, subseeds)
         pipe = self._pipeline("img2img", plan.sampler, seeds)
         _use_noise(pipe.scheduler, noise.latents)
-        kwargs = _prompt_kwargs(plan, plan.prompt, plan.negative_prompt, len(seeds), plan.steps, noise.generators)
+        kwargs = _prompt_kwargs(pipe, plan, plan.prompt, plan.negative_prompt, len(seeds), plan.steps, noise.generators)
         kwargs.update(_control_kwargs(plan.control_units, plan.width, plan.height, "control_image"))
         return pipe(**kwargs, image=init, strength=strength).images
 
@@ -318,7 +340,7 @@ class Generator:
         noise = self._noise(plan, width, height, seeds, subseeds)
         pipe = self._pipeline("img2img", hires.sampler, seeds)
         _use_noise(pipe.scheduler, noise.latents)
-        kwargs = _prompt_kwargs(plan, hires.prompt, hires.negative_prompt, len(seeds), steps, noise.generators)
+        kwargs = _prompt_kwargs(pipe, plan, hires.prompt, hires.negative_prompt, len(seeds), steps, noise.generators)
         kwargs.update(_control_kwargs(plan.control_units, width, height, "control_image"))
         return pipe(**kwargs, image=source, strength=hires.denoising).images
 

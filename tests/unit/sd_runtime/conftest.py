@@ -120,14 +120,13 @@ def world(mocked_aws: None, tiny_models: TinyModels, tmp_path: Path) -> Iterator
     yield World(tiny_models, s3, uris, make_runtime(), make_runtime)
 
 
-def txt2img(world: World, checkpoint: str = "tiny-sd", **payload: Any) -> dict[str, Any]:
-    """An InvocationRequest body with small, fast defaults."""
-    body_payload = {"prompt": "a red cube", "width": 32, "height": 32, "steps": 2, "seed": 1234, **payload}
+def invocation(world: World, task: str = "txt2img", checkpoint: str = "tiny-sd", **payload: Any) -> dict[str, Any]:
+    """An InvocationRequest body with small, fast defaults (32x32, 2 steps, a fixed seed)."""
     return {
         "inference_id": "job-1",
-        "task": payload.pop("task", "txt2img") if "task" in payload else "txt2img",
+        "task": task,
         "checkpoint": world.ref(checkpoint),
-        "payload": body_payload,
+        "payload": {"prompt": "a red cube", "width": 32, "height": 32, "steps": 2, "seed": 1234, **payload},
     }
 
 
