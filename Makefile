@@ -15,10 +15,10 @@ export API_KEY ?= local-dev-key
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
+$(STAMP): requirements.txt services/sd-runtime/requirements.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet -r requirements.txt -r services/sd-runtime/requirements.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation $(foreach p,$(PACKAGES),-e $(p))
 	touch $(STAMP)
 

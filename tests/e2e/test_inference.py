@@ -17,11 +17,11 @@ import pytest
 import requests
 from PIL import Image
 
+from sd_runtime import testing
 from tests.e2e.conftest import ApiClient
 from tests.e2e.test_endpoint_deployment import poll_until_finished
 
 pytestmark = pytest.mark.e2e
-testing = pytest.importorskip("sd_runtime.testing", reason="sd-runtime's inference dependencies are not installed")
 
 MODEL_NAME = "tiny-sd-e2e"
 SIZE = 64
@@ -82,7 +82,7 @@ def infer(api: ApiClient, endpoint: str, **overrides) -> dict:
     response = api.post("/inference-api/inference", json=body)
     assert response.status_code == 200, response.text
     started = response.json()
-    assert started["status"] == "inprogress" and started["endpoint_name"] == endpoint
+    assert started["status"] == "inprogress" and started["endpoint_name"] == body["sagemaker_endpoint_name"]
     right_after = api.get("/inference/get-inference-job", params={"jobID": started["inference_id"]})
     assert right_after.status_code == 200 and right_after.json()["status"] == "inprogress"
     return wait_for_job(api, started["inference_id"])
