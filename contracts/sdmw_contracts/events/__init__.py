@@ -38,7 +38,7 @@ ALL_EVENTS: dict[str, type[Event]] = {
         DatasetItemChanged,
         InferenceRequested,
         ModelMergeRequested,
-            InferenceJobChanged,
+        InferenceJobChanged,
     )
 }
 

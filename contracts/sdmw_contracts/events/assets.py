@@ -10,6 +10,7 @@ otherwise as it was. The edge waits for either outcome.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -71,6 +72,31 @@ class CheckpointCreationRequested(Command):
     params: dict[str, Any] = Field(default_factory=dict)
     requested_at: datetime
 
+    def initial_snapshot(
+        self, bucket: str, version: int, upload_ids: Mapping[str, str] | None = None
+    ) -> CheckpointChanged:
+        """The checkpoint as this command creates it: the edge's version 0, the owner's version 1."""
+        prefix = checkpoint_prefix(self.checkpoint_type, self.checkpoint_id)
+        return CheckpointChanged(
+            id=self.checkpoint_id,
+            version=version,
+            checkpoint_type=self.checkpoint_type,
+            status="Initialed",
+            s3_location=f"s3://{bucket}/{prefix}",
+            files=[
+                CheckpointFile(
+                    filename=f.filename,
+                    key=prefix + f.filename,
+                    s3_uri=f"s3://{bucket}/{prefix}{f.filename}",
+                    parts_number=f.parts_number,
+                    upload_id=(upload_ids or {}).get(f.filename),
+                )
+                for f in self.files
+            ],
+            params=self.params,
+            created_at=self.requested_at,
+        )
+
 
 class CheckpointUpdateRequested(Command):
     """Finish the uploads and activate (``Active``), or disable (``Disabled``)."""
@@ -106,6 +132,34 @@ class DatasetCreationRequested(Command):
     items: list[DatasetItemSpec] = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
     requested_at: datetime
+
+    def initial_snapshots(self, bucket: str, version: int) -> tuple[DatasetChanged, list[DatasetItemChanged]]:
+        """The dataset and its items as this command creates them (edge: version 0, owner: 1)."""
+        prefix = dataset_prefix(self.dataset_name)
+        dataset = DatasetChanged(
+            id=self.dataset_name,
+            version=version,
+            status="Initialed",
+            s3_location=f"s3://{bucket}/{prefix}",
+            item_count=len(self.items),
+            params=self.params,
+            created_at=self.requested_at,
+        )
+        items = [
+            DatasetItemChanged(
+                id=dataset_item_id(self.dataset_name, spec.name),
+                version=version,
+                dataset_name=self.dataset_name,
+                name=spec.name,
+                type=spec.type,
+                key=prefix + spec.name,
+                s3_uri=f"s3://{bucket}/{prefix}{spec.name}",
+                original_filename=spec.original_filename,
+                status="Initialed",
+            )
+            for spec in self.items
+        ]
+        return dataset, items
 
 
 class DatasetUpdateRequested(Command):

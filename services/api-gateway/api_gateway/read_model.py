@@ -26,20 +26,17 @@ class ReadModel:
         self._table = table
 
     def apply(self, snapshot: EntityChanged) -> bool:
-        return self._table.apply(
-            snapshot.entity_type(), snapshot.id, snapshot.version, snapshot.model_dump(mode="json")
-        )
+        return self._table.apply(snapshot)
 
     def discard_initial(self, snapshot: EntityChanged) -> None:
         """Forget an initial snapshot whose command could not be sent."""
-        self._table.delete_if_version(snapshot.entity_type(), snapshot.id, snapshot.version)
+        self._table.delete_if_version(snapshot)
 
     def get(self, model: type[S], entity_id: str) -> S | None:
-        data = self._table.get(model.entity_type(), entity_id)
-        return model.model_validate(data) if data else None
+        return self._table.get(model, entity_id)
 
     def list(self, model: type[S], id_prefix: str | None = None) -> list[S]:
-        return [model.model_validate(data) for data in self._table.list(model.entity_type(), id_prefix)]
+        return self._table.list(model, id_prefix)
 
     def wait_for(self, model: type[S], entity_id: str, done: Callable[[S], bool], timeout_s: float) -> S | None:
         """Poll until the entity satisfies ``done`` or time runs out; the last seen snapshot."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from asset_registry import SERVICE
-from asset_registry.handlers import Dependencies, Snapshots, router
+from asset_registry.handlers import Dependencies, router
 from asset_registry.storage import S3Storage
 from service_kit.config import ServiceConfig
 from service_kit.consumer import Consumer, dynamodb_idempotency
@@ -27,7 +27,7 @@ def bootstrap() -> App:
         raise RuntimeError("SDMW_TABLE is not set")
     logger = get_logger(SERVICE)
     deps = Dependencies(
-        snapshots=Snapshots(SnapshotTable(config.table)),
+        snapshots=SnapshotTable(config.table),
         storage=S3Storage(config.bucket),
         publisher=EventBridgePublisher(config.event_bus, config.source),
         logger=logger,

@@ -7,41 +7,9 @@ records the refusal, so the client can fix its ETags and try again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from sdmw_contracts.events.assets import (
-    CheckpointChanged,
-    CheckpointCreationRequested,
-    CheckpointFile,
-    Rejection,
-    checkpoint_prefix,
-)
+from sdmw_contracts.events.assets import CheckpointChanged, Rejection
 
 Checkpoint = CheckpointChanged
-ENTITY = Checkpoint.entity_type()
-
-
-def new_checkpoint(command: CheckpointCreationRequested, bucket: str, upload_ids: Mapping[str, str]) -> Checkpoint:
-    prefix = checkpoint_prefix(command.checkpoint_type, command.checkpoint_id)
-    return Checkpoint(
-        id=command.checkpoint_id,
-        version=1,
-        checkpoint_type=command.checkpoint_type,
-        status="Initialed",
-        s3_location=f"s3://{bucket}/{prefix}",
-        files=[
-            CheckpointFile(
-                filename=f.filename,
-                key=prefix + f.filename,
-                s3_uri=f"s3://{bucket}/{prefix}{f.filename}",
-                parts_number=f.parts_number,
-                upload_id=upload_ids[f.filename],
-            )
-            for f in command.files
-        ],
-        params=command.params,
-        created_at=command.requested_at,
-    )
 
 
 def _next(checkpoint: Checkpoint, **changes: object) -> Checkpoint:

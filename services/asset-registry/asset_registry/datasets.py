@@ -6,48 +6,10 @@ the bucket; Disabled on request. The dataset and its items move together.
 
 from __future__ import annotations
 
-from sdmw_contracts.events.assets import (
-    DatasetChanged,
-    DatasetCreationRequested,
-    DatasetItemChanged,
-    DatasetStatus,
-    Rejection,
-    dataset_item_id,
-    dataset_prefix,
-)
+from sdmw_contracts.events.assets import DatasetChanged, DatasetItemChanged, DatasetStatus, Rejection
 
 Dataset = DatasetChanged
 Item = DatasetItemChanged
-DATASET = Dataset.entity_type()
-ITEM = Item.entity_type()
-
-
-def new_dataset(command: DatasetCreationRequested, bucket: str) -> tuple[Dataset, list[Item]]:
-    prefix = dataset_prefix(command.dataset_name)
-    dataset = Dataset(
-        id=command.dataset_name,
-        version=1,
-        status="Initialed",
-        s3_location=f"s3://{bucket}/{prefix}",
-        item_count=len(command.items),
-        params=command.params,
-        created_at=command.requested_at,
-    )
-    items = [
-        Item(
-            id=dataset_item_id(command.dataset_name, spec.name),
-            version=1,
-            dataset_name=command.dataset_name,
-            name=spec.name,
-            type=spec.type,
-            key=prefix + spec.name,
-            s3_uri=f"s3://{bucket}/{prefix}{spec.name}",
-            original_filename=spec.original_filename,
-            status="Initialed",
-        )
-        for spec in command.items
-    ]
-    return dataset, items
 
 
 def with_status(dataset: Dataset, items: list[Item], status: DatasetStatus) -> tuple[Dataset, list[Item]]:

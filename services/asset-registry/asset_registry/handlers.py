@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 from aws_lambda_powertools import Logger
 
@@ -30,35 +29,14 @@ from service_kit.events import EventPublisher, outgoing
 from service_kit.messages import BusEvent
 from service_kit.snapshots import SnapshotTable
 
-S = TypeVar("S", bound=EntityChanged)
-
 
 class UnknownEntity(LookupError):
     """A command names something this service has not seen (yet): retry later."""
 
 
-class Snapshots:
-    """The service's entities in its table."""
-
-    def __init__(self, table: SnapshotTable) -> None:
-        self._table = table
-
-    def get(self, model: type[S], entity_id: str) -> S | None:
-        data = self._table.get(model.entity_type(), entity_id)
-        return model.model_validate(data) if data else None
-
-    def items_of(self, dataset_name: str) -> list[Item]:
-        prefix = dataset_item_id(dataset_name, "")
-        return [Item.model_validate(d) for d in self._table.list(datasets.ITEM, id_prefix=prefix)]
-
-    def save(self, *snapshots: EntityChanged) -> None:
-        for snapshot in snapshots:
-            self._table.save(snapshot.entity_type(), snapshot.id, snapshot.version, snapshot.model_dump(mode="json"))
-
-
 @dataclass
 class Dependencies:
-    snapshots: Snapshots
+    snapshots: SnapshotTable
     storage: Storage
     publisher: EventPublisher
     logger: Logger
@@ -76,7 +54,7 @@ def on_checkpoint_creation(event: BusEvent, deps: Dependencies) -> None:
         # the bucket's lifecycle rule for incomplete multipart uploads.
         prefix = checkpoint_prefix(command.checkpoint_type, command.checkpoint_id)
         upload_ids = {f.filename: deps.storage.start_upload(prefix + f.filename) for f in command.files}
-        checkpoint = checkpoints.new_checkpoint(command, deps.storage.bucket, upload_ids)
+        checkpoint = command.initial_snapshot(deps.storage.bucket, version=1, upload_ids=upload_ids)
         deps.snapshots.save(checkpoint)
     _publish([checkpoint], checkpoint.id, envelope, deps)
 
@@ -133,10 +111,10 @@ def on_dataset_creation(event: BusEvent, deps: Dependencies) -> None:
     command = envelope.parse_data(DatasetCreationRequested)
     dataset = deps.snapshots.get(Dataset, command.dataset_name)
     if dataset is None:
-        dataset, items = datasets.new_dataset(command, deps.storage.bucket)
+        dataset, items = command.initial_snapshots(deps.storage.bucket, version=1)
         deps.snapshots.save(*items, dataset)  # the dataset last: it says the items are there
     else:
-        items = deps.snapshots.items_of(dataset.id)
+        items = _items_of(dataset.id, deps)
     _publish([*items, dataset], dataset.id, envelope, deps)
 
 
@@ -146,7 +124,7 @@ def on_dataset_update(event: BusEvent, deps: Dependencies) -> None:
     dataset = deps.snapshots.get(Dataset, command.dataset_name)
     if dataset is None:
         raise UnknownEntity(f"update of dataset {command.dataset_name} arrived before its creation")
-    items = deps.snapshots.items_of(dataset.id)
+    items = _items_of(dataset.id, deps)
     if dataset.status == command.status or (dataset.rejection and dataset.rejection.request_id == command.request_id):
         _publish([*items, dataset], dataset.id, envelope, deps)
         return
@@ -161,6 +139,10 @@ def on_dataset_update(event: BusEvent, deps: Dependencies) -> None:
     dataset, moved = datasets.with_status(dataset, items, command.status)
     deps.snapshots.save(*moved, dataset)
     _publish([*moved, dataset], dataset.id, envelope, deps)
+
+
+def _items_of(dataset_name: str, deps: Dependencies) -> list[Item]:
+    return deps.snapshots.list(Item, id_prefix=dataset_item_id(dataset_name, ""))
 
 
 # ---------------------------------------------------------------- wiring

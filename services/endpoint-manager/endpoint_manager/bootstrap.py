@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from endpoint_manager import SERVICE
-from endpoint_manager.handlers import Dependencies, JobRepository, router
+from endpoint_manager.handlers import Dependencies, router
 from endpoint_manager.sagemaker import RuntimeSettings, SageMakerEndpoints
 from service_kit.config import ServiceConfig, topic_arn
 from service_kit.consumer import Consumer, dynamodb_idempotency
@@ -40,7 +40,7 @@ def bootstrap() -> App:
         raise RuntimeError("SDMW_TABLE is not set")
     logger = get_logger(SERVICE)
     deps = Dependencies(
-        jobs=JobRepository(SnapshotTable(config.table)),
+        jobs=SnapshotTable(config.table),
         endpoints=SageMakerEndpoints(runtime_settings(config)),
         publisher=EventBridgePublisher(config.event_bus, config.source),
         logger=logger,

@@ -30,30 +30,9 @@ class UnknownJob(LookupError):
     """A command names a job this service has not seen (yet): retry later."""
 
 
-class JobRepository:
-    def __init__(self, table: SnapshotTable) -> None:
-        self._table = table
-
-    def get(self, job_id: str) -> Job | None:
-        data = self._table.get(jobs.ENTITY, job_id)
-        return Job.model_validate(data) if data else None
-
-    def save(self, job: Job) -> None:
-        self._table.save(jobs.ENTITY, job.id, job.version, job.model_dump(mode="json"))
-
-    def live_job_for(self, endpoint_name: str) -> Job | None:
-        """The newest job for this endpoint name that is not finished."""
-        live = [
-            job
-            for job in map(Job.model_validate, self._table.list(jobs.ENTITY))
-            if job.endpoint_name == endpoint_name and job.status not in jobs.FINISHED
-        ]
-        return max(live, key=lambda job: job.start_time, default=None)
-
-
 @dataclass
 class Dependencies:
-    jobs: JobRepository
+    jobs: SnapshotTable
     endpoints: EndpointGateway
     publisher: EventPublisher
     logger: Logger
@@ -64,7 +43,7 @@ class Dependencies:
 def on_deployment_requested(event: BusEvent, deps: Dependencies) -> None:
     envelope = event.envelope()
     command = envelope.parse_data(EndpointDeploymentRequested)
-    job = deps.jobs.get(command.job_id)
+    job = deps.jobs.get(Job, command.job_id)
     if job is None:
         job = jobs.new_job(command)
         deps.jobs.save(job)
@@ -97,7 +76,7 @@ def _clean_up_quietly(job: Job, deps: Dependencies) -> None:
 def on_deletion_requested(event: BusEvent, deps: Dependencies) -> None:
     envelope = event.envelope()
     command = envelope.parse_data(EndpointDeletionRequested)
-    job = deps.jobs.get(command.job_id)
+    job = deps.jobs.get(Job, command.job_id)
     if job is None:
         raise UnknownJob(f"deletion of job {command.job_id} arrived before its deployment")
     if job.status != "deleted":
@@ -114,7 +93,7 @@ def on_endpoint_state_change(event: BusEvent, deps: Dependencies) -> None:
     state-change events harmless.
     """
     change = SageMakerEndpointStateChange.model_validate(event.detail)
-    job = deps.jobs.live_job_for(change.EndpointName)
+    job = jobs.live_job_for(deps.jobs.list(Job), change.EndpointName)
     if job is None:
         deps.logger.info("state change of an endpoint without a live job", extra={"endpoint": change.EndpointName})
         return

@@ -12,7 +12,6 @@ from endpoint_manager.sagemaker import EndpointSpec, EndpointState
 from sdmw_contracts.events import EndpointDeploymentChanged, EndpointDeploymentRequested
 
 Job = EndpointDeploymentChanged
-ENTITY = Job.entity_type()
 FINISHED = frozenset({"failed", "deleted"})
 
 
@@ -76,3 +75,9 @@ def observed(job: Job, state: EndpointState | None, now: datetime) -> Job | None
         reason = state.failure_reason or "SageMaker reported the endpoint Failed without a reason"
         return _next(job, status="failed", endpoint_status="Failed", error=reason, end_time=now)
     return _next(job, endpoint_status=state.status)
+
+
+def live_job_for(all_jobs: list[Job], endpoint_name: str) -> Job | None:
+    """The newest job for this endpoint name that is not finished."""
+    live = [job for job in all_jobs if job.endpoint_name == endpoint_name and job.status not in FINISHED]
+    return max(live, key=lambda job: job.start_time, default=None)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from inference_dispatcher import SERVICE
 from inference_dispatcher.adapters import S3Storage, SageMakerAsync
-from inference_dispatcher.handlers import Dependencies, JobRepository, router
+from inference_dispatcher.handlers import Dependencies, router
 from inference_dispatcher.lookups import Lookups
 from service_kit.config import ServiceConfig
 from service_kit.consumer import Consumer, dynamodb_idempotency
@@ -30,7 +30,7 @@ def bootstrap() -> App:
     logger = get_logger(SERVICE)
     table = SnapshotTable(config.table)
     deps = Dependencies(
-        jobs=JobRepository(table),
+        jobs=table,
         lookups=Lookups(table),
         storage=S3Storage(config.bucket),
         endpoints=SageMakerAsync(

@@ -41,24 +41,9 @@ class UnknownJob(LookupError):
     """A notification names a job this service does not have."""
 
 
-class JobRepository:
-    def __init__(self, table: SnapshotTable) -> None:
-        self._table = table
-
-    def get(self, job_id: str) -> Job | None:
-        data = self._table.get(jobs.ENTITY, job_id)
-        return Job.model_validate(data) if data else None
-
-    def unfinished(self) -> list[Job]:
-        return [job for job in map(Job.model_validate, self._table.list(jobs.ENTITY)) if not jobs.is_finished(job)]
-
-    def save(self, job: Job) -> None:
-        self._table.save(jobs.ENTITY, job.id, job.version, job.model_dump(mode="json"))
-
-
 @dataclass
 class Dependencies:
-    jobs: JobRepository
+    jobs: SnapshotTable
     lookups: Lookups
     storage: Storage
     endpoints: Endpoints
@@ -96,7 +81,7 @@ def _start(
     envelope: EventEnvelope,
     deps: Dependencies,
 ) -> None:
-    job = deps.jobs.get(job_id)
+    job = deps.jobs.get(Job, job_id)
     if job is None:
         job = jobs.new_job(job_id, task, endpoint_name, command.requested_at, deps.deadline_from(command.requested_at))
         deps.jobs.save(job)
@@ -156,7 +141,7 @@ def _invocation(job: Job, payload: dict[str, Any], deps: Dependencies) -> Invoca
 
 def on_async_notification(message: SnsNotification, deps: Dependencies) -> None:
     notification = Notification(message.json())
-    job = deps.jobs.get(notification.inference_id)
+    job = deps.jobs.get(Job, notification.inference_id)
     if job is None:
         raise UnknownJob(f"notification for unknown inference job {notification.inference_id!r}")
     deps.logger.set_correlation_id(job.id)
@@ -181,7 +166,7 @@ def _finish(job: Job, notification: Notification, deps: Dependencies) -> Job:
 def on_sweep(event: BusEvent, deps: Dependencies) -> None:
     """Fail every job whose result is overdue: no notification can still come for it."""
     now = deps.clock()
-    for job in deps.jobs.unfinished():
+    for job in deps.jobs.list(Job):
         if jobs.overdue(job, now):
             reason = f"no result from SageMaker by {job.deadline:%Y-%m-%d %H:%M:%S} UTC; the job timed out"
             failed = jobs.failed(job, reason, now)

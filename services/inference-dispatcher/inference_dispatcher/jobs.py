@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from sdmw_contracts.events import InferenceJobChanged
 
 Job = InferenceJobChanged
-ENTITY = Job.entity_type()
 
 
 def param_name(job_id: str) -> str:

@@ -32,18 +32,16 @@ class Lookups:
         self._table = table
 
     def apply(self, snapshot: EntityChanged) -> None:
-        self._table.apply(snapshot.entity_type(), snapshot.id, snapshot.version, snapshot.model_dump(mode="json"))
+        self._table.apply(snapshot)
 
     def projector(self, model: type[EntityChanged]) -> Callable[[BusEvent], None]:
         return lambda event: self.apply(event.envelope().parse_data(model))
 
     def endpoint_in_service(self, name: str) -> None:
         """Raises EndpointNotReady with a reason a user can read unless ``name`` is in service."""
-        jobs = [
-            EndpointDeploymentChanged.model_validate(d)
-            for d in self._table.list(EndpointDeploymentChanged.entity_type())
+        live = [
+            j for j in self._table.list(EndpointDeploymentChanged) if j.endpoint_name == name and j.status != "deleted"
         ]
-        live = [j for j in jobs if j.endpoint_name == name and j.status != "deleted"]
         if not live:
             raise EndpointNotReady(f"endpoint {name} does not exist")
         newest = max(live, key=lambda j: j.start_time)
@@ -52,16 +50,14 @@ class Lookups:
             raise EndpointNotReady(f"endpoint {name} is {state}, not InService")
 
     def any_endpoint_in_service(self) -> str:
-        for data in self._table.list(EndpointDeploymentChanged.entity_type()):
-            job = EndpointDeploymentChanged.model_validate(data)
+        for job in self._table.list(EndpointDeploymentChanged):
             if job.status == "success" and job.endpoint_status == "InService":
                 return job.endpoint_name
         raise EndpointNotReady("no endpoint is InService")
 
     def model(self, model_type: str, name: str) -> ModelRef:
         """The active checkpoint file (or diffusers folder) of this type and name."""
-        for data in self._table.list(CheckpointChanged.entity_type()):
-            checkpoint = CheckpointChanged.model_validate(data)
+        for checkpoint in self._table.list(CheckpointChanged):
             if checkpoint.checkpoint_type != model_type or checkpoint.status != "Active":
                 continue
             if DIFFUSERS_INDEX in checkpoint.filenames and checkpoint.params.get("new_model_name") == name:

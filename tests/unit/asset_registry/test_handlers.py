@@ -10,7 +10,7 @@ import boto3
 import pytest
 from aws_lambda_powertools import Logger
 
-from asset_registry.handlers import Dependencies, Snapshots, UnknownEntity, router
+from asset_registry.handlers import Dependencies, UnknownEntity, router
 from asset_registry.storage import S3Storage
 from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import (
@@ -36,7 +36,7 @@ def world(mocked_aws):
     s3.create_bucket(Bucket=BUCKET)
     publisher = RecordingPublisher()
     deps = Dependencies(
-        snapshots=Snapshots(SnapshotTable(create_service_table("assets"), boto3.resource("dynamodb"))),
+        snapshots=SnapshotTable(create_service_table("assets"), boto3.resource("dynamodb")),
         storage=S3Storage(BUCKET, s3),
         publisher=publisher,
         logger=Logger(service="test"),

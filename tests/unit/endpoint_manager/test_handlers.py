@@ -11,7 +11,8 @@ import pytest
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from endpoint_manager.handlers import Dependencies, JobRepository, UnknownJob, router
+from endpoint_manager.handlers import Dependencies, UnknownJob, router
+from endpoint_manager.jobs import Job
 from endpoint_manager.sagemaker import EndpointSpec, EndpointState
 from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentRequested
@@ -55,9 +56,7 @@ def world(mocked_aws):
     publisher = RecordingPublisher()
     endpoints = FakeEndpoints()
     table = SnapshotTable(create_service_table("endpoint-manager"), boto3.resource("dynamodb"))
-    deps = Dependencies(
-        jobs=JobRepository(table), endpoints=endpoints, publisher=publisher, logger=Logger(service="test")
-    )
+    deps = Dependencies(jobs=table, endpoints=endpoints, publisher=publisher, logger=Logger(service="test"))
     return deps, endpoints, publisher, router(deps)
 
 
@@ -135,7 +134,7 @@ def test_a_late_creating_event_does_not_undo_in_service(world):
     published = len(publisher.published)
     route.dispatch(state_event("infer-endpoint-job1", "Creating"))  # late; SageMaker now says InService
     assert len(publisher.published) == published
-    assert deps.jobs.get("job-1").status == "success"
+    assert deps.jobs.get(Job, "job-1").status == "success"
 
 
 def test_failed_endpoint_fails_the_job_with_the_reason(world):

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from PIL import Image
 
 from inference_dispatcher.adapters import S3Storage
-from inference_dispatcher.handlers import Dependencies, JobRepository, NotYetKnown, UnknownJob, router
+from inference_dispatcher.handlers import Dependencies, NotYetKnown, UnknownJob, router
 from inference_dispatcher.lookups import Lookups
 from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import CheckpointChanged, EndpointDeploymentChanged, InferenceRequested, ModelMergeRequested
@@ -72,7 +72,7 @@ def world(mocked_aws) -> World:
     sagemaker = FakeSageMakerAsync()
     publisher = RecordingPublisher()
     deps = Dependencies(
-        jobs=JobRepository(table),
+        jobs=table,
         lookups=Lookups(table),
         storage=S3Storage(BUCKET, s3),
         endpoints=sagemaker,

@@ -40,12 +40,9 @@ from sdmw_contracts.events import (
     DatasetUpdateRequested,
 )
 from sdmw_contracts.events.assets import (
-    CheckpointFile,
     DatasetItemSpec,
     FileParts,
-    checkpoint_prefix,
     dataset_item_id,
-    dataset_prefix,
 )
 
 router = APIRouter(tags=["assets"])
@@ -127,32 +124,14 @@ def create_checkpoint(
     expires_s = _expiry(deps, expires_in)
     checkpoint_id = str(uuid.uuid4())
     bucket = deps.presigner.bucket
-    prefix = checkpoint_prefix(body.checkpoint_type, checkpoint_id)
-    initial = CheckpointChanged(
-        id=checkpoint_id,
-        version=0,
-        checkpoint_type=body.checkpoint_type,
-        status="Initialed",
-        s3_location=f"s3://{bucket}/{prefix}",
-        files=[
-            CheckpointFile(
-                filename=f.filename,
-                key=prefix + f.filename,
-                s3_uri=f"s3://{bucket}/{prefix}{f.filename}",
-                parts_number=f.parts_number,
-            )
-            for f in body.filenames
-        ],
-        params=body.params,
-        created_at=deps.clock(),
-    )
     command = CheckpointCreationRequested(
         checkpoint_id=checkpoint_id,
         checkpoint_type=body.checkpoint_type,
         files=[FileParts(filename=f.filename, parts_number=f.parts_number) for f in body.filenames],
         params=body.params,
-        requested_at=initial.created_at,
+        requested_at=deps.clock(),
     )
+    initial = command.initial_snapshot(bucket, version=0)
     record_then_send(deps, [initial], command, correlation_id=checkpoint_id)
     checkpoint = await_first_owner_snapshot(deps, CheckpointChanged, checkpoint_id)
     uploads = [
@@ -228,38 +207,13 @@ def create_dataset(body: CreateDatasetRequest, deps: Edge, expires_in: ExpiresIn
     expires_s = _expiry(deps, expires_in)
     if deps.read_model.get(DatasetChanged, body.dataset_name) is not None:
         raise conflict(f"dataset {body.dataset_name} already exists")
-    now = deps.clock()
-    bucket = deps.presigner.bucket
-    prefix = dataset_prefix(body.dataset_name)
-    items = [
-        DatasetItemChanged(
-            id=dataset_item_id(body.dataset_name, item.name),
-            version=0,
-            dataset_name=body.dataset_name,
-            name=item.name,
-            type=item.type,
-            key=prefix + item.name,
-            s3_uri=f"s3://{bucket}/{prefix}{item.name}",
-            original_filename=item.filename,
-            status="Initialed",
-        )
-        for item in body.content
-    ]
-    dataset = DatasetChanged(
-        id=body.dataset_name,
-        version=0,
-        status="Initialed",
-        s3_location=f"s3://{bucket}/{prefix}",
-        item_count=len(items),
-        params=body.params,
-        created_at=now,
-    )
     command = DatasetCreationRequested(
         dataset_name=body.dataset_name,
         items=[DatasetItemSpec(name=i.name, type=i.type, original_filename=i.filename) for i in body.content],
         params=body.params,
-        requested_at=now,
+        requested_at=deps.clock(),
     )
+    dataset, items = command.initial_snapshots(deps.presigner.bucket, version=0)
     record_then_send(deps, [*items, dataset], command, correlation_id=body.dataset_name)
     urls = [{item.original_filename: deps.presigner.put_url(item.key, expires_s)} for item in items]
     return CreateDatasetResponse(datasetName=body.dataset_name, s3PresignUrl=urls)
