@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sd_runtime.errors import RequestError, is_out_of_memory
+from sd_runtime.errors import RequestError, is_out_of_memory, load_errors
 
 # <lora:name>, <lora:name:0.8>, <lora:name:0.8:0.5> (A1111's te/unet split: the first number is used).
 _LORA_TAG = re.compile(r"<(?:lora|lyco):([^:>]+)(?::([^:>]*))?(?::[^>]*)?>", re.IGNORECASE)
@@ -103,7 +103,7 @@ def _load_loras(pipe: Any, loras: list[LoadedFile], weights: list[float]) -> Non
         location, weight_name = (lora.path, None) if lora.path.is_dir() else (lora.path.parent, lora.path.name)
         try:
             pipe.load_lora_weights(str(location), weight_name=weight_name, adapter_name=adapter)
-        except (ValueError, KeyError, RuntimeError, OSError) as error:
+        except load_errors() as error:
             if is_out_of_memory(error):
                 raise
             raise RequestError(f"LoRA {lora.name} could not be applied to this checkpoint: {error}") from None
@@ -120,7 +120,7 @@ def _load_embeddings(pipe: Any, tokenizer: Any, embeddings: list[LoadedFile]) ->
             pipe.load_textual_inversion(
                 str(embedding.path), token=token, tokenizer=tokenizer, text_encoder=pipe.text_encoder
             )
-        except (ValueError, KeyError, RuntimeError, OSError) as error:
+        except load_errors() as error:
             if is_out_of_memory(error):
                 raise
             raise RequestError(f"embedding {embedding.name} could not be loaded: {error}") from None

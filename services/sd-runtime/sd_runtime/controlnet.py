@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from sd_runtime.addons import model_stem
-from sd_runtime.errors import RequestError, UnsupportedFeature, is_out_of_memory
+from sd_runtime.errors import RequestError, UnsupportedFeature, is_out_of_memory, load_errors
 from sd_runtime.images import decode_image, resize_image
 from sd_runtime.models import ModelStore, is_folder_uri
 from sd_runtime.pipelines import LRUCache
@@ -161,7 +161,7 @@ class ControlNetCache:
                 model = ControlNetModel.from_single_file(
                     str(path), config=str(config_dir), local_files_only=True, dtype=self.dtype
                 )
-        except (ValueError, KeyError, RuntimeError, OSError, TypeError) as error:
+        except load_errors() as error:
             if is_out_of_memory(error):
                 raise
             raise RequestError(f"ControlNet model {ref.name} ({ref.s3_uri}) could not be loaded: {error}") from None

@@ -6,6 +6,8 @@ failure reason, so the message is what the user finally reads.
 
 from __future__ import annotations
 
+import pickle
+
 
 class RequestError(Exception):
     """The request cannot be served as sent (400 unless a subclass says otherwise)."""
@@ -32,3 +34,23 @@ class UnsupportedFeature(RequestError):
 def is_out_of_memory(error: BaseException) -> bool:
     """Out-of-memory is the machine's problem, not the request's: it must not be reported as bad input."""
     return type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower()
+
+
+def load_errors() -> tuple[type[BaseException], ...]:
+    """What reading a user's model file can raise when the file, not the code, is at fault."""
+    errors: list[type[BaseException]] = [
+        ValueError,
+        KeyError,
+        TypeError,
+        RuntimeError,
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+    ]
+    try:
+        from safetensors import SafetensorError
+
+        errors.append(SafetensorError)
+    except ImportError:
+        pass
+    return tuple(errors)

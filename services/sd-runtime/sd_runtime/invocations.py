@@ -157,7 +157,7 @@ class Runtime:
             warnings.append("restore_faces was ignored: this runtime has no face restoration model")
         if params.styles:
             warnings.append(f"styles {params.styles} were ignored: this runtime has no saved styles")
-        sampler = resolve_sampler(params.sampler_name)
+        sampler = resolve_sampler(_sampler_name(params))
         prompt, tags = extract_lora_tags(params.prompt)
         init_images = [decode_image(data, f"init_images[{i}]") for i, data in enumerate(params.init_images)]
         if request.task != "img2img":
@@ -232,6 +232,15 @@ class Runtime:
             parameters=_parameters_used(request, prepared),
             info=json.dumps(info),
         )
+
+
+def _sampler_name(params: InferenceRequest) -> str:
+    """A1111 takes sampler_index when sampler_name is not given; the seed's body fills both with "Euler a",
+    so a sampler_index that differs from a default sampler_name is one an older client chose."""
+    default = InferenceRequest.model_fields["sampler_name"].default
+    if params.sampler_name == default and params.sampler_index and params.sampler_index != default:
+        return params.sampler_index
+    return params.sampler_name
 
 
 def _clip_skip(override_settings: dict[str, Any]) -> int | None:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from sd_runtime.convert import pipeline_folder_to_ldm
-from sd_runtime.errors import RequestError
+from sd_runtime.errors import RequestError, load_errors
 from sd_runtime.models import ModelStore
 
 
@@ -114,7 +114,7 @@ def _open(store: ModelStore, ref: Any, what: str) -> Weights:
     path = store.fetch(ref.s3_uri, what=what)
     try:
         return Weights(path)
-    except (ValueError, OSError, RuntimeError, KeyError) as error:
+    except load_errors() as error:
         raise RequestError(f"{what} {ref.name} ({ref.s3_uri}) cannot be read as a checkpoint: {error}") from None
 
 

@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 import torch
 
-from sd_runtime.errors import RequestError, is_out_of_memory
+from sd_runtime.errors import RequestError, is_out_of_memory, load_errors
 from sd_runtime.models import ModelStore, is_folder_uri
 from sd_runtime.settings import Settings
 
@@ -106,7 +106,7 @@ class PipelineCache:
             pipe = self._load_folder(path, uri) if is_folder_uri(uri) else self._load_single_file(path, uri)
         except RequestError:
             raise
-        except (ValueError, KeyError, RuntimeError, OSError, TypeError) as error:
+        except load_errors() as error:
             if is_out_of_memory(error):
                 raise
             raise RequestError(

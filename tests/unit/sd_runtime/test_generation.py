@@ -113,6 +113,8 @@ def test_every_listed_sampler_runs_and_is_reproducible(world):
 def test_sampler_names_match_case_insensitively_and_by_a1111_alias(world):
     assert json.loads(run(world, sampler_name="k_dpmpp_2m_ka").info)["sampler_name"] == "DPM++ 2M Karras"
     assert json.loads(run(world, sampler_name="euler A").info)["sampler_name"] == "Euler a"
+    # Older clients name the sampler in sampler_index only.
+    assert json.loads(run(world, sampler_index="DDIM").info)["sampler_name"] == "DDIM"
 
 
 def test_unknown_sampler_is_refused_with_the_supported_names(world):
