@@ -161,6 +161,14 @@ def exited_reason(code: int, instance: Instance) -> str:
     )
 
 
+def _exit_code_soon(instance: Instance, wait_s: float = 2.0) -> int | None:
+    """The container's exit code if it is dying: a dropped connection is usually a crash."""
+    deadline = time.monotonic() + wait_s
+    while (code := instance.exit_code()) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return code
+
+
 def expired_reason(request: AsyncRequest) -> str:
     return (
         f"ClientError: Request expired: it waited in the queue longer than RequestTTLSeconds "
@@ -215,6 +223,9 @@ def call_container(instance: Instance, request: AsyncRequest, payload: bytes) ->
     except TimeoutError:
         return failed(timeout_reason(request, instance))
     except (OSError, http.client.HTTPException) as error:
+        code = _exit_code_soon(instance)
+        if code is not None:
+            return failed(exited_reason(code, instance))
         return failed(unreachable_reason(error, instance))
     finally:
         connection.close()
