@@ -225,7 +225,7 @@ def clip_to_ldm(state_dict: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_weights(folder: Path) -> dict[str, Any]:
+def read_weights(folder: Path) -> dict[str, Any]:
     """The weights of one diffusers/transformers component folder, from safetensors or a torch .bin file."""
     from safetensors.torch import load_file
 
@@ -256,9 +256,9 @@ def pipeline_folder_to_ldm(folder: Path) -> dict[str, Any]:
     missing = [part for part in ("unet", "vae", "text_encoder") if not (folder / part / "config.json").is_file()]
     if missing:
         raise ConversionError(f"{folder} is not a Stable Diffusion diffusers folder: no {', '.join(missing)}")
-    unet = unet_to_ldm(_read_weights(folder / "unet"), _read_config(folder / "unet"))
-    vae = vae_to_ldm(_read_weights(folder / "vae"), _read_config(folder / "vae"))
-    clip = clip_to_ldm(_read_weights(folder / "text_encoder"))
+    unet = unet_to_ldm(read_weights(folder / "unet"), _read_config(folder / "unet"))
+    vae = vae_to_ldm(read_weights(folder / "vae"), _read_config(folder / "vae"))
+    clip = clip_to_ldm(read_weights(folder / "text_encoder"))
     return {
         **{UNET_PREFIX + k: v for k, v in unet.items()},
         **{VAE_PREFIX + k: v for k, v in vae.items()},
@@ -268,4 +268,4 @@ def pipeline_folder_to_ldm(folder: Path) -> dict[str, Any]:
 
 def controlnet_folder_to_ldm(folder: Path) -> dict[str, Any]:
     folder = Path(folder)
-    return controlnet_to_ldm(_read_weights(folder), _read_config(folder))
+    return controlnet_to_ldm(read_weights(folder), _read_config(folder))

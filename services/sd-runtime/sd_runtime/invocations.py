@@ -159,9 +159,9 @@ class Runtime:
             warnings.append(f"styles {params.styles} were ignored: this runtime has no saved styles")
         sampler = resolve_sampler(_sampler_name(params))
         prompt, tags = extract_lora_tags(params.prompt)
-        init_images = [decode_image(data, f"init_images[{i}]") for i, data in enumerate(params.init_images)]
-        if request.task != "img2img":
-            init_images = []
+        init_images = []
+        if request.task == "img2img":
+            init_images = [decode_image(data, f"init_images[{i}]") for i, data in enumerate(params.init_images)]
         hires = None
         if request.task == "txt2img" and params.enable_hr:
             hr_name = params.hr_sampler_name

@@ -1,9 +1,10 @@
 """Test support: tiny, randomly initialised Stable Diffusion models built offline.
 
 Tests must never download weights, so they build the models they need here:
-a Stable Diffusion pipeline with the real SD 1.x architecture shrunk to a few
-thousand parameters per block (UNet with cross-attention, 4-level VAE with
-the real 8x downscale, CLIP text encoder, byte-level BPE tokenizer), and the
+a Stable Diffusion pipeline with the real SD 1.x architecture shrunk to about
+1.5 million parameters (UNet with cross-attention and two layers per block,
+4-level VAE with the real 8x downscale, CLIP text encoder, byte-level BPE
+tokenizer), and the
 add-ons the runtime loads on top of it (a kohya-style LoRA, an A1111
 textual-inversion embedding, a ControlNet). Other teams' end-to-end tests can
 upload these to their emulated S3 and run real inference on the CPU.
@@ -17,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sd_runtime.convert import CONTROLNET_PREFIX, controlnet_folder_to_ldm, pipeline_folder_to_ldm
+from sd_runtime.convert import CONTROLNET_PREFIX, controlnet_folder_to_ldm, pipeline_folder_to_ldm, read_weights
 
 #: The text encoder's width: the UNet's cross-attention dim and embeddings' vector size.
 TINY_HIDDEN = 32
@@ -185,15 +186,13 @@ def build_tiny_lora(pipeline_dir: Path, path: Path, seed: int = 1, rank: int = 4
     import torch
     from safetensors.torch import save_file
 
-    from sd_runtime.convert import _read_weights
-
     generator = torch.Generator().manual_seed(seed)
     pipeline_dir = Path(pipeline_dir)
     targets: list[tuple[str, tuple[int, int]]] = []
-    for key, value in _read_weights(pipeline_dir / "unet").items():
+    for key, value in read_weights(pipeline_dir / "unet").items():
         if key.endswith((".to_q.weight", ".to_k.weight", ".to_v.weight", ".to_out.0.weight")):
             targets.append((_kohya_name("lora_unet", key[: -len(".weight")]), tuple(value.shape)))
-    for key, value in _read_weights(pipeline_dir / "text_encoder").items():
+    for key, value in read_weights(pipeline_dir / "text_encoder").items():
         if key.endswith(("q_proj.weight", "k_proj.weight", "v_proj.weight", "out_proj.weight")):
             module = key[: -len(".weight")]
             module = module if module.startswith("text_model.") else f"text_model.{module}"

@@ -46,7 +46,9 @@ def small_checkpoints(tmp_path, s3):
 
 
 def merge_body(primary, secondary, tertiary=None, method="Weighted sum", multiplier=0.3, **payload):
-    ref = lambda uri: {"name": uri.rsplit("/", 1)[-1], "s3_uri": uri}  # noqa: E731
+    def ref(uri):
+        return {"name": uri.rsplit("/", 1)[-1], "s3_uri": uri}
+
     return {
         "inference_id": "merge-1",
         "task": "merge",
