@@ -53,6 +53,21 @@ class Provisioner:
             self._s3.create_bucket(Bucket=bucket)
         else:
             self._s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": self._region})
+        self._s3.put_bucket_lifecycle_configuration(
+            Bucket=bucket,
+            LifecycleConfiguration={
+                "Rules": [
+                    {
+                        "ID": "abort-incomplete-multipart-uploads",
+                        "Status": "Enabled",
+                        "Filter": {"Prefix": ""},
+                        "AbortIncompleteMultipartUpload": {
+                            "DaysAfterInitiation": core.abort_incomplete_uploads_after_days
+                        },
+                    }
+                ]
+            },
+        )
         topic_arns = {topic: self._sns.create_topic(Name=self.name(topic))["TopicArn"] for topic in core.topics}
         return CoreNames(bus=bus, bucket=bucket, topic_arns=topic_arns)
 

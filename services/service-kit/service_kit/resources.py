@@ -97,6 +97,8 @@ class CoreResources:
     bus: str = "bus"
     bucket: str = "bucket"
     topics: tuple[str, ...] = ()
+    #: Multipart uploads nobody completed or disabled are aborted after this many days.
+    abort_incomplete_uploads_after_days: int = 1
 
 
 def project_events(*detail_types: str, sources: tuple[str, ...] = ()) -> dict[str, Any]:
