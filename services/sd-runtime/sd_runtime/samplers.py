@@ -15,7 +15,7 @@ make it behave like the A1111 sampler of that name:
 - "DPM++ SDE" is k-diffusion's ``sample_dpmpp_sde``, which diffusers
   implements as DPMSolverSDEScheduler (it needs torchsde). Its Brownian noise
   is seeded from the job's seeds so the result is reproducible.
-- UniPC uses A1111's defaults: variant bh1, order 3.
+- UniPC uses A1111's defaults: variant bh1, order 3, ending at sigma_min.
 
 Names and A1111's old aliases (``k_euler_a``) match case-insensitively.
 """
@@ -78,7 +78,14 @@ SAMPLERS: tuple[Sampler, ...] = (
     Sampler("DPM++ SDE Karras", "DPMSolverSDEScheduler", _KARRAS, ("k_dpmpp_sde_ka",)),
     Sampler("DDIM", "DDIMScheduler", {}, ("ddim",)),
     Sampler("PLMS", "PNDMScheduler", {"skip_prk_steps": True}, ("plms",)),
-    Sampler("UniPC", "UniPCMultistepScheduler", {**_K_DIFFUSION, "solver_type": "bh1", "solver_order": 3}, ("unipc",)),
+    # Ending at sigma_min, as A1111's UniPC does (t_end = 1/N): diffusers' default final sigma of zero
+    # makes its corrector divide by an infinite step and turn the image into NaN.
+    Sampler(
+        "UniPC",
+        "UniPCMultistepScheduler",
+        {**_K_DIFFUSION, "solver_type": "bh1", "solver_order": 3, "final_sigmas_type": "sigma_min"},
+        ("unipc",),
+    ),
     Sampler("LCM", "LCMScheduler", {}, ("lcm",)),
 )
 

@@ -102,6 +102,8 @@ def test_every_listed_sampler_runs_and_is_reproducible(world):
             first = images_of(run(world, sampler_name=name, steps=3))[0]
             second = images_of(run(world, sampler_name=name, steps=3))[0]
             assert np.array_equal(first, second), "same seed, different image"
+            # NaN latents decode to one flat colour: a sampler that diverged.
+            assert np.asarray(first).std() > 0, "a flat image: the sampler produced NaN"
             assert json.loads(run(world, sampler_name=name, steps=2).info)["sampler_name"] == name
         except Exception as error:  # collect all, so one run names every broken sampler
             failures[name] = repr(error)
