@@ -19,6 +19,7 @@ from PIL import Image
 
 from sd_runtime import testing
 from tests.e2e.conftest import ApiClient
+from tests.e2e.test_assets import emulator_s3
 from tests.e2e.test_endpoint_deployment import poll_until_finished
 
 pytestmark = pytest.mark.e2e
@@ -183,3 +184,29 @@ def test_bad_inference_bodies_are_422(api: ApiClient, endpoint: str):
     for body in bad:
         assert api.post("/inference-api/inference", json=body).status_code == 422, body
     assert api.get("/inference/list-inference-jobs").json() == before
+
+
+def test_model_merge_writes_the_merged_checkpoint(api: ApiClient, endpoint: str, stack, tmp_path):
+    other = testing.build_tiny_pipeline_dir(tmp_path / "other", seed=7)
+    upload_folder_checkpoint(api, other, "tiny-sd-other")
+    started = api.post(
+        "/inference/run-model-merge",
+        json={
+            "primary_model_name": MODEL_NAME,
+            "secondary_model_name": "tiny-sd-other",
+            "interp_method": "Weighted sum",
+            "multiplier": 0.5,
+            "custom_name": "tiny-mix",
+            "sagemaker_endpoint_name": endpoint,
+        },
+    )
+    assert started.status_code == 200, started.text
+    assert started.json()["primary_model_name"] == MODEL_NAME and started.json()["status"] == "inprogress"
+    job = wait_for_job(api, started.json()["inference_id"])
+    assert job["status"] == "succeed" and job["taskType"] == "merge", job
+    [param_url] = api.get("/inference/get-inference-job-param-output", params={"jobID": job["InferenceJobId"]}).json()
+    info = json.loads(requests.get(param_url, timeout=30).json()["info"])
+    assert info["output_s3_uri"].endswith(f"out/{job['InferenceJobId']}/result/tiny-mix.safetensors")
+    bucket, key = info["output_s3_uri"].removeprefix("s3://").split("/", 1)
+    merged = emulator_s3(stack).head_object(Bucket=bucket, Key=key)
+    assert merged["ContentLength"] > 0
