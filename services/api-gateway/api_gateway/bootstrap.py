@@ -20,19 +20,12 @@ from service_kit.logging import get_logger
 from service_kit.snapshots import SnapshotTable
 
 
-def _config() -> ServiceConfig:
-    config = ServiceConfig.from_env(SERVICE)
-    if not config.table:
-        raise RuntimeError("SDMW_TABLE is not set")
-    return config
-
-
 def http_app() -> FastAPI:
-    config = _config()
+    config = ServiceConfig.from_env(SERVICE)
     settings = EdgeSettings.from_env()
     deps = EdgeDependencies(
         settings=settings,
-        read_model=ReadModel(SnapshotTable(config.table)),
+        read_model=ReadModel(SnapshotTable(config.table_name)),
         commands=CommandSender(EventBridgePublisher(config.event_bus, config.source)),
         presigner=Presigner(config.bucket, settings.presign_expiry_s, settings.presign_max_expiry_s),
         claims=ClaimCheck(config.bucket, aws.client("s3")),
@@ -41,8 +34,8 @@ def http_app() -> FastAPI:
 
 
 def projector() -> tuple[ServiceConfig, Consumer]:
-    config = _config()
+    config = ServiceConfig.from_env(SERVICE)
     logger = get_logger(SERVICE)
-    router = projection_router(ReadModel(SnapshotTable(config.table)))
+    router = projection_router(ReadModel(SnapshotTable(config.table_name)))
     # Projection is idempotent by version already; no idempotency records needed.
     return config, Consumer(router, logger, idempotency_store=None)

@@ -23,14 +23,12 @@ class App:
 
 def bootstrap() -> App:
     config = ServiceConfig.from_env(SERVICE)
-    if not config.table:
-        raise RuntimeError("SDMW_TABLE is not set")
     logger = get_logger(SERVICE)
     deps = Dependencies(
-        snapshots=SnapshotTable(config.table),
+        snapshots=SnapshotTable(config.table_name),
         storage=S3Storage(config.bucket),
         publisher=EventBridgePublisher(config.event_bus, config.source),
         logger=logger,
     )
-    consumer = Consumer(router(deps), logger, dynamodb_idempotency(config.table))
+    consumer = Consumer(router(deps), logger, dynamodb_idempotency(config.table_name))
     return App(config=config, deps=deps, consumer=consumer)

@@ -25,7 +25,7 @@ from sdmw_contracts.events import (
 )
 from sdmw_contracts.events.assets import checkpoint_prefix, dataset_item_id
 from service_kit.consumer import Router
-from service_kit.events import EventPublisher, outgoing
+from service_kit.events import EventPublisher, publish_snapshots
 from service_kit.messages import BusEvent
 from service_kit.snapshots import SnapshotTable
 
@@ -149,12 +149,7 @@ def _items_of(dataset_name: str, deps: Dependencies) -> list[Item]:
 
 
 def _publish(snapshots: Sequence[EntityChanged], correlation_id: str, cause: EventEnvelope, deps: Dependencies) -> None:
-    deps.publisher.publish(
-        [
-            outgoing(s, producer=SERVICE, correlation_id=correlation_id, causation_id=cause.metadata.event_id)
-            for s in snapshots
-        ]
-    )
+    publish_snapshots(deps.publisher, snapshots, producer=SERVICE, correlation_id=correlation_id, cause=cause)
 
 
 def router(deps: Dependencies) -> Router:

@@ -36,15 +36,13 @@ def runtime_settings(config: ServiceConfig) -> RuntimeSettings:
 
 def bootstrap() -> App:
     config = ServiceConfig.from_env(SERVICE)
-    if not config.table:
-        raise RuntimeError("SDMW_TABLE is not set")
     logger = get_logger(SERVICE)
     deps = Dependencies(
-        jobs=SnapshotTable(config.table),
+        jobs=SnapshotTable(config.table_name),
         endpoints=SageMakerEndpoints(runtime_settings(config)),
         publisher=EventBridgePublisher(config.event_bus, config.source),
         logger=logger,
         max_autoscaling_instances=int(os.environ.get("MAX_AUTOSCALING_INSTANCES", "4")),
     )
-    consumer = Consumer(router(deps), logger, dynamodb_idempotency(config.table))
+    consumer = Consumer(router(deps), logger, dynamodb_idempotency(config.table_name))
     return App(config=config, deps=deps, consumer=consumer)

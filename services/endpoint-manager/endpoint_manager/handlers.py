@@ -21,7 +21,7 @@ from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentRequested
 from sdmw_contracts.events.sagemaker import SageMakerEndpointStateChange
 from service_kit.consumer import Router
-from service_kit.events import EventPublisher, outgoing
+from service_kit.events import EventPublisher, publish_snapshots
 from service_kit.messages import BusEvent
 from service_kit.snapshots import SnapshotTable
 
@@ -117,8 +117,7 @@ def _with_autoscaling(job: Job, deps: Dependencies) -> Job:
 
 
 def _publish(job: Job, cause: EventEnvelope | None, deps: Dependencies) -> None:
-    causation_id = cause.metadata.event_id if cause else None
-    deps.publisher.publish([outgoing(job, producer=SERVICE, correlation_id=job.id, causation_id=causation_id)])
+    publish_snapshots(deps.publisher, [job], producer=SERVICE, correlation_id=job.id, cause=cause)
 
 
 def router(deps: Dependencies) -> Router:

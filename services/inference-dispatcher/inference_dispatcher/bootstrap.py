@@ -25,10 +25,8 @@ class App:
 
 def bootstrap() -> App:
     config = ServiceConfig.from_env(SERVICE)
-    if not config.table:
-        raise RuntimeError("SDMW_TABLE is not set")
     logger = get_logger(SERVICE)
-    table = SnapshotTable(config.table)
+    table = SnapshotTable(config.table_name)
     deps = Dependencies(
         jobs=table,
         lookups=Lookups(table),
@@ -42,5 +40,5 @@ def bootstrap() -> App:
         grace_s=int(os.environ.get("INFERENCE_DEADLINE_GRACE_S", "60")),
         model_arrival_grace_s=int(os.environ.get("INFERENCE_MODEL_ARRIVAL_GRACE_S", "15")),
     )
-    consumer = Consumer(router(deps), logger, dynamodb_idempotency(config.table))
+    consumer = Consumer(router(deps), logger, dynamodb_idempotency(config.table_name))
     return App(config=config, deps=deps, consumer=consumer)

@@ -27,7 +27,7 @@ from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import CheckpointChanged, EndpointDeploymentChanged, InferenceRequested, ModelMergeRequested
 from sdmw_contracts.runtime import InvocationRequest
 from service_kit.consumer import Router
-from service_kit.events import EventPublisher, outgoing
+from service_kit.events import EventPublisher, publish_snapshots
 from service_kit.messages import BusEvent, SnsNotification
 from service_kit.resources import SCHEDULED_EVENT
 from service_kit.snapshots import SnapshotTable
@@ -178,8 +178,7 @@ def on_sweep(event: BusEvent, deps: Dependencies) -> None:
 
 
 def _publish(job: Job, cause: EventEnvelope | None, deps: Dependencies) -> None:
-    causation_id = cause.metadata.event_id if cause else None
-    deps.publisher.publish([outgoing(job, producer=SERVICE, correlation_id=job.id, causation_id=causation_id)])
+    publish_snapshots(deps.publisher, [job], producer=SERVICE, correlation_id=job.id, cause=cause)
 
 
 def router(deps: Dependencies) -> Router:

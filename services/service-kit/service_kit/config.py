@@ -37,6 +37,13 @@ class ServiceConfig:
         )
 
     @property
+    def table_name(self) -> str:
+        """The service's own table (SDMW_TABLE); every service with state has one."""
+        if not self.table:
+            raise RuntimeError("environment variable SDMW_TABLE is not set")
+        return self.table
+
+    @property
     def source(self) -> str:
         return f"sdmw.{self.service}"
 

@@ -62,6 +62,21 @@ def outgoing(
     return Outgoing(detail_type=event.detail_type(), envelope=envelope)
 
 
+def publish_snapshots(
+    publisher: EventPublisher,
+    snapshots: Sequence[EntityChanged],
+    *,
+    producer: str,
+    correlation_id: str,
+    cause: EventEnvelope | None = None,
+) -> None:
+    """Publish entity snapshots as facts, caused by ``cause`` (the message being handled), if any."""
+    causation_id = cause.metadata.event_id if cause else None
+    publisher.publish(
+        [outgoing(s, producer=producer, correlation_id=correlation_id, causation_id=causation_id) for s in snapshots]
+    )
+
+
 def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
