@@ -35,7 +35,7 @@ import torch
 from sd_runtime.generate import Generator, Plan
 from sd_runtime.samplers import resolve_sampler
 from sd_runtime.seeds import plan_seeds
-from sd_runtime.testing import SD15_SCHEDULER_CONFIG, write_tiny_tokenizer
+from sd_runtime.testing import assemble_pipeline, write_tiny_tokenizer
 
 # stable-diffusion-v1-5: unet/config.json
 SD15_UNET: dict[str, Any] = {
@@ -89,7 +89,7 @@ SD15_TEXT_ENCODER: dict[str, Any] = {
 
 
 def build_sd15(device: torch.device, dtype: torch.dtype) -> Any:
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     torch.manual_seed(0)
@@ -100,16 +100,7 @@ def build_sd15(device: torch.device, dtype: torch.dtype) -> Any:
         unet = UNet2DConditionModel(**SD15_UNET)
         vae = AutoencoderKL(**SD15_VAE)
         text_encoder = CLIPTextModel(CLIPTextConfig(**SD15_TEXT_ENCODER))
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=PNDMScheduler.from_config(SD15_SCHEDULER_CONFIG),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipe = assemble_pipeline(unet, vae, text_encoder, tokenizer)
     pipe.to(device, dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe

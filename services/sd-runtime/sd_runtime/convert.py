@@ -17,6 +17,7 @@ models). It does not cover SDXL (different text encoders and embeddings).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,20 +124,31 @@ def _rename(key: str, prefixes: list[tuple[str, str, bool]], top_level: dict[str
     return None
 
 
-def unet_to_ldm(state_dict: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """A diffusers UNet2DConditionModel state dict, with keys as under ``model.diffusion_model.``."""
-    prefixes = _down_block_prefixes(config) + _up_block_prefixes(config)
+def _renamed_all(
+    state_dict: dict[str, Any], rename: Callable[[str], str | None], unknown_message: str
+) -> dict[str, Any]:
+    """Every weight under its new name; a ConversionError naming the first few that have none."""
     out: dict[str, Any] = {}
     unknown = []
     for key, value in state_dict.items():
-        new_key = _rename(key, prefixes, _UNET_TOP_LEVEL)
+        new_key = rename(key)
         if new_key is None:
             unknown.append(key)
         else:
             out[new_key] = value
     if unknown:
-        raise ConversionError(f"UNet weights with no Stable Diffusion 1.x/2.x counterpart: {', '.join(unknown[:5])}")
+        raise ConversionError(f"{unknown_message}: {', '.join(unknown[:5])}")
     return out
+
+
+def unet_to_ldm(state_dict: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """A diffusers UNet2DConditionModel state dict, with keys as under ``model.diffusion_model.``."""
+    prefixes = _down_block_prefixes(config) + _up_block_prefixes(config)
+    return _renamed_all(
+        state_dict,
+        lambda key: _rename(key, prefixes, _UNET_TOP_LEVEL),
+        "UNet weights with no Stable Diffusion 1.x/2.x counterpart",
+    )
 
 
 def controlnet_to_ldm(state_dict: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
@@ -150,23 +162,16 @@ def controlnet_to_ldm(state_dict: dict[str, Any], config: dict[str, Any]) -> dic
         "controlnet_mid_block.": "middle_block_out.0.",
     }
     prefixes = _down_block_prefixes(config)
-    out: dict[str, Any] = {}
-    unknown = []
-    for key, value in state_dict.items():
+
+    def rename(key: str) -> str | None:
         parts = key.split(".")
         if key.startswith("controlnet_down_blocks."):
-            out[f"zero_convs.{parts[1]}.0.{'.'.join(parts[2:])}"] = value
-        elif key.startswith("controlnet_cond_embedding.blocks."):
-            out[f"input_hint_block.{2 * (int(parts[2]) + 1)}.{'.'.join(parts[3:])}"] = value
-        else:
-            new_key = _rename(key, prefixes, top_level)
-            if new_key is None:
-                unknown.append(key)
-            else:
-                out[new_key] = value
-    if unknown:
-        raise ConversionError(f"ControlNet weights with no original counterpart: {', '.join(unknown[:5])}")
-    return out
+            return f"zero_convs.{parts[1]}.0.{'.'.join(parts[2:])}"
+        if key.startswith("controlnet_cond_embedding.blocks."):
+            return f"input_hint_block.{2 * (int(parts[2]) + 1)}.{'.'.join(parts[3:])}"
+        return _rename(key, prefixes, top_level)
+
+    return _renamed_all(state_dict, rename, "ControlNet weights with no original counterpart")
 
 
 def vae_to_ldm(state_dict: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:

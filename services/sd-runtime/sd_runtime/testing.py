@@ -121,7 +121,7 @@ def build_tiny_pipeline(seed: int = 0):
     import tempfile
 
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     torch.manual_seed(seed)
@@ -143,6 +143,13 @@ def build_tiny_pipeline(seed: int = 0):
             pad_token_id=tokenizer.pad_token_id,
         )
     )
+    return assemble_pipeline(unet, vae, text_encoder, tokenizer)
+
+
+def assemble_pipeline(unet: Any, vae: Any, text_encoder: Any, tokenizer: Any) -> Any:
+    """A Stable Diffusion pipeline from its parts, with SD 1.5's scheduler and no safety checker."""
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
+
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
