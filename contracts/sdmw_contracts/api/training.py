@@ -8,7 +8,15 @@
 25. ``GET /trains``
 
 Response keys are the seed's, mixed casing included (``statusCode``,
-``s3PresignUrl``, ``trainJobs``, ``jobStatus``...).
+``s3PresignUrl``, ``trainJobs``, ``jobStatus``...). Where the seed's upload
+answers carry no URL, the shape the WebUI extension indexes wins: ``POST
+/model`` also answers ``s3PresignUrl`` at the top level as ``{file name: [part
+URLs]}``, and ``POST /train`` answers ``{file name: URL}``.
+
+Train types: the seed sends ``dreambooth``, the WebUI extension
+``Stable-diffusion`` (DreamBooth) or ``Lora``; both spellings are accepted.
+A job's ``trainType`` is the type of checkpoint it produces
+(``Stable-diffusion`` or ``Lora``), which is what the extension filters on.
 """
 
 from __future__ import annotations
@@ -22,13 +30,22 @@ from sdmw_contracts.api.assets import MultipartFiles, MultiPartsTags, MultipartU
 from sdmw_contracts.api.common import ApiModel
 from sdmw_contracts.api.names import ObjectName, ResourceName, check_unique
 
-#: A model-creation job: waiting for its files, asked to start, started, finished or failed.
+#: A model-creation job: waiting for its files, creating, finished or failed.
 ModelJobStatus = Literal["Initialed", "Creating", "Created", "Complete", "Fail"]
-#: What a client may set with ``PUT /model``: its files are uploaded, creation may start.
-ModelJobUpdateStatus = Literal["Creating"]
+#: What a client may set with ``PUT /model``: its files are uploaded, creation may start; or give up.
+ModelJobUpdateStatus = Literal["Creating", "Fail"]
 TrainJobStatus = Literal["Initialed", "Training", "Complete", "Fail"]
-#: What a client may set with ``PUT /train``: its files are uploaded, training may start.
-TrainJobUpdateStatus = Literal["Training"]
+#: What a client may set with ``PUT /train``: its files are uploaded, training may start; or give up.
+TrainJobUpdateStatus = Literal["Training", "Fail"]
+#: ``train_type`` as clients spell it -> the training the runtime does.
+TRAIN_TYPES: dict[str, str] = {
+    "dreambooth": "dreambooth",
+    "Stable-diffusion": "dreambooth",
+    "lora": "lora",
+    "Lora": "lora",
+}
+#: The training -> the type of checkpoint it produces (a job's ``trainType``).
+PRODUCED_TYPE: dict[str, str] = {"dreambooth": "Stable-diffusion", "lora": "Lora"}
 
 #: SageMaker instance type names, e.g. ``ml.g4dn.2xlarge``.
 INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
@@ -67,20 +84,28 @@ class CreateModelParams(ApiModel):
 
 
 class CreateModelJobParams(ApiModel):
-    """``params`` of ``POST /model``; keys other than ``create_model_params`` are kept as sent."""
+    """``params`` of ``POST /model``; other keys (the extension's ``ckpt_from_cloud``,
+    ``s3_ckpt_path``) are kept as sent."""
 
     model_config = ConfigDict(extra="allow")
 
-    create_model_params: CreateModelParams | None = None
+    create_model_params: CreateModelParams
 
 
 class CreateModelRequest(ApiModel):
-    """``POST /model``: start a model-creation job and the uploads of its files."""
+    """``POST /model``: start a model-creation job, and the uploads of its files if it has any.
 
-    model_type: str = Field(min_length=1, examples=["Stable-diffusion"])
+    The base checkpoint is the uploaded file when ``filenames`` names one;
+    otherwise the Active ``Stable-diffusion`` checkpoint ``checkpoint_id``
+    names (the WebUI extension's form), or the one whose file name (or folder
+    model name) is ``params.create_model_params.ckpt_path``.
+    """
+
+    model_type: Literal["Stable-diffusion"] = Field(examples=["Stable-diffusion"])
     name: ResourceName = Field(examples=["testmodelcreation01"])
-    filenames: MultipartFiles = Field(default_factory=list)
-    params: CreateModelJobParams = Field(default_factory=CreateModelJobParams)
+    checkpoint_id: str | None = Field(default=None, max_length=128, examples=["906a5a1f-6833-45aa-8a10-fb0e983e0eae"])
+    filenames: MultipartFiles = Field(default_factory=list, max_length=1)
+    params: CreateModelJobParams
 
 
 class CreatedModelJob(ApiModel):
@@ -95,12 +120,15 @@ class CreatedModelJob(ApiModel):
 class CreateModelResponse(ApiModel):
     statusCode: int = 200
     job: CreatedModelJob
+    s3PresignUrl: dict[str, list[str]] = Field(
+        default_factory=dict, description="File name -> one presigned PUT URL per part (the extension's shape)."
+    )
 
 
 class UpdateModelRequest(ApiModel):
     """``PUT /model``: finish the uploads and start creating the model."""
 
-    model_id: str = Field(min_length=1, examples=[_MODEL_ID_EXAMPLE])
+    model_id: str = Field(min_length=1, max_length=128, examples=[_MODEL_ID_EXAMPLE])
     status: ModelJobUpdateStatus = Field(examples=["Creating"])
     multi_parts_tags: MultiPartsTags = Field(
         default_factory=dict,
@@ -152,11 +180,31 @@ class ListModelsResponse(ApiModel):
 
 
 class TrainParams(ApiModel):
-    """``params.train_params`` of ``POST /train``; other keys are kept as sent."""
+    """``params.train_params`` (the seed) or ``params.training_params`` (the WebUI extension).
+
+    The training settings themselves (``max_train_steps``, ``learning_rate``,
+    ``resolution``, ``train_batch_size``, ``instance_prompt``,
+    ``class_prompt``, ``with_prior_preservation``, ``prior_loss_weight``,
+    ``num_class_images``, ``train_text_encoder``, ``lora_rank``,
+    ``lora_alpha``, ``seed``, ``mixed_precision``, ``center_crop``,
+    ``gradient_accumulation_steps``) are checked against
+    ``sdmw_contracts.training.TrainingHyperparameters``, whose bounds they
+    share; other keys (the extension's ``s3_model_path``, ``data_tar_list``...)
+    are kept as sent.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     training_instance_type: str | None = Field(default=None, examples=["ml.g4dn.2xlarge"])
+    dataset_names: list[ResourceName] = Field(
+        default_factory=list, max_length=8, description="Enabled datasets of instance images (and .txt captions)."
+    )
+    class_dataset_names: list[ResourceName] = Field(
+        default_factory=list, max_length=8, description="Enabled datasets of class images for prior preservation."
+    )
+    output_name: ResourceName | None = Field(
+        default=None, description="Name of the trained checkpoint; default <model name>-<first 8 of the job id>."
+    )
 
     @field_validator("training_instance_type")
     @classmethod
@@ -167,20 +215,46 @@ class TrainParams(ApiModel):
 
 
 class TrainJobParams(ApiModel):
-    """``params`` of ``POST /train``; keys other than ``train_params`` are kept as sent."""
+    """``params`` of ``POST /train``; other keys are kept as sent."""
 
     model_config = ConfigDict(extra="allow")
 
     train_params: TrainParams | None = None
+    training_params: TrainParams | None = Field(default=None, description="The WebUI extension's name for it.")
+    config_params: dict[str, Any] = Field(
+        default_factory=dict, description="DreamBooth-extension settings (db_config.json keys)."
+    )
+
+    def settings(self) -> dict[str, Any]:
+        """The training settings as sent: ``train_params`` over ``training_params``."""
+        merged: dict[str, Any] = {}
+        for part in (self.training_params, self.train_params):
+            if part is not None:
+                merged.update(part.model_dump(exclude_unset=True))
+        return merged
 
 
 class CreateTrainJobRequest(ApiModel):
-    """``POST /train``: start a training job and the uploads of its input files."""
+    """``POST /train``: a training job on a Complete model, and presigned URLs for its input files."""
 
-    train_type: str = Field(min_length=1, examples=["dreambooth"])
-    model_id: str = Field(min_length=1, examples=["36c9d05e-3445-42a6-8be1-d7d054df7b9d"])
+    train_type: str = Field(examples=["dreambooth"], description="dreambooth or Stable-diffusion; lora or Lora.")
+    model_id: str = Field(min_length=1, max_length=128, examples=["36c9d05e-3445-42a6-8be1-d7d054df7b9d"])
     params: TrainJobParams = Field(default_factory=TrainJobParams)
-    filenames: UniqueObjectNames = Field(default_factory=list, examples=[["training_config.json", "images.tar"]])
+    filenames: UniqueObjectNames = Field(
+        default_factory=list, max_length=64, examples=[["training_config.json", "images.tar"]]
+    )
+
+    @field_validator("train_type")
+    @classmethod
+    def _train_type(cls, value: str) -> str:
+        if value not in TRAIN_TYPES:
+            raise ValueError(f"train_type must be one of {', '.join(TRAIN_TYPES)}")
+        return value
+
+    @property
+    def training(self) -> str:
+        """``dreambooth`` or ``lora``."""
+        return TRAIN_TYPES[self.train_type]
 
 
 class CreatedTrainJob(ApiModel):
@@ -192,17 +266,17 @@ class CreatedTrainJob(ApiModel):
 
 
 class CreateTrainJobResponse(ApiModel):
-    """``s3PresignUrl``: one ``{filename: presigned PUT URL}`` object per requested file."""
+    """``s3PresignUrl``: ``{file name: presigned PUT URL}`` for each requested file (the extension's shape)."""
 
     statusCode: int = 200
     job: CreatedTrainJob
-    s3PresignUrl: list[dict[str, str]] = Field(default_factory=list, examples=[[{"filename": "s3://S3_Location"}]])
+    s3PresignUrl: dict[str, str] = Field(default_factory=dict, examples=[{"images.tar": "https://..."}])
 
 
 class UpdateTrainJobRequest(ApiModel):
-    """``PUT /train``: the input files are uploaded; start training."""
+    """``PUT /train``: ``Training`` once the input files are uploaded; ``Fail`` to give up."""
 
-    train_job_id: str = Field(min_length=1, examples=[_TRAIN_JOB_ID_EXAMPLE])
+    train_job_id: str = Field(min_length=1, max_length=128, examples=[_TRAIN_JOB_ID_EXAMPLE])
     status: TrainJobUpdateStatus = Field(examples=["Training"])
 
 
@@ -221,9 +295,10 @@ class UpdateTrainJobResponse(ApiModel):
 
 
 class ListTrainJobsQuery(ApiModel):
-    """``GET /trains?types=Stable-diffusion``: repeated parameter, optional."""
+    """``GET /trains?types=Stable-diffusion&types=Lora``: repeated parameters, optional."""
 
     types: list[str] = Field(default_factory=list, examples=[["Stable-diffusion"]])
+    status: list[str] = Field(default_factory=list, examples=[["Complete"]])
 
 
 class TrainJobView(ApiModel):
@@ -233,6 +308,9 @@ class TrainJobView(ApiModel):
     trainType: str = Field(examples=["Stable-diffusion"])
     created: int = Field(description="Seconds since the epoch.", examples=[1234124])
     sagemakerTrainName: str | None = Field(default=None, examples=["sagemaker_train_name"])
+    output_name: str | None = Field(default=None, description="The trained checkpoint's name.")
+    checkpoint_id: str | None = Field(default=None, description="The trained checkpoint, once registered.")
+    error: str | None = Field(default=None, description="Why the job failed.")
 
 
 class ListTrainJobsResponse(ApiModel):

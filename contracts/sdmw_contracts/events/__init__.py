@@ -4,6 +4,7 @@ from sdmw_contracts.envelope import Event
 from sdmw_contracts.events.assets import (
     CheckpointChanged,
     CheckpointCreationRequested,
+    CheckpointRegistrationRequested,
     CheckpointUpdateRequested,
     DatasetChanged,
     DatasetCreationRequested,
@@ -20,7 +21,15 @@ from sdmw_contracts.events.inference import (
     InferenceRequested,
     ModelMergeRequested,
 )
-from sdmw_contracts.events.sagemaker import SageMakerEndpointStateChange
+from sdmw_contracts.events.sagemaker import SageMakerEndpointStateChange, SageMakerTrainingJobStateChange
+from sdmw_contracts.events.training import (
+    ModelChanged,
+    ModelCreationRequested,
+    ModelUpdateRequested,
+    TrainJobChanged,
+    TrainJobRequested,
+    TrainJobUpdateRequested,
+)
 
 #: Events published on the project's bus, by detail-type.
 ALL_EVENTS: dict[str, type[Event]] = {
@@ -31,6 +40,7 @@ ALL_EVENTS: dict[str, type[Event]] = {
         EndpointDeploymentChanged,
         CheckpointCreationRequested,
         CheckpointUpdateRequested,
+        CheckpointRegistrationRequested,
         CheckpointChanged,
         DatasetCreationRequested,
         DatasetUpdateRequested,
@@ -39,6 +49,12 @@ ALL_EVENTS: dict[str, type[Event]] = {
         InferenceRequested,
         ModelMergeRequested,
         InferenceJobChanged,
+        ModelCreationRequested,
+        ModelUpdateRequested,
+        ModelChanged,
+        TrainJobRequested,
+        TrainJobUpdateRequested,
+        TrainJobChanged,
     )
 }
 
@@ -46,6 +62,7 @@ __all__ = [
     "ALL_EVENTS",
     "CheckpointChanged",
     "CheckpointCreationRequested",
+    "CheckpointRegistrationRequested",
     "CheckpointUpdateRequested",
     "DatasetChanged",
     "DatasetCreationRequested",
@@ -56,6 +73,13 @@ __all__ = [
     "EndpointDeploymentRequested",
     "InferenceJobChanged",
     "InferenceRequested",
+    "ModelChanged",
+    "ModelCreationRequested",
     "ModelMergeRequested",
+    "ModelUpdateRequested",
     "SageMakerEndpointStateChange",
+    "SageMakerTrainingJobStateChange",
+    "TrainJobChanged",
+    "TrainJobRequested",
+    "TrainJobUpdateRequested",
 ]

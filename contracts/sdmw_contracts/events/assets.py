@@ -107,6 +107,24 @@ class CheckpointUpdateRequested(Command):
     multi_parts_tags: dict[str, list[PartTag]] = Field(default_factory=dict)
 
 
+class CheckpointRegistrationRequested(Command):
+    """Register files a service already wrote to S3 as an Active checkpoint.
+
+    training-manager sends it for a finished train job's output and
+    inference-dispatcher for a merged checkpoint. asset-registry checks that
+    the files are there before the checkpoint becomes Active.
+    """
+
+    checkpoint_id: str
+    checkpoint_type: CheckpointType
+    s3_location: str = Field(description="s3://bucket/prefix/ holding the files.")
+    filenames: list[str] = Field(
+        default_factory=list, description="Names under the prefix; empty: every object under it."
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+    requested_at: datetime
+
+
 class CheckpointChanged(EntityChanged):
     checkpoint_type: CheckpointType
     status: CheckpointStatus

@@ -23,3 +23,19 @@ class SageMakerEndpointStateChange(BaseModel):
     EndpointConfigName: str | None = None
     EndpointStatus: str
     FailureReason: str | None = None
+
+
+class SageMakerTrainingJobStateChange(BaseModel):
+    """``detail`` of a "SageMaker Training Job State Change" event.
+
+    Unlike the endpoint events, ``TrainingJobStatus`` is spelled as the API
+    spells it (``InProgress``, ``Completed``, ``Failed``, ``Stopping``, ``Stopped``).
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    DETAIL_TYPE: ClassVar[str] = "SageMaker Training Job State Change"
+
+    TrainingJobName: str
+    TrainingJobStatus: str
+    SecondaryStatus: str | None = None
+    FailureReason: str | None = None

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from asset_registry import SERVICE
 from asset_registry.handlers import Dependencies, router
-from asset_registry.storage import S3Storage
 from service_kit.config import ServiceConfig
 from service_kit.consumer import Consumer, dynamodb_idempotency
 from service_kit.events import EventBridgePublisher
 from service_kit.logging import get_logger
 from service_kit.snapshots import SnapshotTable
+from service_kit.storage import S3Storage
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from aws_lambda_powertools import Logger
 from asset_registry import SERVICE, checkpoints, datasets
 from asset_registry.checkpoints import Checkpoint
 from asset_registry.datasets import Dataset, Item
-from asset_registry.storage import Storage, UploadRefused
 from sdmw_contracts.envelope import EntityChanged, EventEnvelope
 from sdmw_contracts.events import (
     CheckpointCreationRequested,
@@ -28,6 +27,7 @@ from service_kit.consumer import Router
 from service_kit.events import EventPublisher, publish_snapshots
 from service_kit.messages import BusEvent
 from service_kit.snapshots import SnapshotTable
+from service_kit.storage import Storage, UploadRefused
 
 
 class UnknownEntity(LookupError):

@@ -11,7 +11,6 @@ import pytest
 from aws_lambda_powertools import Logger
 
 from asset_registry.handlers import Dependencies, UnknownEntity, router
-from asset_registry.storage import S3Storage
 from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import (
     CheckpointCreationRequested,
@@ -23,6 +22,7 @@ from sdmw_contracts.events.assets import DatasetItemSpec, FileParts
 from service_kit.events import RecordingPublisher
 from service_kit.messages import BusEvent
 from service_kit.snapshots import SnapshotTable
+from service_kit.storage import S3Storage
 from tests.conftest import create_service_table
 
 BUCKET = "assets-bucket"

@@ -330,20 +330,6 @@ SEED_RESPONSES: list[tuple[type[BaseModel], Any]] = [
         },
     ),
     (
-        CreateTrainJobResponse,
-        {
-            "statusCode": 200,
-            "job": {
-                "id": "id",
-                "status": "Initialed",
-                "trainType": "Stable-diffusion",
-                "params": {},
-                "input_location": "s3://S3_Location",
-            },
-            "s3PresignUrl": [{"filename": "s3://S3_Location"}],
-        },
-    ),
-    (
         UpdateTrainJobResponse,
         {
             "statusCode": 200,
@@ -355,22 +341,6 @@ SEED_RESPONSES: list[tuple[type[BaseModel], Any]] = [
                 "params": {},
                 "input_location": "s3://S3_Location",
             },
-        },
-    ),
-    (
-        ListTrainJobsResponse,
-        {
-            "statusCode": 200,
-            "trainJobs": [
-                {
-                    "id": "id",
-                    "modelName": "model_name",
-                    "status": "Complete",
-                    "trainType": "Stable-diffusion",
-                    "created": 1234124,
-                    "sagemakerTrainName": "sagemaker_train_name",
-                }
-            ],
         },
     ),
     (
@@ -465,6 +435,67 @@ def test_seed_response_examples_round_trip_with_exactly_the_seed_keys(model: typ
     assert out == body
 
 
+def test_train_job_answers_carry_the_upload_urls_keyed_by_file_name_as_the_extension_indexes_them() -> None:
+    # The seed's example lists {"filename": "s3://..."} objects with no URL a client could use;
+    # the WebUI extension reads s3PresignUrl.items() as file name -> URL, and that is what works.
+    body = {
+        "statusCode": 200,
+        "job": {
+            "id": "id",
+            "status": "Initialed",
+            "trainType": "Stable-diffusion",
+            "params": {},
+            "input_location": "s3://S3_Location",
+        },
+        "s3PresignUrl": {"images.tar": "https://bucket.s3.amazonaws.com/train/id/input/images.tar?X-Amz-Signature=x"},
+    }
+    assert dumped(CreateTrainJobResponse, body) == body
+    with pytest.raises(ValidationError):
+        CreateTrainJobResponse.model_validate({**body, "s3PresignUrl": [{"filename": "s3://S3_Location"}]})
+
+
+def test_train_job_list_has_the_seed_keys_plus_the_result() -> None:
+    seed_item = {
+        "id": "id",
+        "modelName": "model_name",
+        "status": "Complete",
+        "trainType": "Stable-diffusion",
+        "created": 1234124,
+        "sagemakerTrainName": "sagemaker_train_name",
+    }
+    out = dumped(ListTrainJobsResponse, {"statusCode": 200, "trainJobs": [seed_item]})
+    assert contains(out, {"statusCode": 200, "trainJobs": [seed_item]})
+    assert out["trainJobs"][0].keys() - seed_item.keys() == {"output_name", "checkpoint_id", "error"}
+
+
+def test_model_creation_answers_part_urls_at_the_top_level_too() -> None:
+    body = {
+        "statusCode": 200,
+        "job": {"id": "id", "status": "Initialed", "s3_base": "s3://b/model/id/", "model_type": "Stable-diffusion"},
+        "s3PresignUrl": {"v1-5.safetensors.tar": ["https://part-1", "https://part-2"]},
+    }
+    assert dumped(CreateModelResponse, body)["s3PresignUrl"] == body["s3PresignUrl"]
+
+
+@pytest.mark.parametrize("train_type", ["dreambooth", "Stable-diffusion", "lora", "Lora"])
+def test_both_spellings_of_the_train_types_are_accepted(train_type: str) -> None:
+    request = CreateTrainJobRequest.model_validate({**TRAIN, "train_type": train_type})
+    assert request.training == ("lora" if train_type.lower() == "lora" else "dreambooth")
+
+
+def test_train_settings_come_from_either_params_key_and_the_seed_key_wins() -> None:
+    request = CreateTrainJobRequest.model_validate(
+        {
+            **TRAIN,
+            "params": {
+                "training_params": {"max_train_steps": 5, "learning_rate": 0.1, "s3_model_path": "s3://b/m/"},
+                "train_params": {"max_train_steps": 7},
+            },
+        }
+    )
+    assert request.params.settings() == {"max_train_steps": 7, "learning_rate": 0.1, "s3_model_path": "s3://b/m/"}
+
+
 @pytest.mark.parametrize(
     ("model", "body"),
     [
@@ -494,6 +525,9 @@ def test_seed_response_examples_round_trip_with_exactly_the_seed_keys(model: typ
 )
 def test_multipart_answers_have_the_seed_keys_plus_the_part_urls(model: type[BaseModel], body: Any) -> None:
     out = dumped(model, body)
+    if model is CreateModelResponse:
+        # The extension's {file name: [part URLs]} beside the seed's job.s3PresignUrl.
+        assert out.pop("s3PresignUrl") == {}
     assert key_tree(out, frozenset(UPLOAD_ADDITIONS)) == key_tree(body)
     assert contains(out, body)
     upload = out["s3PresignUrl"][0] if "s3PresignUrl" in out else out["job"]["s3PresignUrl"][0]
@@ -586,7 +620,11 @@ CHECKPOINT = {"checkpoint_type": "Lora", "filenames": [{"filename": "a.safetenso
 CHECKPOINT_UPDATE = {"checkpoint_id": "906a5a1f", "status": "Active"}
 DATASET = {"dataset_name": "test_dataset", "content": [{"filename": "/p/a.png", "name": "a.png", "type": "png"}]}
 MERGE = {"primary_model_name": "a.safetensors", "secondary_model_name": "b.safetensors"}
-MODEL = {"model_type": "Stable-diffusion", "name": "m1"}
+MODEL = {
+    "model_type": "Stable-diffusion",
+    "name": "m1",
+    "params": {"create_model_params": {"new_model_name": "m1", "ckpt_path": "v1-5-pruned-emaonly.safetensors"}},
+}
 TRAIN = {"train_type": "dreambooth", "model_id": "36c9d05e"}
 CN = "alwayson_scripts"
 
@@ -836,6 +874,15 @@ BAD_INPUTS: list[tuple[str, type[BaseModel], dict[str, Any], str]] = [
     ),
     ("train no model", CreateTrainJobRequest, {**TRAIN, "model_id": ""}, "model_id"),
     ("train status", UpdateTrainJobRequest, {"train_job_id": "t", "status": "Complete"}, "status"),
+    ("train type", CreateTrainJobRequest, {**TRAIN, "train_type": "hypernetwork"}, "train_type must be one of"),
+    (
+        "train dataset name",
+        CreateTrainJobRequest,
+        {**TRAIN, "params": {"train_params": {"dataset_names": ["../x"]}}},
+        "dataset_names",
+    ),
+    ("model without params", CreateModelRequest, {"model_type": "Stable-diffusion", "name": "m1"}, "params"),
+    ("model type", CreateModelRequest, {**MODEL, "model_type": "Lora"}, "model_type"),
 ]
 
 

@@ -1,4 +1,8 @@
-"""The project bucket, as asset-registry uses it: multipart uploads and object checks.
+"""The project bucket as the owners of uploads use it: multipart uploads and object checks.
+
+asset-registry (checkpoints, datasets) and training-manager (model and
+training inputs) both complete the uploads clients make through presigned
+URLs, and verify them, the same way.
 
 ``complete_upload`` is safe to repeat: if an earlier attempt already completed
 the upload (and crashed before recording it), the object is there and its size
