@@ -10,5 +10,12 @@ from asset_registry.resources import RESOURCES as ASSET_REGISTRY
 from endpoint_manager.resources import RESOURCES as ENDPOINT_MANAGER
 from inference_dispatcher.resources import RESOURCES as INFERENCE_DISPATCHER
 from service_kit.resources import ServiceResources
+from training_manager.resources import RESOURCES as TRAINING_MANAGER
 
-SERVICES: tuple[ServiceResources, ...] = (API_GATEWAY, ENDPOINT_MANAGER, ASSET_REGISTRY, INFERENCE_DISPATCHER)
+SERVICES: tuple[ServiceResources, ...] = (
+    API_GATEWAY,
+    ENDPOINT_MANAGER,
+    ASSET_REGISTRY,
+    INFERENCE_DISPATCHER,
+    TRAINING_MANAGER,
+)

@@ -36,6 +36,7 @@ LOCAL_WORKERS = {
     "endpoint-manager": "endpoint_manager.entrypoints.worker",
     "asset-registry": "asset_registry.entrypoints.worker",
     "inference-dispatcher": "inference_dispatcher.entrypoints.worker",
+    "training-manager": "training_manager.entrypoints.worker",
 }
 
 
@@ -187,9 +188,11 @@ class LocalStack:
     def _service_processes(self, environments: dict[str, dict[str, str]]) -> list[Process]:
         base = self._base_env()
         python = sys.executable
+        sagemaker_settings = {"SD_RUNTIME_IMAGE": LOCAL_RUNTIME_IMAGE, "SAGEMAKER_ROLE_ARN": LOCAL_ACCOUNT_ROLE}
         extra = {
             "api-gateway": {"API_KEY": self.settings.api_key, "API_STAGE": self.settings.stage},
-            "endpoint-manager": {"SD_RUNTIME_IMAGE": LOCAL_RUNTIME_IMAGE, "SAGEMAKER_ROLE_ARN": LOCAL_ACCOUNT_ROLE},
+            "endpoint-manager": sagemaker_settings,
+            "training-manager": sagemaker_settings,
         }
         env = {name: {**base, **service_env, **extra.get(name, {})} for name, service_env in environments.items()}
         workers = [

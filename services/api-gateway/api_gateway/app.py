@@ -7,7 +7,7 @@ from fastapi import APIRouter, FastAPI
 from api_gateway.auth import ApiKeyMiddleware
 from api_gateway.dependencies import EdgeDependencies
 from api_gateway.errors import install_error_handlers
-from api_gateway.routes import assets, endpoints, inference
+from api_gateway.routes import assets, endpoints, inference, training
 from api_gateway.tracing import TraceHeaderMiddleware
 
 TITLE = "Stable Diffusion train-and-deploy API"
@@ -27,6 +27,7 @@ def create_app(deps: EdgeDependencies) -> FastAPI:
     stage = APIRouter(prefix=prefix)
     stage.include_router(endpoints.router)
     stage.include_router(inference.router)
+    stage.include_router(training.router)
     stage.include_router(assets.router)  # last: it holds the catch-all /{dataset_name}/data
     app.include_router(stage)
     app.add_middleware(TraceHeaderMiddleware)

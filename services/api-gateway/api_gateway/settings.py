@@ -14,6 +14,8 @@ class EdgeSettings:
     presign_expiry_s: int
     presign_max_expiry_s: int
     upload_key_prefixes: tuple[str, ...]
+    #: The instance type of a training job that names none.
+    training_instance_type: str = "ml.g4dn.2xlarge"
 
     @classmethod
     def from_env(cls) -> EdgeSettings:
@@ -31,6 +33,7 @@ class EdgeSettings:
             upload_key_prefixes=tuple(
                 p.strip() for p in os.environ.get("UPLOAD_KEY_PREFIXES", "config/").split(",") if p.strip()
             ),
+            training_instance_type=os.environ.get("TRAINING_INSTANCE_TYPE", "ml.g4dn.2xlarge"),
         )
 
     @property

@@ -7,7 +7,12 @@ records the refusal, so the client can fix its ETags and try again.
 
 from __future__ import annotations
 
-from sdmw_contracts.events.assets import CheckpointChanged, Rejection
+from sdmw_contracts.events.assets import (
+    CheckpointChanged,
+    CheckpointFile,
+    CheckpointRegistrationRequested,
+    Rejection,
+)
 
 Checkpoint = CheckpointChanged
 
@@ -48,3 +53,29 @@ def tag_problems(checkpoint: Checkpoint, tagged_filenames: set[str]) -> str | No
     if missing:
         return f"multi_parts_tags has no ETags for: {', '.join(missing)}"
     return None
+
+
+def split_location(s3_location: str) -> tuple[str, str]:
+    """``s3://bucket/prefix/`` -> (bucket, ``prefix/``)."""
+    bucket, _, prefix = s3_location.removeprefix("s3://").partition("/")
+    return bucket, prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+
+def registered(command: CheckpointRegistrationRequested, sizes: dict[str, int], version: int) -> Checkpoint:
+    """An Active checkpoint of files already in S3 (name under the prefix -> size)."""
+    bucket, prefix = split_location(command.s3_location)
+    return CheckpointChanged(
+        id=command.checkpoint_id,
+        version=version,
+        checkpoint_type=command.checkpoint_type,
+        status="Active",
+        s3_location=f"s3://{bucket}/{prefix}",
+        files=[
+            CheckpointFile(
+                filename=name, key=prefix + name, s3_uri=f"s3://{bucket}/{prefix}{name}", parts_number=1, size=size
+            )
+            for name, size in sorted(sizes.items())
+        ],
+        params=command.params,
+        created_at=command.requested_at,
+    )

@@ -18,6 +18,7 @@ from asset_registry.datasets import Dataset, Item
 from sdmw_contracts.envelope import EntityChanged, EventEnvelope
 from sdmw_contracts.events import (
     CheckpointCreationRequested,
+    CheckpointRegistrationRequested,
     CheckpointUpdateRequested,
     DatasetCreationRequested,
     DatasetUpdateRequested,
@@ -103,6 +104,34 @@ def _activate(checkpoint: Checkpoint, command: CheckpointUpdateRequested, deps: 
     return checkpoints.activated(current)
 
 
+def on_checkpoint_registration(event: BusEvent, deps: Dependencies) -> None:
+    """Files another service wrote (a trained model, a merge) become an Active checkpoint once found in S3."""
+    envelope = event.envelope()
+    command = envelope.parse_data(CheckpointRegistrationRequested)
+    checkpoint = deps.snapshots.get(Checkpoint, command.checkpoint_id)
+    if checkpoint is None:
+        checkpoint = checkpoints.registered(command, _found_files(command, deps), version=1)
+        deps.snapshots.save(checkpoint)
+    _publish([checkpoint], checkpoint.id, envelope, deps)
+
+
+def _found_files(command: CheckpointRegistrationRequested, deps: Dependencies) -> dict[str, int]:
+    """Name under the prefix -> size; raises (so the message is retried, then dead-lettered) if any is missing."""
+    bucket, prefix = checkpoints.split_location(command.s3_location)
+    if bucket != deps.storage.bucket:
+        raise UploadRefused(f"{command.s3_location} is not in the project's bucket {deps.storage.bucket}")
+    found = {key[len(prefix) :]: size for key, size in deps.storage.objects_under(prefix).items()}
+    found = {name: size for name, size in found.items() if name and not name.endswith("/")}
+    if command.filenames:
+        missing = [name for name in command.filenames if name not in found]
+        if missing:
+            raise UploadRefused(f"{command.s3_location}: not found: {', '.join(missing)}")
+        return {name: found[name] for name in command.filenames}
+    if not found:
+        raise UploadRefused(f"{command.s3_location}: there are no objects under that prefix")
+    return found
+
+
 # ---------------------------------------------------------------- datasets
 
 
@@ -157,6 +186,7 @@ def router(deps: Dependencies) -> Router:
         Router()
         .on_event(CheckpointCreationRequested.detail_type(), lambda e: on_checkpoint_creation(e, deps))
         .on_event(CheckpointUpdateRequested.detail_type(), lambda e: on_checkpoint_update(e, deps))
+        .on_event(CheckpointRegistrationRequested.detail_type(), lambda e: on_checkpoint_registration(e, deps))
         .on_event(DatasetCreationRequested.detail_type(), lambda e: on_dataset_creation(e, deps))
         .on_event(DatasetUpdateRequested.detail_type(), lambda e: on_dataset_update(e, deps))
     )

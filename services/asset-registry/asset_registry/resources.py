@@ -3,6 +3,7 @@
 from asset_registry import SERVICE
 from sdmw_contracts.events import (
     CheckpointCreationRequested,
+    CheckpointRegistrationRequested,
     CheckpointUpdateRequested,
     DatasetCreationRequested,
     DatasetUpdateRequested,
@@ -20,6 +21,14 @@ RESOURCES = ServiceResources(
         Rule(
             "asset-commands",
             project_events(*(command.detail_type() for command in COMMANDS), sources=("sdmw.api-gateway",)),
+        ),
+        # What other services produced and asset-registry adopts as checkpoints: trained models, merges.
+        Rule(
+            "checkpoint-registrations",
+            project_events(
+                CheckpointRegistrationRequested.detail_type(),
+                sources=("sdmw.training-manager", "sdmw.inference-dispatcher"),
+            ),
         ),
     ),
 )

@@ -31,6 +31,7 @@ class Storage(Protocol):
     def complete_upload(self, key: str, upload_id: str, parts: Sequence[PartTag], parts_number: int) -> int: ...
     def abort_upload(self, key: str, upload_id: str) -> None: ...
     def object_size(self, key: str) -> int | None: ...
+    def objects_under(self, prefix: str) -> dict[str, int]: ...
 
 
 def _etag(value: str) -> str:
@@ -87,6 +88,14 @@ class S3Storage:
             if _code(exc) in {"404", "NoSuchKey", "NotFound"}:
                 return None
             raise
+
+    def objects_under(self, prefix: str) -> dict[str, int]:
+        """Key -> size of every object under ``prefix``."""
+        found: dict[str, int] = {}
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                found[item["Key"]] = int(item["Size"])
+        return found
 
     def _uploaded_parts(self, key: str, upload_id: str) -> dict[int, tuple[str, int]] | None:
         """Part number -> (ETag, size) of what the client uploaded; None if the upload is closed."""

@@ -1,0 +1,385 @@
+"""Routes 17-19 and 23-25: model-creation jobs and training jobs (owned by training-manager).
+
+The edge checks what it can from its read model before anything is accepted
+(the base checkpoint is Active, the model Complete, the datasets Enabled, the
+settings within their bounds), so a bad request changes nothing; the owner
+refuses only what depends on its own state (files not uploaded yet).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from api_gateway.dependencies import EdgeDependencies, edge
+from api_gateway.errors import ApiError, conflict, not_found
+from api_gateway.transitions import await_first_owner_snapshot, await_outcome, record_then_send, send
+from sdmw_contracts.api.assets import MultipartUpload
+from sdmw_contracts.api.training import (
+    PRODUCED_TYPE,
+    CreatedModelJob,
+    CreatedTrainJob,
+    CreateModelRequest,
+    CreateModelResponse,
+    CreateTrainJobRequest,
+    CreateTrainJobResponse,
+    ListModelsResponse,
+    ListTrainJobsResponse,
+    ModelView,
+    TrainJobView,
+    UpdatedModelJob,
+    UpdatedTrainJob,
+    UpdateModelRequest,
+    UpdateModelResponse,
+    UpdateTrainJobRequest,
+    UpdateTrainJobResponse,
+)
+from sdmw_contracts.events import (
+    CheckpointChanged,
+    DatasetChanged,
+    ModelChanged,
+    ModelCreationRequested,
+    ModelUpdateRequested,
+    TrainJobChanged,
+    TrainJobRequested,
+    TrainJobUpdateRequested,
+)
+from sdmw_contracts.events.assets import FileParts
+from sdmw_contracts.events.training import DataRef, input_prefix, train_prefix
+from sdmw_contracts.runtime import ModelRef
+from sdmw_contracts.training import MAX_HYPERPARAMETER_LENGTH, TrainingHyperparameters
+
+router = APIRouter(tags=["training"])
+Edge = Annotated[EdgeDependencies, Depends(edge)]
+
+#: A diffusers folder checkpoint holds this file and is named by its params' ``new_model_name``.
+DIFFUSERS_INDEX = "model_index.json"
+#: A1111 titles a checkpoint ``name.safetensors [hash]``; the hash is not part of the name.
+_TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]+\]$")
+#: Keys of the training settings that are the job's, not the runtime's.
+_JOB_SETTINGS = {"training_instance_type", "dataset_names", "class_dataset_names", "output_name"}
+_HYPERPARAMETERS = set(TrainingHyperparameters.model_fields) - {"task", "model_name", "config_params"}
+
+
+# ---------------------------------------------------------------- routes 17-19
+
+
+@router.post("/model")
+def create_model(body: CreateModelRequest, deps: Edge) -> CreateModelResponse:
+    """A model-creation job from an Active checkpoint, or from a file uploaded with it (parts URLs answered)."""
+    model_id = str(uuid.uuid4())
+    create = body.params.create_model_params
+    command = ModelCreationRequested(
+        model_id=model_id,
+        model_type=body.model_type,
+        name=body.name,
+        files=[FileParts(filename=f.filename, parts_number=f.parts_number) for f in body.filenames],
+        base_checkpoint=None if body.filenames else _base_checkpoint(body, deps),
+        extract_ema=create.extract_ema,
+        params=body.params.model_dump(mode="json"),
+        requested_at=deps.clock(),
+    )
+    initial = command.initial_snapshot(deps.presigner.bucket, version=0)
+    record_then_send(deps, [initial], command, correlation_id=model_id)
+    model = await_first_owner_snapshot(deps, ModelChanged, model_id) if body.filenames else initial
+    expires_s = deps.presigner.expiry(None)
+    uploads = [
+        MultipartUpload(
+            upload_id=file.upload_id or "",
+            bucket=deps.presigner.bucket,
+            key=file.key,
+            filename=file.filename,
+            s3_signed_urls=deps.presigner.upload_part_urls(
+                file.key, file.upload_id or "", file.parts_number, expires_s
+            ),
+        )
+        for file in model.files
+    ]
+    job = CreatedModelJob(
+        id=model.id,
+        status=model.status,
+        s3_base=model.s3_base,
+        model_type=model.model_type,
+        params=model.params,
+        s3PresignUrl=uploads,
+    )
+    return CreateModelResponse(job=job, s3PresignUrl={u.filename or u.key: u.s3_signed_urls for u in uploads})
+
+
+def _base_checkpoint(body: CreateModelRequest, deps: EdgeDependencies) -> ModelRef:
+    """The Active Stable-diffusion checkpoint the model starts from, or a 400/404 naming the field."""
+    wanted = _TITLE_HASH.sub("", body.params.create_model_params.ckpt_path)
+    if body.checkpoint_id:
+        checkpoint = deps.read_model.get(CheckpointChanged, body.checkpoint_id)
+        if checkpoint is None:
+            raise not_found(f"checkpoint_id: no checkpoint {body.checkpoint_id}")
+        if checkpoint.status != "Active" or checkpoint.checkpoint_type != "Stable-diffusion":
+            raise ApiError(
+                400,
+                f"checkpoint_id: checkpoint {checkpoint.id} is a {checkpoint.status} {checkpoint.checkpoint_type} "
+                "checkpoint, not an Active Stable-diffusion one",
+            )
+        cloud_path = str((body.params.model_extra or {}).get("s3_ckpt_path") or "")
+        ref = _model_in(checkpoint, wanted) or _model_in(checkpoint, cloud_path.rsplit("/", 1)[-1])
+        if ref is None and len(checkpoint.files) == 1:
+            ref = ModelRef(name=checkpoint.files[0].filename, s3_uri=checkpoint.files[0].s3_uri)
+        if ref is None:
+            raise ApiError(400, f"params.create_model_params.ckpt_path: checkpoint {checkpoint.id} has no {wanted}")
+        return ref
+    for checkpoint in deps.read_model.list(CheckpointChanged):
+        usable = checkpoint.status == "Active" and checkpoint.checkpoint_type == "Stable-diffusion"
+        if usable and (ref := _model_in(checkpoint, wanted)):
+            return ref
+    raise ApiError(
+        400,
+        f"params.create_model_params.ckpt_path: no Active Stable-diffusion checkpoint is named {wanted!r}; "
+        "upload it with POST /checkpoint, or send the file with this request (filenames)",
+    )
+
+
+def _model_in(checkpoint: CheckpointChanged, name: str) -> ModelRef | None:
+    """The checkpoint's model called ``name``: the folder (by ``new_model_name``) or one of its files."""
+    if not name:
+        return None
+    if DIFFUSERS_INDEX in checkpoint.filenames and checkpoint.params.get("new_model_name") == name:
+        return ModelRef(name=name, s3_uri=checkpoint.s3_location)
+    for file in checkpoint.files:
+        if file.filename == name:
+            return ModelRef(name=name, s3_uri=file.s3_uri)
+    return None
+
+
+@router.put("/model")
+def update_model(body: UpdateModelRequest, deps: Edge) -> UpdateModelResponse:
+    """``Creating``: complete the uploads (``multi_parts_tags``) and start. ``Fail``: give the job up."""
+    model = deps.read_model.get(ModelChanged, body.model_id)
+    if model is None:
+        raise not_found(f"model_id: no model {body.model_id}")
+    if model.status != body.status:
+        _check_transition("model", model.id, model.status, body.status, start="Creating")
+        request_id = str(uuid.uuid4())
+        command = ModelUpdateRequested(
+            model_id=model.id,
+            request_id=request_id,
+            status=body.status,
+            multi_parts_tags={name: [tag.model_dump() for tag in tags] for name, tags in body.multi_parts_tags.items()},
+        )
+        send(deps, command, correlation_id=model.id)
+        wanted = {"Fail"} if body.status == "Fail" else {"Creating", "Complete", "Fail"}
+        model = await_outcome(deps, ModelChanged, model.id, request_id, lambda m: m.status in wanted)
+    job = UpdatedModelJob(
+        output_path=model.output_s3_location or model.s3_base,
+        id=model.id,
+        endpointName=None,
+        jobStatus=model.status,
+        jobType=model.model_type,
+    )
+    return UpdateModelResponse(job=job)
+
+
+def _check_transition(kind: str, job_id: str, status: str, wanted: str, start: str) -> None:
+    """Only Initialed jobs start; finished jobs cannot be given up."""
+    if wanted == start and status != "Initialed":
+        raise conflict(f"{kind} {job_id} is {status}, not Initialed")
+    if wanted == "Fail" and status == "Complete":
+        raise conflict(f"{kind} {job_id} is Complete; a finished job cannot be given up")
+
+
+@router.get("/models")
+def list_models(
+    deps: Edge,
+    types: Annotated[list[str], Query(max_length=16)] = [],  # noqa: B006 - FastAPI copies query defaults
+    status: Annotated[list[str], Query(max_length=16)] = [],  # noqa: B006
+) -> ListModelsResponse:
+    found = [
+        m
+        for m in deps.read_model.list(ModelChanged)
+        if (not types or m.model_type in types) and (not status or m.status in status)
+    ]
+    found.sort(key=lambda m: m.created_at, reverse=True)
+    return ListModelsResponse(
+        models=[
+            ModelView(
+                id=m.id,
+                model_name=m.name,
+                created=int(m.created_at.timestamp()),
+                params=_model_params(m),
+                status=m.status,
+                output_s3_location=m.output_s3_location or "",
+            )
+            for m in found
+        ]
+    )
+
+
+def _model_params(model: ModelChanged) -> dict[str, Any]:
+    """The params as sent, plus what the WebUI extension reads of a finished model."""
+    params = dict(model.params)
+    if model.error:
+        params["error"] = model.error
+    if model.status == "Complete":
+        params["resp"] = {"config_dict": _default_db_config(model)}
+    return params
+
+
+def _default_db_config(model: ModelChanged) -> dict[str, Any]:
+    """A DreamBooth-extension ``db_config.json`` to start from, with the runtime's defaults."""
+    defaults = TrainingHyperparameters(task="dreambooth", model_name=model.name)
+    return {
+        "model_name": model.name,
+        "model_dir": f"models/sagemaker_dreambooth/{model.name}",
+        "learning_rate": defaults.learning_rate,
+        "max_train_steps": defaults.max_train_steps,
+        "train_batch_size": defaults.train_batch_size,
+        "resolution": defaults.resolution,
+        "prior_loss_weight": defaults.prior_loss_weight,
+        "mixed_precision": defaults.mixed_precision,
+        "use_lora": False,
+        "lora_unet_rank": defaults.lora_rank,
+        "center_crop": defaults.center_crop,
+        "concepts_list": [],
+    }
+
+
+# ---------------------------------------------------------------- routes 23-25
+
+
+@router.post("/train")
+def create_train_job(body: CreateTrainJobRequest, deps: Edge) -> CreateTrainJobResponse:
+    """A training job on a Complete model; answers a presigned PUT URL per file to upload with it."""
+    model = deps.read_model.get(ModelChanged, body.model_id)
+    if model is None:
+        raise not_found(f"model_id: no model {body.model_id}")
+    if model.status != "Complete" or not model.output_s3_location:
+        raise conflict(f"model_id: model {model.id} is {model.status}, not Complete")
+    settings = body.params.settings()
+    train_job_id = str(uuid.uuid4())
+    instance = _datasets(settings.get("dataset_names") or [], "dataset_names", deps)
+    classes = _datasets(settings.get("class_dataset_names") or [], "class_dataset_names", deps)
+    if not instance and not body.filenames:
+        raise _invalid(["filenames"], "give params.train_params.dataset_names, or files to upload (filenames)")
+    output_name = settings.get("output_name") or f"{model.name}-{train_job_id[:8]}"
+    command = TrainJobRequested(
+        train_job_id=train_job_id,
+        train_type=body.training,
+        model_id=model.id,
+        model_name=model.name,
+        base_model_uri=model.output_s3_location,
+        instance_type=settings.get("training_instance_type") or deps.settings.training_instance_type,
+        hyperparameters=_hyperparameters(body, settings, output_name),
+        instance_datasets=instance,
+        class_datasets=classes,
+        filenames=list(body.filenames),
+        params=body.params.model_dump(mode="json", exclude_unset=True),
+        requested_at=deps.clock(),
+    )
+    job = command.initial_snapshot(deps.presigner.bucket, version=0)
+    record_then_send(deps, [job], command, correlation_id=train_job_id)
+    expires_s = deps.presigner.expiry(None)
+    uploads = input_prefix(train_prefix(train_job_id))
+    return CreateTrainJobResponse(
+        job=CreatedTrainJob(
+            id=job.id,
+            status=job.status,
+            trainType=PRODUCED_TYPE[job.train_type],
+            params=job.params,
+            input_location=job.input_location,
+        ),
+        s3PresignUrl={name: deps.presigner.put_url(uploads + name, expires_s) for name in body.filenames},
+    )
+
+
+def _hyperparameters(
+    body: CreateTrainJobRequest, settings: dict[str, Any], output_name: str
+) -> TrainingHyperparameters:
+    """The runtime's settings, checked against its bounds; a 422 names the field as the client sent it."""
+    sent = {key: value for key, value in settings.items() if key in _HYPERPARAMETERS}
+    where = "train_params" if body.params.train_params is not None else "training_params"
+    if len(json.dumps(body.params.config_params)) > MAX_HYPERPARAMETER_LENGTH:
+        raise _invalid(["params", "config_params"], f"must be at most {MAX_HYPERPARAMETER_LENGTH} characters as JSON")
+    try:
+        return TrainingHyperparameters(
+            task=body.training, model_name=output_name, config_params=body.params.config_params, **sent
+        )
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", "params", where, *error["loc"])} for error in exc.errors()]
+        ) from exc
+
+
+def _datasets(names: list[str], field: str, deps: EdgeDependencies) -> list[DataRef]:
+    found = []
+    for name in names:
+        dataset = deps.read_model.get(DatasetChanged, name)
+        if dataset is None:
+            raise not_found(f"params.train_params.{field}: no dataset {name}")
+        if dataset.status != "Enabled":
+            raise conflict(f"params.train_params.{field}: dataset {name} is {dataset.status}, not Enabled")
+        found.append(DataRef(name=name, s3_uri=dataset.s3_location))
+    return found
+
+
+def _invalid(loc: list[str], message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body", *loc), "msg": message, "type": "value_error"}])
+
+
+@router.put("/train")
+def update_train_job(body: UpdateTrainJobRequest, deps: Edge) -> UpdateTrainJobResponse:
+    """``Training`` once the files are uploaded (else 400 naming the missing ones); ``Fail`` to give up."""
+    job = deps.read_model.get(TrainJobChanged, body.train_job_id)
+    if job is None:
+        raise not_found(f"train_job_id: no train job {body.train_job_id}")
+    if job.status != body.status:
+        _check_transition("train job", job.id, job.status, body.status, start="Training")
+        request_id = str(uuid.uuid4())
+        command = TrainJobUpdateRequested(train_job_id=job.id, request_id=request_id, status=body.status)
+        send(deps, command, correlation_id=job.id)
+        wanted = {"Fail"} if body.status == "Fail" else {"Training", "Complete", "Fail"}
+        job = await_outcome(deps, TrainJobChanged, job.id, request_id, lambda j: j.status in wanted)
+    return UpdateTrainJobResponse(
+        job=UpdatedTrainJob(
+            id=job.id,
+            status=job.status,
+            created=int(job.created_at.timestamp()),
+            trainType=PRODUCED_TYPE[job.train_type],
+            params=job.params,
+            input_location=job.input_location,
+        )
+    )
+
+
+@router.get("/trains")
+def list_train_jobs(
+    deps: Edge,
+    types: Annotated[list[str], Query(max_length=16)] = [],  # noqa: B006 - FastAPI copies query defaults
+    status: Annotated[list[str], Query(max_length=16)] = [],  # noqa: B006
+) -> ListTrainJobsResponse:
+    found = [
+        j
+        for j in deps.read_model.list(TrainJobChanged)
+        if (not types or PRODUCED_TYPE[j.train_type] in types or j.train_type in types)
+        and (not status or j.status in status)
+    ]
+    found.sort(key=lambda j: j.created_at, reverse=True)
+    return ListTrainJobsResponse(
+        trainJobs=[
+            TrainJobView(
+                id=j.id,
+                modelName=j.model_name,
+                status=j.status,
+                trainType=PRODUCED_TYPE[j.train_type],
+                created=int(j.created_at.timestamp()),
+                sagemakerTrainName=j.sagemaker_job_name,
+                output_name=j.output_name,
+                checkpoint_id=j.checkpoint_id,
+                error=j.error or None,
+            )
+            for j in found
+        ]
+    )

@@ -1,0 +1,254 @@
+"""Message handlers: plain functions of (message, dependencies).
+
+Each ends by publishing the current snapshot of what it touched, also when a
+redelivery finds the work done, so a crash between saving and publishing loses
+no event (stable event ids make the repeat harmless). SageMaker is asked to
+start a job before the job is saved as started; starting it again after a
+crash finds it already there (its name comes from the entity's id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aws_lambda_powertools import Logger
+
+from sdmw_contracts.envelope import EventEnvelope
+from sdmw_contracts.events import (
+    CheckpointRegistrationRequested,
+    ModelCreationRequested,
+    ModelUpdateRequested,
+    TrainJobRequested,
+    TrainJobUpdateRequested,
+)
+from sdmw_contracts.events.sagemaker import SageMakerTrainingJobStateChange
+from sdmw_contracts.events.training import CHECKPOINT_TYPE_OF, input_prefix, model_prefix, train_prefix
+from service_kit.consumer import Router
+from service_kit.events import EventPublisher, outgoing, publish_snapshots
+from service_kit.messages import BusEvent
+from service_kit.resources import SCHEDULED_EVENT
+from service_kit.snapshots import SnapshotTable
+from service_kit.storage import Storage, UploadRefused
+from training_manager import SERVICE, jobs
+from training_manager.jobs import Model, TrainJob
+from training_manager.sagemaker import (
+    TrainingGateway,
+    TrainingRefused,
+    TrainingSettings,
+    model_creation_spec,
+    training_spec,
+)
+
+
+class UnknownEntity(LookupError):
+    """A command names something this service has not seen (yet): retry later."""
+
+
+@dataclass
+class Dependencies:
+    snapshots: SnapshotTable
+    storage: Storage
+    training: TrainingGateway
+    settings: TrainingSettings
+    publisher: EventPublisher
+    logger: Logger
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+# ---------------------------------------------------------------- models
+
+
+def on_model_creation(event: BusEvent, deps: Dependencies) -> None:
+    envelope = event.envelope()
+    command = envelope.parse_data(ModelCreationRequested)
+    model = deps.snapshots.get(Model, command.model_id)
+    if model is None:
+        # An upload left open by a crash before the save is aborted by the bucket's lifecycle rule.
+        uploads = input_prefix(model_prefix(command.model_id))
+        upload_ids = {f.filename: deps.storage.start_upload(uploads + f.filename) for f in command.files}
+        model = command.initial_snapshot(deps.storage.bucket, version=1, upload_ids=upload_ids)
+        deps.snapshots.save(model)
+    _publish(model, envelope, deps)
+
+
+def on_model_update(event: BusEvent, deps: Dependencies) -> None:
+    envelope = event.envelope()
+    command = envelope.parse_data(ModelUpdateRequested)
+    model = deps.snapshots.get(Model, command.model_id)
+    if model is None:
+        raise UnknownEntity(f"update of model {command.model_id} arrived before its creation")
+    if not jobs.was_answered(model, command.request_id):
+        updated = _give_up(model, deps) if command.status == "Fail" else _start_creation(model, command, deps)
+        if updated is not model:
+            deps.snapshots.save(updated)
+            model = updated
+    _publish(model, envelope, deps)
+
+
+def _start_creation(model: Model, command: ModelUpdateRequested, deps: Dependencies) -> Model:
+    if model.status != "Initialed":
+        if model.status in {"Creating", "Complete"}:
+            return model  # already started: this is a repeat
+        return jobs.rejected(model, command.request_id, f"model {model.id} is {model.status}, not Initialed")
+    current = model
+    for file in model.files:
+        if not file.upload_id:
+            continue
+        tags = command.multi_parts_tags.get(file.filename)
+        if not tags:
+            return jobs.rejected(current, command.request_id, f"multi_parts_tags has no parts for {file.filename}")
+        try:
+            size = deps.storage.complete_upload(file.key, file.upload_id, tags, file.parts_number)
+        except UploadRefused as refused:
+            return jobs.rejected(current, command.request_id, str(refused))
+        current = jobs.with_upload_completed(current, file.filename, size)
+    return _start(current, model_creation_spec(current, deps.settings), deps)
+
+
+def _start(job: jobs.J, spec, deps: Dependencies) -> jobs.J:
+    try:
+        deps.training.start(spec)
+    except TrainingRefused as refused:
+        deps.logger.warning("training job refused", extra={"job": spec.name, "reason": str(refused)})
+        return jobs.failed(job, str(refused), deps.clock())
+    return jobs.started(job, spec.name, deps.clock())
+
+
+def _give_up(job: jobs.J, deps: Dependencies) -> jobs.J:
+    """The client abandons the job: stop what runs, abort what is being uploaded."""
+    if jobs.is_final(job):
+        return job
+    if job.sagemaker_job_name:
+        deps.training.stop(job.sagemaker_job_name)
+    for file in getattr(job, "files", []):
+        if file.upload_id:
+            deps.storage.abort_upload(file.key, file.upload_id)
+    return jobs.failed(job, "abandoned by the client (status Fail)", deps.clock())
+
+
+# ---------------------------------------------------------------- train jobs
+
+
+def on_train_job_requested(event: BusEvent, deps: Dependencies) -> None:
+    envelope = event.envelope()
+    command = envelope.parse_data(TrainJobRequested)
+    job = deps.snapshots.get(TrainJob, command.train_job_id)
+    if job is None:
+        job = command.initial_snapshot(deps.storage.bucket, version=1)
+        deps.snapshots.save(job)
+    _publish(job, envelope, deps)
+
+
+def on_train_job_update(event: BusEvent, deps: Dependencies) -> None:
+    envelope = event.envelope()
+    command = envelope.parse_data(TrainJobUpdateRequested)
+    job = deps.snapshots.get(TrainJob, command.train_job_id)
+    if job is None:
+        raise UnknownEntity(f"update of train job {command.train_job_id} arrived before its creation")
+    if not jobs.was_answered(job, command.request_id):
+        updated = _give_up(job, deps) if command.status == "Fail" else _start_training(job, command, deps)
+        if updated is not job:
+            deps.snapshots.save(updated)
+            job = updated
+    _publish(job, envelope, deps)
+
+
+def _start_training(job: TrainJob, command: TrainJobUpdateRequested, deps: Dependencies) -> TrainJob:
+    if job.status != "Initialed":
+        if job.status in {"Training", "Complete"}:
+            return job
+        return jobs.rejected(job, command.request_id, f"train job {job.id} is {job.status}, not Initialed")
+    uploads = input_prefix(train_prefix(job.id))
+    missing = [name for name in job.filenames if deps.storage.object_size(uploads + name) is None]
+    if missing:
+        return jobs.rejected(job, command.request_id, f"files not uploaded yet: {', '.join(missing)}")
+    return _start(job, training_spec(job), deps)
+
+
+# ---------------------------------------------------------------- SageMaker's side
+
+
+def on_training_state_change(event: BusEvent, deps: Dependencies) -> None:
+    """SageMaker said a training job changed; ask it for the current state and apply that.
+
+    Reading the current state (not the event's) makes late or reordered events harmless.
+    """
+    change = SageMakerTrainingJobStateChange.model_validate(event.detail)
+    job = _job_named(change.TrainingJobName, deps)
+    if job is None:
+        deps.logger.info("state change of a training job that is not ours", extra={"job": change.TrainingJobName})
+        return
+    deps.logger.set_correlation_id(job.id)
+    _follow(job, deps)
+
+
+def on_sweep(event: BusEvent, deps: Dependencies) -> None:
+    """Ask SageMaker about every running job: a missed state-change event must not leave it running forever."""
+    for job in [*deps.snapshots.list(Model), *deps.snapshots.list(TrainJob)]:
+        if jobs.is_running(job):
+            _follow(job, deps)
+
+
+def _follow(job: Model | TrainJob, deps: Dependencies) -> None:
+    if not job.sagemaker_job_name:
+        return
+    state = deps.training.describe(job.sagemaker_job_name)
+    now = deps.clock()
+    if state is None:
+        updated = jobs.failed(job, f"SageMaker has no training job {job.sagemaker_job_name}", now)
+    else:
+        updated = jobs.observed(job, state, now)
+    if updated is not None:
+        deps.snapshots.save(updated)
+        job = updated
+    if jobs.is_final(job) or updated is not None:
+        _publish(job, None, deps)
+
+
+def _job_named(sagemaker_name: str, deps: Dependencies) -> Model | TrainJob | None:
+    kind, _, entity_id = sagemaker_name.partition("-")
+    if kind == "model":
+        return deps.snapshots.get(Model, entity_id)
+    if kind == "train":
+        return deps.snapshots.get(TrainJob, entity_id)
+    return None
+
+
+# ---------------------------------------------------------------- wiring
+
+
+def _publish(job: Model | TrainJob, cause: EventEnvelope | None, deps: Dependencies) -> None:
+    """The job's snapshot and, for a Complete train job, the registration of what it produced."""
+    publish_snapshots(deps.publisher, [job], producer=SERVICE, correlation_id=job.id, cause=cause)
+    if isinstance(job, TrainJob) and job.status == "Complete":
+        deps.publisher.publish([outgoing(registration(job), producer=SERVICE, correlation_id=job.id)])
+
+
+def registration(job: TrainJob) -> CheckpointRegistrationRequested:
+    """asset-registry registers the output as a checkpoint; the same id each time, so repeats change nothing."""
+    return CheckpointRegistrationRequested(
+        checkpoint_id=job.checkpoint_id or jobs.checkpoint_id_for(job),
+        checkpoint_type=CHECKPOINT_TYPE_OF[job.train_type],
+        s3_location=job.output_s3_location or "",
+        params={
+            "new_model_name": job.output_name,
+            "train_job_id": job.id,
+            "model_id": job.model_id,
+            "train_type": job.train_type,
+        },
+        requested_at=job.completed_at or job.created_at,
+    )
+
+
+def router(deps: Dependencies) -> Router:
+    return (
+        Router()
+        .on_event(ModelCreationRequested.detail_type(), lambda e: on_model_creation(e, deps))
+        .on_event(ModelUpdateRequested.detail_type(), lambda e: on_model_update(e, deps))
+        .on_event(TrainJobRequested.detail_type(), lambda e: on_train_job_requested(e, deps))
+        .on_event(TrainJobUpdateRequested.detail_type(), lambda e: on_train_job_update(e, deps))
+        .on_event(SageMakerTrainingJobStateChange.DETAIL_TYPE, lambda e: on_training_state_change(e, deps))
+        .on_event(SCHEDULED_EVENT, lambda e: on_sweep(e, deps))
+    )
