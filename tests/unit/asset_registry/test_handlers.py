@@ -14,6 +14,7 @@ from asset_registry.handlers import Dependencies, UnknownEntity, router
 from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import (
     CheckpointCreationRequested,
+    CheckpointRegistrationRequested,
     CheckpointUpdateRequested,
     DatasetCreationRequested,
     DatasetUpdateRequested,
@@ -22,7 +23,7 @@ from sdmw_contracts.events.assets import DatasetItemSpec, FileParts
 from service_kit.events import RecordingPublisher
 from service_kit.messages import BusEvent
 from service_kit.snapshots import SnapshotTable
-from service_kit.storage import S3Storage
+from service_kit.storage import S3Storage, UploadRefused
 from tests.conftest import create_service_table
 
 BUCKET = "assets-bucket"
@@ -225,3 +226,54 @@ def test_dataset_can_be_disabled(world):
     update_dataset(route, "Disabled")
     assert latest(publisher, "DatasetChanged", "pets")["status"] == "Disabled"
     assert latest(publisher, "DatasetItemChanged", "pets/a.png")["status"] == "Disabled"
+
+
+# ---------------------------------------------------------------- registrations
+
+
+def register(route, location: str, filenames=(), checkpoint_type="Stable-diffusion", checkpoint_id="trained-1"):
+    command = CheckpointRegistrationRequested(
+        checkpoint_id=checkpoint_id,
+        checkpoint_type=checkpoint_type,
+        s3_location=location,
+        filenames=list(filenames),
+        params={"new_model_name": "my-dog"},
+        requested_at=NOW,
+    )
+    route.dispatch(as_event(command))
+
+
+def test_a_trained_folder_becomes_an_active_checkpoint_of_every_file_under_its_prefix(world):
+    s3, publisher, route = world
+    for key in ("model_index.json", "unet/diffusion_pytorch_model.safetensors"):
+        s3.put_object(Bucket=BUCKET, Key=f"train/t1/job/output/model/{key}", Body=b"12345")
+    register(route, f"s3://{BUCKET}/train/t1/job/output/model/")
+    checkpoint = latest(publisher, "CheckpointChanged", "trained-1")
+    assert checkpoint["status"] == "Active" and checkpoint["params"]["new_model_name"] == "my-dog"
+    assert [(f["filename"], f["size"]) for f in checkpoint["files"]] == [
+        ("model_index.json", 5),
+        ("unet/diffusion_pytorch_model.safetensors", 5),
+    ]
+    register(route, f"s3://{BUCKET}/train/t1/job/output/model/")
+    assert [e["data"]["version"] for e in publisher.of_type("CheckpointChanged")] == [1, 1]
+
+
+def test_a_registration_of_named_files_takes_only_those(world):
+    s3, publisher, route = world
+    s3.put_object(Bucket=BUCKET, Key="out/j1/result/mix.safetensors", Body=b"abc")
+    s3.put_object(Bucket=BUCKET, Key="out/j1/result/j1_param.json", Body=b"{}")
+    register(route, f"s3://{BUCKET}/out/j1/result/", filenames=["mix.safetensors"], checkpoint_id="merged")
+    checkpoint = latest(publisher, "CheckpointChanged", "merged")
+    assert [f["filename"] for f in checkpoint["files"]] == ["mix.safetensors"]
+
+
+@pytest.mark.parametrize(
+    ("location", "filenames"),
+    [(f"s3://{BUCKET}/train/empty/", ()), (f"s3://{BUCKET}/out/j2/", ("gone.safetensors",)), ("s3://other/x/", ())],
+    ids=["nothing-there", "named-file-missing", "other-bucket"],
+)
+def test_a_registration_of_missing_files_is_retried_and_registers_nothing(world, location, filenames):
+    s3, publisher, route = world
+    with pytest.raises(UploadRefused):
+        register(route, location, filenames=filenames)
+    assert publisher.published == []
