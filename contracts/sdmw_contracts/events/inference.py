@@ -66,3 +66,6 @@ class InferenceJobChanged(EntityChanged):
     sagemaker_raw: str = Field(default="", description="SageMaker's async notification, as the seed shows it.")
     error: str = ""
     deadline: datetime | None = Field(default=None, description="Failed as overdue if not finished by then.")
+    merged_checkpoint_uri: str | None = Field(
+        default=None, description="A merge's output file, registered with asset-registry as a checkpoint."
+    )

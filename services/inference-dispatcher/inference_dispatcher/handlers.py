@@ -24,10 +24,16 @@ from inference_dispatcher.lookups import EndpointNotReady, Lookups, UnknownModel
 from inference_dispatcher.resources import ERROR_TOPIC, SUCCESS_TOPIC
 from inference_dispatcher.results import Notification, UnreadableResult, parse_response, store_result
 from sdmw_contracts.envelope import EventEnvelope
-from sdmw_contracts.events import CheckpointChanged, EndpointDeploymentChanged, InferenceRequested, ModelMergeRequested
-from sdmw_contracts.runtime import InvocationRequest
+from sdmw_contracts.events import (
+    CheckpointChanged,
+    CheckpointRegistrationRequested,
+    EndpointDeploymentChanged,
+    InferenceRequested,
+    ModelMergeRequested,
+)
+from sdmw_contracts.runtime import InvocationRequest, InvocationResponse
 from service_kit.consumer import Router
-from service_kit.events import EventPublisher, publish_snapshots
+from service_kit.events import EventPublisher, outgoing, publish_snapshots
 from service_kit.messages import BusEvent, SnsNotification
 from service_kit.resources import SCHEDULED_EVENT
 from service_kit.snapshots import SnapshotTable
@@ -160,7 +166,18 @@ def _finish(job: Job, notification: Notification, deps: Dependencies) -> Job:
         count = store_result(deps.storage, job.id, response)
     except UnreadableResult as exc:
         return jobs.failed(job, str(exc), deps.clock(), raw)
-    return jobs.succeeded(job, count, raw, deps.clock())
+    merged = merged_output(response) if job.task_type == "merge" else None
+    return jobs.succeeded(job, count, raw, deps.clock(), merged)
+
+
+def merged_output(response: InvocationResponse) -> str | None:
+    """Where the runtime wrote the merged checkpoint, as its ``info`` says."""
+    try:
+        info = json.loads(response.info or "{}")
+    except ValueError:
+        return None
+    uri = info.get("output_s3_uri") if isinstance(info, dict) else None
+    return uri if isinstance(uri, str) and uri.startswith("s3://") else None
 
 
 def on_sweep(event: BusEvent, deps: Dependencies) -> None:
@@ -178,7 +195,23 @@ def on_sweep(event: BusEvent, deps: Dependencies) -> None:
 
 
 def _publish(job: Job, cause: EventEnvelope | None, deps: Dependencies) -> None:
+    """The job's snapshot and, for a finished merge, the registration of the merged checkpoint."""
     publish_snapshots(deps.publisher, [job], producer=SERVICE, correlation_id=job.id, cause=cause)
+    if job.status == "succeed" and job.merged_checkpoint_uri:
+        registration = merged_checkpoint_registration(job, job.merged_checkpoint_uri)
+        deps.publisher.publish([outgoing(registration, producer=SERVICE, correlation_id=job.id)])
+
+
+def merged_checkpoint_registration(job: Job, uri: str) -> CheckpointRegistrationRequested:
+    location, _, filename = uri.rpartition("/")
+    return CheckpointRegistrationRequested(
+        checkpoint_id=jobs.merged_checkpoint_id(job),
+        checkpoint_type="Stable-diffusion",
+        s3_location=location + "/",
+        filenames=[filename],
+        params={"merge_job_id": job.id},
+        requested_at=job.complete_time or job.start_time,
+    )
 
 
 def router(deps: Dependencies) -> Router:

@@ -7,6 +7,7 @@ comes: a job never stays inprogress forever.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 
 from sdmw_contracts.events import InferenceJobChanged
@@ -52,10 +53,13 @@ def is_dispatched(job: Job) -> bool:
     return job.output_location is not None
 
 
-def succeeded(job: Job, image_count: int, sagemaker_raw: str, now: datetime) -> Job:
+def succeeded(
+    job: Job, image_count: int, sagemaker_raw: str, now: datetime, merged_checkpoint_uri: str | None = None
+) -> Job:
     return _next(
         job,
         status="succeed",
+        merged_checkpoint_uri=merged_checkpoint_uri,
         image_names=[image_name(i) for i in range(image_count)],
         param_name=param_name(job.id),
         sagemaker_raw=sagemaker_raw,
@@ -76,3 +80,8 @@ def overdue(job: Job, now: datetime) -> bool:
 def deadline_after(start: datetime, queue_ttl_s: int, invocation_timeout_s: int, grace_s: int) -> datetime:
     """The latest SageMaker can still answer: queued up to the TTL, then run up to the timeout."""
     return start + timedelta(seconds=queue_ttl_s + invocation_timeout_s + grace_s)
+
+
+def merged_checkpoint_id(job: Job) -> str:
+    """The merged checkpoint's id: fixed per job, so registering it again changes nothing."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sdmw:merge-job:{job.id}:checkpoint"))

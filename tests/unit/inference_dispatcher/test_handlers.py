@@ -298,3 +298,25 @@ def test_merge_goes_to_any_in_service_endpoint(world):
     assert request.merge.multiplier == 0.25 and request.merge.output_s3_uri.endswith(
         "out/merge-1/result/mix.safetensors"
     )
+
+
+def test_a_finished_merge_registers_the_merged_checkpoint_once_per_job(world):
+    test_merge_goes_to_any_in_service_endpoint(world)
+    merged = f"s3://{BUCKET}/out/merge-1/result/mix.safetensors"
+    answer = {"images": [], "parameters": {}, "info": json.dumps({"output_s3_uri": merged, "merged_keys": 3})}
+    world.s3.put_object(Bucket=BUCKET, Key="sagemaker_output/merge-1.out", Body=json.dumps(answer).encode())
+    for _ in range(2):  # a redelivered notification registers the same checkpoint again
+        world.dispatch(notification("merge-1", output=f"s3://{BUCKET}/sagemaker_output/merge-1.out"))
+    assert world.job("merge-1")["status"] == "succeed"
+    registrations = [r["data"] for r in world.publisher.of_type("CheckpointRegistrationRequested")]
+    assert len({r["checkpoint_id"] for r in registrations}) == 1
+    assert registrations[0]["s3_location"] == f"s3://{BUCKET}/out/merge-1/result/"
+    assert (registrations[0]["filenames"], registrations[0]["checkpoint_type"]) == (
+        ["mix.safetensors"],
+        "Stable-diffusion",
+    )
+
+
+def test_a_plain_inference_registers_nothing(world):
+    test_success_notification_writes_jpegs_and_params(world)
+    assert world.publisher.of_type("CheckpointRegistrationRequested") == []
