@@ -97,7 +97,8 @@ def main() -> None:
                 ]
                 for index, (complete_s, listed_s) in enumerate(results, 1):
                     print(
-                        f"  {train_type:10} run {index}: Complete after {complete_s:6.2f} s, listed after {listed_s:6.2f} s"
+                        f"  {train_type:10} run {index}: Complete after {complete_s:6.2f} s,"
+                        f" listed after {listed_s:6.2f} s"
                     )
                 print(
                     f"{train_type:10} median: PUT /train -> Complete {statistics.median(r[0] for r in results):.2f} s,"
