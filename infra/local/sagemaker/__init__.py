@@ -1,1 +1,1 @@
-"""A local SageMaker for the local stack: the SageMaker wire protocol, endpoints run as local processes."""
+"""A local SageMaker for the local stack: SageMaker's wire protocol; endpoints and training jobs as local processes."""

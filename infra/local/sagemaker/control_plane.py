@@ -3,7 +3,10 @@
 Member names and shapes follow botocore's service model for ``sagemaker``
 (AWS JSON 1.1; timestamps are epoch seconds). Each operation is a function of
 (LocalSageMaker, request body) in ``OPERATIONS``; the server maps
-``X-Amz-Target: SageMaker.<Operation>`` onto it.
+``X-Amz-Target: SageMaker.<Operation>`` onto it. Models, endpoint configs and
+endpoints (Create, Describe, Delete, List) and training jobs (Create,
+Describe, Stop, List) are implemented; requests are validated here, worded as
+SageMaker words its errors, before the state sees them.
 """
 
 from __future__ import annotations
@@ -14,13 +17,23 @@ from collections.abc import Callable
 from typing import Any
 
 from infra.local.sagemaker.state import ApiError, Endpoint, LocalSageMaker, validation_error
+from infra.local.sagemaker.training import training_instance_types
 
 Body = dict[str, Any]
 
 # The name patterns from the service model.
 NAME_PATTERN = r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
 MODEL_NAME_PATTERN = r"[a-zA-Z0-9]([\-a-zA-Z0-9]*[a-zA-Z0-9])?"
+CHANNEL_NAME_PATTERN = r"[A-Za-z0-9\.\-_]+"
+ENVIRONMENT_KEY = r"[a-zA-Z_][a-zA-Z0-9_]*"
+S3_URI_PATTERN = r"(https|s3)://([^/]+)/?(.*)"
 DEFAULT_MAX_RESULTS = 10  # SageMaker's default page size for List* calls
+MAX_HYPERPARAMETER_KEY = 256
+MAX_HYPERPARAMETER_VALUE = 2500
+MAX_ENVIRONMENT_KEY = 512
+MAX_ENVIRONMENT_VALUE = 512
+MAX_CHANNELS = 20
+S3_DATA_TYPES = ("ManifestFile", "S3Prefix", "AugmentedManifestFile", "Converse")
 
 _TIME_FILTERS = (
     ("CreationTimeBefore", "CreationTime", operator.lt),
@@ -37,12 +50,19 @@ def _member_path(member: str) -> str:
     return member[0].lower() + member[1:]
 
 
-def _required(body: Body, member: str) -> Any:
+def _constraint(value: Any, path: str, constraint: str) -> ApiError:
+    return validation_error(
+        f"1 validation error detected: Value '{value}' at '{path}' failed to satisfy constraint: {constraint}"
+    )
+
+
+def _required(body: Body, member: str, within: str = "") -> Any:
+    """``body[member]``; ``within`` is where ``body`` sits in the request (``outputDataConfig.``)."""
     value = body.get(member)
     if value is None:
         raise validation_error(
-            f"1 validation error detected: Value null at '{_member_path(member)}' failed to satisfy constraint: "
-            "Member must not be null"
+            f"1 validation error detected: Value null at '{within}{_member_path(member)}' failed to satisfy "
+            "constraint: Member must not be null"
         )
     return value
 
@@ -226,6 +246,161 @@ def list_endpoints(sm: LocalSageMaker, body: Body) -> Body:
     return _page(summaries, body, sort_fields, "Endpoints")
 
 
+# Training jobs
+
+
+def create_training_job(sm: LocalSageMaker, body: Body) -> Body:
+    name = _name(body, "TrainingJobName")
+    _required(body, "RoleArn")
+    _check_algorithm(_required(body, "AlgorithmSpecification"))
+    _check_output(_required(body, "OutputDataConfig"))
+    _check_resources(_required(body, "ResourceConfig"))
+    _check_stopping_condition(_required(body, "StoppingCondition"))
+    _check_string_map(body.get("HyperParameters"), "hyperParameters", MAX_HYPERPARAMETER_KEY, MAX_HYPERPARAMETER_VALUE)
+    _check_string_map(
+        body.get("Environment"), "environment", MAX_ENVIRONMENT_KEY, MAX_ENVIRONMENT_VALUE, ENVIRONMENT_KEY
+    )
+    _check_channels(body.get("InputDataConfig") or [])
+    return {"TrainingJobArn": sm.training.create(name, _spec(body, "TrainingJobName"), _tags(body)).arn}
+
+
+def _enum(value: Any, path: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise _constraint(value, path, f"Member must satisfy enum value set: [{', '.join(allowed)}]")
+
+
+def _at_least(value: Any, path: str, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise _constraint(value, path, f"Member must have value greater than or equal to {minimum}")
+
+
+def _s3_uri(uri: Any, path: str) -> None:
+    if not isinstance(uri, str) or len(uri) > 1024 or not re.fullmatch(S3_URI_PATTERN, uri):
+        raise _constraint(uri, path, f"Member must satisfy regular expression pattern: {S3_URI_PATTERN}")
+    if not uri.startswith("s3://"):
+        raise validation_error(f"The local SageMaker reads and writes s3:// URIs only, not {uri}.")
+
+
+def _input_mode(mode: Any, path: str) -> None:
+    _enum(mode, path, ("Pipe", "File", "FastFile"))
+    if mode == "Pipe":
+        # The container would read a FIFO that nothing here writes.
+        raise validation_error("The local SageMaker supports the File and FastFile input modes only, not Pipe.")
+
+
+def _check_algorithm(algorithm: Body) -> None:
+    if algorithm.get("TrainingImage") is None and algorithm.get("AlgorithmName") is not None:
+        raise validation_error("The local SageMaker runs training images only: give TrainingImage, not AlgorithmName.")
+    _required(algorithm, "TrainingImage", "algorithmSpecification.")
+    mode = _required(algorithm, "TrainingInputMode", "algorithmSpecification.")
+    _input_mode(mode, "algorithmSpecification.trainingInputMode")
+
+
+def _check_output(output: Body) -> None:
+    _s3_uri(_required(output, "S3OutputPath", "outputDataConfig."), "outputDataConfig.s3OutputPath")
+    _enum(output.get("CompressionType", "GZIP"), "outputDataConfig.compressionType", ("GZIP", "NONE"))
+
+
+def _check_resources(resources: Body) -> None:
+    instance_type = _required(resources, "InstanceType", "resourceConfig.")
+    if instance_type not in training_instance_types():
+        raise _constraint(
+            instance_type,
+            "resourceConfig.instanceType",
+            "Member must satisfy enum value set of SageMaker training instance types",
+        )
+    count = _required(resources, "InstanceCount", "resourceConfig.")
+    _at_least(count, "resourceConfig.instanceCount", 1)
+    if count > 1:
+        # One process stands for one instance; a job of several would wait for hosts that never come.
+        raise ApiError(
+            "ResourceLimitExceeded",
+            f"The account-level service limit '{instance_type} for training job usage' is 1 Instances, with "
+            f"current utilization of 0 Instances and a request delta of {count} Instances. The local SageMaker "
+            "runs a training job on one instance.",
+        )
+
+
+def _check_stopping_condition(stopping: Body) -> None:
+    seconds = _required(stopping, "MaxRuntimeInSeconds", "stoppingCondition.")
+    _at_least(seconds, "stoppingCondition.maxRuntimeInSeconds", 1)
+
+
+def _check_string_map(
+    mapping: Any, path: str, max_key: int, max_value: int, key_pattern: str = ".*", max_entries: int = 100
+) -> None:
+    """HyperParameters and Environment: at most ``max_entries`` string keys and values within SageMaker's lengths."""
+    if mapping is None:
+        return
+    if not isinstance(mapping, dict) or len(mapping) > max_entries:
+        raise _constraint(mapping, path, f"Member must have length less than or equal to {max_entries}")
+    for key, value in mapping.items():
+        if len(key) > max_key or not re.fullmatch(key_pattern, key):
+            raise _constraint(
+                key,
+                path,
+                f"Map keys must satisfy constraint: [Member must have length less than or equal to {max_key}, "
+                f"Member must satisfy regular expression pattern: {key_pattern}]",
+            )
+        if not isinstance(value, str) or len(value) > max_value:
+            shown = f"{value[:40]}..." if isinstance(value, str) else value
+            raise _constraint(
+                shown,
+                f"{path}.{key}",
+                "Map value must satisfy constraint: [Member must be a string, Member must have length less than "
+                f"or equal to {max_value}]",
+            )
+
+
+def _check_channels(channels: Any) -> None:
+    if not isinstance(channels, list) or len(channels) > MAX_CHANNELS:
+        raise _constraint(channels, "inputDataConfig", f"Member must have length less than or equal to {MAX_CHANNELS}")
+    names = [_check_channel(channel, f"inputDataConfig.{index}.member.") for index, channel in enumerate(channels, 1)]
+    if len(set(names)) != len(names):
+        raise validation_error("Channel names must be unique within InputDataConfig.")
+
+
+def _check_channel(channel: Body, within: str) -> str:
+    name = _required(channel, "ChannelName", within)
+    if not isinstance(name, str) or len(name) > 64 or not re.fullmatch(CHANNEL_NAME_PATTERN, name):
+        raise _constraint(
+            name, within + "channelName", f"Member must satisfy regular expression pattern: {CHANNEL_NAME_PATTERN}"
+        )
+    source = _required(channel, "DataSource", within).get("S3DataSource")
+    if source is None:
+        raise validation_error(f"Channel {name}: the local SageMaker reads channels from S3 only (S3DataSource).")
+    within += "dataSource.s3DataSource."
+    data_type = _required(source, "S3DataType", within)
+    _enum(data_type, within + "s3DataType", S3_DATA_TYPES)
+    if data_type != "S3Prefix":
+        raise validation_error(
+            f"Channel {name}: the local SageMaker supports S3DataType S3Prefix only, not {data_type}."
+        )
+    _s3_uri(_required(source, "S3Uri", within), within + "s3Uri")
+    if "InputMode" in channel:
+        _input_mode(channel["InputMode"], within.removesuffix("dataSource.s3DataSource.") + "inputMode")
+    return name
+
+
+def describe_training_job(sm: LocalSageMaker, body: Body) -> Body:
+    return sm.training.describe(_required(body, "TrainingJobName"))
+
+
+def stop_training_job(sm: LocalSageMaker, body: Body) -> Body:
+    sm.training.stop(_required(body, "TrainingJobName"))
+    return {}
+
+
+def list_training_jobs(sm: LocalSageMaker, body: Body) -> Body:
+    summaries = sm.training.summaries()
+    if status := body.get("StatusEquals"):
+        summaries = [s for s in summaries if s["TrainingJobStatus"] == status]
+    if body.get("WarmPoolStatusEquals") or body.get("TrainingPlanArnEquals"):
+        summaries = []  # local jobs keep no warm pool and run on no training plan
+    sort_fields = {"Name": "TrainingJobName", "CreationTime": "CreationTime", "Status": "TrainingJobStatus"}
+    return _page(summaries, body, sort_fields, "TrainingJobSummaries")
+
+
 OPERATIONS: dict[str, Callable[[LocalSageMaker, Body], Body]] = {
     "CreateModel": create_model,
     "DescribeModel": describe_model,
@@ -239,6 +414,10 @@ OPERATIONS: dict[str, Callable[[LocalSageMaker, Body], Body]] = {
     "DescribeEndpoint": describe_endpoint,
     "DeleteEndpoint": delete_endpoint,
     "ListEndpoints": list_endpoints,
+    "CreateTrainingJob": create_training_job,
+    "DescribeTrainingJob": describe_training_job,
+    "StopTrainingJob": stop_training_job,
+    "ListTrainingJobs": list_training_jobs,
 }
 
 

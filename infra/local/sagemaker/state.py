@@ -1,10 +1,12 @@
-"""What the local SageMaker knows: models, endpoint configs, endpoints, and their lifecycle.
+"""What the local SageMaker knows: models, endpoint configs, endpoints, training jobs, and their lifecycle.
 
 Everything lives in memory, behind one lock. Each endpoint has one lifecycle
 thread: it starts the instances, waits for their health checks, then watches
 them while the endpoint is in service. Every status change puts a "SageMaker
 Endpoint State Change" event on the default EventBridge bus, in the shape AWS
-sends it.
+sends it. Training jobs (``training.py``) run beside the endpoints, with a lock
+of their own, and put "SageMaker Training Job State Change" events on the same
+bus through the same publisher.
 """
 
 from __future__ import annotations
@@ -62,10 +64,15 @@ class Settings:
     startup_timeout_s: float = 120.0
     max_instances: int = 8
     stop_grace_s: float = 5.0
+    # Training jobs: the training container's command (``LOCAL_SAGEMAKER_TRAIN_COMMAND``), and how
+    # long a stopped job may take to save its model after SIGTERM (SageMaker gives 120 seconds).
+    train_command: tuple[str, ...] = (sys.executable, "-m", "sd_runtime", "train")
+    train_stop_grace_s: float = 120.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         default_command = f"{shlex.quote(sys.executable)} -m sd_runtime serve"
+        default_train_command = f"{shlex.quote(sys.executable)} -m sd_runtime train"
         workdir = environ.get("LOCAL_SAGEMAKER_WORKDIR") or tempfile.mkdtemp(prefix="local-sagemaker-")
         return cls(
             account=environ.get("LOCAL_SAGEMAKER_ACCOUNT", DEFAULT_ACCOUNT),
@@ -74,6 +81,8 @@ class Settings:
             workdir=Path(workdir),
             startup_timeout_s=float(environ.get("LOCAL_SAGEMAKER_STARTUP_TIMEOUT_S", 120)),
             max_instances=int(environ.get("LOCAL_SAGEMAKER_MAX_INSTANCES", 8)),
+            train_command=tuple(shlex.split(environ.get("LOCAL_SAGEMAKER_TRAIN_COMMAND", default_train_command))),
+            train_stop_grace_s=float(environ.get("LOCAL_SAGEMAKER_TRAIN_STOP_GRACE_S", 120)),
         )
 
 
@@ -201,6 +210,10 @@ class LocalSageMaker:
         self._configs: dict[str, EndpointConfig] = {}
         self._endpoints: dict[str, Endpoint] = {}
         self._status_listeners: list[Callable[[Endpoint], None]] = []
+        # Imported here: training.py builds on this module (ApiError, Settings, EventPublisher).
+        from infra.local.sagemaker.training import TrainingJobs
+
+        self.training = TrainingJobs(settings, events, self.arn)
 
     def add_status_listener(self, listener: Callable[[Endpoint], None]) -> None:
         """Call ``listener(endpoint)`` after every status change, under the lock: it must not block."""
@@ -366,13 +379,14 @@ class LocalSageMaker:
                 del self._endpoints[endpoint.name.lower()]
 
     def shutdown(self) -> None:
-        """Stop every instance; called when the server stops."""
+        """Stop every instance and every running training job; called when the server stops."""
         with self.lock:
             endpoints = list(self._endpoints.values())
         for endpoint in endpoints:
             endpoint.cancelled.set()
         for endpoint in endpoints:
             self._stop(endpoint)
+        self.training.shutdown()  # before the publisher closes, so their Stopped events go out
         self._events.close()
 
     # Lifecycle (one thread per endpoint)
