@@ -16,7 +16,6 @@ import json
 import tarfile
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
@@ -91,11 +90,11 @@ def active_checkpoint(api: ApiClient, checkpoint_id: str, timeout_s: float = 30)
     raise AssertionError(f"checkpoint {checkpoint_id} not Active after {timeout_s}s")
 
 
-def create_model(api: ApiClient, name: str, ckpt_path: str = BASE_MODEL, **extra) -> dict:
+def create_model(api: ApiClient, name: str, ckpt_path: str = BASE_MODEL, params: dict | None = None, **extra) -> dict:
     body = {
         "model_type": "Stable-diffusion",
         "name": name,
-        "params": {"create_model_params": {"new_model_name": name, "ckpt_path": ckpt_path}},
+        "params": {"create_model_params": {"new_model_name": name, "ckpt_path": ckpt_path}, **(params or {})},
         **extra,
     }
     created = api.post("/model", json=body)
@@ -121,11 +120,18 @@ def train(api: ApiClient, body: dict, uploads: dict[str, bytes] | None = None) -
     return wait_for(api, "/trains", "trainJobs", job_id)
 
 
+def checkpoint_ids(api: ApiClient) -> set[str]:
+    return {c["id"] for c in api.get("/checkpoints").json()["checkpoints"]}
+
+
 @pytest.fixture(scope="module")
-def base(api: ApiClient, tmp_path_factory) -> Path:
+def base(api: ApiClient, tmp_path_factory) -> str:
+    """The id of the base checkpoint: a tiny diffusers folder named BASE_MODEL."""
     folder = testing.build_tiny_pipeline_dir(tmp_path_factory.mktemp("tiny-train") / "pipeline")
+    before = checkpoint_ids(api)
     upload_folder_checkpoint(api, folder, BASE_MODEL)
-    return folder
+    [checkpoint_id] = checkpoint_ids(api) - before
+    return checkpoint_id
 
 
 @pytest.fixture(scope="module")
@@ -228,19 +234,11 @@ def tar_of(files: dict[str, bytes]) -> bytes:
 
 def test_the_webui_extensions_dreambooth_flow_trains_and_registers(api: ApiClient, base):
     # Model from a checkpoint already in the cloud, as the extension's DreamBooth tab sends it.
-    [folder_checkpoint] = [
-        c
-        for c in api.get("/checkpoints", params={"status": "Active", "types": "Stable-diffusion"}).json()["checkpoints"]
-        if "model_index.json" in c["name"] and c["id"]
-    ][:1]
+    [checkpoint] = [c for c in api.get("/checkpoints").json()["checkpoints"] if c["id"] == base]
     name = "ext-model"
-    created = create_model(
-        api,
-        name,
-        ckpt_path=BASE_MODEL,
-        checkpoint_id=folder_checkpoint["id"],
-        filenames=[],
-    )
+    cloud = {"ckpt_from_cloud": True, "s3_ckpt_path": f"{checkpoint['s3Location']}/model_index.json"}
+    created = create_model(api, name, ckpt_path="model_index.json", params=cloud, checkpoint_id=base, filenames=[])
+    assert created["job"]["params"]["s3_ckpt_path"] == cloud["s3_ckpt_path"]
     model = start_model(api, created["job"]["id"])
     assert model["status"] == "Complete", model
     [listed] = [

@@ -125,6 +125,8 @@ def _base_checkpoint(body: CreateModelRequest, deps: EdgeDependencies) -> ModelR
                 f"checkpoint_id: checkpoint {checkpoint.id} is a {checkpoint.status} {checkpoint.checkpoint_type} "
                 "checkpoint, not an Active Stable-diffusion one",
             )
+        if DIFFUSERS_INDEX in checkpoint.filenames:
+            return ModelRef(name=checkpoint.params.get("new_model_name") or wanted, s3_uri=checkpoint.s3_location)
         cloud_path = str((body.params.model_extra or {}).get("s3_ckpt_path") or "")
         ref = _model_in(checkpoint, wanted) or _model_in(checkpoint, cloud_path.rsplit("/", 1)[-1])
         if ref is None and len(checkpoint.files) == 1:
