@@ -232,7 +232,13 @@ def tar_of(files: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
-def test_the_webui_extensions_dreambooth_flow_trains_and_registers(api: ApiClient, base):
+def training_log(stack, sagemaker_job_name: str) -> str:
+    """The job's log as the local SageMaker keeps it (CloudWatch's /aws/sagemaker/TrainingJobs in AWS)."""
+    [log] = (stack.settings.run_dir / "sagemaker" / "training-jobs").glob(f"{sagemaker_job_name}-*/log.txt")
+    return log.read_text()
+
+
+def test_the_webui_extensions_dreambooth_flow_trains_and_registers(api: ApiClient, stack, base):
     # Model from a checkpoint already in the cloud, as the extension's DreamBooth tab sends it.
     [checkpoint] = [c for c in api.get("/checkpoints").json()["checkpoints"] if c["id"] == base]
     name = "ext-model"
@@ -278,6 +284,8 @@ def test_the_webui_extensions_dreambooth_flow_trains_and_registers(api: ApiClien
     assert job["id"] in [j["id"] for j in listed]
     checkpoint = active_checkpoint(api, job["checkpoint_id"])
     assert "model_index.json" in checkpoint["name"]
+    log = training_log(stack, job["sagemakerTrainName"])
+    assert "use_ema" in log and "loss=" in log
 
 
 def test_training_that_cannot_run_ends_fail_with_its_reason(api: ApiClient, model):
