@@ -15,9 +15,11 @@ def main(argv: list[str] | None = None) -> int:
         serve()
         return 0
     if command == "train":
-        print("sd-runtime: 'train' is not part of this build yet; only 'serve' is available.", file=sys.stderr)
-        return 2
-    print("usage: python -m sd_runtime serve", file=sys.stderr)
+        # SageMaker training job (/opt/ml contract); torch is imported only once the hyperparameters are good.
+        from sd_runtime.training import run
+
+        return run()
+    print("usage: python -m sd_runtime serve | train", file=sys.stderr)
     return 2
 
 

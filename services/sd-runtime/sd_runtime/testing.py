@@ -256,3 +256,56 @@ def build_tiny_controlnet(pipeline_dir: Path, path: Path, seed: int = 3, single_
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({CONTROLNET_PREFIX + k: v.contiguous() for k, v in state.items()}, str(path))
     return path
+
+
+def write_training_images(
+    folder: Path, count: int = 4, size: int = 48, seed: int = 4, captions: list[str | None] | None = None
+) -> list[Path]:
+    """``count`` small PNGs (coloured squares on noise) for training jobs, each with ``<stem>.txt`` when
+    ``captions`` gives it one; deterministic for a given ``seed``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index in range(count):
+        pixels = rng.integers(0, 64, size=(size, size + 8 * (index % 2), 3), dtype=np.uint8)
+        colour = rng.integers(128, 256, size=3, dtype=np.uint8)
+        pixels[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = colour
+        path = folder / f"image-{index:02d}.png"
+        Image.fromarray(pixels).save(path)
+        caption = captions[index] if captions is not None and index < len(captions) else None
+        if caption is not None:
+            path.with_suffix(".txt").write_text(caption)
+        written.append(path)
+    return written
+
+
+def write_extension_upload(
+    folder: Path,
+    model_name: str,
+    db_config: dict[str, Any],
+    data: dict[str, Path],
+    class_data: dict[str, Path] | None = None,
+) -> Path:
+    """What the WebUI's AWS extension uploads with a training job: ``db_config.tar`` (holding
+    ``models/sagemaker_dreambooth/<model_name>/db_config_cloud.json``), a ``data-<dir>.tar`` of each
+    concept's image folder in ``data`` and a ``class-data-<dir>.tar`` of each in ``class_data``,
+    keyed by the ``<dir>`` the db_config's concepts name."""
+    import io
+    import tarfile
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    body = json.dumps(db_config).encode()
+    with tarfile.open(folder / "db_config.tar", "w") as tar:
+        info = tarfile.TarInfo(f"models/sagemaker_dreambooth/{model_name}/db_config_cloud.json")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    for prefix, sources in (("data", data), ("class-data", class_data or {})):
+        for key, images in sources.items():
+            with tarfile.open(folder / f"{prefix}-{key}.tar", "w") as tar:
+                tar.add(images, arcname=key.replace("-", "/"))
+    return folder

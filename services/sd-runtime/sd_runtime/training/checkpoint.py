@@ -1,0 +1,198 @@
+"""The model channel: a diffusers folder, a single-file checkpoint, or a tar of either; loaded for training.
+
+Single files are converted with the inference path's own loading
+(``from_single_file`` with the configs of ``SD_RUNTIME_SINGLE_FILE_CONFIG``,
+found by ``sd_runtime.pipelines.PipelineCache.single_file_config``), so a
+checkpoint trains exactly as it would generate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sd_runtime.errors import RequestError, is_out_of_memory, load_errors
+from sd_runtime.pipelines import SINGLE_FILE_SUFFIXES
+from sd_runtime.training.contract import TrainingError, log
+from sd_runtime.training.data import safe_extract
+
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+MODEL_INDEX = "model_index.json"
+#: How deep a diffusers folder or checkpoint may sit in the channel (the extension's tar: models/Stable-diffusion/x).
+MAX_DEPTH = 4
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    kind: str  # "folder" or "file"
+    path: Path
+
+    def describe(self) -> str:
+        return (
+            f"diffusers folder {self.path.name}"
+            if self.kind == "folder"
+            else f"single-file checkpoint {self.path.name}"
+        )
+
+
+def _depth(path: Path, root: Path) -> int:
+    return len(path.relative_to(root).parts)
+
+
+def _folders(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.rglob(MODEL_INDEX) if _depth(p, root) <= MAX_DEPTH)
+
+
+def _files(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    return sorted(
+        p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(suffixes) and _depth(p, root) <= MAX_DEPTH
+    )
+
+
+def locate_model(channel: Path | None, scratch: Path, folder_only: bool = False) -> ModelSource:
+    """What the model channel holds; a tar is unpacked (safely) into ``scratch`` first."""
+    if channel is None:
+        raise TrainingError(
+            "the training job has no 'model' input channel: it must name the base checkpoint (create-model) "
+            "or the working model to train (dreambooth, lora)"
+        )
+    source = _find(channel)
+    if source is None:
+        archives = _files(channel, ARCHIVE_SUFFIXES)
+        if len(archives) > 1:
+            raise TrainingError(f"the model channel holds several archives ({_names(archives)}); send one")
+        if archives:
+            log(f"unpacking {archives[0].name} from the model channel")
+            source = _find(safe_extract(archives[0], scratch / "model-archive"))
+    if source is None:
+        present = _names(sorted(p for p in channel.rglob("*") if p.is_file())) or "nothing"
+        raise TrainingError(
+            "the model channel holds neither a diffusers folder (with model_index.json), nor a single-file "
+            f"checkpoint ({', '.join(SINGLE_FILE_SUFFIXES)}), nor a tar of one; it holds: {present}"
+        )
+    if folder_only and source.kind != "folder":
+        raise TrainingError(f"the model channel holds {source.describe()}, but a diffusers folder is needed")
+    return source
+
+
+def _find(root: Path) -> ModelSource | None:
+    folders = _folders(root)
+    if len(folders) > 1:
+        raise TrainingError(f"the model channel holds several diffusers folders ({_names(folders)}); send one")
+    if folders:
+        return ModelSource("folder", folders[0])
+    files = _files(root, SINGLE_FILE_SUFFIXES)
+    if len(files) > 1:
+        raise TrainingError(f"the model channel holds several checkpoint files ({_names(files)}); send one")
+    if files:
+        return ModelSource("file", files[0])
+    return None
+
+
+def _names(paths: list[Path]) -> str:
+    shown = ", ".join(p.name for p in paths[:8])
+    return shown + (f" and {len(paths) - 8} more" if len(paths) > 8 else "")
+
+
+def quiet_libraries() -> None:
+    """No progress bars or info chatter from diffusers and transformers in the job's log."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
+@contextmanager
+def _loading(what: str) -> Iterator[None]:
+    """Turns a loader's failure on a user's file into a TrainingError that says which file."""
+    try:
+        yield
+    except TrainingError:
+        raise
+    except RequestError as error:  # e.g. SD_RUNTIME_SINGLE_FILE_CONFIG missing, from the inference code
+        raise TrainingError(error.message) from None
+    except load_errors() as error:
+        if is_out_of_memory(error):
+            raise
+        raise TrainingError(f"{what} could not be loaded as a Stable Diffusion 1.x/2.x model: {error}") from None
+
+
+def load_folder(folder: Path) -> Any:
+    """The StableDiffusionPipeline of a diffusers folder, in float32 on the CPU."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    with _loading(f"the model channel's folder {folder.name}"):
+        return StableDiffusionPipeline.from_pretrained(
+            str(folder),
+            dtype=torch.float32,
+            local_files_only=True,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+
+
+def load_single_file(path: Path, extract_ema: bool) -> Any:
+    """A single-file checkpoint converted to a StableDiffusionPipeline (float32, CPU), as inference loads it."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from sd_runtime.models import ModelStore
+    from sd_runtime.pipelines import PipelineCache
+    from sd_runtime.settings import Settings
+
+    settings = Settings.from_env()
+    with _loading(f"checkpoint {path.name}"):
+        config = PipelineCache(ModelStore(settings.cache_dir), settings).single_file_config(path.name)
+    log(f"converting {path.name} with the single-file configs of {config}")
+    ema_keys = _ema_key_count(path)
+    if extract_ema:
+        if ema_keys is None:
+            log("extract_ema: the EMA weights are taken if the checkpoint has them (a .ckpt is not inspected first)")
+        elif ema_keys > 100:
+            log(f"extract_ema: taking the UNet's EMA weights ({ema_keys} model_ema tensors)")
+        else:
+            log("extract_ema: the checkpoint has no EMA weights; its UNet weights are used as they are")
+    elif ema_keys and ema_keys > 100:
+        log("the checkpoint also has EMA weights; they are not used (set extract_ema to take them)")
+    with _loading(f"checkpoint {path.name}"):
+        return StableDiffusionPipeline.from_single_file(
+            str(path),
+            config=str(config),
+            local_files_only=True,
+            dtype=torch.float32,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            extract_ema=extract_ema,
+        )
+
+
+def _ema_key_count(path: Path) -> int | None:
+    if not path.name.lower().endswith(".safetensors"):
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return sum(1 for key in handle.keys() if key.startswith("model_ema."))  # noqa: SIM118
+    except Exception:  # the loader reports an unreadable file with a better message
+        return None
+
+
+def load_model(source: ModelSource, extract_ema: bool = False) -> Any:
+    if source.kind == "folder":
+        return load_folder(source.path)
+    return load_single_file(source.path, extract_ema)
+
+
+def save_pipeline(pipe: Any, target: Path) -> None:
+    """A diffusers folder of ``pipe`` (safetensors), loadable by ``StableDiffusionPipeline.from_pretrained``."""
+    pipe.save_pretrained(str(target), safe_serialization=True)
