@@ -6,10 +6,13 @@ or longer expiry than the default, never beyond the configured maximum.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from botocore.config import Config
 
+from sdmw_contracts.api.assets import MultipartUpload
+from sdmw_contracts.events.assets import CheckpointFile
 from service_kit import aws
 
 
@@ -43,6 +46,19 @@ class Presigner:
                 ExpiresIn=expires_s,
             )
             for number in range(1, parts + 1)
+        ]
+
+    def multipart_uploads(self, files: Iterable[CheckpointFile], expires_s: int) -> list[MultipartUpload]:
+        """Each file's open upload, with one presigned PUT URL per part, as ``s3PresignUrl`` lists them."""
+        return [
+            MultipartUpload(
+                upload_id=file.upload_id or "",
+                bucket=self.bucket,
+                key=file.key,
+                filename=file.filename,
+                s3_signed_urls=self.upload_part_urls(file.key, file.upload_id or "", file.parts_number, expires_s),
+            )
+            for file in files
         ]
 
     def put_url(self, key: str, expires_s: int) -> str:

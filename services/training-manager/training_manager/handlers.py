@@ -35,6 +35,7 @@ from training_manager import SERVICE, jobs
 from training_manager.jobs import Model, TrainJob
 from training_manager.sagemaker import (
     TrainingGateway,
+    TrainingJobSpec,
     TrainingRefused,
     TrainingSettings,
     model_creation_spec,
@@ -76,15 +77,27 @@ def on_model_creation(event: BusEvent, deps: Dependencies) -> None:
 def on_model_update(event: BusEvent, deps: Dependencies) -> None:
     envelope = event.envelope()
     command = envelope.parse_data(ModelUpdateRequested)
-    model = deps.snapshots.get(Model, command.model_id)
-    if model is None:
-        raise UnknownEntity(f"update of model {command.model_id} arrived before its creation")
-    if not jobs.was_answered(model, command.request_id):
-        updated = _give_up(model, deps) if command.status == "Fail" else _start_creation(model, command, deps)
-        if updated is not model:
+    _update(Model, command.model_id, command, envelope, deps, lambda model: _start_creation(model, command, deps))
+
+
+def _update(
+    kind: type[jobs.J],
+    job_id: str,
+    command: ModelUpdateRequested | TrainJobUpdateRequested,
+    envelope: EventEnvelope,
+    deps: Dependencies,
+    start: Callable[[jobs.J], jobs.J],
+) -> None:
+    """Start the job or give it up, as the client asked; a request already refused is not tried again."""
+    job = deps.snapshots.get(kind, job_id)
+    if job is None:
+        raise UnknownEntity(f"update of {kind.entity_type()} {job_id} arrived before its creation")
+    if not jobs.was_answered(job, command.request_id):
+        updated = _give_up(job, deps) if command.status == "Fail" else start(job)
+        if updated is not job:
             deps.snapshots.save(updated)
-            model = updated
-    _publish(model, envelope, deps)
+            job = updated
+    _publish(job, envelope, deps)
 
 
 def _start_creation(model: Model, command: ModelUpdateRequested, deps: Dependencies) -> Model:
@@ -107,7 +120,7 @@ def _start_creation(model: Model, command: ModelUpdateRequested, deps: Dependenc
     return _start(current, model_creation_spec(current, deps.settings), deps)
 
 
-def _start(job: jobs.J, spec, deps: Dependencies) -> jobs.J:
+def _start(job: jobs.J, spec: TrainingJobSpec, deps: Dependencies) -> jobs.J:
     try:
         deps.training.start(spec)
     except TrainingRefused as refused:
@@ -144,15 +157,7 @@ def on_train_job_requested(event: BusEvent, deps: Dependencies) -> None:
 def on_train_job_update(event: BusEvent, deps: Dependencies) -> None:
     envelope = event.envelope()
     command = envelope.parse_data(TrainJobUpdateRequested)
-    job = deps.snapshots.get(TrainJob, command.train_job_id)
-    if job is None:
-        raise UnknownEntity(f"update of train job {command.train_job_id} arrived before its creation")
-    if not jobs.was_answered(job, command.request_id):
-        updated = _give_up(job, deps) if command.status == "Fail" else _start_training(job, command, deps)
-        if updated is not job:
-            deps.snapshots.save(updated)
-            job = updated
-    _publish(job, envelope, deps)
+    _update(TrainJob, command.train_job_id, command, envelope, deps, lambda job: _start_training(job, command, deps))
 
 
 def _start_training(job: TrainJob, command: TrainJobUpdateRequested, deps: Dependencies) -> TrainJob:

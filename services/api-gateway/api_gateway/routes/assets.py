@@ -23,7 +23,6 @@ from sdmw_contracts.api.assets import (
     DatasetListItem,
     ListCheckpointsResponse,
     ListDatasetsResponse,
-    MultipartUpload,
     UpdateCheckpointRequest,
     UpdateCheckpointResponse,
     UpdateDatasetRequest,
@@ -134,18 +133,7 @@ def create_checkpoint(
     initial = command.initial_snapshot(bucket, version=0)
     record_then_send(deps, [initial], command, correlation_id=checkpoint_id)
     checkpoint = await_first_owner_snapshot(deps, CheckpointChanged, checkpoint_id)
-    uploads = [
-        MultipartUpload(
-            upload_id=file.upload_id or "",
-            bucket=bucket,
-            key=file.key,
-            filename=file.filename,
-            s3_signed_urls=deps.presigner.upload_part_urls(
-                file.key, file.upload_id or "", file.parts_number, expires_s
-            ),
-        )
-        for file in checkpoint.files
-    ]
+    uploads = deps.presigner.multipart_uploads(checkpoint.files, expires_s)
     return CreateCheckpointResponse(checkpoint=_checkpoint_view(checkpoint), s3PresignUrl=uploads)
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +21,6 @@ from pydantic import ValidationError
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, conflict, not_found
 from api_gateway.transitions import await_first_owner_snapshot, await_outcome, record_then_send, send
-from sdmw_contracts.api.assets import MultipartUpload
 from sdmw_contracts.api.training import (
     PRODUCED_TYPE,
     CreatedModelJob,
@@ -40,6 +40,7 @@ from sdmw_contracts.api.training import (
     UpdateTrainJobRequest,
     UpdateTrainJobResponse,
 )
+from sdmw_contracts.envelope import Command
 from sdmw_contracts.events import (
     CheckpointChanged,
     DatasetChanged,
@@ -88,19 +89,7 @@ def create_model(body: CreateModelRequest, deps: Edge) -> CreateModelResponse:
     initial = command.initial_snapshot(deps.presigner.bucket, version=0)
     record_then_send(deps, [initial], command, correlation_id=model_id)
     model = await_first_owner_snapshot(deps, ModelChanged, model_id) if body.filenames else initial
-    expires_s = deps.presigner.expiry(None)
-    uploads = [
-        MultipartUpload(
-            upload_id=file.upload_id or "",
-            bucket=deps.presigner.bucket,
-            key=file.key,
-            filename=file.filename,
-            s3_signed_urls=deps.presigner.upload_part_urls(
-                file.key, file.upload_id or "", file.parts_number, expires_s
-            ),
-        )
-        for file in model.files
-    ]
+    uploads = deps.presigner.multipart_uploads(model.files, deps.presigner.expiry(None))
     job = CreatedModelJob(
         id=model.id,
         status=model.status,
@@ -164,17 +153,16 @@ def update_model(body: UpdateModelRequest, deps: Edge) -> UpdateModelResponse:
     if model is None:
         raise not_found(f"model_id: no model {body.model_id}")
     if model.status != body.status:
-        _check_transition("model", model.id, model.status, body.status, start="Creating")
-        request_id = str(uuid.uuid4())
-        command = ModelUpdateRequested(
-            model_id=model.id,
-            request_id=request_id,
-            status=body.status,
-            multi_parts_tags={name: [tag.model_dump() for tag in tags] for name, tags in body.multi_parts_tags.items()},
+        tags = {name: [tag.model_dump() for tag in parts] for name, parts in body.multi_parts_tags.items()}
+        model = _transition(
+            deps,
+            model,
+            body.status,
+            started="Creating",
+            command=lambda request_id: ModelUpdateRequested(
+                model_id=model.id, request_id=request_id, status=body.status, multi_parts_tags=tags
+            ),
         )
-        send(deps, command, correlation_id=model.id)
-        wanted = {"Fail"} if body.status == "Fail" else {"Creating", "Complete", "Fail"}
-        model = await_outcome(deps, ModelChanged, model.id, request_id, lambda m: m.status in wanted)
     job = UpdatedModelJob(
         output_path=model.output_s3_location or model.s3_base,
         id=model.id,
@@ -185,12 +173,23 @@ def update_model(body: UpdateModelRequest, deps: Edge) -> UpdateModelResponse:
     return UpdateModelResponse(job=job)
 
 
-def _check_transition(kind: str, job_id: str, status: str, wanted: str, start: str) -> None:
-    """Only Initialed jobs start; finished jobs cannot be given up."""
-    if wanted == start and status != "Initialed":
-        raise conflict(f"{kind} {job_id} is {status}, not Initialed")
-    if wanted == "Fail" and status == "Complete":
-        raise conflict(f"{kind} {job_id} is Complete; a finished job cannot be given up")
+Job = TypeVar("Job", ModelChanged, TrainJobChanged)
+
+
+def _transition(deps: EdgeDependencies, job: Job, wanted: str, started: str, command: Callable[[str], Command]) -> Job:
+    """Ask the owner to start (``started``) or give up (``Fail``) the job; the job once it has answered.
+
+    Only Initialed jobs start, and finished ones cannot be given up (409).
+    """
+    kind = job.entity_type()
+    if wanted == started and job.status != "Initialed":
+        raise conflict(f"{kind} {job.id} is {job.status}, not Initialed")
+    if wanted == "Fail" and job.status == "Complete":
+        raise conflict(f"{kind} {job.id} is Complete; a finished job cannot be given up")
+    request_id = str(uuid.uuid4())
+    send(deps, command(request_id), correlation_id=job.id)
+    answers = {"Fail"} if wanted == "Fail" else {started, "Complete", "Fail"}
+    return await_outcome(deps, type(job), job.id, request_id, lambda j: j.status in answers)
 
 
 @router.get("/models")
@@ -338,12 +337,15 @@ def update_train_job(body: UpdateTrainJobRequest, deps: Edge) -> UpdateTrainJobR
     if job is None:
         raise not_found(f"train_job_id: no train job {body.train_job_id}")
     if job.status != body.status:
-        _check_transition("train job", job.id, job.status, body.status, start="Training")
-        request_id = str(uuid.uuid4())
-        command = TrainJobUpdateRequested(train_job_id=job.id, request_id=request_id, status=body.status)
-        send(deps, command, correlation_id=job.id)
-        wanted = {"Fail"} if body.status == "Fail" else {"Training", "Complete", "Fail"}
-        job = await_outcome(deps, TrainJobChanged, job.id, request_id, lambda j: j.status in wanted)
+        job = _transition(
+            deps,
+            job,
+            body.status,
+            started="Training",
+            command=lambda request_id: TrainJobUpdateRequested(
+                train_job_id=job.id, request_id=request_id, status=body.status
+            ),
+        )
     return UpdateTrainJobResponse(
         job=UpdatedTrainJob(
             id=job.id,
