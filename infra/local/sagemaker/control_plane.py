@@ -16,7 +16,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from infra.local.sagemaker.state import ApiError, Endpoint, LocalSageMaker, validation_error
+from infra.local.sagemaker.common import ApiError, validation_error
+from infra.local.sagemaker.state import Endpoint, LocalSageMaker
 from infra.local.sagemaker.training import training_instance_types
 
 Body = dict[str, Any]

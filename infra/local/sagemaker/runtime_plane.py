@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from infra.local.sagemaker.async_inference import AsyncInference, AsyncRequest, OutputConfig, join_s3
-from infra.local.sagemaker.state import ApiError, Endpoint, LocalSageMaker
+from infra.local.sagemaker.common import ApiError
+from infra.local.sagemaker.state import Endpoint, LocalSageMaker
 
 DEFAULT_REQUEST_TTL_S = 6 * 60 * 60
 DEFAULT_INVOCATION_TIMEOUT_S = 15 * 60

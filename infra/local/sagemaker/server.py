@@ -27,9 +27,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from infra.local.sagemaker.async_inference import AsyncInference
+from infra.local.sagemaker.common import ApiError, EventPublisher, Settings
 from infra.local.sagemaker.control_plane import dispatch
 from infra.local.sagemaker.runtime_plane import accept_invocation
-from infra.local.sagemaker.state import ApiError, EventPublisher, LocalSageMaker, Settings
+from infra.local.sagemaker.state import LocalSageMaker
 
 log = logging.getLogger(__name__)
 

@@ -14,76 +14,25 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
-import queue
 import re
 import shlex
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.session
-from botocore.config import Config
 
+from infra.local.sagemaker.common import ApiError, EventPublisher, Settings, epoch_millis, validation_error
 from infra.local.sagemaker.instances import Instance, exit_reason, start_instance, stop_instances, wait_until_healthy
+from infra.local.sagemaker.training import TrainingJobs
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ACCOUNT = "123456789012"  # moto's default account, so ARNs agree with the emulator's
-DEFAULT_REGION = "us-east-1"
 WATCH_INTERVAL_S = 0.5
 STATE_CHANGE_DETAIL_TYPE = "SageMaker Endpoint State Change"
-
-
-class ApiError(Exception):
-    """An error SageMaker answers with: its code (e.g. ValidationException) and message."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def validation_error(message: str) -> ApiError:
-    return ApiError("ValidationException", message)
-
-
-@dataclass(frozen=True)
-class Settings:
-    account: str
-    region: str
-    runtime_command: tuple[str, ...]
-    workdir: Path
-    startup_timeout_s: float = 120.0
-    max_instances: int = 8
-    stop_grace_s: float = 5.0
-    # Training jobs: the training container's command (``LOCAL_SAGEMAKER_TRAIN_COMMAND``), and how
-    # long a stopped job may take to save its model after SIGTERM (SageMaker gives 120 seconds).
-    train_command: tuple[str, ...] = (sys.executable, "-m", "sd_runtime", "train")
-    train_stop_grace_s: float = 120.0
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        default_command = f"{shlex.quote(sys.executable)} -m sd_runtime serve"
-        default_train_command = f"{shlex.quote(sys.executable)} -m sd_runtime train"
-        workdir = environ.get("LOCAL_SAGEMAKER_WORKDIR") or tempfile.mkdtemp(prefix="local-sagemaker-")
-        return cls(
-            account=environ.get("LOCAL_SAGEMAKER_ACCOUNT", DEFAULT_ACCOUNT),
-            region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
-            runtime_command=tuple(shlex.split(environ.get("LOCAL_SAGEMAKER_RUNTIME_COMMAND", default_command))),
-            workdir=Path(workdir),
-            startup_timeout_s=float(environ.get("LOCAL_SAGEMAKER_STARTUP_TIMEOUT_S", 120)),
-            max_instances=int(environ.get("LOCAL_SAGEMAKER_MAX_INSTANCES", 8)),
-            train_command=tuple(shlex.split(environ.get("LOCAL_SAGEMAKER_TRAIN_COMMAND", default_train_command))),
-            train_stop_grace_s=float(environ.get("LOCAL_SAGEMAKER_TRAIN_STOP_GRACE_S", 120)),
-        )
 
 
 @functools.cache
@@ -152,51 +101,9 @@ class Endpoint:
         return sum(variant.instance_count for variant in self.variants)
 
 
-class EventPublisher:
-    """Puts events on EventBridge from one background thread.
-
-    One thread keeps the events in the order the status changes happened, and
-    keeps a slow or absent emulator from blocking the API.
-    """
-
-    def __init__(self, client_factory: Callable[[], Any]) -> None:
-        self._client_factory = client_factory
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="sagemaker-events", daemon=True)
-        self._thread.start()
-
-    @classmethod
-    def for_region(cls, region: str) -> EventPublisher:
-        # Endpoints come from the standard AWS_ENDPOINT_URL(_EVENTS) variables, as in AWS.
-        config = Config(retries={"mode": "standard", "max_attempts": 5})
-        return cls(lambda: boto3.session.Session().client("events", region_name=region, config=config))
-
-    def publish(self, entry: dict[str, Any]) -> None:
-        self._queue.put(entry)
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        client = None
-        while (entry := self._queue.get()) is not None:
-            try:
-                client = client or self._client_factory()
-                response = client.put_events(Entries=[entry])
-                if response.get("FailedEntryCount"):
-                    log.error("EventBridge refused %s: %s", entry["DetailType"], response["Entries"])
-            except Exception:
-                log.exception("could not put %s on EventBridge", entry["DetailType"])
-
-
 def event_status(status: str) -> str:
     """EndpointStatus as state-change events spell it: InService -> IN_SERVICE."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", status).upper()
-
-
-def epoch_millis(timestamp: float) -> float:
-    return float(round(timestamp * 1000))
 
 
 class LocalSageMaker:
@@ -210,9 +117,6 @@ class LocalSageMaker:
         self._configs: dict[str, EndpointConfig] = {}
         self._endpoints: dict[str, Endpoint] = {}
         self._status_listeners: list[Callable[[Endpoint], None]] = []
-        # Imported here: training.py builds on this module (ApiError, Settings, EventPublisher).
-        from infra.local.sagemaker.training import TrainingJobs
-
         self.training = TrainingJobs(settings, events, self.arn)
 
     def add_status_listener(self, listener: Callable[[Endpoint], None]) -> None:

@@ -49,7 +49,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.local.sagemaker.state import ApiError, EventPublisher, Settings, epoch_millis, validation_error
+from infra.local.sagemaker.common import ApiError, EventPublisher, Settings, epoch_millis, validation_error
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,10 @@ from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
 from infra.local.sagemaker.async_inference import AsyncInference, AsyncRequest
+from infra.local.sagemaker.common import Settings
 from infra.local.sagemaker.runtime_plane import INTEGER_MEMBERS, STRING_MEMBERS
 from infra.local.sagemaker.server import create_app
-from infra.local.sagemaker.state import LocalSageMaker, Settings
+from infra.local.sagemaker.state import LocalSageMaker
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

@@ -22,8 +22,9 @@ import uvicorn
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
+from infra.local.sagemaker.common import Settings
 from infra.local.sagemaker.server import create_app
-from infra.local.sagemaker.state import LocalSageMaker, Settings
+from infra.local.sagemaker.state import LocalSageMaker
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SD_RUNTIME_SRC = REPO_ROOT / "services" / "sd-runtime"

@@ -28,8 +28,9 @@ import uvicorn
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
+from infra.local.sagemaker.common import Settings
 from infra.local.sagemaker.server import create_app
-from infra.local.sagemaker.state import LocalSageMaker, Settings
+from infra.local.sagemaker.state import LocalSageMaker
 from infra.local.sagemaker.training import STATE_CHANGE_DETAIL_TYPE, TrainingJob
 
 REGION = "us-east-1"
