@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import boto3
+
 from infra.local.stack import LocalStack, StackSettings
 from sd_runtime import testing
 from tests.conftest import free_port
@@ -31,9 +33,17 @@ from tests.e2e.test_training import create_dataset, create_model, image_bytes, p
 BASE = "bench-train-base"
 
 
+def phases(sagemaker, job_name: str) -> str:
+    """Seconds in each of SageMaker's secondary statuses, from DescribeTrainingJob."""
+    transitions = sagemaker.describe_training_job(TrainingJobName=job_name)["SecondaryStatusTransitions"]
+    return ", ".join(
+        f"{t['Status']} {(t['EndTime'] - t['StartTime']).total_seconds():.2f} s" for t in transitions if "EndTime" in t
+    )
+
+
 def run_once(
-    api: ApiClient, model_id: str, dataset: str, train_type: str, steps: int, size: int
-) -> tuple[float, float]:
+    api: ApiClient, sagemaker, model_id: str, dataset: str, train_type: str, steps: int, size: int
+) -> tuple[float, float, str]:
     params = {
         "dataset_names": [dataset],
         "instance_prompt": "a photo of sks square",
@@ -62,7 +72,7 @@ def run_once(
             if any(c["id"] == job["checkpoint_id"] for c in active):
                 listed_s = time.monotonic() - started
         time.sleep(0.1)
-    return complete_s, listed_s
+    return complete_s, listed_s, phases(sagemaker, job["sagemakerTrainName"])
 
 
 def main() -> None:
@@ -85,6 +95,13 @@ def main() -> None:
         stack.up()
         try:
             api = ApiClient(settings.base_url, settings.api_key)
+            sagemaker = boto3.client(
+                "sagemaker",
+                endpoint_url=settings.sagemaker_url,
+                region_name=settings.region,
+                aws_access_key_id="local",
+                aws_secret_access_key="local",
+            )
             upload_folder_checkpoint(api, testing.build_tiny_pipeline_dir(tmp / "base"), BASE)
             dataset = create_dataset(api, {f"{c}.png": image_bytes(rgb) for c, rgb in _COLOURS.items()})
             model = start_model(api, create_model(api, "bench-model", ckpt_path=BASE)["job"]["id"])
@@ -93,12 +110,13 @@ def main() -> None:
             print(f"tiny SD model, {args.steps} steps at {args.size}px, 3 images, real sd_runtime train on the CPU")
             for train_type in ("dreambooth", "lora"):
                 results = [
-                    run_once(api, model["id"], dataset, train_type, args.steps, args.size) for _ in range(args.runs)
+                    run_once(api, sagemaker, model["id"], dataset, train_type, args.steps, args.size)
+                    for _ in range(args.runs)
                 ]
-                for index, (complete_s, listed_s) in enumerate(results, 1):
+                for index, (complete_s, listed_s, spent) in enumerate(results, 1):
                     print(
                         f"  {train_type:10} run {index}: Complete after {complete_s:6.2f} s,"
-                        f" listed after {listed_s:6.2f} s"
+                        f" listed after {listed_s:6.2f} s ({spent})"
                     )
                 print(
                     f"{train_type:10} median: PUT /train -> Complete {statistics.median(r[0] for r in results):.2f} s,"
