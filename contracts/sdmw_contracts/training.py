@@ -46,6 +46,8 @@ UPLOAD_CHANNEL = "upload"
 
 #: SageMaker's limit on one hyperparameter value.
 MAX_HYPERPARAMETER_LENGTH = 2500
+#: Prompts are bounded well inside that limit, whatever JSON escaping adds.
+MAX_PROMPT_LENGTH = 1000
 #: What the runtime prints per step, and the metric definition that reads it from the job's log.
 LOSS_METRIC_REGEX = r"loss=([0-9.eE+-]+)"
 
@@ -56,7 +58,9 @@ class TrainingHyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     task: TrainTask
-    model_name: str = Field(min_length=1, description="Names the output: the folder model or the LoRA file's stem.")
+    model_name: str = Field(
+        min_length=1, max_length=128, description="Names the output: the folder model or the LoRA file's stem."
+    )
     # create-model
     extract_ema: bool = Field(default=False, description="Take the EMA weights of a single-file checkpoint.")
     # dreambooth and lora
@@ -65,8 +69,10 @@ class TrainingHyperparameters(BaseModel):
     resolution: int = Field(default=512, ge=8, le=2048, multiple_of=8)
     train_batch_size: int = Field(default=1, ge=1, le=64)
     gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
-    instance_prompt: str = Field(default="", description="The caption of every instance image without a .txt.")
-    class_prompt: str = ""
+    instance_prompt: str = Field(
+        default="", max_length=MAX_PROMPT_LENGTH, description="The caption of every instance image without a .txt."
+    )
+    class_prompt: str = Field(default="", max_length=MAX_PROMPT_LENGTH)
     with_prior_preservation: bool = False
     prior_loss_weight: float = Field(default=1.0, ge=0)
     num_class_images: int = Field(default=100, ge=0, le=10_000)

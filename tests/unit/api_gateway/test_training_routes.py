@@ -211,12 +211,28 @@ def test_uploaded_files_get_a_put_url_each_keyed_by_file_name(edge):
         ([model(), dataset("dogs")], train_body(dataset_names=["dogs"], resolution=100), 422, "resolution"),
         (
             [model(), dataset("dogs")],
+            train_body(dataset_names=["dogs"], instance_prompt="a" * 1001),
+            422,
+            "instance_prompt",
+        ),
+        (
+            [model(), dataset("dogs")],
             {**train_body(dataset_names=["dogs"]), "train_type": "textual"},
             422,
             "train_type",
         ),
     ],
-    ids=["no-model", "model-not-complete", "no-dataset", "dataset-not-enabled", "no-images", "rate", "size", "type"],
+    ids=[
+        "no-model",
+        "model-not-complete",
+        "no-dataset",
+        "dataset-not-enabled",
+        "no-images",
+        "rate",
+        "size",
+        "prompt-length",
+        "type",
+    ],
 )
 def test_a_bad_train_request_is_refused_naming_the_field_and_nothing_is_sent(edge, setup, body, status, fragment):
     client, read_model, publisher = edge
