@@ -365,3 +365,104 @@ class ModelMergeResponse(ApiModel):
     tertiary_model_name: str | None = Field(default=None, examples=["teritary_model_name"])
     inference_id: str = Field(examples=["1f9679f3-25b8-4c44-8345-0a845da30094"])
     status: InferenceStartStatus = Field(examples=["inprogress"])
+
+
+# ---------------------------------------------------------------- the original system's routes beyond the seed
+#
+# The WebUI extension runs inference in three steps (``POST /inference/v2``, a PUT of the
+# A1111 parameters to the URL it answers, ``PUT /inference/v2/{id}/run``), lists jobs with
+# ``POST /inference/query-inference-jobs``, and its older version posts to
+# ``/inference/run-sagemaker-inference`` with the parameters uploaded to ``config/aigc.json``.
+
+
+def _check_models(value: dict[str, list[str]]) -> dict[str, list[str]]:
+    return InferenceRequest._models(value)
+
+
+class InferenceV2Request(ApiModel):
+    """``POST /inference/v2`` (and the body of ``PUT /inference/v2/{id}/run``)."""
+
+    sagemaker_endpoint_name: str = Field(examples=["infer-endpoint-cb821ea"])
+    task_type: InferenceTaskType = Field(examples=["txt2img"])
+    models: dict[str, list[ObjectName]] = Field(examples=[{"Stable-diffusion": ["v1-5-pruned-emaonly.safetensors"]}])
+    filters: dict[str, Any] = Field(default_factory=dict, examples=[{"creator": "me"}])
+
+    @field_validator("sagemaker_endpoint_name")
+    @classmethod
+    def _endpoint_name(cls, value: str) -> str:
+        return _check_endpoint_name(value)
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        return _check_models(value)
+
+
+class CreatedInferenceV2(ApiModel):
+    id: str = Field(examples=["1f9679f3-25b8-4c44-8345-0a845da30094"])
+    type: InferenceTaskType
+    status: Literal["created"] = "created"
+    endpoint_name: str
+    models: dict[str, list[str]]
+    api_params_s3_location: str = Field(description="Where the A1111 parameters go (s3://...).")
+    api_params_s3_upload_url: str = Field(description="Presigned PUT URL for the A1111 parameters, as JSON.")
+
+
+class InferenceV2Response(ApiModel):
+    statusCode: int = 200
+    inference: CreatedInferenceV2
+
+
+class InferenceV2RunResponse(ApiModel):
+    """``PUT /inference/v2/{id}/run``: the job as ``/inference-api/inference`` answers it."""
+
+    statusCode: int = 200
+    inference: InferenceResponse
+
+
+class RefusedInference(ApiModel):
+    """A refusal in the shape the extension checks (``status`` other than 200, and ``error``)."""
+
+    statusCode: int
+    status: int
+    error: str
+
+
+class QueryInferenceJobsRequest(ApiModel):
+    """``POST /inference/query-inference-jobs``: every filter may be absent or empty.
+
+    Times are ISO 8601 (``2023-07-05T06:38:45``, ``2023-07-05 06:38:45``) or epoch
+    seconds; ``checkpoint`` matches any model name the job used.
+    """
+
+    status: str | None = Field(default=None, max_length=32, examples=["succeed"])
+    task_type: str | None = Field(default=None, max_length=32, examples=["txt2img"])
+    start_time: datetime | None = Field(default=None, description="Jobs started at or after this.")
+    end_time: datetime | None = Field(default=None, description="Jobs started at or before this.")
+    endpoint: str | None = Field(default=None, max_length=63)
+    checkpoint: str | None = Field(default=None, max_length=1024)
+    limit: int | None = Field(default=None, ge=1, le=10_000)
+
+    @field_validator("status", "task_type", "endpoint", "checkpoint", "start_time", "end_time", "limit", mode="before")
+    @classmethod
+    def _empty_is_absent(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class RunSageMakerInferenceRequest(ApiModel):
+    """``POST /inference/run-sagemaker-inference`` (the extension's v1.0 path).
+
+    The A1111 parameters were uploaded to ``config/aigc.json`` beforehand; this
+    body names the endpoint and the checkpoints.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    task_type: Literal["txt2img", "img2img", "interrogate_clip", "interrogate_deepbooru"]
+    sagemaker_endpoint: str = Field(examples=["infer-endpoint-cb821ea"])
+    models: dict[str, list[ObjectName]] = Field(default_factory=dict)
+
+    @field_validator("sagemaker_endpoint")
+    @classmethod
+    def _endpoint_name(cls, value: str) -> str:
+        return _check_endpoint_name(value)

@@ -23,6 +23,9 @@ def result_prefix(job_id: str) -> str:
 
 
 class _Claimable(Command):
+    models: dict[str, list[str]] = Field(
+        default_factory=dict, description="Checkpoint type -> the model names the job uses (for queries)."
+    )
     payload: dict[str, Any] | None = Field(default=None, description="The request body, when it fits the event.")
     payload_s3_uri: str | None = Field(default=None, description="s3:// URI of the request body, when it did not.")
 
@@ -56,6 +59,7 @@ class ModelMergeRequested(_Claimable):
 class InferenceJobChanged(EntityChanged):
     task_type: InferenceTask
     endpoint_name: str | None
+    models: dict[str, list[str]] = Field(default_factory=dict, description="Checkpoint type -> model names used.")
     status: InferenceStatus
     start_time: datetime
     complete_time: datetime | None = None

@@ -26,3 +26,18 @@ class ClaimCheck:
             return {"payload": payload}
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
         return {"payload_s3_uri": f"s3://{self._bucket}/{key}"}
+
+    def put_json(self, key: str, data: dict[str, Any]) -> str:
+        """Park ``data`` in the bucket (e.g. a request whose parameters come later); its URI."""
+        self._s3.put_object(
+            Bucket=self._bucket, Key=key, Body=json.dumps(data).encode(), ContentType="application/json"
+        )
+        return f"s3://{self._bucket}/{key}"
+
+    def get_json(self, key: str) -> Any:
+        """What ``key`` holds, parsed; None when there is no such object. ValueError when it is not JSON."""
+        try:
+            body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        except self._s3.exceptions.NoSuchKey:
+            return None
+        return json.loads(body)

@@ -89,7 +89,8 @@ def _start(
 ) -> None:
     job = deps.jobs.get(Job, job_id)
     if job is None:
-        job = jobs.new_job(job_id, task, endpoint_name, command.requested_at, deps.deadline_from(command.requested_at))
+        deadline = deps.deadline_from(command.requested_at)
+        job = jobs.new_job(job_id, task, endpoint_name, command.requested_at, deadline, command.models)
         deps.jobs.save(job)
     if not jobs.is_finished(job) and not jobs.is_dispatched(job):
         job = _dispatch(job, command, deps)

@@ -23,12 +23,20 @@ def image_name(index: int) -> str:
     return f"image_{index}.jpg"
 
 
-def new_job(job_id: str, task_type: str, endpoint_name: str | None, requested_at: datetime, deadline: datetime) -> Job:
+def new_job(
+    job_id: str,
+    task_type: str,
+    endpoint_name: str | None,
+    requested_at: datetime,
+    deadline: datetime,
+    models: dict[str, list[str]] | None = None,
+) -> Job:
     return Job(
         id=job_id,
         version=1,
         task_type=task_type,
         endpoint_name=endpoint_name,
+        models=models or {},
         status="inprogress",
         start_time=requested_at,
         deadline=deadline,

@@ -1,22 +1,37 @@
-"""Routes 2-6 and 16: inference jobs, their outputs, and model merge."""
+"""Routes 2-6 and 16: inference jobs, their outputs, and model merge; and the original system's
+inference routes the WebUI extension uses (``/inference/v2``, ``query-inference-jobs``,
+``run-sagemaker-inference``)."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
+from api_gateway.catalogue import find_model, plain_name
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import not_found
 from api_gateway.transitions import record_then_send
 from sdmw_contracts.api.common import seed_time
 from sdmw_contracts.api.inference import (
+    BASE_MODEL_TYPE,
+    CreatedInferenceV2,
     InferenceJobView,
     InferenceRequest,
     InferenceResponse,
+    InferenceV2Request,
+    InferenceV2Response,
+    InferenceV2RunResponse,
     ModelMergeRequest,
     ModelMergeResponse,
+    QueryInferenceJobsRequest,
+    RefusedInference,
+    RunSageMakerInferenceRequest,
     seed_complete_time,
 )
 from sdmw_contracts.events import InferenceJobChanged, InferenceRequested, ModelMergeRequested
@@ -40,43 +55,53 @@ def job_view(job: InferenceJobChanged) -> InferenceJobView:
     )
 
 
-def _initial(deps: EdgeDependencies, job_id: str, task: str, endpoint_name: str | None) -> InferenceJobChanged:
+def _initial(
+    deps: EdgeDependencies, job_id: str, task: str, endpoint_name: str | None, models: dict[str, list[str]]
+) -> InferenceJobChanged:
     return InferenceJobChanged(
-        id=job_id, version=0, task_type=task, endpoint_name=endpoint_name, status="inprogress", start_time=deps.clock()
+        id=job_id,
+        version=0,
+        task_type=task,
+        endpoint_name=endpoint_name,
+        models=models,
+        status="inprogress",
+        start_time=deps.clock(),
     )
 
 
 @router.post("/inference-api/inference")
 def run_inference(body: InferenceRequest, deps: Edge) -> InferenceResponse:
     """Starts a txt2img or img2img job on an async endpoint; answers at once with its id."""
-    job_id = str(uuid.uuid4())
-    initial = _initial(deps, job_id, body.task_type, body.sagemaker_endpoint_name)
+    return _submit(deps, str(uuid.uuid4()), body)
+
+
+def _submit(deps: EdgeDependencies, job_id: str, body: InferenceRequest) -> InferenceResponse:
+    initial = _initial(deps, job_id, body.task_type, body.sagemaker_endpoint_name, body.models)
     payload = body.model_dump(mode="json", by_alias=True)
     command = InferenceRequested(
         job_id=job_id,
         endpoint_name=body.sagemaker_endpoint_name,
         task_type=body.task_type,
         requested_at=initial.start_time,
+        models=body.models,
         **deps.claims.hand_over(f"inference-requests/{job_id}.json", payload),
     )
     record_then_send(deps, [initial], command, correlation_id=job_id)
-    return InferenceResponse(
-        inference_id=job_id,
-        status="inprogress",
-        endpoint_name=body.sagemaker_endpoint_name,
-        output_path=f"s3://{deps.presigner.bucket}/{result_prefix(job_id)}",
-    )
+    return _started(deps, job_id, body.sagemaker_endpoint_name)
 
 
 @router.post("/inference/run-model-merge")
 def run_model_merge(body: ModelMergeRequest, deps: Edge) -> ModelMergeResponse:
     """Merges checkpoints on an endpoint as an inference job of task type ``merge``."""
     job_id = str(uuid.uuid4())
-    initial = _initial(deps, job_id, "merge", body.sagemaker_endpoint_name)
+    names = [body.primary_model_name, body.secondary_model_name, body.tertiary_model_name]
+    models = {BASE_MODEL_TYPE: [name for name in names if name]}
+    initial = _initial(deps, job_id, "merge", body.sagemaker_endpoint_name, models)
     command = ModelMergeRequested(
         job_id=job_id,
         endpoint_name=body.sagemaker_endpoint_name,
         requested_at=initial.start_time,
+        models=models,
         payload=body.model_dump(mode="json"),
     )
     record_then_send(deps, [initial], command, correlation_id=job_id)
@@ -126,3 +151,139 @@ def get_inference_job_param_output(deps: Edge, jobID: Annotated[str | None, Quer
     if not job.param_name:
         return []
     return [deps.presigner.get_url(result_prefix(job.id) + job.param_name, deps.presigner.expiry(None))]
+
+
+# ---------------------------------------------------------------- the WebUI extension's inference routes
+
+
+def _refused(status: int, error: str) -> JSONResponse:
+    """A refusal the extension can read (it checks ``status`` and ``error`` in the body)."""
+    return JSONResponse(status_code=status, content={"statusCode": status, "status": status, "error": error})
+
+
+def _v2_key(job_id: str, what: str) -> str:
+    return f"inference-v2/{job_id}/{what}.json"
+
+
+def _cannot_run(deps: EdgeDependencies, endpoint_name: str, models: dict[str, list[str]]) -> str | None:
+    """Why a job on ``endpoint_name`` with ``models`` cannot run, from the read model; None when it can."""
+    job = deps.read_model.endpoint_job_named(endpoint_name, include_failed=False)
+    if job is None:
+        return f"endpoint {endpoint_name} does not exist"
+    if job.endpoint_status != "InService":
+        return f"endpoint {endpoint_name} is {job.endpoint_status or job.status}, not InService"
+    missing = [
+        f"{name} ({model_type})"
+        for model_type, names in models.items()
+        for name in names
+        if find_model(deps.read_model, model_type, name) is None
+    ]
+    if missing:
+        return f"no Active checkpoint for: {', '.join(missing)}"
+    return None
+
+
+@router.post("/inference/v2", response_model=InferenceV2Response, responses={400: {"model": RefusedInference}})
+def create_inference_v2(body: InferenceV2Request, deps: Edge) -> InferenceV2Response | JSONResponse:
+    """Step 1 of the extension's inference: check the endpoint and models, answer where the parameters go."""
+    if reason := _cannot_run(deps, body.sagemaker_endpoint_name, body.models):
+        return _refused(400, reason)
+    job_id = str(uuid.uuid4())
+    deps.claims.put_json(_v2_key(job_id, "request"), body.model_dump(mode="json"))
+    params_key = _v2_key(job_id, "api_params")
+    return InferenceV2Response(
+        inference=CreatedInferenceV2(
+            id=job_id,
+            type=body.task_type,
+            endpoint_name=body.sagemaker_endpoint_name,
+            models=body.models,
+            api_params_s3_location=f"s3://{deps.presigner.bucket}/{params_key}",
+            api_params_s3_upload_url=deps.presigner.put_url(params_key, deps.presigner.expiry(None)),
+        )
+    )
+
+
+@router.put(
+    "/inference/v2/{job_id}/run", response_model=InferenceV2RunResponse, responses={400: {"model": RefusedInference}}
+)
+def run_inference_v2(
+    job_id: Annotated[str, Path(max_length=64)], deps: Edge, body: InferenceV2Request | None = None
+) -> InferenceV2RunResponse | JSONResponse:
+    """Step 3: start the job with the uploaded parameters; it then runs like any inference job."""
+    if (existing := deps.read_model.get(InferenceJobChanged, job_id)) is not None:
+        return InferenceV2RunResponse(inference=_started(deps, existing.id, existing.endpoint_name or ""))
+    request = deps.claims.get_json(_v2_key(job_id, "request"))
+    if request is None:
+        raise not_found(f"no inference job {job_id}: create it with POST /inference/v2 first")
+    try:
+        params = deps.claims.get_json(_v2_key(job_id, "api_params"))
+    except ValueError:
+        return _refused(400, "the parameters uploaded to api_params_s3_upload_url are not JSON")
+    if not isinstance(params, dict):
+        return _refused(400, "upload the parameters (a JSON object) to api_params_s3_upload_url first")
+    return InferenceV2RunResponse(inference=_start_inference(deps, job_id, {**params, **request}))
+
+
+def _start_inference(deps: EdgeDependencies, job_id: str, body: dict[str, Any]) -> InferenceResponse:
+    """Validate the merged request as ``/inference-api/inference`` does (422 naming the field), then start it."""
+    try:
+        request = InferenceRequest.model_validate(body)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc
+    return _submit(deps, job_id, request)
+
+
+def _started(deps: EdgeDependencies, job_id: str, endpoint_name: str) -> InferenceResponse:
+    return InferenceResponse(
+        inference_id=job_id,
+        status="inprogress",
+        endpoint_name=endpoint_name,
+        output_path=f"s3://{deps.presigner.bucket}/{result_prefix(job_id)}",
+    )
+
+
+@router.post("/inference/query-inference-jobs")
+def query_inference_jobs(body: QueryInferenceJobsRequest, deps: Edge) -> list[InferenceJobView]:
+    """Jobs newest first, filtered by every field given (an empty one filters nothing)."""
+    found = sorted(deps.read_model.list(InferenceJobChanged), key=lambda j: j.start_time, reverse=True)
+    start, end = _aware(body.start_time), _aware(body.end_time)
+    matching = [
+        job
+        for job in found
+        if (body.status is None or job.status == body.status)
+        and (body.task_type is None or job.task_type == body.task_type)
+        and (body.endpoint is None or job.endpoint_name == body.endpoint)
+        and (body.checkpoint is None or any(plain_name(body.checkpoint) in names for names in job.models.values()))
+        and (start is None or job.start_time >= start)
+        and (end is None or job.start_time <= end)
+    ]
+    return [job_view(job) for job in matching[: body.limit]]
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """Times without a zone are UTC, as the seed's are."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+#: Where the extension's v1.0 client uploads the A1111 parameters before calling run-sagemaker-inference.
+AIGC_PARAMETERS_KEY = "config/aigc.json"
+
+
+@router.post(
+    "/inference/run-sagemaker-inference", response_model=InferenceResponse, responses={400: {"model": RefusedInference}}
+)
+def run_sagemaker_inference(body: RunSageMakerInferenceRequest, deps: Edge) -> InferenceResponse | JSONResponse:
+    """The v1.0 client's inference: txt2img/img2img with the parameters from ``config/aigc.json``."""
+    if body.task_type.startswith("interrogate"):
+        return _refused(400, f"task_type {body.task_type} is not supported by this deployment's runtime yet")
+    try:
+        params = deps.claims.get_json(AIGC_PARAMETERS_KEY)
+    except ValueError:
+        return _refused(400, f"{AIGC_PARAMETERS_KEY} is not JSON")
+    if not isinstance(params, dict):
+        return _refused(400, f"upload the parameters to {AIGC_PARAMETERS_KEY} first")
+    models = body.models or params.get("models") or {}
+    if reason := _cannot_run(deps, body.sagemaker_endpoint, models):
+        return _refused(400, reason)
+    merged = {**params, "task_type": body.task_type, "sagemaker_endpoint_name": body.sagemaker_endpoint}
+    return _start_inference(deps, str(uuid.uuid4()), {**merged, "models": models})

@@ -9,7 +9,6 @@ refuses only what depends on its own state (files not uploaded yet).
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -18,6 +17,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from api_gateway.catalogue import DIFFUSERS_INDEX, find_model, model_in, plain_name
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, conflict, not_found
 from api_gateway.transitions import await_first_owner_snapshot, await_outcome, record_then_send, send
@@ -59,10 +59,6 @@ from sdmw_contracts.training import MAX_HYPERPARAMETER_LENGTH, TrainingHyperpara
 router = APIRouter(tags=["training"])
 Edge = Annotated[EdgeDependencies, Depends(edge)]
 
-#: A diffusers folder checkpoint holds this file and is named by its params' ``new_model_name``.
-DIFFUSERS_INDEX = "model_index.json"
-#: A1111 titles a checkpoint ``name.safetensors [hash]``; the hash is not part of the name.
-_TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]+\]$")
 #: Keys of the training settings that are the job's, not the runtime's.
 _JOB_SETTINGS = {"training_instance_type", "dataset_names", "class_dataset_names", "output_name"}
 _HYPERPARAMETERS = set(TrainingHyperparameters.model_fields) - {"task", "model_name", "config_params"}
@@ -103,7 +99,7 @@ def create_model(body: CreateModelRequest, deps: Edge) -> CreateModelResponse:
 
 def _base_checkpoint(body: CreateModelRequest, deps: EdgeDependencies) -> ModelRef:
     """The Active Stable-diffusion checkpoint the model starts from, or a 400/404 naming the field."""
-    wanted = _TITLE_HASH.sub("", body.params.create_model_params.ckpt_path)
+    wanted = plain_name(body.params.create_model_params.ckpt_path)
     if body.checkpoint_id:
         checkpoint = deps.read_model.get(CheckpointChanged, body.checkpoint_id)
         if checkpoint is None:
@@ -117,33 +113,19 @@ def _base_checkpoint(body: CreateModelRequest, deps: EdgeDependencies) -> ModelR
         if DIFFUSERS_INDEX in checkpoint.filenames:
             return ModelRef(name=checkpoint.params.get("new_model_name") or wanted, s3_uri=checkpoint.s3_location)
         cloud_path = str((body.params.model_extra or {}).get("s3_ckpt_path") or "")
-        ref = _model_in(checkpoint, wanted) or _model_in(checkpoint, cloud_path.rsplit("/", 1)[-1])
+        ref = model_in(checkpoint, wanted) or model_in(checkpoint, cloud_path.rsplit("/", 1)[-1])
         if ref is None and len(checkpoint.files) == 1:
             ref = ModelRef(name=checkpoint.files[0].filename, s3_uri=checkpoint.files[0].s3_uri)
         if ref is None:
             raise ApiError(400, f"params.create_model_params.ckpt_path: checkpoint {checkpoint.id} has no {wanted}")
         return ref
-    for checkpoint in deps.read_model.list(CheckpointChanged):
-        usable = checkpoint.status == "Active" and checkpoint.checkpoint_type == "Stable-diffusion"
-        if usable and (ref := _model_in(checkpoint, wanted)):
-            return ref
+    if ref := find_model(deps.read_model, "Stable-diffusion", wanted):
+        return ref
     raise ApiError(
         400,
         f"params.create_model_params.ckpt_path: no Active Stable-diffusion checkpoint is named {wanted!r}; "
         "upload it with POST /checkpoint, or send the file with this request (filenames)",
     )
-
-
-def _model_in(checkpoint: CheckpointChanged, name: str) -> ModelRef | None:
-    """The checkpoint's model called ``name``: the folder (by ``new_model_name``) or one of its files."""
-    if not name:
-        return None
-    if DIFFUSERS_INDEX in checkpoint.filenames and checkpoint.params.get("new_model_name") == name:
-        return ModelRef(name=name, s3_uri=checkpoint.s3_location)
-    for file in checkpoint.files:
-        if file.filename == name:
-            return ModelRef(name=name, s3_uri=file.s3_uri)
-    return None
 
 
 @router.put("/model")
