@@ -19,6 +19,7 @@ $(STAMP): requirements.txt services/sd-runtime/requirements.txt $(foreach p,$(PA
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/pip install --quiet -r requirements.txt -r services/sd-runtime/requirements.txt
+	$(BIN)/pip install --quiet --no-deps open-clip-torch==3.3.0
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation $(foreach p,$(PACKAGES),-e $(p))
 	touch $(STAMP)
 

@@ -10,7 +10,10 @@ mix of folders and files can be merged and the result is always a single
 present in every input are merged (others are kept from A), arithmetic is
 done in float32, and the result keeps A's dtype unless ``save_as_half`` (a
 field of the merge request's payload) asks for float16. An inpainting A with
-a normal B merges B into A's first four input channels.
+a normal B merges B into A's first four input channels. The result keeps A's
+architecture metadata (``sd_runtime.single_file``: the config values the
+weights cannot tell, recorded for a file made from a diffusers folder), so it
+loads as A does.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 from sd_runtime.convert import pipeline_folder_to_ldm
 from sd_runtime.errors import RequestError, load_errors
 from sd_runtime.models import ModelStore
+from sd_runtime.single_file import ARCHITECTURE_METADATA_KEY, architecture_metadata
 
 
 class Weights:
@@ -32,12 +36,17 @@ class Weights:
     def __init__(self, path: Path) -> None:
         self._handle: Any = None
         self._tensors: dict[str, torch.Tensor] = {}
+        #: The architecture metadata a single file of these weights should carry (see sd_runtime.single_file).
+        self.architecture: dict[str, str] = {}
         if path.is_dir():
             self._tensors = pipeline_folder_to_ldm(path)
+            self.architecture = architecture_metadata(path)
         elif path.name.lower().endswith(".safetensors"):
             from safetensors import safe_open
 
             self._handle = safe_open(str(path), framework="pt", device="cpu")
+            recorded = (self._handle.metadata() or {}).get(ARCHITECTURE_METADATA_KEY)
+            self.architecture = {ARCHITECTURE_METADATA_KEY: recorded} if recorded else {}
         else:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
             loaded = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else loaded
@@ -140,7 +149,8 @@ def run_merge(store: ModelStore, spec: Any, work_dir: Path, job_id: str, save_as
     work_dir.mkdir(parents=True, exist_ok=True)
     output = work_dir / f"{job_id}.safetensors"
     try:
-        save_file(merged, str(output), metadata={"format": "pt", "sd_merge_recipe": json.dumps(recipe)})
+        metadata = {"format": "pt", "sd_merge_recipe": json.dumps(recipe), **primary.architecture}
+        save_file(merged, str(output), metadata=metadata)
         del merged
         store.upload(output, spec.output_s3_uri)
     finally:

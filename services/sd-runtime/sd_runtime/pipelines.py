@@ -7,8 +7,10 @@ recently used is dropped *before* loading, so two never need memory at once.
 
 Folders are diffusers models (``from_pretrained``). Single files (A1111
 ``.safetensors``/``.ckpt``) are converted by ``from_single_file``, which
-needs the diffusers configs and tokenizer of the architecture: those come
-from ``SD_RUNTIME_SINGLE_FILE_CONFIG``, never from the Hugging Face Hub.
+needs the diffusers configs and tokenizer of the architecture, never taken
+from the Hugging Face Hub: ``SD_RUNTIME_SINGLE_FILE_CONFIG`` names them when
+it is set; otherwise ``sd_runtime.single_file`` builds them from SD 1.5's
+configs and the file's own tensor shapes (SD 1.x checkpoints).
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ class PipelineCache:
     def _load(self, uri: str, name: str) -> Any:
         path = self.store.fetch(uri, what="checkpoint")
         try:
-            pipe = self._load_folder(path, uri) if is_folder_uri(uri) else self._load_single_file(path, uri)
+            pipe = self._load_folder(path, uri) if is_folder_uri(uri) else self._load_single_file(path, uri, name)
         except RequestError:
             raise
         except load_errors() as error:
@@ -130,7 +132,7 @@ class PipelineCache:
             requires_safety_checker=False,
         )
 
-    def _load_single_file(self, path: Path, uri: str) -> Any:
+    def _load_single_file(self, path: Path, uri: str, name: str) -> Any:
         from diffusers import StableDiffusionPipeline
 
         if not path.name.lower().endswith(SINGLE_FILE_SUFFIXES):
@@ -138,9 +140,10 @@ class PipelineCache:
                 f"checkpoint {uri} is neither a folder (URI ending in '/') nor a single file "
                 f"({', '.join(SINGLE_FILE_SUFFIXES)})"
             )
+        config, _ = self.single_file_config(uri, path, name)
         return StableDiffusionPipeline.from_single_file(
             str(path),
-            config=str(self.single_file_config(uri)),
+            config=str(config),
             local_files_only=True,
             dtype=self.dtype,
             safety_checker=None,
@@ -148,19 +151,33 @@ class PipelineCache:
             requires_safety_checker=False,
         )
 
-    def single_file_config(self, uri: str) -> Path:
-        """The diffusers folder that describes single-file checkpoints (configs and tokenizer; no weights needed)."""
+    def single_file_config(self, uri: str, path: Path, name: str | None = None) -> tuple[Path, str]:
+        """The diffusers folder describing single file ``path`` (configs and tokenizer, no weights), and how it
+        was found, for logs.
+
+        ``SD_RUNTIME_SINGLE_FILE_CONFIG`` wins when it is set; otherwise the
+        folder is built from SD 1.5's configs and the file's tensor shapes
+        (``sd_runtime.single_file``), which refuses architectures other than SD 1.x.
+        """
         source = self.settings.single_file_config
         if not source:
-            raise ConfigurationError(
-                f"checkpoint {uri} is a single file, and loading one needs the diffusers configs of its "
-                "architecture, which this runtime never downloads from the Hugging Face Hub: set "
-                "SD_RUNTIME_SINGLE_FILE_CONFIG to a diffusers folder (local path or s3:// prefix) "
-                "of the same architecture, e.g. Stable Diffusion 1.5's"
-            )
+            folder, architecture = built_single_file_config(path, name or uri, self.settings.cache_dir)
+            return folder, f"configs built from its weights ({architecture.describe()})"
         if source.startswith("s3://"):
-            return self.store.fetch(source if source.endswith("/") else source + "/", what="single-file config")
+            folder = self.store.fetch(source if source.endswith("/") else source + "/", what="single-file config")
+            return folder, f"the configs of SD_RUNTIME_SINGLE_FILE_CONFIG {source}"
         folder = Path(source)
         if not (folder / "model_index.json").is_file():
             raise ConfigurationError(f"SD_RUNTIME_SINGLE_FILE_CONFIG {source} is not a diffusers folder")
-        return folder
+        return folder, f"the configs of SD_RUNTIME_SINGLE_FILE_CONFIG {source}"
+
+
+def built_single_file_config(path: Path, name: str, cache_dir: Path) -> tuple[Path, Any]:
+    """``sd_runtime.single_file.prepare``, with a missing CLIP tokenizer reported as the deployment problem it is."""
+    from sd_runtime.single_file import prepare
+    from sd_runtime.tokenizer_files import TokenizerUnavailable
+
+    try:
+        return prepare(path, name, cache_dir)
+    except TokenizerUnavailable as error:
+        raise ConfigurationError(f"checkpoint {name} needs CLIP's tokenizer: {error}") from None

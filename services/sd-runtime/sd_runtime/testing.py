@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from sd_runtime.convert import CONTROLNET_PREFIX, controlnet_folder_to_ldm, pipeline_folder_to_ldm, read_weights
+from sd_runtime.single_file import SD15_SCHEDULER_CONFIG, architecture_metadata
+from sd_runtime.tokenizer_files import bytes_to_unicode, write_byte_level_tokenizer  # noqa: F401 (re-exported)
 
 #: The text encoder's width: the UNet's cross-attention dim and embeddings' vector size.
 TINY_HIDDEN = 32
@@ -47,31 +49,6 @@ TINY_VAE_CONFIG: dict[str, Any] = {
     "sample_size": 64,
     "scaling_factor": 0.18215,
 }
-#: Stable Diffusion 1.5's noise schedule, as its scheduler_config.json gives it.
-SD15_SCHEDULER_CONFIG: dict[str, Any] = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-    "steps_offset": 1,
-    "clip_sample": False,
-}
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible map from bytes to printable characters."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    printable += list(range(ord("®"), ord("ÿ") + 1))
-    chars = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, [chr(c) for c in chars], strict=True))
 
 
 def write_tiny_tokenizer(path: Path, vocab_size: int | None = None) -> Path:
@@ -79,41 +56,11 @@ def write_tiny_tokenizer(path: Path, vocab_size: int | None = None) -> Path:
 
     With no merges, every word is spelled out byte by byte; that is enough to
     tokenize any prompt. ``vocab_size`` pads the vocabulary with unused
-    tokens (e.g. 49408 to match the real CLIP embedding table).
+    tokens (e.g. 49408 to match the real CLIP embedding table). The runtime
+    gives single-file checkpoints whose text encoder has a vocabulary other
+    than CLIP's the same tokenizer (``sd_runtime.tokenizer_files``).
     """
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    symbols = list(bytes_to_unicode().values())
-    tokens = symbols + [s + "</w>" for s in symbols]
-    if vocab_size is not None:
-        tokens += [f"<|unused_{i}|>" for i in range(vocab_size - len(tokens) - 2)]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    (path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False))
-    (path / "merges.txt").write_text("#version: 0.2\n")
-    (path / "tokenizer_config.json").write_text(
-        json.dumps(
-            {
-                "tokenizer_class": "CLIPTokenizer",
-                "model_max_length": 77,
-                "bos_token": "<|startoftext|>",
-                "eos_token": "<|endoftext|>",
-                "unk_token": "<|endoftext|>",
-                "pad_token": "<|endoftext|>",
-                "do_lower_case": True,
-            }
-        )
-    )
-    (path / "special_tokens_map.json").write_text(
-        json.dumps(
-            {
-                "bos_token": "<|startoftext|>",
-                "eos_token": "<|endoftext|>",
-                "unk_token": "<|endoftext|>",
-                "pad_token": "<|endoftext|>",
-            }
-        )
-    )
-    return path
+    return write_byte_level_tokenizer(path, vocab_size)
 
 
 def build_tiny_pipeline(seed: int = 0):
@@ -170,13 +117,20 @@ def build_tiny_pipeline_dir(path: Path, seed: int = 0) -> Path:
 
 
 def write_tiny_single_file(pipeline_dir: Path, path: Path) -> Path:
-    """The folder's weights as one A1111-style ``.safetensors`` checkpoint (LDM key layout)."""
+    """The folder's weights as one A1111-style ``.safetensors`` checkpoint (LDM key layout).
+
+    Its metadata records the config values the weights' shapes cannot tell
+    (``sd_runtime.single_file.architecture_metadata``: the tiny model's 4
+    attention heads and 8 GroupNorm groups), so it loads with no
+    ``SD_RUNTIME_SINGLE_FILE_CONFIG`` exactly as the folder does; a real SD
+    1.x checkpoint needs no such metadata (SD 1.5's values are the defaults).
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in pipeline_folder_to_ldm(Path(pipeline_dir)).items()}
-    save_file(state, str(path), metadata={"format": "pt"})
+    save_file(state, str(path), metadata={"format": "pt", **architecture_metadata(Path(pipeline_dir))})
     return path
 
 

@@ -81,16 +81,6 @@ def test_a_file_that_is_not_a_checkpoint_is_refused_with_a_reason(world):
         world.runtime.invoke(body)
 
 
-def test_single_files_need_a_configured_architecture(world):
-    runtime = world.make_runtime(single_file_config=None)
-
-    with pytest.raises(RequestError) as refused:
-        runtime.invoke(invocation(world, checkpoint="tiny-sd.safetensors"))
-
-    assert refused.value.status == 500
-    assert "set SD_RUNTIME_SINGLE_FILE_CONFIG" in refused.value.message
-
-
 def test_the_single_file_config_can_come_from_s3_without_weights(world, tiny_models, tmp_path):
     config_only = tmp_path / "sd-config"
     for file in tiny_models.pipeline_dir.rglob("*"):

@@ -376,7 +376,7 @@ def test_a_bad_hyperparameter_fails_the_real_entry_point_naming_it(tmp_path):
         ("no-model", r"no 'model' input channel"),
         ("no-images", r"there are no instance images"),
         ("no-prompt", r"have no prompt \(image-00.png, image-01.png\).*instance_prompt"),
-        ("single-file-without-config", r"SD_RUNTIME_SINGLE_FILE_CONFIG"),
+        ("sd2-single-file", r"sd2\.safetensors: it is a Stable Diffusion 2\.x checkpoint"),
         ("not-a-model", r"neither a diffusers folder.*it holds: notes.txt"),
         ("bad-model-name", r"invalid hyperparameter model_name"),
         ("bad-db-config", r"db_config setting train_batch_size must be"),
@@ -390,9 +390,13 @@ def test_failures_write_a_reason_and_exit_non_zero(job, base, setup, expected):
         write_training_images(job.channel("instance"), 2)
     if setup == "no-prompt":
         values["instance_prompt"] = ""
-    if setup == "single-file-without-config":
+    if setup == "sd2-single-file":  # single files load without SD_RUNTIME_SINGLE_FILE_CONFIG, but SD 1.x only
         shutil.rmtree(job.channel("model"))
-        shutil.copy(base.single_file, job.channel("model"))
+        sd2 = {"cond_stage_model.model.token_embedding.weight": torch.zeros(2, 1024)}
+        save_file(
+            {**sd2, "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(8, 4, 3, 3)},
+            str(job.channel("model") / "sd2.safetensors"),
+        )
         values["task"] = "create-model"
     if setup == "not-a-model":
         shutil.rmtree(job.channel("model"))

@@ -1,9 +1,11 @@
 """The model channel: a diffusers folder, a single-file checkpoint, or a tar of either; loaded for training.
 
 Single files are converted with the inference path's own loading
-(``from_single_file`` with the configs of ``SD_RUNTIME_SINGLE_FILE_CONFIG``,
-found by ``sd_runtime.pipelines.PipelineCache.single_file_config``), so a
-checkpoint trains exactly as it would generate.
+(``from_single_file`` with the configs found by
+``sd_runtime.pipelines.PipelineCache.single_file_config``: those of
+``SD_RUNTIME_SINGLE_FILE_CONFIG`` when it is set, else built from SD 1.5's
+configs and the file's own tensor shapes), so a checkpoint trains exactly as
+it would generate.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def _loading(what: str) -> Iterator[None]:
         yield
     except TrainingError:
         raise
-    except RequestError as error:  # e.g. SD_RUNTIME_SINGLE_FILE_CONFIG missing, from the inference code
+    except RequestError as error:  # e.g. an SDXL or inpainting single file, refused by the inference code
         raise TrainingError(error.message) from None
     except load_errors() as error:
         if is_out_of_memory(error):
@@ -150,8 +152,10 @@ def load_single_file(path: Path, extract_ema: bool) -> Any:
 
     settings = Settings.from_env()
     with _loading(f"checkpoint {path.name}"):
-        config = PipelineCache(ModelStore(settings.cache_dir), settings).single_file_config(path.name)
-    log(f"converting {path.name} with the single-file configs of {config}")
+        config, how = PipelineCache(ModelStore(settings.cache_dir), settings).single_file_config(
+            path.name, path, path.name
+        )
+    log(f"converting {path.name} with {how}")
     ema_keys = _ema_key_count(path)
     if extract_ema:
         if ema_keys is None:
