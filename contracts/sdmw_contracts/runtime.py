@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-RuntimeTask = Literal["txt2img", "img2img", "merge"]
+RuntimeTask = Literal["txt2img", "img2img", "merge", "interrogate_clip", "interrogate_deepbooru"]
 MergeMethod = Literal["Weighted sum", "Add difference"]
 
 
@@ -56,16 +56,21 @@ class InvocationRequest(BaseModel):
     )
     payload: dict[str, Any] = Field(
         default_factory=dict,
-        description="The A1111 txt2img/img2img parameters: the seed's inference body, defaults filled in.",
+        description="The A1111 txt2img/img2img parameters: the seed's inference body, defaults filled in; "
+        "for interrogate_* A1111's interrogate body: ``image`` (base64, a data URL is accepted).",
     )
     merge: MergeSpec | None = None
 
 
 class InvocationResponse(BaseModel):
-    """A1111's answer: base64 images, the parameters used, and info as a JSON string."""
+    """A1111's answer: base64 images, the parameters used, and info as a JSON string.
+
+    An interrogation answers A1111's interrogate answer, ``caption``, with no images.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
     images: list[str] = Field(default_factory=list)
     parameters: dict[str, Any] = Field(default_factory=dict)
     info: str = ""
+    caption: str | None = Field(default=None, description="What interrogate_* found in the image; None otherwise.")

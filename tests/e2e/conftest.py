@@ -47,6 +47,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
             "LOCAL_SAGEMAKER_MAX_INSTANCES": str(LOCAL_INSTANCE_QUOTA),
             "TRANSITION_WAIT_S": "20",
             "INFERENCE_MODEL_ARRIVAL_GRACE_S": "2",
+            "SD_RUNTIME_CAPTION_MODEL": "s3://sdmw-bucket/test-models/blip/",
         },
     )
     local = LocalStack(settings)

@@ -14,7 +14,7 @@ Route 1 answers JSON ``null`` in the seed, so it has no model here.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     AliasChoices,
@@ -31,8 +31,9 @@ from sdmw_contracts.api.endpoints import ENDPOINT_NAME_PATTERN
 from sdmw_contracts.api.names import Base64Data, ObjectName
 
 InferenceTaskType = Literal["txt2img", "img2img"]
-#: Task types an inference job can show: a model merge runs on an endpoint as an inference job.
-InferenceJobTaskType = Literal["txt2img", "img2img", "merge"]
+#: Task types an inference job can show: a model merge runs on an endpoint as an inference job, and so
+#: does the extension's interrogation of an image (``run-sagemaker-inference``).
+InferenceJobTaskType = Literal["txt2img", "img2img", "merge", "interrogate_clip", "interrogate_deepbooru"]
 InferenceJobStatus = Literal["inprogress", "succeed", "failed"]
 #: What ``POST /inference-api/inference`` answers: a job either started or was refused at once.
 InferenceStartStatus = Literal["inprogress", "failed"]
@@ -66,15 +67,19 @@ def _check_endpoint_name(value: str) -> str:
 class _OmitsNoError(ApiModel):
     """A view whose ``error`` key appears only when there is an error, as in the seed."""
 
+    #: Keys left out of the JSON while None (a subclass may add its own).
+    _omitted_when_none: ClassVar[tuple[str, ...]] = ("error",)
+
     error: str | None = Field(default=None, description="Why the job failed; absent unless it failed.")
 
     @model_serializer(mode="wrap")
     def _omit_absent_error(self, handler: Any) -> Any:
         data = handler(self)
         if isinstance(data, dict):
-            error = data.pop("error", None)
-            if error is not None:
-                data["error"] = error
+            for key in self._omitted_when_none:
+                value = data.pop(key, None)
+                if value is not None:
+                    data[key] = value
         return data
 
 
@@ -297,6 +302,14 @@ class InferenceJobView(_OmitsNoError):
     status: InferenceJobStatus = Field(examples=["succeed"])
     sagemakerRaw: str = Field(default="", description="SageMaker's async notification, as text.")
     image_names: list[str] = Field(default_factory=list, examples=[["image_0.jpg"]])
+    caption: str | None = Field(
+        default=None,
+        description="What an interrogate_clip/interrogate_deepbooru job found; absent for other jobs "
+        "and until it succeeded.",
+        examples=["a cat sitting on a couch"],
+    )
+
+    _omitted_when_none: ClassVar[tuple[str, ...]] = ("error", "caption")
 
 
 class InferenceJobList(RootModel[list[InferenceJobView]]):

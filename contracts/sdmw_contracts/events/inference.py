@@ -14,7 +14,9 @@ from pydantic import Field, model_validator
 from sdmw_contracts.envelope import Command, EntityChanged
 
 InferenceStatus = Literal["inprogress", "succeed", "failed"]
-InferenceTask = Literal["txt2img", "img2img", "merge"]
+InferenceTask = Literal["txt2img", "img2img", "merge", "interrogate_clip", "interrogate_deepbooru"]
+#: What InferenceRequested can ask for: generation, or A1111's interrogation of an image.
+RequestedInferenceTask = Literal["txt2img", "img2img", "interrogate_clip", "interrogate_deepbooru"]
 
 
 def result_prefix(job_id: str) -> str:
@@ -37,11 +39,14 @@ class _Claimable(Command):
 
 
 class InferenceRequested(_Claimable):
-    """Run txt2img or img2img on an endpoint. ``payload`` is the seed's inference body."""
+    """Run txt2img or img2img on an endpoint. ``payload`` is the seed's inference body.
+
+    For ``interrogate_*`` the payload is A1111's interrogate body (``image``, base64) and ``models`` is empty.
+    """
 
     job_id: str
     endpoint_name: str
-    task_type: Literal["txt2img", "img2img"]
+    task_type: RequestedInferenceTask
     requested_at: datetime
 
 
@@ -73,3 +78,4 @@ class InferenceJobChanged(EntityChanged):
     merged_checkpoint_uri: str | None = Field(
         default=None, description="A merge's output file, registered with asset-registry as a checkpoint."
     )
+    caption: str | None = Field(default=None, description="An interrogate_* job's answer, once it succeeded.")

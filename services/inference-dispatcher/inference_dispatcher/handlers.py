@@ -18,7 +18,12 @@ from botocore.exceptions import ClientError
 
 from inference_dispatcher import SERVICE, jobs
 from inference_dispatcher.adapters import Endpoints, Storage
-from inference_dispatcher.invocations import generation_request, merge_request
+from inference_dispatcher.invocations import (
+    generation_request,
+    interrogation_request,
+    is_interrogation,
+    merge_request,
+)
 from inference_dispatcher.jobs import Job
 from inference_dispatcher.lookups import EndpointNotReady, Lookups, UnknownModel
 from inference_dispatcher.resources import ERROR_TOPIC, SUCCESS_TOPIC
@@ -140,6 +145,8 @@ def _ready_endpoint(name: str | None, deps: Dependencies) -> str:
 def _invocation(job: Job, payload: dict[str, Any], deps: Dependencies) -> InvocationRequest:
     if job.task_type == "merge":
         return merge_request(job.id, payload, deps.lookups, deps.storage.bucket)
+    if is_interrogation(job.task_type):
+        return interrogation_request(job.id, job.task_type, payload)
     return generation_request(job.id, job.task_type, payload, deps.lookups)
 
 
@@ -164,11 +171,19 @@ def _finish(job: Job, notification: Notification, deps: Dependencies) -> Job:
         return jobs.failed(job, notification.failure_reason, deps.clock(), raw)
     try:
         response = parse_response(deps.storage.get_bytes(notification.output_location or ""))
+        caption = interrogation_caption(response) if is_interrogation(job.task_type) else None
         count = store_result(deps.storage, job.id, response)
     except UnreadableResult as exc:
         return jobs.failed(job, str(exc), deps.clock(), raw)
     merged = merged_output(response) if job.task_type == "merge" else None
-    return jobs.succeeded(job, count, raw, deps.clock(), merged)
+    return jobs.succeeded(job, count, raw, deps.clock(), merged, caption)
+
+
+def interrogation_caption(response: InvocationResponse) -> str:
+    """A1111's interrogate answer, ``caption``; an interrogation's answer without one is unreadable."""
+    if response.caption is None:
+        raise UnreadableResult("the runtime's answer to an interrogation has no caption")
+    return response.caption
 
 
 def merged_output(response: InvocationResponse) -> str | None:

@@ -55,3 +55,12 @@ def merge_request(job_id: str, payload: dict[str, Any], lookups: Lookups, bucket
             output_s3_uri=f"s3://{bucket}/{result_prefix(job_id)}{output_name}",
         ),
     )
+
+
+def is_interrogation(task: str) -> bool:
+    return task.startswith("interrogate")
+
+
+def interrogation_request(job_id: str, task: str, payload: dict[str, Any]) -> InvocationRequest:
+    """A1111's interrogate body (``image``) for the runtime's own caption model: no model to resolve."""
+    return InvocationRequest(inference_id=job_id, task=task, payload=payload)

@@ -62,12 +62,18 @@ def is_dispatched(job: Job) -> bool:
 
 
 def succeeded(
-    job: Job, image_count: int, sagemaker_raw: str, now: datetime, merged_checkpoint_uri: str | None = None
+    job: Job,
+    image_count: int,
+    sagemaker_raw: str,
+    now: datetime,
+    merged_checkpoint_uri: str | None = None,
+    caption: str | None = None,
 ) -> Job:
     return _next(
         job,
         status="succeed",
         merged_checkpoint_uri=merged_checkpoint_uri,
+        caption=caption,
         image_names=[image_name(i) for i in range(image_count)],
         param_name=param_name(job.id),
         sagemaker_raw=sagemaker_raw,

@@ -86,6 +86,7 @@ class Runtime:
         self.lock = threading.Lock()
         self._pipelines: Any = None
         self._controlnets: Any = None
+        self._captioner: Any = None
 
     # The caches import torch, so they are made by the first job, not at start-up.
     @property
@@ -107,6 +108,14 @@ class Runtime:
             )
         return self._controlnets
 
+    @property
+    def captioner(self) -> Any:
+        if self._captioner is None:
+            from sd_runtime.interrogate import Captioner
+
+            self._captioner = Captioner(self.store, self.settings)
+        return self._captioner
+
     def invoke(self, body: Any) -> InvocationResponse:
         request = parse_request(body)
         with self.lock:
@@ -114,6 +123,8 @@ class Runtime:
             try:
                 if request.task == "merge":
                     return self._merge(request)
+                if request.task.startswith("interrogate"):
+                    return self._interrogate(request)
                 return self._generate(request)
             except Exception as error:
                 if is_out_of_memory(error):
@@ -136,6 +147,19 @@ class Runtime:
             self.store, request.merge, self.settings.cache_dir / "merge", request.inference_id, save_as_half
         )
         return InvocationResponse(images=[], parameters=request.payload, info=json.dumps(info))
+
+    # --------------------------------------------------------- interrogation
+
+    def _interrogate(self, request: InvocationRequest) -> InvocationResponse:
+        """A1111's interrogate: ``{"caption": ...}``, with the caption and the model used in ``info``."""
+        from sd_runtime.interrogate import check_interrogation, interrogation_parameters
+
+        image = check_interrogation(request, self.settings)
+        caption = self.captioner.caption(image)
+        info = {"caption": caption, "model": self.settings.caption_model, "task": request.task, "version": VERSION}
+        return InvocationResponse(
+            images=[], parameters=interrogation_parameters(request.payload), info=json.dumps(info), caption=caption
+        )
 
     # ------------------------------------------------------------ generation
 

@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from sd_runtime.errors import RequestError
 from sd_runtime.invocations import Runtime
+from sdmw_contracts.runtime import InvocationResponse
 
 DEFAULT_PORT = 8080
 DEFAULT_HOST = "0.0.0.0"
@@ -68,7 +69,7 @@ def create_app(runtime: Runtime | None = None, preload: bool = False) -> Starlet
         except Exception as error:
             logger.exception("invocation failed")
             return JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
-        return JSONResponse(response.model_dump())
+        return JSONResponse(_answer(response))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -83,6 +84,14 @@ def create_app(runtime: Runtime | None = None, preload: bool = False) -> Starlet
         ],
         lifespan=lifespan,
     )
+
+
+def _answer(response: InvocationResponse) -> dict:
+    """The A1111 shape; ``caption`` (A1111's interrogate answer) only when the job was an interrogation."""
+    data = response.model_dump()
+    if data.get("caption") is None:
+        data.pop("caption", None)
+    return data
 
 
 def serve() -> None:

@@ -23,6 +23,9 @@ class Settings:
     #: A diffusers folder (local path or s3:// prefix) whose configs and tokenizer describe
     #: single-file checkpoints; see README ("Single-file checkpoints").
     single_file_config: str | None = None
+    #: A saved BLIP captioning model (transformers ``BlipForConditionalGeneration`` and ``BlipProcessor``):
+    #: an s3:// prefix or a local folder. ``interrogate_clip`` needs it; see README ("Interrogation").
+    caption_model: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -34,6 +37,7 @@ class Settings:
             device=os.environ.get("SD_RUNTIME_DEVICE") or None,
             dtype=os.environ.get("SD_RUNTIME_DTYPE") or None,
             single_file_config=os.environ.get("SD_RUNTIME_SINGLE_FILE_CONFIG") or None,
+            caption_model=os.environ.get("SD_RUNTIME_CAPTION_MODEL") or None,
         )
 
 

@@ -263,3 +263,66 @@ def write_extension_upload(
             with tarfile.open(folder / f"{prefix}-{key}.tar", "w") as tar:
                 tar.add(images, arcname=key.replace("-", "/"))
     return folder
+
+
+#: The tiny BLIP's WordPiece vocabulary: BERT's special tokens, BLIP's decoder start token, some words,
+#: and every letter and digit (alone and as a word piece), so any text tokenizes without [UNK].
+_BLIP_SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]")
+_BLIP_WORDS = (
+    "a an the of on in with and next to at by cat dog panda bird man woman girl boy people car house tree "
+    "flower table chair grass water sky sea mountain city street room red blue green white black small big "
+    "photo painting picture drawing sitting standing lying holding wearing near front"
+)
+_BLIP_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789"
+TINY_BLIP_IMAGE_SIZE = 32
+
+
+def build_tiny_blip(path: Path, seed: int = 0) -> Path:
+    """A saved BLIP captioning model (``BlipForConditionalGeneration``) and its ``BlipProcessor``, tiny and
+    random, built offline: what ``SD_RUNTIME_CAPTION_MODEL`` names. Its captions are gibberish made of
+    real words from its vocabulary."""
+    import torch
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipProcessor
+    from transformers.models.blip import BlipImageProcessor
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokens = list(
+        dict.fromkeys(
+            [*_BLIP_SPECIAL, *_BLIP_WORDS.split(), *_BLIP_CHARACTERS, ".", ",", *("##" + c for c in _BLIP_CHARACTERS)]
+        )
+    )
+    vocab = {token: index for index, token in enumerate(tokens)}
+    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=64)
+    tokenizer.add_special_tokens({"bos_token": "[DEC]"})
+    image_processor = BlipImageProcessor(size={"height": TINY_BLIP_IMAGE_SIZE, "width": TINY_BLIP_IMAGE_SIZE})
+    processor = BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    config = BlipConfig(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": TINY_BLIP_IMAGE_SIZE,
+            "patch_size": 8,
+        },
+        text_config={
+            "vocab_size": len(tokens),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "encoder_hidden_size": 32,
+            "max_position_embeddings": 64,
+            "pad_token_id": vocab["[PAD]"],
+            "bos_token_id": vocab["[DEC]"],
+            "sep_token_id": vocab["[SEP]"],
+            "eos_token_id": vocab["[SEP]"],
+        },
+        projection_dim=32,
+        image_text_hidden_size=32,
+    )
+    torch.manual_seed(seed)
+    BlipForConditionalGeneration(config).eval().save_pretrained(path, safe_serialization=True)
+    processor.save_pretrained(path)
+    return path

@@ -208,7 +208,7 @@ def test_the_older_client_runs_with_the_parameters_from_config_aigc_json(edge):
     assert command["data"]["payload"]["prompt"] == "a cute panda"
 
 
-def test_interrogation_is_refused_with_a_reason(edge):
+def test_interrogation_without_an_image_in_config_aigc_json_is_refused(edge):
     client, _, publisher, _ = edge
     body = {"task_type": "interrogate_clip", "sagemaker_endpoint": ENDPOINT}
     refused = client.post("/prod/inference/run-sagemaker-inference", json=body, headers=KEY)

@@ -320,3 +320,52 @@ def test_a_finished_merge_registers_the_merged_checkpoint_once_per_job(world):
 def test_a_plain_inference_registers_nothing(world):
     test_success_notification_writes_jpegs_and_params(world)
     assert world.publisher.of_type("CheckpointRegistrationRequested") == []
+
+
+def interrogation(job_id="job-i", task="interrogate_clip", **payload) -> BusEvent:
+    body = {"image": png_b64("green"), "task_type": task, "sagemaker_endpoint_name": "infer-endpoint-a", **payload}
+    return bus(
+        InferenceRequested(
+            job_id=job_id, endpoint_name="infer-endpoint-a", task_type=task, requested_at=NOW, payload=body
+        )
+    )
+
+
+def test_an_interrogation_is_sent_with_its_image_and_no_models(world):
+    world.dispatch(interrogation())
+    [(endpoint, input_uri, inference_id)] = world.sagemaker.invocations
+    assert (endpoint, inference_id) == ("infer-endpoint-a", "job-i")
+    request = InvocationRequest.model_validate_json(
+        world.s3.get_object(Bucket=BUCKET, Key=input_uri.split("/", 3)[3])["Body"].read()
+    )
+    assert request.task == "interrogate_clip" and request.checkpoint is None and request.loras == []
+    assert request.payload["image"] == png_b64("green")
+    job = world.job("job-i")
+    assert job["status"] == "inprogress" and job["task_type"] == "interrogate_clip" and job["caption"] is None
+
+
+def test_an_answer_holding_a_caption_succeeds_the_interrogation_with_it(world):
+    world.dispatch(interrogation())
+    answer = {"images": [], "parameters": {}, "info": json.dumps({"caption": "a cat"}), "caption": "a cat"}
+    world.s3.put_object(Bucket=BUCKET, Key="sagemaker_output/job-i.out", Body=json.dumps(answer).encode())
+    world.dispatch(notification("job-i", output=f"s3://{BUCKET}/sagemaker_output/job-i.out"))
+    job = world.job("job-i")
+    assert (job["status"], job["caption"], job["image_names"]) == ("succeed", "a cat", [])
+    assert job["param_name"] == "job-i_param.json"
+    params = json.loads(world.s3.get_object(Bucket=BUCKET, Key="out/job-i/result/job-i_param.json")["Body"].read())
+    assert params == {"parameters": {}, "info": json.dumps({"caption": "a cat"})}
+    assert world.publisher.of_type("CheckpointRegistrationRequested") == []
+
+
+def test_an_interrogation_answer_without_a_caption_fails_the_job(world):
+    world.dispatch(interrogation(task="interrogate_deepbooru"))
+    answer = {"images": [], "parameters": {}, "info": "{}"}
+    world.s3.put_object(Bucket=BUCKET, Key="sagemaker_output/job-i.out", Body=json.dumps(answer).encode())
+    world.dispatch(notification("job-i", output=f"s3://{BUCKET}/sagemaker_output/job-i.out"))
+    job = world.job("job-i")
+    assert job["status"] == "failed" and "no caption" in job["error"] and job["caption"] is None
+
+
+def test_a_generation_keeps_no_caption(world):
+    test_success_notification_writes_jpegs_and_params(world)
+    assert world.job("job-1")["caption"] is None

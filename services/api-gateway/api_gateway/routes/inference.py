@@ -4,6 +4,8 @@ inference routes the WebUI extension uses (``/inference/v2``, ``query-inference-
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -52,6 +54,7 @@ def job_view(job: InferenceJobChanged) -> InferenceJobView:
         sagemakerRaw=job.sagemaker_raw,
         image_names=job.image_names,
         error=job.error if job.status == "failed" else None,
+        caption=job.caption,
     )
 
 
@@ -273,17 +276,70 @@ AIGC_PARAMETERS_KEY = "config/aigc.json"
     "/inference/run-sagemaker-inference", response_model=InferenceResponse, responses={400: {"model": RefusedInference}}
 )
 def run_sagemaker_inference(body: RunSageMakerInferenceRequest, deps: Edge) -> InferenceResponse | JSONResponse:
-    """The v1.0 client's inference: txt2img/img2img with the parameters from ``config/aigc.json``."""
-    if body.task_type.startswith("interrogate"):
-        return _refused(400, f"task_type {body.task_type} is not supported by this deployment's runtime yet")
+    """The v1.0 client's inference with the parameters from ``config/aigc.json``: txt2img/img2img, or
+    A1111's interrogation (``interrogate_clip``/``interrogate_deepbooru``) of the image they carry."""
+    interrogation = body.task_type.startswith("interrogate")
     try:
         params = deps.claims.get_json(AIGC_PARAMETERS_KEY)
     except ValueError:
         return _refused(400, f"{AIGC_PARAMETERS_KEY} is not JSON")
     if not isinstance(params, dict):
-        return _refused(400, f"upload the parameters to {AIGC_PARAMETERS_KEY} first")
+        needs = f"{body.task_type} needs the image: " if interrogation else ""
+        return _refused(400, f"{needs}upload the parameters to {AIGC_PARAMETERS_KEY} first")
+    if interrogation:
+        return _start_interrogation(deps, body, params)
     models = body.models or params.get("models") or {}
     if reason := _cannot_run(deps, body.sagemaker_endpoint, models):
         return _refused(400, reason)
     merged = {**params, "task_type": body.task_type, "sagemaker_endpoint_name": body.sagemaker_endpoint}
     return _start_inference(deps, str(uuid.uuid4()), {**merged, "models": models})
+
+
+#: How the picture formats the runtime reads begin (PNG, JPEG, GIF, BMP, TIFF, WebP).
+_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _interrogation_image(task: str, params: dict[str, Any]) -> tuple[str | None, str]:
+    """A1111's interrogate ``image`` from the parameters (``init_images[0]`` when there is none), or a refusal."""
+    image, what = params.get("image"), "image"
+    if not image:
+        images = params.get("init_images")
+        image, what = (images[0], "init_images[0]") if isinstance(images, list) and images else (None, "image")
+    if not image:
+        return None, f"{task} needs the image: put it in {AIGC_PARAMETERS_KEY} as 'image' (base64 or a data URL)"
+    if not isinstance(image, str):
+        return None, f"{AIGC_PARAMETERS_KEY}: {what} must be a base64-encoded image"
+    data = image.split(",", 1)[1] if image.startswith("data:") and "," in image else image
+    try:
+        raw = base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None, f"{AIGC_PARAMETERS_KEY}: {what} is not base64"
+    is_webp = raw[:4] == b"RIFF" and raw[8:12] == b"WEBP"
+    if not (is_webp or raw.startswith(_IMAGE_SIGNATURES)):
+        return None, f"{AIGC_PARAMETERS_KEY}: {what} is not an image (PNG, JPEG, WebP, GIF, BMP or TIFF)"
+    return image, what
+
+
+def _start_interrogation(
+    deps: EdgeDependencies, body: RunSageMakerInferenceRequest, params: dict[str, Any]
+) -> InferenceResponse | JSONResponse:
+    """An inference job whose task is the interrogation; the runtime's own caption model needs no checkpoint."""
+    image, reason = _interrogation_image(body.task_type, params)
+    if image is None:
+        return _refused(400, reason)
+    if reason := _cannot_run(deps, body.sagemaker_endpoint, {}):
+        return _refused(400, reason)
+    job_id = str(uuid.uuid4())
+    initial = _initial(deps, job_id, body.task_type, body.sagemaker_endpoint, {})
+    # A1111's interrogate body: the image and which interrogator.
+    payload = {"image": image, "model": body.task_type.removeprefix("interrogate_")}
+    command = InferenceRequested(
+        job_id=job_id,
+        endpoint_name=body.sagemaker_endpoint,
+        task_type=body.task_type,
+        requested_at=initial.start_time,
+        models={},
+        **deps.claims.hand_over(f"inference-requests/{job_id}.json", payload),
+    )
+    record_then_send(deps, [initial], command, correlation_id=job_id)
+    return _started(deps, job_id, body.sagemaker_endpoint)

@@ -1,0 +1,168 @@
+"""``POST /inference/run-sagemaker-inference`` with interrogate_clip/interrogate_deepbooru, in-process, and the
+job's ``caption`` in ``GET /inference/get-inference-job``."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from api_gateway.app import create_app
+from api_gateway.claims import ClaimCheck
+from api_gateway.commands import CommandSender
+from api_gateway.dependencies import EdgeDependencies
+from api_gateway.presign import Presigner
+from api_gateway.read_model import ReadModel
+from api_gateway.settings import EdgeSettings
+from sdmw_contracts.events import EndpointDeploymentChanged, InferenceJobChanged
+from service_kit.events import RecordingPublisher
+from service_kit.snapshots import SnapshotTable
+from tests.conftest import create_service_table
+
+BUCKET = "edge-bucket"
+KEY = {"x-api-key": "key"}
+NOW = datetime(2024, 1, 1, tzinfo=UTC)
+ENDPOINT = "infer-endpoint-abc1234"
+RUN = "/prod/inference/run-sagemaker-inference"
+
+
+def png_b64(fmt: str = "PNG") -> str:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(out, format=fmt)
+    return base64.b64encode(out.getvalue()).decode()
+
+
+@pytest.fixture
+def edge(mocked_aws):
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    settings = EdgeSettings(
+        stage="prod",
+        api_keys=("key",),
+        transition_wait_s=0.2,
+        presign_expiry_s=60,
+        presign_max_expiry_s=120,
+        upload_key_prefixes=("config/",),
+    )
+    read_model = ReadModel(SnapshotTable(create_service_table("edge"), boto3.resource("dynamodb")))
+    publisher = RecordingPublisher()
+    deps = EdgeDependencies(
+        settings=settings,
+        read_model=read_model,
+        commands=CommandSender(publisher),
+        presigner=Presigner(BUCKET, 60, 120, s3),
+        claims=ClaimCheck(BUCKET, s3),
+        clock=lambda: NOW,
+    )
+    read_model.apply(endpoint("InService"))
+    return TestClient(create_app(deps)), read_model, publisher, s3
+
+
+def endpoint(status: str, name: str = ENDPOINT) -> EndpointDeploymentChanged:
+    return EndpointDeploymentChanged(
+        id=f"dep-{name}",
+        version=3,
+        endpoint_name=name,
+        instance_type="ml.g5.xlarge",
+        initial_instance_count=1,
+        status="success" if status == "InService" else "inprogress",
+        endpoint_status=status,
+        start_time=NOW,
+    )
+
+
+def upload_params(s3, params: dict) -> None:
+    s3.put_object(Bucket=BUCKET, Key="config/aigc.json", Body=json.dumps(params).encode())
+
+
+@pytest.mark.parametrize("task", ["interrogate_clip", "interrogate_deepbooru"])
+def test_an_interrogation_starts_a_job_with_the_image_and_no_checkpoint(edge, task):
+    client, read_model, publisher, s3 = edge
+    image = png_b64()
+    upload_params(s3, {"image": f"data:image/png;base64,{image}", "prompt": "ignored"})
+
+    started = client.post(RUN, json={"task_type": task, "sagemaker_endpoint": ENDPOINT}, headers=KEY)
+
+    assert started.status_code == 200, started.text
+    job_id = started.json()["inference_id"]
+    assert started.json()["status"] == "inprogress" and started.json()["endpoint_name"] == ENDPOINT
+    [command] = publisher.of_type("InferenceRequested")
+    data = command["data"]
+    assert (data["job_id"], data["task_type"], data["endpoint_name"], data["models"]) == (job_id, task, ENDPOINT, {})
+    assert data["payload"] == {"image": f"data:image/png;base64,{image}", "model": task.removeprefix("interrogate_")}
+    shown = client.get("/prod/inference/get-inference-job", params={"jobID": job_id}, headers=KEY).json()
+    assert shown["taskType"] == task and shown["status"] == "inprogress"
+    assert "caption" not in shown and "error" not in shown
+
+
+def test_init_images_is_the_fallback_and_a_jpeg_will_do(edge):
+    client, _, publisher, s3 = edge
+    upload_params(s3, {"init_images": [png_b64("JPEG")]})
+    started = client.post(RUN, json={"task_type": "interrogate_clip", "sagemaker_endpoint": ENDPOINT}, headers=KEY)
+    assert started.status_code == 200, started.text
+    [command] = publisher.of_type("InferenceRequested")
+    assert command["data"]["payload"]["image"] == png_b64("JPEG")
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        (None, "interrogate_clip needs the image: upload the parameters to config/aigc.json first"),
+        ({"prompt": "no image"}, "interrogate_clip needs the image"),
+        ({"image": "", "init_images": []}, "interrogate_clip needs the image"),
+        ({"image": "not base64!"}, "image is not base64"),
+        ({"image": base64.b64encode(b"hello, world").decode()}, "image is not an image"),
+        ({"init_images": [base64.b64encode(b"plain text").decode()]}, "init_images[0] is not an image"),
+        ({"image": 7}, "image must be a base64-encoded image"),
+    ],
+)
+def test_no_image_or_not_an_image_is_refused(edge, params, reason):
+    client, _, publisher, s3 = edge
+    if params is not None:
+        upload_params(s3, params)
+    refused = client.post(RUN, json={"task_type": "interrogate_clip", "sagemaker_endpoint": ENDPOINT}, headers=KEY)
+    assert refused.status_code == 400
+    assert reason in refused.json()["error"] and refused.json()["status"] == 400
+    assert publisher.published == []
+
+
+def test_the_endpoint_must_be_in_service(edge):
+    client, read_model, publisher, s3 = edge
+    read_model.apply(endpoint("Creating", "infer-endpoint-new"))
+    upload_params(s3, {"image": png_b64()})
+    for name, reason in (("infer-endpoint-new", "not InService"), ("infer-endpoint-nope", "does not exist")):
+        body = {"task_type": "interrogate_clip", "sagemaker_endpoint": name}
+        refused = client.post(RUN, json=body, headers=KEY)
+        assert refused.status_code == 400 and reason in refused.json()["error"]
+    assert publisher.published == []
+
+
+def test_a_succeeded_interrogation_shows_its_caption(edge):
+    client, read_model, _, _ = edge
+    done = InferenceJobChanged(
+        id="job-i",
+        version=4,
+        task_type="interrogate_clip",
+        endpoint_name=ENDPOINT,
+        status="succeed",
+        start_time=NOW,
+        complete_time=NOW,
+        param_name="job-i_param.json",
+        caption="a red square",
+    )
+    read_model.apply(done)
+    shown = client.get("/prod/inference/get-inference-job", params={"jobID": "job-i"}, headers=KEY).json()
+    assert (shown["status"], shown["taskType"], shown["caption"], shown["image_names"]) == (
+        "succeed",
+        "interrogate_clip",
+        "a red square",
+        [],
+    )
+    listed = client.get("/prod/inference/list-inference-jobs", headers=KEY).json()
+    assert [job["caption"] for job in listed] == ["a red square"]
