@@ -85,7 +85,7 @@ def set_up(client: Client, instances: int) -> None:
         "/checkpoint",
         {"checkpoint_type": "Stable-diffusion", "filenames": [{"filename": "bench.safetensors", "parts_number": 1}]},
     )
-    url = created["s3PresignUrl"][0]["s3_signed_urls"][0]
+    url = created["multipart_uploads"][0]["s3_signed_urls"][0]
     etag = requests.put(url, data=b"not really a model", timeout=30).headers["ETag"]
     client.send(
         "PUT",

@@ -43,7 +43,7 @@ def api_upload(base_url: str, key: str, path: Path, part_size: int, workers: int
     )
     created.raise_for_status()
     checkpoint_id = created.json()["checkpoint"]["id"]
-    urls = created.json()["s3PresignUrl"][0]["s3_signed_urls"]
+    urls = created.json()["multipart_uploads"][0]["s3_signed_urls"]
 
     def put_part(number: int) -> dict:
         with path.open("rb") as f:

@@ -12,12 +12,21 @@ so the runtime never looks a name up itself.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 RuntimeTask = Literal["txt2img", "img2img", "merge", "interrogate_clip", "interrogate_deepbooru"]
 MergeMethod = Literal["Weighted sum", "Add difference"]
+
+
+_TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]+\]$")
+
+
+def plain_model_name(title: str) -> str:
+    """A1111 titles a model ``name.safetensors [6ce0161689]``; the hash is not part of its name."""
+    return _TITLE_HASH.sub("", title)
 
 
 class ModelRef(BaseModel):

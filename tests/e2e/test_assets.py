@@ -68,7 +68,7 @@ def test_checkpoint_upload_in_parts_becomes_active_and_listed(api: ApiClient, st
     started = start_checkpoint(api, "e2e-lora.safetensors", parts=3)
     checkpoint = started["checkpoint"]
     assert checkpoint["status"] == "Initialed" and checkpoint["type"] == "Lora"
-    [upload] = started["s3PresignUrl"]
+    [upload] = started["multipart_uploads"]
     assert upload["filename"] == "e2e-lora.safetensors" and len(upload["s3_signed_urls"]) == 3
 
     tags = put_parts(upload["s3_signed_urls"], chunks, tmp_path)
@@ -85,7 +85,9 @@ def test_checkpoint_upload_in_parts_becomes_active_and_listed(api: ApiClient, st
 
     listed = api.get("/checkpoints", params=[("status", "Active"), ("types", "Lora"), ("types", "VAE")]).json()
     mine = [c for c in listed["checkpoints"] if c["id"] == checkpoint["id"]]
-    assert mine and mine[0]["name"] == ["e2e-lora.safetensors"] and mine[0]["s3Location"] == checkpoint["s3_location"]
+    # The extension joins s3Location + "/" + name, so the listing has no trailing "/".
+    assert mine and mine[0]["name"] == ["e2e-lora.safetensors"]
+    assert mine[0]["s3Location"] + "/" == checkpoint["s3_location"]
     assert "e2e-lora.safetensors" in api.get("/inference/get-lora-list").json()
     assert "e2e-lora.safetensors" not in api.get("/inference/get-controlnet-model-list").json()
     stored = emulator_s3(stack).get_object(Bucket=upload["bucket"], Key=upload["key"])["Body"].read()
@@ -96,7 +98,7 @@ def test_wrong_etags_are_refused_and_leave_the_parts_for_a_retry(api: ApiClient,
     chunks = [os.urandom(5 * MB), os.urandom(1000)]
     started = start_checkpoint(api, "retry.safetensors", parts=2, checkpoint_type="embeddings")
     checkpoint_id = started["checkpoint"]["id"]
-    tags = put_parts(started["s3PresignUrl"][0]["s3_signed_urls"], chunks, tmp_path)
+    tags = put_parts(started["multipart_uploads"][0]["s3_signed_urls"], chunks, tmp_path)
 
     for bad in ([{"ETag": '"deadbeef"', "PartNumber": 1}, tags[1]], tags[:1]):
         refused = api.put(
@@ -128,7 +130,7 @@ def test_unknown_checkpoint_is_404(api: ApiClient):
 
 def test_disabling_an_abandoned_upload_aborts_it(api: ApiClient, stack):
     started = start_checkpoint(api, "abandoned.safetensors", parts=2, checkpoint_type="hypernetworks")
-    upload = started["s3PresignUrl"][0]
+    upload = started["multipart_uploads"][0]
     disabled = api.put("/checkpoint", json={"checkpoint_id": started["checkpoint"]["id"], "status": "Disabled"})
     assert disabled.status_code == 200 and disabled.json()["checkpoint"]["status"] == "Disabled"
     open_uploads = emulator_s3(stack).list_multipart_uploads(Bucket=upload["bucket"]).get("Uploads", [])
@@ -174,7 +176,7 @@ def test_dataset_upload_enable_and_preview(api: ApiClient):
         },
     )
     assert created.status_code == 200, created.text
-    urls = {path: url for entry in created.json()["s3PresignUrl"] for path, url in entry.items()}
+    urls = created.json()["s3PresignUrl"]
     assert set(urls) == set(files)
 
     first_path = next(iter(files))

@@ -38,7 +38,7 @@ def test_every_route_needs_a_valid_api_key(api: ApiClient, key: str | None):
     "body",
     [
         {"instance_type": "ml.t2.medium", "initial_instance_count": 1},
-        {"instance_type": "ml.g4dn.xlarge", "initial_instance_count": 5},
+        {"instance_type": "ml.g4dn.xlarge", "initial_instance_count": 101},
         {"instance_type": "ml.g4dn.xlarge", "initial_instance_count": 0},
         {"instance_type": "ml.g4dn.xlarge", "initial_instance_count": "many"},
         {"instance_type": "ml.g4dn.xlarge", "initial_instance_count": 1, "endpoint_name": "bad name/../x"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -104,8 +105,36 @@ def test_a_deployment_over_quota_fails_with_the_reason(api: ApiClient):
     api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [name, failed["endpoint_name"]]})
 
 
-def test_unknown_job_and_unknown_endpoint_are_404(api: ApiClient):
+def test_an_unknown_job_is_404_and_deleting_unknown_endpoints_deletes_nothing(api: ApiClient):
     assert api.get("/inference/get-endpoint-deployment-job", params={"jobID": "no-such-job"}).status_code == 404
+    before = api.get("/inference/list-endpoint-deployment-jobs").json()
+    # The WebUI extension sends whatever was ticked: unknown and already deleted names are skipped.
     missing = api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": ["no-such-endpoint"]})
-    assert missing.status_code == 404
-    assert "no-such-endpoint" in missing.json()["error"]
+    assert missing.status_code == 200 and missing.json() == []
+    assert api.get("/inference/list-endpoint-deployment-jobs").json() == before
+
+
+def test_the_extensions_deploy_an_empty_name_a_string_count_and_no_end_time_until_done(api: ApiClient):
+    deployed = api.post(
+        "/inference/deploy-sagemaker-endpoint",
+        json={
+            "endpoint_name": "",
+            "instance_type": "ml.g5.xlarge",
+            "initial_instance_count": "1",
+            "autoscaling_enabled": False,
+        },
+    )
+    assert deployed.status_code == 200, deployed.text
+    started = deployed.json()
+    assert re.fullmatch(r"infer-endpoint-[0-9a-f]{7}", started["endpoint_name"]) and "endTime" not in started
+    finished = poll_until_finished(api, started["EndpointDeploymentJobId"])
+    assert finished["status"] == "success" and finished["endTime"]
+    name = finished["endpoint_name"]
+    deleted = api.post(
+        "/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [name, "no-such-endpoint"]}
+    )
+    assert [j["endpoint_name"] for j in deleted.json()] == [name]
+    listed = api.get("/inference/list-endpoint-deployment-jobs").json()
+    assert next(j for j in listed if j["endpoint_name"] == name)["endpoint_status"] == "deleted"
+    again = api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [name]})
+    assert again.status_code == 200

@@ -41,7 +41,7 @@ def upload_folder_checkpoint(api: ApiClient, folder: Path, name: str) -> None:
     )
     assert started.status_code == 200, started.text
     tags = {}
-    for upload in started.json()["s3PresignUrl"]:
+    for upload in started.json()["multipart_uploads"]:
         body = (folder / upload["filename"]).read_bytes()
         put = requests.put(upload["s3_signed_urls"][0], data=body, timeout=120)
         assert put.status_code == 200, put.text

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, RootModel, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, RootModel, field_validator, model_validator
 
 from sdmw_contracts.api.common import ApiModel
 from sdmw_contracts.api.names import ClientPath, DatasetName, ObjectName, check_unique
@@ -185,9 +185,17 @@ class CheckpointView(ApiModel):
 
 
 class CreateCheckpointResponse(ApiModel):
+    """The seed's example lists ``{upload_id, bucket, key}`` under ``s3PresignUrl``, with no URL a client
+    could use; the WebUI extension indexes ``s3PresignUrl[<file name>]`` for the part URLs, which is what
+    works. So ``s3PresignUrl`` is ``{file name: [part URLs]}``, and the seed's list (with the URLs added)
+    is ``multipart_uploads``."""
+
     statusCode: int = 200
     checkpoint: CheckpointView
-    s3PresignUrl: list[MultipartUpload] = Field(default_factory=list)
+    s3PresignUrl: dict[str, list[str]] = Field(
+        default_factory=dict, examples=[{"v1-5-pruned-emaonly.safetensors": ["https://..."]}]
+    )
+    multipart_uploads: list[MultipartUpload] = Field(default_factory=list)
 
 
 class UpdateCheckpointResponse(ApiModel):
@@ -248,12 +256,14 @@ class CreateDatasetRequest(ApiModel):
 
 
 class CreateDatasetResponse(ApiModel):
-    """``s3PresignUrl``: one ``{filename: presigned PUT URL}`` object per content item,
-    keyed by the ``filename`` the client sent."""
+    """``s3PresignUrl``: ``{filename: presigned PUT URL}``, keyed by the ``filename`` the client sent.
+
+    The seed's example shows a list of one-key objects; the WebUI extension reads
+    ``s3PresignUrl.items()``, so one object it is."""
 
     statusCode: int = 200
     datasetName: str = Field(examples=["test_dataset"])
-    s3PresignUrl: list[dict[str, str]] = Field(default_factory=list, examples=[[{"filename": "s3://S3_Location"}]])
+    s3PresignUrl: dict[str, str] = Field(default_factory=dict, examples=[{"/path/to/a/file.png": "https://..."}])
 
 
 class UpdateDatasetRequest(ApiModel):
@@ -276,6 +286,11 @@ class ListDatasetsQuery(ApiModel):
 
 
 class DatasetListItem(ApiModel):
+    """A dataset as ``GET /datasets`` lists it; its ``params`` (``description``...) are merged in, as the
+    original system did and the WebUI extension reads."""
+
+    model_config = ConfigDict(extra="allow")
+
     datasetName: str = Field(examples=["test_dataset"])
     s3: str = Field(examples=["s3://S3_Location"])
     status: DatasetStatus = Field(examples=["Enabled"])

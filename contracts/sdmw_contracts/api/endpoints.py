@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from sdmw_contracts.api.common import ApiModel, seed_time
 from sdmw_contracts.events.endpoints import EndpointDeploymentChanged
@@ -17,13 +18,19 @@ SUPPORTED_INSTANCE_TYPES: tuple[str, ...] = (
     "ml.g4dn.4xlarge",
     "ml.g4dn.8xlarge",
     "ml.g4dn.12xlarge",
+    "ml.g4dn.16xlarge",
     "ml.g5.xlarge",
     "ml.g5.2xlarge",
     "ml.g5.4xlarge",
     "ml.g5.8xlarge",
     "ml.g5.12xlarge",
+    "ml.g5.16xlarge",
+    "ml.g5.24xlarge",
+    "ml.g5.48xlarge",
 )
-MAX_INITIAL_INSTANCE_COUNT = 4
+#: A sanity bound only: the account's SageMaker quota is the real limit, and SageMaker's refusal
+#: becomes the deployment job's error. (The WebUI extension offers 1-6, as strings.)
+MAX_INITIAL_INSTANCE_COUNT = 100
 
 #: SageMaker's rule for endpoint names.
 ENDPOINT_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -47,6 +54,12 @@ class DeployEndpointRequest(ApiModel):
         if value not in SUPPORTED_INSTANCE_TYPES:
             raise ValueError(f"unsupported instance type {value!r}; supported: {', '.join(SUPPORTED_INSTANCE_TYPES)}")
         return value
+
+    @field_validator("endpoint_name", mode="before")
+    @classmethod
+    def _empty_name_is_none(cls, value: object) -> object:
+        """The WebUI extension sends "" when the user gave no name: the middleware names it then."""
+        return None if value == "" else value
 
     @field_validator("endpoint_name")
     @classmethod
@@ -87,6 +100,14 @@ class EndpointDeploymentJobView(ApiModel):
     autoscaling_enabled: bool = False
     status: str
     error: str = ""
+
+    @model_serializer(mode="wrap")
+    def _no_end_time_until_there_is_one(self, handler: Any) -> Any:
+        """``endTime`` is absent, not null, while the job runs: the WebUI extension shows "N/A" then."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("endTime") is None:
+            data.pop("endTime", None)
+        return data
 
     @classmethod
     def of(cls, job: EndpointDeploymentChanged) -> EndpointDeploymentJobView:

@@ -354,6 +354,12 @@ class ModelMergeRequest(ApiModel):
     save_as_half: bool = False
     sagemaker_endpoint_name: str | None = Field(default=None, examples=["infer-endpoint-cb821ea"])
 
+    @field_validator("tertiary_model_name", "custom_name", "sagemaker_endpoint_name", mode="before")
+    @classmethod
+    def _empty_is_unused(cls, value: Any) -> Any:
+        """The WebUI extension sends "" for a model or option it does not use."""
+        return None if value == "" else value
+
     @field_validator("sagemaker_endpoint_name")
     @classmethod
     def _endpoint_name(cls, value: str | None) -> str | None:

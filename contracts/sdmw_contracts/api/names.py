@@ -52,6 +52,25 @@ def check_resource_name(value: str) -> str:
     return value
 
 
+#: Dataset names: as resource names, and inner spaces too (the WebUI extension's users type "my cats").
+DATASET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]([A-Za-z0-9._ -]{0,126}[A-Za-z0-9._-])?$")
+
+
+def check_dataset_name(value: str) -> str:
+    """1-128 letters, digits, ``-``, ``_``, ``.`` or inner spaces; never ``.`` or anything with ``..``.
+
+    The name is a key prefix (``dataset/<name>/``) and a table key, so it cannot hold ``/`` or
+    escape its prefix; a space is harmless in both and is URL-encoded in presigned URLs.
+    """
+    if not DATASET_NAME_PATTERN.fullmatch(value):
+        raise ValueError(
+            "must be 1-128 characters, each a letter, digit, '-', '_', '.' or an inner space (not first or last)"
+        )
+    if value == "." or ".." in value:
+        raise ValueError(f"{value!r} must not be '.' or contain '..'")
+    return value
+
+
 def check_client_path(value: str) -> str:
     """A path on the client's machine: kept as sent, only emptiness and control characters are refused."""
     if not value:
@@ -89,6 +108,6 @@ def check_unique(values: Iterable[str], what: str) -> None:
 
 ObjectName = Annotated[str, AfterValidator(check_object_name)]
 ResourceName = Annotated[str, AfterValidator(check_resource_name)]
-DatasetName = ResourceName
+DatasetName = Annotated[str, AfterValidator(check_dataset_name)]
 ClientPath = Annotated[str, AfterValidator(check_client_path)]
 Base64Data = Annotated[str, AfterValidator(check_base64)]

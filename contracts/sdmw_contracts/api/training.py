@@ -28,7 +28,7 @@ from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
 from sdmw_contracts.api.assets import MultipartFiles, MultiPartsTags, MultipartUpload
 from sdmw_contracts.api.common import ApiModel
-from sdmw_contracts.api.names import ObjectName, ResourceName, check_unique
+from sdmw_contracts.api.names import DatasetName, ObjectName, ResourceName, check_unique
 
 #: A model-creation job: waiting for its files, creating, finished or failed.
 ModelJobStatus = Literal["Initialed", "Creating", "Created", "Complete", "Fail"]
@@ -196,10 +196,10 @@ class TrainParams(ApiModel):
     model_config = ConfigDict(extra="allow")
 
     training_instance_type: str | None = Field(default=None, examples=["ml.g4dn.2xlarge"])
-    dataset_names: list[ResourceName] = Field(
+    dataset_names: list[DatasetName] = Field(
         default_factory=list, max_length=8, description="Enabled datasets of instance images (and .txt captions)."
     )
-    class_dataset_names: list[ResourceName] = Field(
+    class_dataset_names: list[DatasetName] = Field(
         default_factory=list, max_length=8, description="Enabled datasets of class images for prior preservation."
     )
     output_name: ResourceName | None = Field(

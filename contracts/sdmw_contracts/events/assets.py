@@ -17,6 +17,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from sdmw_contracts.envelope import Command, EntityChanged
+from sdmw_contracts.runtime import ModelRef, plain_model_name
+
+#: A checkpoint holding this file is a diffusers folder.
+DIFFUSERS_INDEX = "model_index.json"
 
 CheckpointType = Literal["Stable-diffusion", "Lora", "embeddings", "hypernetworks", "ControlNet", "VAE"]
 CheckpointStatus = Literal["Initialed", "Active", "Disabled"]
@@ -137,6 +141,22 @@ class CheckpointChanged(EntityChanged):
     @property
     def filenames(self) -> list[str]:
         return [file.filename for file in self.files]
+
+    def model_named(self, title: str) -> ModelRef | None:
+        """This checkpoint's model called ``title``, by the one rule every service uses.
+
+        A checkpoint holding ``model_index.json`` is a diffusers folder named by its params'
+        ``new_model_name``; any other names each of its files. A1111's `` [hash]`` suffix is ignored.
+        """
+        name = plain_model_name(title)
+        if not name:
+            return None
+        if DIFFUSERS_INDEX in self.filenames and self.params.get("new_model_name") == name:
+            return ModelRef(name=name, s3_uri=self.s3_location)
+        for file in self.files:
+            if file.filename == name:
+                return ModelRef(name=name, s3_uri=file.s3_uri)
+        return None
 
 
 class DatasetItemSpec(BaseModel):

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from api_gateway.auth import ApiKeyMiddleware
 from api_gateway.dependencies import EdgeDependencies
 from api_gateway.errors import install_error_handlers
+from api_gateway.paths import CollapseSlashesMiddleware
 from api_gateway.routes import assets, endpoints, inference, training
 from api_gateway.tracing import TraceHeaderMiddleware
 
 TITLE = "Stable Diffusion train-and-deploy API"
+#: The request headers API Gateway's CORS allows by default.
+CORS_ALLOWED_HEADERS = ("Content-Type", "X-Amz-Date", "Authorization", "X-Api-Key", "X-Amz-Security-Token")
 
 
 def create_app(deps: EdgeDependencies) -> FastAPI:
@@ -31,6 +35,15 @@ def create_app(deps: EdgeDependencies) -> FastAPI:
     stage.include_router(assets.router)  # last: it holds the catch-all /{dataset_name}/data
     app.include_router(stage)
     app.add_middleware(TraceHeaderMiddleware)
-    # Added last, so it runs first: no request gets further without a valid key.
+    # No request gets further without a valid key...
     app.add_middleware(ApiKeyMiddleware, keys=deps.settings.api_keys)
+    app.add_middleware(CollapseSlashesMiddleware)
+    # ...except a CORS preflight, which browsers send without it: the CORS middleware runs first and
+    # answers preflights itself, as API Gateway's CORS did; every other answer gets its headers too.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        allow_headers=list(CORS_ALLOWED_HEADERS),
+    )
     return app

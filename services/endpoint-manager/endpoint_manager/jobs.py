@@ -56,7 +56,8 @@ def failed(job: Job, reason: str, now: datetime) -> Job:
 
 
 def deleted(job: Job, now: datetime) -> Job:
-    return _next(job, status="deleted", endpoint_status="Deleted", end_time=job.end_time or now)
+    # "deleted", not a SageMaker status: the original middleware's word, which the WebUI extension hides.
+    return _next(job, status="deleted", endpoint_status="deleted", end_time=job.end_time or now)
 
 
 def observed(job: Job, state: EndpointState | None, now: datetime) -> Job | None:

@@ -11,12 +11,9 @@ from collections.abc import Callable
 
 from sdmw_contracts.envelope import EntityChanged
 from sdmw_contracts.events import CheckpointChanged, EndpointDeploymentChanged
-from sdmw_contracts.runtime import ModelRef
+from sdmw_contracts.runtime import ModelRef, plain_model_name
 from service_kit.messages import BusEvent
 from service_kit.snapshots import SnapshotTable
-
-#: A checkpoint holding this file is a diffusers folder, named by its params' ``new_model_name``.
-DIFFUSERS_INDEX = "model_index.json"
 
 
 class UnknownModel(LookupError):
@@ -55,14 +52,12 @@ class Lookups:
                 return job.endpoint_name
         raise EndpointNotReady("no endpoint is InService")
 
-    def model(self, model_type: str, name: str) -> ModelRef:
-        """The active checkpoint file (or diffusers folder) of this type and name."""
+    def model(self, model_type: str, title: str) -> ModelRef:
+        """The active checkpoint file (or diffusers folder) of this type that ``title`` names."""
         for checkpoint in self._table.list(CheckpointChanged):
             if checkpoint.checkpoint_type != model_type or checkpoint.status != "Active":
                 continue
-            if DIFFUSERS_INDEX in checkpoint.filenames and checkpoint.params.get("new_model_name") == name:
-                return ModelRef(name=name, s3_uri=checkpoint.s3_location)
-            for file in checkpoint.files:
-                if file.filename == name:
-                    return ModelRef(name=name, s3_uri=file.s3_uri)
+            if found := checkpoint.model_named(title):
+                return found
+        name = plain_model_name(title)
         raise UnknownModel(f"unknown model {name!r} ({model_type}): no active checkpoint has that name")

@@ -96,3 +96,40 @@ def test_presigned_expiry_cannot_exceed_the_maximum(mocked_aws, expires_in):
         headers={"x-api-key": "key-one"},
     )
     assert response.status_code == 400 and "at most 120" in response.json()["error"]
+
+
+PREFLIGHT = {"Origin": "http://127.0.0.1:7860", "Access-Control-Request-Method": "POST"}
+
+
+@pytest.mark.parametrize("path", ["/prod/inference/v2", "/prod//dataset", "/prod/checkpoints", "/prod/no-such-route"])
+def test_a_cors_preflight_is_answered_without_a_key(mocked_aws, path):
+    client = edge(RecordingPublisher())
+    response = client.options(path, headers={**PREFLIGHT, "Access-Control-Request-Headers": "content-type,x-api-key"})
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert "x-api-key" in response.headers["access-control-allow-headers"].lower()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Origin": "http://127.0.0.1:7860"}, {"Access-Control-Request-Method": "POST"}],
+    ids=["bare", "origin-only", "method-only"],
+)
+def test_only_a_real_preflight_skips_the_key(mocked_aws, headers):
+    client = edge(RecordingPublisher())
+    assert client.options("/prod/checkpoints", headers=headers).status_code == 401
+    assert client.get("/prod/checkpoints", headers=headers).status_code == 401
+
+
+def test_answers_carry_cors_headers_for_browsers(mocked_aws):
+    client = edge(RecordingPublisher())
+    response = client.get("/prod/checkpoints", headers={"x-api-key": "key-one", "Origin": "http://127.0.0.1:7860"})
+    assert response.status_code == 200 and response.headers["access-control-allow-origin"] == "*"
+
+
+def test_double_slashes_in_paths_are_single_ones(mocked_aws):
+    client = edge(RecordingPublisher())
+    for path in ("/prod//datasets", "/prod//inference//list-inference-jobs", "/prod///checkpoints"):
+        response = client.get(path, headers={"x-api-key": "key-one"})
+        assert response.status_code == 200, (path, response.text)
+    assert client.get("/prod//datasets").status_code == 401

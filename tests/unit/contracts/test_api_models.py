@@ -343,10 +343,6 @@ SEED_RESPONSES: list[tuple[type[BaseModel], Any]] = [
             },
         },
     ),
-    (
-        CreateDatasetResponse,
-        {"statusCode": 200, "datasetName": "dataset_name", "s3PresignUrl": [{"filename": "s3://S3_Location"}]},
-    ),
     (UpdateDatasetResponse, {"statusCode": 200, "datasetName": "dataset_name", "status": "Enabled"}),
     (
         ListDatasetsResponse,
@@ -468,6 +464,16 @@ def test_train_job_list_has_the_seed_keys_plus_the_result() -> None:
     assert out["trainJobs"][0].keys() - seed_item.keys() == {"output_name", "checkpoint_id", "error"}
 
 
+def test_dataset_names_may_hold_inner_spaces() -> None:
+    assert CreateDatasetRequest.model_validate(_dataset(dataset_name="my cats")).dataset_name == "my cats"
+
+
+def test_dataset_answers_key_the_upload_urls_by_the_clients_file_name() -> None:
+    # The seed's example lists {"filename": "s3://..."} objects; the extension reads s3PresignUrl.items().
+    body = {"statusCode": 200, "datasetName": "cats", "s3PresignUrl": {"/home/me/cat.png": "https://put-url"}}
+    assert dumped(CreateDatasetResponse, body) == body
+
+
 def test_model_creation_answers_part_urls_at_the_top_level_too() -> None:
     body = {
         "statusCode": 200,
@@ -504,7 +510,7 @@ def test_train_settings_come_from_either_params_key_and_the_seed_key_wins() -> N
             {
                 "statusCode": 200,
                 "checkpoint": SEED_CHECKPOINT,
-                "s3PresignUrl": [{"upload_id": "id,", "bucket": "bucket name,", "key": "key,"}],
+                "multipart_uploads": [{"upload_id": "id,", "bucket": "bucket name,", "key": "key,"}],
             },
         ),
         (
@@ -525,12 +531,12 @@ def test_train_settings_come_from_either_params_key_and_the_seed_key_wins() -> N
 )
 def test_multipart_answers_have_the_seed_keys_plus_the_part_urls(model: type[BaseModel], body: Any) -> None:
     out = dumped(model, body)
-    if model is CreateModelResponse:
-        # The extension's {file name: [part URLs]} beside the seed's job.s3PresignUrl.
-        assert out.pop("s3PresignUrl") == {}
+    # The extension's {file name: [part URLs]} beside the seed's list (job.s3PresignUrl, or
+    # multipart_uploads where the extension's shape took s3PresignUrl).
+    assert out.pop("s3PresignUrl") == {}
     assert key_tree(out, frozenset(UPLOAD_ADDITIONS)) == key_tree(body)
     assert contains(out, body)
-    upload = out["s3PresignUrl"][0] if "s3PresignUrl" in out else out["job"]["s3PresignUrl"][0]
+    upload = out["multipart_uploads"][0] if "multipart_uploads" in out else out["job"]["s3PresignUrl"][0]
     assert upload.keys() >= UPLOAD_ADDITIONS
 
 
@@ -808,7 +814,9 @@ BAD_INPUTS: list[tuple[str, type[BaseModel], dict[str, Any], str]] = [
     ("dataset too long", CreateDatasetRequest, _dataset(dataset_name="a" * 129), "1-128"),
     ("dataset dot", CreateDatasetRequest, _dataset(dataset_name="."), "contain '..'"),
     ("dataset double dot", CreateDatasetRequest, _dataset(dataset_name="a..b"), "contain '..'"),
-    ("dataset space", CreateDatasetRequest, _dataset(dataset_name="a b"), "1-128"),
+    ("dataset outer space", CreateDatasetRequest, _dataset(dataset_name=" a b"), "1-128"),
+    ("dataset slash", CreateDatasetRequest, _dataset(dataset_name="my/cats"), "1-128"),
+    ("dataset dots", CreateDatasetRequest, _dataset(dataset_name="my..cats"), "'..'"),
     ("no content", CreateDatasetRequest, _dataset(content=[]), "content"),
     (
         "item traversal",

@@ -172,7 +172,7 @@ def test_delete_removes_everything_and_marks_the_job_deleted(world):
         "model-job-1",
     )
     job = last_job(publisher)
-    assert (job["status"], job["endpoint_status"]) == ("deleted", "Deleted")
+    assert (job["status"], job["endpoint_status"]) == ("deleted", "deleted")
 
 
 def test_deleting_an_unknown_job_is_retried_not_dropped(world):

@@ -134,7 +134,11 @@ def create_checkpoint(
     record_then_send(deps, [initial], command, correlation_id=checkpoint_id)
     checkpoint = await_first_owner_snapshot(deps, CheckpointChanged, checkpoint_id)
     uploads = deps.presigner.multipart_uploads(checkpoint.files, expires_s)
-    return CreateCheckpointResponse(checkpoint=_checkpoint_view(checkpoint), s3PresignUrl=uploads)
+    return CreateCheckpointResponse(
+        checkpoint=_checkpoint_view(checkpoint),
+        s3PresignUrl={upload.filename or upload.key: upload.s3_signed_urls for upload in uploads},
+        multipart_uploads=uploads,
+    )
 
 
 @router.put("/checkpoint")
@@ -175,7 +179,8 @@ def list_checkpoints(
         checkpoints=[
             CheckpointListItem(
                 id=c.id,
-                s3Location=c.s3_location,
+                # The extension joins s3Location + "/" + name.
+                s3Location=c.s3_location.rstrip("/"),
                 type=c.checkpoint_type,
                 status=c.status,
                 name=c.filenames,
@@ -203,7 +208,7 @@ def create_dataset(body: CreateDatasetRequest, deps: Edge, expires_in: ExpiresIn
     )
     dataset, items = command.initial_snapshots(deps.presigner.bucket, version=0)
     record_then_send(deps, [*items, dataset], command, correlation_id=body.dataset_name)
-    urls = [{item.original_filename: deps.presigner.put_url(item.key, expires_s)} for item in items]
+    urls = {item.original_filename: deps.presigner.put_url(item.key, expires_s) for item in items}
     return CreateDatasetResponse(datasetName=body.dataset_name, s3PresignUrl=urls)
 
 
@@ -231,11 +236,24 @@ def list_datasets(
     return ListDatasetsResponse(
         datasets=[
             DatasetListItem(
-                datasetName=d.id, s3=d.s3_location, status=d.status, timestamp=int(d.created_at.timestamp())
+                **_shown_params(d.params),
+                datasetName=d.id,
+                s3=d.s3_location,
+                status=d.status,
+                timestamp=int(d.created_at.timestamp()),
             )
             for d in found
         ]
     )
+
+
+#: Keys of a dataset listing that its params cannot replace.
+_DATASET_KEYS = frozenset(DatasetListItem.model_fields)
+
+
+def _shown_params(params: dict) -> dict:
+    """The dataset's params (``description``...) as the listing merges them in, never over its own keys."""
+    return {key: value for key, value in params.items() if key not in _DATASET_KEYS}
 
 
 def dataset_data(dataset_name: DatasetName, deps: Edge, expires_in: ExpiresIn = None) -> DatasetDataResponse:

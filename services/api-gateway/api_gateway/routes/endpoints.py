@@ -54,13 +54,13 @@ def deploy_sagemaker_endpoint(body: DeployEndpointRequest, deps: Edge) -> Endpoi
 
 @router.post("/inference/delete-sagemaker-endpoint")
 def delete_sagemaker_endpoint(body: DeleteEndpointsRequest, deps: Edge) -> list[EndpointDeploymentJobView]:
-    """Deletes each named endpoint; waits a bounded time and shows each job as it then is."""
-    jobs = []
-    for name in body.delete_endpoint_list:
-        job = deps.read_model.endpoint_job_named(name, include_failed=True)
-        if job is None:
-            raise not_found(f"no endpoint named {name}")
-        jobs.append(job)
+    """Deletes each named endpoint; waits a bounded time and shows each job as it then is.
+
+    Names that are unknown or already deleted are skipped, as the original middleware did (the
+    WebUI extension sends whatever the user ticked); the answer shows only what was deleted.
+    """
+    named = [deps.read_model.endpoint_job_named(name, include_failed=True) for name in body.delete_endpoint_list]
+    jobs = [job for job in named if job is not None]
     for job in jobs:
         send(deps, EndpointDeletionRequested(job_id=job.id, endpoint_name=job.endpoint_name), correlation_id=job.id)
     return [_view_after_deletion(deps, job) for job in jobs]

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from api_gateway.catalogue import find_model, plain_name
+from api_gateway.catalogue import find_model
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import not_found
 from api_gateway.transitions import record_then_send
@@ -38,6 +38,7 @@ from sdmw_contracts.api.inference import (
 )
 from sdmw_contracts.events import InferenceJobChanged, InferenceRequested, ModelMergeRequested
 from sdmw_contracts.events.inference import result_prefix
+from sdmw_contracts.runtime import plain_model_name
 
 router = APIRouter(tags=["inference"])
 Edge = Annotated[EdgeDependencies, Depends(edge)]
@@ -256,11 +257,17 @@ def query_inference_jobs(body: QueryInferenceJobsRequest, deps: Edge) -> list[In
         if (body.status is None or job.status == body.status)
         and (body.task_type is None or job.task_type == body.task_type)
         and (body.endpoint is None or job.endpoint_name == body.endpoint)
-        and (body.checkpoint is None or any(plain_name(body.checkpoint) in names for names in job.models.values()))
+        and (body.checkpoint is None or _uses(job, body.checkpoint))
         and (start is None or job.start_time >= start)
         and (end is None or job.start_time <= end)
     ]
     return [job_view(job) for job in matching[: body.limit]]
+
+
+def _uses(job: InferenceJobChanged, title: str) -> bool:
+    """Whether the job used the model ``title`` names (A1111's ``[hash]`` ignored on both sides)."""
+    wanted = plain_model_name(title)
+    return any(plain_model_name(name) == wanted for names in job.models.values() for name in names)
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api_gateway.catalogue import DIFFUSERS_INDEX, find_model, model_in, plain_name
+from api_gateway.catalogue import find_model
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, conflict, not_found
 from api_gateway.transitions import await_first_owner_snapshot, await_outcome, record_then_send, send
@@ -51,9 +51,9 @@ from sdmw_contracts.events import (
     TrainJobRequested,
     TrainJobUpdateRequested,
 )
-from sdmw_contracts.events.assets import FileParts
+from sdmw_contracts.events.assets import DIFFUSERS_INDEX, FileParts
 from sdmw_contracts.events.training import DataRef, input_prefix, train_prefix
-from sdmw_contracts.runtime import ModelRef
+from sdmw_contracts.runtime import ModelRef, plain_model_name
 from sdmw_contracts.training import MAX_HYPERPARAMETER_LENGTH, TrainingHyperparameters
 
 router = APIRouter(tags=["training"])
@@ -99,7 +99,7 @@ def create_model(body: CreateModelRequest, deps: Edge) -> CreateModelResponse:
 
 def _base_checkpoint(body: CreateModelRequest, deps: EdgeDependencies) -> ModelRef:
     """The Active Stable-diffusion checkpoint the model starts from, or a 400/404 naming the field."""
-    wanted = plain_name(body.params.create_model_params.ckpt_path)
+    wanted = plain_model_name(body.params.create_model_params.ckpt_path)
     if body.checkpoint_id:
         checkpoint = deps.read_model.get(CheckpointChanged, body.checkpoint_id)
         if checkpoint is None:
@@ -113,7 +113,7 @@ def _base_checkpoint(body: CreateModelRequest, deps: EdgeDependencies) -> ModelR
         if DIFFUSERS_INDEX in checkpoint.filenames:
             return ModelRef(name=checkpoint.params.get("new_model_name") or wanted, s3_uri=checkpoint.s3_location)
         cloud_path = str((body.params.model_extra or {}).get("s3_ckpt_path") or "")
-        ref = model_in(checkpoint, wanted) or model_in(checkpoint, cloud_path.rsplit("/", 1)[-1])
+        ref = checkpoint.model_named(wanted) or checkpoint.model_named(cloud_path.rsplit("/", 1)[-1])
         if ref is None and len(checkpoint.files) == 1:
             ref = ModelRef(name=checkpoint.files[0].filename, s3_uri=checkpoint.files[0].s3_uri)
         if ref is None:
