@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from endpoint_manager import SERVICE
@@ -22,6 +23,16 @@ class App:
     consumer: Consumer
 
 
+#: sd-runtime's settings that the deployment chooses; passed on to every endpoint's container when set.
+RUNTIME_SETTINGS_PASSED_ON = ("SD_RUNTIME_CAPTION_MODEL", "SD_RUNTIME_SINGLE_FILE_CONFIG", "SD_RUNTIME_PIPELINE_CACHE")
+
+
+def container_environment(config: ServiceConfig, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """What the container sees: SageMaker gives a container only its model's Environment, nothing else."""
+    passed = {name: environ[name] for name in RUNTIME_SETTINGS_PASSED_ON if environ.get(name)}
+    return {"SDMW_BUCKET": config.bucket, **passed}
+
+
 def runtime_settings(config: ServiceConfig) -> RuntimeSettings:
     return RuntimeSettings(
         image_uri=os.environ["SD_RUNTIME_IMAGE"],
@@ -30,7 +41,7 @@ def runtime_settings(config: ServiceConfig) -> RuntimeSettings:
         failure_s3_uri=f"s3://{config.bucket}/sagemaker_failure/",
         success_topic_arn=topic_arn("async-success"),
         error_topic_arn=topic_arn("async-error"),
-        container_environment={"SDMW_BUCKET": config.bucket},
+        container_environment=container_environment(config),
     )
 
 

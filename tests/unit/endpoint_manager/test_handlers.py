@@ -179,3 +179,12 @@ def test_deleting_an_unknown_job_is_retried_not_dropped(world):
     deps, endpoints, publisher, route = world
     with pytest.raises(UnknownJob):
         route.dispatch(command_event(EndpointDeletionRequested(job_id="nope", endpoint_name="x")))
+
+
+def test_the_deployments_runtime_settings_reach_every_endpoints_container():
+    from endpoint_manager.bootstrap import container_environment
+    from service_kit.config import ServiceConfig
+
+    config = ServiceConfig("endpoint-manager", event_bus="bus", bucket="b", table=None, queue_url=None)
+    environ = {"SD_RUNTIME_CAPTION_MODEL": "s3://b/blip/", "SD_RUNTIME_SINGLE_FILE_CONFIG": "", "HOME": "/root"}
+    assert container_environment(config, environ) == {"SDMW_BUCKET": "b", "SD_RUNTIME_CAPTION_MODEL": "s3://b/blip/"}
