@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
 import boto3
 import pytest
@@ -68,10 +68,16 @@ def test_checkpoint_upload_in_parts_becomes_active_and_listed(api: ApiClient, st
     started = start_checkpoint(api, "e2e-lora.safetensors", parts=3)
     checkpoint = started["checkpoint"]
     assert checkpoint["status"] == "Initialed" and checkpoint["type"] == "Lora"
+    # The WebUI extension's shape: s3PresignUrl[<file name>] is the list of part URLs...
+    assert list(started["s3PresignUrl"]) == ["e2e-lora.safetensors"]
+    part_urls = started["s3PresignUrl"]["e2e-lora.safetensors"]
+    assert len(part_urls) == 3
+    # ...and the seed's list of {upload_id, bucket, key} is multipart_uploads, with the same URLs.
     [upload] = started["multipart_uploads"]
-    assert upload["filename"] == "e2e-lora.safetensors" and len(upload["s3_signed_urls"]) == 3
+    assert upload["filename"] == "e2e-lora.safetensors" and upload["s3_signed_urls"] == part_urls
+    assert upload["upload_id"] and upload["bucket"] and upload["key"].endswith("/e2e-lora.safetensors")
 
-    tags = put_parts(upload["s3_signed_urls"], chunks, tmp_path)
+    tags = put_parts(part_urls, chunks, tmp_path)
     done = api.put(
         "/checkpoint",
         json={
@@ -86,8 +92,10 @@ def test_checkpoint_upload_in_parts_becomes_active_and_listed(api: ApiClient, st
     listed = api.get("/checkpoints", params=[("status", "Active"), ("types", "Lora"), ("types", "VAE")]).json()
     mine = [c for c in listed["checkpoints"] if c["id"] == checkpoint["id"]]
     # The extension joins s3Location + "/" + name, so the listing has no trailing "/".
-    assert mine and mine[0]["name"] == ["e2e-lora.safetensors"]
+    assert mine and mine[0]["name"] == ["e2e-lora.safetensors"] and mine[0]["type"] == "Lora"
+    assert not mine[0]["s3Location"].endswith("/")
     assert mine[0]["s3Location"] + "/" == checkpoint["s3_location"]
+    assert mine[0]["s3Location"] + "/" + mine[0]["name"][0] == f"s3://{upload['bucket']}/{upload['key']}"
     assert "e2e-lora.safetensors" in api.get("/inference/get-lora-list").json()
     assert "e2e-lora.safetensors" not in api.get("/inference/get-controlnet-model-list").json()
     stored = emulator_s3(stack).get_object(Bucket=upload["bucket"], Key=upload["key"])["Body"].read()
@@ -98,7 +106,7 @@ def test_wrong_etags_are_refused_and_leave_the_parts_for_a_retry(api: ApiClient,
     chunks = [os.urandom(5 * MB), os.urandom(1000)]
     started = start_checkpoint(api, "retry.safetensors", parts=2, checkpoint_type="embeddings")
     checkpoint_id = started["checkpoint"]["id"]
-    tags = put_parts(started["multipart_uploads"][0]["s3_signed_urls"], chunks, tmp_path)
+    tags = put_parts(started["s3PresignUrl"]["retry.safetensors"], chunks, tmp_path)
 
     for bad in ([{"ETag": '"deadbeef"', "PartNumber": 1}, tags[1]], tags[:1]):
         refused = api.put(
@@ -205,10 +213,64 @@ def test_dataset_upload_enable_and_preview(api: ApiClient):
             assert requests.get(by_name[item]["preview_url"], timeout=30).content == content
 
 
+def test_the_extensions_dataset_calls_with_a_name_holding_spaces(api: ApiClient):
+    """Rows 23-25 of the extension's table, as it sends them: its saved URL ends in "/" and it appends
+    "/dataset", so every path is /prod//dataset...; the name holds spaces; it reads the description back."""
+    url = api.base_url + "/"
+    headers = {"x-api-key": api.api_key, "Content-Type": "application/json"}
+    name = f"my cats {uuid.uuid4().hex[:6]}"
+    files = {f"/home/me/my cats/cat {i}.png": png_bytes(i) for i in range(2)}
+    created = requests.post(
+        url + "/dataset",
+        headers=headers,
+        json={
+            "dataset_name": name,
+            "content": [
+                {"filename": path, "name": path.rsplit("/", 1)[1], "type": "image", "params": {}} for path in files
+            ],
+            "params": {"description": "two cats"},
+        },
+        timeout=30,
+    )
+    assert created.status_code == 200, created.text
+    urls = created.json()["s3PresignUrl"]
+    for filename, url_for_file in urls.items():  # the client does s3PresignUrl.items()
+        assert requests.put(url_for_file, data=files[filename], timeout=30).status_code == 200
+    assert set(urls) == set(files)
+
+    enabled = requests.put(
+        url + "/dataset", headers=headers, json={"dataset_name": name, "status": "Enabled"}, timeout=30
+    )
+    assert enabled.status_code == 200 and enabled.json()["status"] == "Enabled", enabled.text
+
+    listed = requests.get(url + "datasets", headers=headers, params={"dataset_status": "Enabled"}, timeout=30)
+    [found] = [d for d in listed.json()["datasets"] if d["datasetName"] == name]
+    assert found["description"] == "two cats" and found["s3"].endswith(f"/dataset/{name}/")
+    assert isinstance(found["timestamp"], int) and found["timestamp"] > 0
+
+    data = requests.get(url + f"/dataset/{quote(name)}/data", headers=headers, timeout=30)
+    assert data.status_code == 200, data.text
+    items = data.json()["data"]
+    assert sorted(item["key"] for item in items) == [f"dataset/{name}/cat {i}.png" for i in range(2)]
+    for item in items:
+        content = files[f"/home/me/my cats/{item['key'].rsplit('/', 1)[1]}"]
+        assert requests.get(item["preview_url"], timeout=30).content == content
+
+    # The same name without the double slash (the seed's paths) finds the same dataset.
+    assert api.get(f"/{quote(name)}/data").json()["data"] == items
+    duplicate = {"dataset_name": name, "content": [{"filename": "/a.png", "name": "a.png", "type": "image"}]}
+    assert requests.post(url + "/dataset", headers=headers, json=duplicate, timeout=30).status_code == 409
+
+
 @pytest.mark.parametrize(
     "body",
     [
         {"dataset_name": "../escape", "content": [{"filename": "/a.png", "name": "a.png", "type": "image"}]},
+        {"dataset_name": "my/cats", "content": [{"filename": "/a.png", "name": "a.png", "type": "image"}]},
+        {"dataset_name": "my\\cats", "content": [{"filename": "/a.png", "name": "a.png", "type": "image"}]},
+        {"dataset_name": "my\tcats", "content": [{"filename": "/a.png", "name": "a.png", "type": "image"}]},
+        {"dataset_name": "my cats ", "content": [{"filename": "/a.png", "name": "a.png", "type": "image"}]},
+        {"dataset_name": " my cats", "content": [{"filename": "/a.png", "name": "a.png", "type": "image"}]},
         {"dataset_name": "ok", "content": [{"filename": "/a.png", "name": "../../a.png", "type": "image"}]},
         {"dataset_name": "ok", "content": [{"filename": "/a.png", "name": "/etc/passwd", "type": "image"}]},
         {

@@ -63,7 +63,7 @@ def test_deploy_with_the_old_middlewares_fields(api: ApiClient):
             "instance_type": "ml.g5.xlarge",
             "initial_instance_count": 2,
             "endpoint_name": "e2e-named-endpoint",
-            "autoscaling_enabled": True,
+            "autoscaling_enabled": "true",  # a string, as a form may send it
         },
     )
     assert deployed.status_code == 200, deployed.text
@@ -82,15 +82,22 @@ def test_deploy_with_the_old_middlewares_fields(api: ApiClient):
 
 
 def test_a_deployment_over_quota_fails_with_the_reason(api: ApiClient):
+    # Counts as the extension sends them (strings); the account's quota, not the API, is the limit.
     deployed = api.post(
         "/inference/deploy-sagemaker-endpoint",
-        json={"instance_type": "ml.g4dn.2xlarge", "initial_instance_count": 4},
+        json={"endpoint_name": "", "instance_type": "ml.g4dn.2xlarge", "initial_instance_count": "4"},
     )
+    assert deployed.status_code == 200, deployed.text
     job_id = deployed.json()["EndpointDeploymentJobId"]
     second = api.post(
         "/inference/deploy-sagemaker-endpoint",
-        json={"instance_type": "ml.g4dn.2xlarge", "initial_instance_count": LOCAL_INSTANCE_QUOTA - 3},
+        json={
+            "endpoint_name": "",
+            "instance_type": "ml.g4dn.2xlarge",
+            "initial_instance_count": str(LOCAL_INSTANCE_QUOTA - 3),
+        },
     )
+    assert second.status_code == 200, second.text
     second_id = second.json()["EndpointDeploymentJobId"]
     outcomes = {poll_until_finished(api, job_id)["status"], poll_until_finished(api, second_id)["status"]}
     assert outcomes == {"success", "failed"}
@@ -100,9 +107,15 @@ def test_a_deployment_over_quota_fails_with_the_reason(api: ApiClient):
         if api.get("/inference/get-endpoint-deployment-job", params={"jobID": i}).json()["status"] == "failed"
     )
     assert "ResourceLimitExceeded" in failed["error"], failed
+    assert failed["endTime"] and failed["EndpointDeploymentJobId"] in (job_id, second_id)
     succeeded = next(i for i in (job_id, second_id) if i != failed["EndpointDeploymentJobId"])
     name = api.get("/inference/get-endpoint-deployment-job", params={"jobID": succeeded}).json()["endpoint_name"]
-    api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [name, failed["endpoint_name"]]})
+    deleted = api.post(
+        "/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [name, failed["endpoint_name"]]}
+    )
+    assert deleted.status_code == 200
+    # Both leave the extension's list: a failed job it deletes shows endpoint_status "deleted" too.
+    assert sorted(j["endpoint_status"] for j in deleted.json()) == ["deleted", "deleted"]
 
 
 def test_an_unknown_job_is_404_and_deleting_unknown_endpoints_deletes_nothing(api: ApiClient):
@@ -126,9 +139,21 @@ def test_the_extensions_deploy_an_empty_name_a_string_count_and_no_end_time_unti
     )
     assert deployed.status_code == 200, deployed.text
     started = deployed.json()
+    job_id = started["EndpointDeploymentJobId"]
+    assert started["endpoint_name"] == f"infer-endpoint-{job_id[:7]}"
     assert re.fullmatch(r"infer-endpoint-[0-9a-f]{7}", started["endpoint_name"]) and "endTime" not in started
-    finished = poll_until_finished(api, started["EndpointDeploymentJobId"])
-    assert finished["status"] == "success" and finished["endTime"]
+    assert started["initial_instance_count"] == 1 and started["autoscaling_enabled"] is False
+    # Rows 2 and 5: while it runs, endTime is absent (the client shows "N/A"), not null.
+    listed = next(
+        j for j in api.get("/inference/list-endpoint-deployment-jobs").json() if j["EndpointDeploymentJobId"] == job_id
+    )
+    got = api.get("/inference/get-endpoint-deployment-job", params={"jobID": job_id}).json()
+    for shown in (listed, got):
+        assert {"EndpointDeploymentJobId", "endpoint_name", "endpoint_status", "status", "error"} <= set(shown)
+        assert shown["status"] != "inprogress" or "endTime" not in shown, shown
+    finished = poll_until_finished(api, job_id)
+    assert finished["status"] == "success" and finished["endTime"] and finished["endpoint_status"] == "InService"
+    assert api.get("/inference/get-endpoint-deployment-job", params={"jobID": job_id}).json()["error"] == ""
     name = finished["endpoint_name"]
     deleted = api.post(
         "/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [name, "no-such-endpoint"]}
@@ -136,5 +161,6 @@ def test_the_extensions_deploy_an_empty_name_a_string_count_and_no_end_time_unti
     assert [j["endpoint_name"] for j in deleted.json()] == [name]
     listed = api.get("/inference/list-endpoint-deployment-jobs").json()
     assert next(j for j in listed if j["endpoint_name"] == name)["endpoint_status"] == "deleted"
+    # Already deleted: skipped, still 200.
     again = api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [name]})
-    assert again.status_code == 200
+    assert again.status_code == 200 and again.json() == []

@@ -41,11 +41,14 @@ def upload_folder_checkpoint(api: ApiClient, folder: Path, name: str) -> None:
     )
     assert started.status_code == 200, started.text
     tags = {}
-    for upload in started.json()["multipart_uploads"]:
-        body = (folder / upload["filename"]).read_bytes()
-        put = requests.put(upload["s3_signed_urls"][0], data=body, timeout=120)
+    # s3PresignUrl is {file name: [part URLs]}, as the WebUI extension indexes it.
+    part_urls = started.json()["s3PresignUrl"]
+    assert set(part_urls) == set(relative)
+    for filename in relative:
+        [url] = part_urls[filename]
+        put = requests.put(url, data=(folder / filename).read_bytes(), timeout=120)
         assert put.status_code == 200, put.text
-        tags[upload["filename"]] = [{"ETag": put.headers["ETag"], "PartNumber": 1}]
+        tags[filename] = [{"ETag": put.headers["ETag"], "PartNumber": 1}]
     done = api.put(
         "/checkpoint",
         json={"checkpoint_id": started.json()["checkpoint"]["id"], "status": "Active", "multi_parts_tags": tags},

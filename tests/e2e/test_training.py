@@ -304,8 +304,8 @@ def test_a_model_from_a_broken_checkpoint_ends_fail_with_its_reason(api: ApiClie
             "filenames": [{"filename": "broken.safetensors", "parts_number": 1}],
         },
     )
-    upload = started.json()["multipart_uploads"][0]
-    put = requests.put(upload["s3_signed_urls"][0], data=b"this is not a checkpoint", timeout=30)
+    [url] = started.json()["s3PresignUrl"]["broken.safetensors"]
+    put = requests.put(url, data=b"this is not a checkpoint", timeout=30)
     tags = {"broken.safetensors": [{"ETag": put.headers["ETag"], "PartNumber": 1}]}
     activated = api.put(
         "/checkpoint",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import Field, field_validator, model_serializer, model_validator
+from pydantic import Field, field_validator, model_serializer
 
 from sdmw_contracts.api.common import ApiModel, seed_time
 from sdmw_contracts.events.endpoints import EndpointDeploymentChanged
@@ -41,11 +41,16 @@ class DeployEndpointRequest(ApiModel):
 
     The seed documents ``instance_type`` and ``initial_instance_count``; the
     deployed middleware also took ``endpoint_name`` and ``autoscaling_enabled``.
+    As the seed's sample and the WebUI extension send them: the count may be a
+    string (``"1"``..``"6"``), ``endpoint_name`` may be ``""`` (the middleware
+    then names the endpoint ``infer-endpoint-<7 hex>``), and
+    ``autoscaling_enabled`` may be a string (``"true"``, ``"False"``, ``"1"``...;
+    ``""`` or null is false).
     """
 
     instance_type: str = Field(examples=["ml.g4dn.xlarge"])
-    initial_instance_count: int = Field(ge=1, le=MAX_INITIAL_INSTANCE_COUNT, examples=[1])
-    endpoint_name: str | None = Field(default=None, examples=["infer-endpoint-cb821ea"])
+    initial_instance_count: int = Field(ge=1, le=MAX_INITIAL_INSTANCE_COUNT, examples=[1, "1"])
+    endpoint_name: str | None = Field(default=None, examples=["infer-endpoint-cb821ea", ""])
     autoscaling_enabled: bool = False
 
     @field_validator("instance_type")
@@ -54,6 +59,11 @@ class DeployEndpointRequest(ApiModel):
         if value not in SUPPORTED_INSTANCE_TYPES:
             raise ValueError(f"unsupported instance type {value!r}; supported: {', '.join(SUPPORTED_INSTANCE_TYPES)}")
         return value
+
+    @field_validator("autoscaling_enabled", mode="before")
+    @classmethod
+    def _unset_is_false(cls, value: object) -> object:
+        return False if value is None or (isinstance(value, str) and not value.strip()) else value
 
     @field_validator("endpoint_name", mode="before")
     @classmethod
@@ -70,15 +80,19 @@ class DeployEndpointRequest(ApiModel):
 
 
 class DeleteEndpointsRequest(ApiModel):
-    """POST /inference/delete-sagemaker-endpoint."""
+    """POST /inference/delete-sagemaker-endpoint.
 
-    delete_endpoint_list: list[str] = Field(min_length=1, examples=[["infer-endpoint-XXXXXX"]])
+    The WebUI extension sends whatever the user ticked: names that are unknown
+    or already deleted are skipped by the route, and a name given twice counts
+    once (its second mention would be "already deleted").
+    """
 
-    @model_validator(mode="after")
-    def _no_duplicates(self) -> DeleteEndpointsRequest:
-        if len(set(self.delete_endpoint_list)) != len(self.delete_endpoint_list):
-            raise ValueError("delete_endpoint_list has duplicate names")
-        return self
+    delete_endpoint_list: list[str] = Field(min_length=1, examples=[["infer-endpoint-XXXXXX", "infer-endpoint-YYYYYY"]])
+
+    @field_validator("delete_endpoint_list")
+    @classmethod
+    def _each_name_once(cls, names: list[str]) -> list[str]:
+        return list(dict.fromkeys(names))
 
 
 class GetEndpointDeploymentJobQuery(ApiModel):

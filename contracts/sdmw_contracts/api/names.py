@@ -59,8 +59,13 @@ DATASET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]([A-Za-z0-9._ -]{0,126}[A-Za-
 def check_dataset_name(value: str) -> str:
     """1-128 letters, digits, ``-``, ``_``, ``.`` or inner spaces; never ``.`` or anything with ``..``.
 
-    The name is a key prefix (``dataset/<name>/``) and a table key, so it cannot hold ``/`` or
-    escape its prefix; a space is harmless in both and is URL-encoded in presigned URLs.
+    The name is an S3 key prefix (``dataset/<name>/``), a table key (the dataset's id, and its
+    items' ids ``<name>/<item>``) and a path segment (``/dataset/<name>/data``), so it cannot
+    hold ``/``, a backslash or a control character, or escape its prefix. A space is harmless in
+    all three (presigned URLs and the client's path carry it as ``%20``), so the WebUI
+    extension's users can name a dataset ``my cats``. Leading and trailing spaces are refused,
+    not stripped: they are invisible in every list, would make ``"cats "`` and ``"cats"`` two
+    datasets, and stripping would store a name other than the one the client then asks for.
     """
     if not DATASET_NAME_PATTERN.fullmatch(value):
         raise ValueError(

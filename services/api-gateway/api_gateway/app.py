@@ -1,11 +1,23 @@
-"""The ASGI app: every route under the stage prefix, behind the API key check."""
+"""The ASGI app: every route under the stage prefix, behind the API key check.
+
+Middleware, outermost first:
+
+1. ``ApiGatewayCors``: answers CORS preflights itself, without a key, as API
+   Gateway's CORS did; adds ``Access-Control-Allow-Origin: *`` to every other
+   answer (a 401/403 included, so a browser can read it).
+2. ``CollapseSlashesMiddleware``: ``//`` in a path is ``/`` (the extension asks
+   for ``/prod//dataset``).
+3. ``ApiKeyMiddleware``: nothing else gets further without a valid key, an
+   ``OPTIONS`` that is not a preflight included.
+4. ``TraceHeaderMiddleware``: the request's trace header into every command.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
-from starlette.middleware.cors import CORSMiddleware
 
 from api_gateway.auth import ApiKeyMiddleware
+from api_gateway.cors import ApiGatewayCors
 from api_gateway.dependencies import EdgeDependencies
 from api_gateway.errors import install_error_handlers
 from api_gateway.paths import CollapseSlashesMiddleware
@@ -13,8 +25,6 @@ from api_gateway.routes import assets, endpoints, inference, training
 from api_gateway.tracing import TraceHeaderMiddleware
 
 TITLE = "Stable Diffusion train-and-deploy API"
-#: The request headers API Gateway's CORS allows by default.
-CORS_ALLOWED_HEADERS = ("Content-Type", "X-Amz-Date", "Authorization", "X-Api-Key", "X-Amz-Security-Token")
 
 
 def create_app(deps: EdgeDependencies) -> FastAPI:
@@ -34,16 +44,9 @@ def create_app(deps: EdgeDependencies) -> FastAPI:
     stage.include_router(training.router)
     stage.include_router(assets.router)  # last: it holds the catch-all /{dataset_name}/data
     app.include_router(stage)
+    # add_middleware puts each one outside the ones added before it: the last added runs first.
     app.add_middleware(TraceHeaderMiddleware)
-    # No request gets further without a valid key...
     app.add_middleware(ApiKeyMiddleware, keys=deps.settings.api_keys)
     app.add_middleware(CollapseSlashesMiddleware)
-    # ...except a CORS preflight, which browsers send without it: the CORS middleware runs first and
-    # answers preflights itself, as API Gateway's CORS did; every other answer gets its headers too.
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=["*"],
-        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-        allow_headers=list(CORS_ALLOWED_HEADERS),
-    )
+    app.add_middleware(ApiGatewayCors)
     return app

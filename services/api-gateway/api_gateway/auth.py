@@ -1,7 +1,11 @@
 """API keys, checked before anything else runs, for every path.
 
 An ASGI middleware (not a route dependency) so that nothing, not even body
-parsing or a 404, answers a request without a valid ``x-api-key``.
+parsing or a 404, answers a request without a valid ``x-api-key``. It lets
+nothing through, ``OPTIONS`` included: a CORS preflight is answered before it
+is reached, by :class:`api_gateway.cors.ApiGatewayCors`, which the app puts
+outside it, and only a real preflight (``Origin`` and
+``Access-Control-Request-Method``) is answered there.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """``//`` in a path is ``/``, as API Gateway treated it.
 
 The WebUI extension keeps the API URL with a trailing ``/`` and appends
-``/dataset`` to it, so it asks for ``/prod//dataset``; routing must see
-``/prod/dataset``.
+``/dataset`` to it, so it asks for ``/prod//dataset`` and
+``/prod//dataset/<name>/data``; routing must see ``/prod/dataset``. Done once,
+here, before routing and before the key check, so every route (and the check)
+sees the one normal path.
 """
 
 from __future__ import annotations
@@ -11,6 +13,11 @@ import re
 from typing import Any
 
 _REPEATED_SLASHES = re.compile(r"/{2,}")
+_REPEATED_RAW_SLASHES = re.compile(rb"/{2,}")
+
+
+def collapse_slashes(path: str) -> str:
+    return _REPEATED_SLASHES.sub("/", path)
 
 
 class CollapseSlashesMiddleware:
@@ -19,6 +26,10 @@ class CollapseSlashesMiddleware:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and "//" in scope["path"]:
-            path = _REPEATED_SLASHES.sub("/", scope["path"])
-            scope = {**scope, "path": path, "raw_path": path.encode()}
+            changed = {"path": collapse_slashes(scope["path"])}
+            raw_path = scope.get("raw_path")
+            if raw_path is not None:
+                # raw_path stays percent-encoded (``my%20cats``); only its slashes are collapsed.
+                changed["raw_path"] = _REPEATED_RAW_SLASHES.sub(b"/", raw_path)
+            scope = {**scope, **changed}
         await self._app(scope, receive, send)

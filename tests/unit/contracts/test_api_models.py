@@ -27,6 +27,7 @@ from sdmw_contracts.api.assets import (
     UpdateDatasetRequest,
     UpdateDatasetResponse,
 )
+from sdmw_contracts.api.endpoints import DeleteEndpointsRequest, DeployEndpointRequest, EndpointDeploymentJobView
 from sdmw_contracts.api.inference import (
     ControlNetUnit,
     GetInferenceJobQuery,
@@ -466,12 +467,120 @@ def test_train_job_list_has_the_seed_keys_plus_the_result() -> None:
 
 def test_dataset_names_may_hold_inner_spaces() -> None:
     assert CreateDatasetRequest.model_validate(_dataset(dataset_name="my cats")).dataset_name == "my cats"
+    assert UpdateDatasetRequest.model_validate({"dataset_name": "my  cats 2", "status": "Enabled"})
+    assert DatasetPath.model_validate({"dataset_name": "my cats"}).dataset_name == "my cats"
 
 
 def test_dataset_answers_key_the_upload_urls_by_the_clients_file_name() -> None:
     # The seed's example lists {"filename": "s3://..."} objects; the extension reads s3PresignUrl.items().
     body = {"statusCode": 200, "datasetName": "cats", "s3PresignUrl": {"/home/me/cat.png": "https://put-url"}}
     assert dumped(CreateDatasetResponse, body) == body
+
+
+#: The seed's example answers to POST /checkpoint and POST /dataset, as the document prints them.
+SEED_CREATE_CHECKPOINT_RESPONSE = {
+    "statusCode": 200,
+    "checkpoint": SEED_CHECKPOINT,
+    "s3PresignUrl": [{"upload_id": "id,", "bucket": "bucket name,", "key": "key,"}],
+}
+SEED_CREATE_DATASET_RESPONSE = {
+    "statusCode": 200,
+    "datasetName": "dataset_name",
+    "s3PresignUrl": [{"filename": "s3://S3_Location"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("model", "seed_body"),
+    [
+        (CreateCheckpointResponse, SEED_CREATE_CHECKPOINT_RESPONSE),
+        (CreateDatasetResponse, SEED_CREATE_DATASET_RESPONSE),
+    ],
+)
+def test_deliberate_deviation_upload_answers_take_the_extensions_shape_not_the_seeds_list(
+    model: type[BaseModel], seed_body: dict[str, Any]
+) -> None:
+    # Deliberate deviation (DESIGN.md, "Clients and compatibility"): the seed's examples list
+    # s3PresignUrl entries with no URL a client could upload to; the WebUI extension indexes
+    # s3PresignUrl[<file name>] (checkpoints: a list of part URLs; datasets: one URL), which is what
+    # works. Where they conflict the extension's shape wins, so the seed's list is not this model.
+    with pytest.raises(ValidationError, match="s3PresignUrl"):
+        model.model_validate(seed_body)
+
+
+def test_the_seeds_checkpoint_upload_list_is_kept_under_multipart_uploads() -> None:
+    # ...and for checkpoints both are served: the seed's {upload_id, bucket, key} list moves, with
+    # the part URLs added, to multipart_uploads; s3PresignUrl is the extension's dict.
+    upload = {
+        "upload_id": "id,",
+        "bucket": "bucket name,",
+        "key": "key,",
+        "filename": "v1-5.safetensors",
+        "s3_signed_urls": ["https://part-1", "https://part-2"],
+    }
+    body = {
+        "statusCode": 200,
+        "checkpoint": SEED_CHECKPOINT,
+        "s3PresignUrl": {"v1-5.safetensors": ["https://part-1", "https://part-2"]},
+        "multipart_uploads": [upload],
+    }
+    out = dumped(CreateCheckpointResponse, body)
+    assert out == body
+    seed_entry = SEED_CREATE_CHECKPOINT_RESPONSE["s3PresignUrl"][0]
+    assert contains(out["multipart_uploads"][0], seed_entry)
+    assert out["s3PresignUrl"][upload["filename"]] == upload["s3_signed_urls"]
+
+
+# ---------------------------------------------------------------- endpoints (routes 7-10)
+
+SEED_ENDPOINT_JOB = {
+    "EndpointDeploymentJobId": "cb821ea9-e9d1-4bae-98f8-c20ecadf11e0",
+    "startTime": "2023-07-04 08:00:47.736033",
+    "endTime": "2023-07-04 08:12:55.148070",
+    "endpoint_name": "infer-endpoint-cb821ea",
+    "endpoint_status": "InService",
+    "status": "success",
+}
+
+
+@pytest.mark.parametrize("count", ["1", "2", "3", "4", 1, 4])
+def test_the_seeds_deploy_sample_parses_with_the_count_as_a_string_or_a_number(count: Any) -> None:
+    request = DeployEndpointRequest.model_validate(
+        {"instance_type": "ml.g4dn.2xlarge", "initial_instance_count": count}
+    )
+    assert request.initial_instance_count == int(count)
+    assert (request.endpoint_name, request.autoscaling_enabled) == (None, False)
+
+
+def test_the_extensions_deploy_body_parses() -> None:
+    body = {
+        "endpoint_name": "",
+        "instance_type": "ml.g5.2xlarge",
+        "initial_instance_count": "6",
+        "autoscaling_enabled": "True",
+    }
+    request = DeployEndpointRequest.model_validate(body)
+    assert (request.endpoint_name, request.instance_type) == (None, "ml.g5.2xlarge")
+    assert (request.initial_instance_count, request.autoscaling_enabled) == (6, True)
+
+
+def test_the_seeds_delete_sample_parses_and_a_repeated_name_counts_once() -> None:
+    seed = {"delete_endpoint_list": ["infer-endpoint-XXXXXX", "infer-endpoint-YYYYYY"]}
+    assert dumped(DeleteEndpointsRequest, seed) == seed
+    repeated = {"delete_endpoint_list": ["b", "a", "b"]}
+    assert DeleteEndpointsRequest.model_validate(repeated).delete_endpoint_list == ["b", "a"]
+
+
+def test_an_endpoint_job_shows_the_seeds_keys_and_end_time_only_once_there_is_one() -> None:
+    view = EndpointDeploymentJobView.model_validate(
+        {**SEED_ENDPOINT_JOB, "instance_type": "ml.g4dn.xlarge", "initial_instance_count": 1}
+    )
+    shown = view.model_dump(mode="json")
+    assert contains(shown, SEED_ENDPOINT_JOB)
+    running = view.model_copy(update={"endTime": None}).model_dump(mode="json")
+    # The extension shows "N/A" when the key is absent; null would show "None".
+    assert "endTime" not in running and running["startTime"] == SEED_ENDPOINT_JOB["startTime"]
+    assert "endTime" not in json.loads(view.model_copy(update={"endTime": None}).model_dump_json())
 
 
 def test_model_creation_answers_part_urls_at_the_top_level_too() -> None:
@@ -632,6 +741,7 @@ MODEL = {
     "params": {"create_model_params": {"new_model_name": "m1", "ckpt_path": "v1-5-pruned-emaonly.safetensors"}},
 }
 TRAIN = {"train_type": "dreambooth", "model_id": "36c9d05e"}
+DEPLOY = {"instance_type": "ml.g4dn.xlarge", "initial_instance_count": "1"}
 CN = "alwayson_scripts"
 
 
@@ -815,6 +925,10 @@ BAD_INPUTS: list[tuple[str, type[BaseModel], dict[str, Any], str]] = [
     ("dataset dot", CreateDatasetRequest, _dataset(dataset_name="."), "contain '..'"),
     ("dataset double dot", CreateDatasetRequest, _dataset(dataset_name="a..b"), "contain '..'"),
     ("dataset outer space", CreateDatasetRequest, _dataset(dataset_name=" a b"), "1-128"),
+    ("dataset trailing space", CreateDatasetRequest, _dataset(dataset_name="a b "), "1-128"),
+    ("dataset backslash", CreateDatasetRequest, _dataset(dataset_name="a\\b"), "1-128"),
+    ("dataset control character", CreateDatasetRequest, _dataset(dataset_name="a\tb"), "1-128"),
+    ("dataset path space", DatasetPath, {"dataset_name": " cats"}, "dataset_name"),
     ("dataset slash", CreateDatasetRequest, _dataset(dataset_name="my/cats"), "1-128"),
     ("dataset dots", CreateDatasetRequest, _dataset(dataset_name="my..cats"), "'..'"),
     ("no content", CreateDatasetRequest, _dataset(content=[]), "content"),
@@ -891,6 +1005,14 @@ BAD_INPUTS: list[tuple[str, type[BaseModel], dict[str, Any], str]] = [
     ),
     ("model without params", CreateModelRequest, {"model_type": "Stable-diffusion", "name": "m1"}, "params"),
     ("model type", CreateModelRequest, {**MODEL, "model_type": "Lora"}, "model_type"),
+    # endpoints
+    ("deploy instance type", DeployEndpointRequest, {**DEPLOY, "instance_type": "ml.t2.medium"}, "unsupported"),
+    ("deploy no count", DeployEndpointRequest, {"instance_type": "ml.g4dn.xlarge"}, "initial_instance_count"),
+    ("deploy zero count", DeployEndpointRequest, {**DEPLOY, "initial_instance_count": "0"}, "greater than"),
+    ("deploy count word", DeployEndpointRequest, {**DEPLOY, "initial_instance_count": "two"}, "integer"),
+    ("deploy bad name", DeployEndpointRequest, {**DEPLOY, "endpoint_name": "a_b"}, "letters, digits or hyphens"),
+    ("deploy autoscaling", DeployEndpointRequest, {**DEPLOY, "autoscaling_enabled": "maybe"}, "boolean"),
+    ("delete nothing", DeleteEndpointsRequest, {"delete_endpoint_list": []}, "delete_endpoint_list"),
 ]
 
 
@@ -910,6 +1032,7 @@ def test_the_bodies_the_bad_inputs_start_from_are_valid() -> None:
     ModelMergeRequest.model_validate(MERGE)
     CreateModelRequest.model_validate(MODEL)
     CreateTrainJobRequest.model_validate(TRAIN)
+    DeployEndpointRequest.model_validate(DEPLOY)
     InferenceRequest.model_validate(minimal_inference(**{CN: _cn(guidance_start=0.2, guidance_end=0.8)}))
 
 

@@ -175,6 +175,30 @@ def test_delete_removes_everything_and_marks_the_job_deleted(world):
     assert (job["status"], job["endpoint_status"]) == ("deleted", "deleted")
 
 
+def test_deleting_a_failed_deployment_cleans_up_and_shows_it_deleted(world):
+    # The WebUI extension hides only jobs whose endpoint_status is "deleted", so a failed job it
+    # deletes must end there too.
+    deps, endpoints, publisher, route = world
+    endpoints.refuse_with = "account quota for ml.g4dn.xlarge exceeded"
+    route.dispatch(command_event(DEPLOY))
+    failed = last_job(publisher)
+    route.dispatch(command_event(EndpointDeletionRequested(job_id="job-1", endpoint_name="infer-endpoint-job1")))
+    job = last_job(publisher)
+    assert (job["status"], job["endpoint_status"], job["error"]) == ("deleted", "deleted", failed["error"])
+    assert job["end_time"] == failed["end_time"]  # it ended when it failed
+
+
+def test_a_redelivered_deletion_deletes_nothing_more_but_publishes_again(world):
+    deps, endpoints, publisher, route = world
+    route.dispatch(command_event(DEPLOY))
+    deletion = command_event(EndpointDeletionRequested(job_id="job-1", endpoint_name="infer-endpoint-job1"))
+    route.dispatch(deletion)
+    route.dispatch(deletion)
+    assert len(endpoints.deleted) == 1
+    first, second = publisher.of_type("EndpointDeploymentChanged")[-2:]
+    assert first["data"] == second["data"] and second["data"]["endpoint_status"] == "deleted"
+
+
 def test_deleting_an_unknown_job_is_retried_not_dropped(world):
     deps, endpoints, publisher, route = world
     with pytest.raises(UnknownJob):
