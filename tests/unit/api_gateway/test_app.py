@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import boto3
 import pytest
 from fastapi.testclient import TestClient
 
-from api_gateway.app import create_app
 from api_gateway.auth import key_is_valid
-from api_gateway.claims import ClaimCheck
-from api_gateway.commands import CommandSender
-from api_gateway.dependencies import EdgeDependencies
-from api_gateway.presign import Presigner
-from api_gateway.read_model import ReadModel
-from api_gateway.settings import EdgeSettings
 from service_kit.events import PublishError, RecordingPublisher
-from service_kit.snapshots import SnapshotTable
-from tests.conftest import create_service_table
+from tests.unit.api_gateway.conftest import in_process_edge
 
 DEPLOY = {"instance_type": "ml.g4dn.xlarge", "initial_instance_count": 1}
 
@@ -29,24 +20,7 @@ class RefusingPublisher:
 
 
 def edge(publisher) -> TestClient:
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket="edge-bucket")
-    settings = EdgeSettings(
-        stage="prod",
-        api_keys=("key-one", "key-two"),
-        transition_wait_s=0.5,
-        presign_expiry_s=60,
-        presign_max_expiry_s=120,
-        upload_key_prefixes=("config/",),
-    )
-    deps = EdgeDependencies(
-        settings=settings,
-        read_model=ReadModel(SnapshotTable(create_service_table("edge"), boto3.resource("dynamodb"))),
-        commands=CommandSender(publisher),
-        presigner=Presigner("edge-bucket", 60, 120, s3),
-        claims=ClaimCheck("edge-bucket", s3),
-    )
-    return TestClient(create_app(deps))
+    return in_process_edge(publisher, keys=("key-one", "key-two"), transition_wait_s=0.5).client
 
 
 def test_every_configured_key_works_and_others_do_not():

@@ -15,19 +15,12 @@ import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, unquote, urlparse
 
-import boto3
 import pytest
 from fastapi.testclient import TestClient
 
-from api_gateway.app import create_app
-from api_gateway.claims import ClaimCheck
-from api_gateway.commands import CommandSender
 from api_gateway.cors import ALLOWED_HEADERS
-from api_gateway.dependencies import EdgeDependencies
 from api_gateway.paths import CollapseSlashesMiddleware
-from api_gateway.presign import Presigner
 from api_gateway.read_model import ReadModel
-from api_gateway.settings import EdgeSettings
 from sdmw_contracts.api.endpoints import SUPPORTED_INSTANCE_TYPES
 from sdmw_contracts.events import (
     CheckpointChanged,
@@ -36,10 +29,9 @@ from sdmw_contracts.events import (
     EndpointDeploymentChanged,
 )
 from service_kit.events import RecordingPublisher
-from service_kit.snapshots import SnapshotTable
-from tests.conftest import create_service_table
+from tests.unit.api_gateway.conftest import EDGE_BUCKET, in_process_edge
 
-BUCKET = "edge-bucket"
+BUCKET = EDGE_BUCKET
 KEY = {"x-api-key": "key", "Content-Type": "application/json"}
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 ORIGIN = "http://127.0.0.1:7860"
@@ -77,28 +69,10 @@ class OwnersStandIn(RecordingPublisher):
 
 @pytest.fixture
 def edge(mocked_aws):
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=BUCKET)
-    settings = EdgeSettings(
-        stage="prod",
-        api_keys=("key",),
-        transition_wait_s=0.5,
-        presign_expiry_s=60,
-        presign_max_expiry_s=120,
-        upload_key_prefixes=("config/",),
-    )
-    read_model = ReadModel(SnapshotTable(create_service_table("edge"), boto3.resource("dynamodb")))
     owners = OwnersStandIn()
-    owners.read_model = read_model
-    deps = EdgeDependencies(
-        settings=settings,
-        read_model=read_model,
-        commands=CommandSender(owners),
-        presigner=Presigner(BUCKET, 60, 120, s3),
-        claims=ClaimCheck(BUCKET, s3),
-        clock=lambda: NOW,
-    )
-    return TestClient(create_app(deps)), read_model, owners
+    made = in_process_edge(owners, transition_wait_s=0.5, clock=lambda: NOW)
+    owners.read_model = made.read_model
+    return made.client, made.read_model, owners
 
 
 # ---------------------------------------------------------------- CORS and paths

@@ -8,24 +8,14 @@ import io
 import json
 from datetime import UTC, datetime
 
-import boto3
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
-from api_gateway.app import create_app
-from api_gateway.claims import ClaimCheck
-from api_gateway.commands import CommandSender
-from api_gateway.dependencies import EdgeDependencies
-from api_gateway.presign import Presigner
-from api_gateway.read_model import ReadModel
-from api_gateway.settings import EdgeSettings
 from sdmw_contracts.events import EndpointDeploymentChanged, InferenceJobChanged
 from service_kit.events import RecordingPublisher
-from service_kit.snapshots import SnapshotTable
-from tests.conftest import create_service_table
+from tests.unit.api_gateway.conftest import EDGE_BUCKET, in_process_edge
 
-BUCKET = "edge-bucket"
+BUCKET = EDGE_BUCKET
 KEY = {"x-api-key": "key"}
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 ENDPOINT = "infer-endpoint-abc1234"
@@ -40,28 +30,10 @@ def png_b64(fmt: str = "PNG") -> str:
 
 @pytest.fixture
 def edge(mocked_aws):
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=BUCKET)
-    settings = EdgeSettings(
-        stage="prod",
-        api_keys=("key",),
-        transition_wait_s=0.2,
-        presign_expiry_s=60,
-        presign_max_expiry_s=120,
-        upload_key_prefixes=("config/",),
-    )
-    read_model = ReadModel(SnapshotTable(create_service_table("edge"), boto3.resource("dynamodb")))
     publisher = RecordingPublisher()
-    deps = EdgeDependencies(
-        settings=settings,
-        read_model=read_model,
-        commands=CommandSender(publisher),
-        presigner=Presigner(BUCKET, 60, 120, s3),
-        claims=ClaimCheck(BUCKET, s3),
-        clock=lambda: NOW,
-    )
-    read_model.apply(endpoint("InService"))
-    return TestClient(create_app(deps)), read_model, publisher, s3
+    made = in_process_edge(publisher, clock=lambda: NOW)
+    made.read_model.apply(endpoint("InService"))
+    return made.client, made.read_model, publisher, made.s3
 
 
 def endpoint(status: str, name: str = ENDPOINT) -> EndpointDeploymentChanged:
