@@ -58,6 +58,12 @@ class CheckpointFile(BaseModel):
     upload_id: str | None = Field(default=None, description="The open multipart upload; None once completed.")
     size: int | None = Field(default=None, description="Bytes, once the upload is complete and verified.")
 
+    @classmethod
+    def under(cls, bucket: str, prefix: str, filename: str, parts_number: int = 1, **state: object) -> CheckpointFile:
+        """The file ``filename`` under ``prefix`` in ``bucket``: its key and URI follow from them."""
+        key = prefix + filename
+        return cls(filename=filename, key=key, s3_uri=f"s3://{bucket}/{key}", parts_number=parts_number, **state)
+
 
 class FileParts(BaseModel):
     filename: str
@@ -88,12 +94,8 @@ class CheckpointCreationRequested(Command):
             status="Initialed",
             s3_location=f"s3://{bucket}/{prefix}",
             files=[
-                CheckpointFile(
-                    filename=f.filename,
-                    key=prefix + f.filename,
-                    s3_uri=f"s3://{bucket}/{prefix}{f.filename}",
-                    parts_number=f.parts_number,
-                    upload_id=(upload_ids or {}).get(f.filename),
+                CheckpointFile.under(
+                    bucket, prefix, f.filename, f.parts_number, upload_id=(upload_ids or {}).get(f.filename)
                 )
                 for f in self.files
             ],

@@ -84,12 +84,8 @@ class ModelCreationRequested(Command):
         prefix = model_prefix(self.model_id)
         uploads = input_prefix(prefix)
         files = [
-            CheckpointFile(
-                filename=f.filename,
-                key=uploads + f.filename,
-                s3_uri=f"s3://{bucket}/{uploads}{f.filename}",
-                parts_number=f.parts_number,
-                upload_id=(upload_ids or {}).get(f.filename),
+            CheckpointFile.under(
+                bucket, uploads, f.filename, f.parts_number, upload_id=(upload_ids or {}).get(f.filename)
             )
             for f in self.files
         ]

@@ -70,12 +70,7 @@ def registered(command: CheckpointRegistrationRequested, sizes: dict[str, int], 
         checkpoint_type=command.checkpoint_type,
         status="Active",
         s3_location=f"s3://{bucket}/{prefix}",
-        files=[
-            CheckpointFile(
-                filename=name, key=prefix + name, s3_uri=f"s3://{bucket}/{prefix}{name}", parts_number=1, size=size
-            )
-            for name, size in sorted(sizes.items())
-        ],
+        files=[CheckpointFile.under(bucket, prefix, name, size=size) for name, size in sorted(sizes.items())],
         params=command.params,
         created_at=command.requested_at,
     )
