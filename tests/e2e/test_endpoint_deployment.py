@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -23,6 +25,22 @@ def poll_until_finished(api: ApiClient, job_id: str, timeout_s: float = 90) -> d
             return job
         time.sleep(0.5)
     raise AssertionError(f"job {job_id} still inprogress after {timeout_s}s")
+
+
+@contextmanager
+def in_service_endpoint(api: ApiClient, name: str) -> Iterator[str]:
+    """A one-instance endpoint called ``name``, in service for the ``with`` block, deleted after it."""
+    deployed = api.post(
+        "/inference/deploy-sagemaker-endpoint",
+        json={"instance_type": "ml.g5.xlarge", "initial_instance_count": 1, "endpoint_name": name},
+    )
+    assert deployed.status_code == 200, deployed.text
+    job = poll_until_finished(api, deployed.json()["EndpointDeploymentJobId"])
+    assert job["status"] == "success", job
+    try:
+        yield name
+    finally:
+        api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [name]})
 
 
 def test_deploy_list_get_and_delete_an_endpoint(api: ApiClient):

@@ -20,7 +20,7 @@ from PIL import Image
 from sd_runtime import testing
 from tests.e2e.conftest import ApiClient
 from tests.e2e.test_assets import emulator_s3
-from tests.e2e.test_endpoint_deployment import poll_until_finished
+from tests.e2e.test_endpoint_deployment import in_service_endpoint
 
 pytestmark = pytest.mark.e2e
 
@@ -60,15 +60,8 @@ def upload_folder_checkpoint(api: ApiClient, folder: Path, name: str) -> None:
 def endpoint(api: ApiClient, tmp_path_factory) -> str:
     folder = testing.build_tiny_pipeline_dir(tmp_path_factory.mktemp("tiny-sd") / "pipeline")
     upload_folder_checkpoint(api, folder, MODEL_NAME)
-    deployed = api.post(
-        "/inference/deploy-sagemaker-endpoint",
-        json={"instance_type": "ml.g5.xlarge", "initial_instance_count": 1, "endpoint_name": "e2e-inference"},
-    )
-    assert deployed.status_code == 200, deployed.text
-    job = poll_until_finished(api, deployed.json()["EndpointDeploymentJobId"])
-    assert job["status"] == "success", job
-    yield "e2e-inference"
-    api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": ["e2e-inference"]})
+    with in_service_endpoint(api, "e2e-inference") as name:
+        yield name
 
 
 def infer(api: ApiClient, endpoint: str, **overrides) -> dict:

@@ -22,7 +22,7 @@ from sd_runtime import testing
 from service_kit.resources import physical_name
 from tests.e2e.conftest import ApiClient
 from tests.e2e.test_assets import emulator_s3
-from tests.e2e.test_endpoint_deployment import poll_until_finished
+from tests.e2e.test_endpoint_deployment import in_service_endpoint
 from tests.e2e.test_inference import wait_for_job
 
 pytestmark = pytest.mark.e2e
@@ -42,15 +42,8 @@ def endpoint(api: ApiClient, stack, tmp_path_factory) -> str:
     assert stack.settings.extra_env["SD_RUNTIME_CAPTION_MODEL"] == f"s3://{bucket}/{CAPTION_PREFIX}"
     blip = testing.build_tiny_blip(tmp_path_factory.mktemp("tiny-blip") / "blip")
     upload_folder(emulator_s3(stack), blip, bucket, CAPTION_PREFIX)
-    deployed = api.post(
-        "/inference/deploy-sagemaker-endpoint",
-        json={"instance_type": "ml.g5.xlarge", "initial_instance_count": 1, "endpoint_name": ENDPOINT},
-    )
-    assert deployed.status_code == 200, deployed.text
-    job = poll_until_finished(api, deployed.json()["EndpointDeploymentJobId"])
-    assert job["status"] == "success", job
-    yield ENDPOINT
-    api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [ENDPOINT]})
+    with in_service_endpoint(api, ENDPOINT) as name:
+        yield name
 
 
 def upload_aigc_json(api: ApiClient, params: dict) -> None:

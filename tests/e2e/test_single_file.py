@@ -12,7 +12,7 @@ import requests
 
 from sd_runtime import testing
 from tests.e2e.conftest import ApiClient
-from tests.e2e.test_endpoint_deployment import poll_until_finished
+from tests.e2e.test_endpoint_deployment import in_service_endpoint
 from tests.e2e.test_inference import images_of, upload_folder_checkpoint, wait_for_job
 
 pytestmark = pytest.mark.e2e
@@ -56,15 +56,8 @@ def endpoint(api: ApiClient, tmp_path_factory) -> str:
     folder = testing.build_tiny_pipeline_dir(root / "pipeline", seed=5)
     upload_folder_checkpoint(api, folder, FOLDER_NAME)
     upload_single_file(api, testing.write_tiny_single_file(folder, root / FILE_NAME), FILE_NAME)
-    name = "e2e-single-file"
-    deployed = api.post(
-        "/inference/deploy-sagemaker-endpoint",
-        json={"instance_type": "ml.g5.xlarge", "initial_instance_count": 1, "endpoint_name": name},
-    )
-    assert deployed.status_code == 200, deployed.text
-    assert poll_until_finished(api, deployed.json()["EndpointDeploymentJobId"])["status"] == "success"
-    yield name
-    api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [name]})
+    with in_service_endpoint(api, "e2e-single-file") as name:
+        yield name
 
 
 def test_the_single_file_draws_the_same_image_as_its_folder(api: ApiClient, endpoint: str):

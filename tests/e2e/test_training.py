@@ -23,7 +23,7 @@ from PIL import Image
 
 from sd_runtime import testing
 from tests.e2e.conftest import ApiClient
-from tests.e2e.test_endpoint_deployment import poll_until_finished
+from tests.e2e.test_endpoint_deployment import in_service_endpoint
 from tests.e2e.test_inference import images_of, upload_folder_checkpoint, wait_for_job
 
 pytestmark = pytest.mark.e2e
@@ -158,15 +158,8 @@ def model(api: ApiClient, base) -> dict:
 
 @pytest.fixture(scope="module")
 def endpoint(api: ApiClient, base) -> str:
-    name = "e2e-training"
-    deployed = api.post(
-        "/inference/deploy-sagemaker-endpoint",
-        json={"instance_type": "ml.g5.xlarge", "initial_instance_count": 1, "endpoint_name": name},
-    )
-    assert deployed.status_code == 200, deployed.text
-    assert poll_until_finished(api, deployed.json()["EndpointDeploymentJobId"])["status"] == "success"
-    yield name
-    api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [name]})
+    with in_service_endpoint(api, "e2e-training") as name:
+        yield name
 
 
 def generate(api: ApiClient, endpoint: str, models: dict, prompt: str = "a photo of sks square") -> dict:
