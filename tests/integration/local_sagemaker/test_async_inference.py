@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,15 +20,14 @@ from typing import Any
 import boto3
 import botocore.session
 import pytest
-import uvicorn
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from infra.local.sagemaker.async_inference import AsyncInference, AsyncRequest
 from infra.local.sagemaker.common import Settings
 from infra.local.sagemaker.runtime_plane import INTEGER_MEMBERS, STRING_MEMBERS
 from infra.local.sagemaker.server import create_app
 from infra.local.sagemaker.state import LocalSageMaker
+from tests.integration.local_sagemaker.servers import ThreadedServer, emulated_aws
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -100,12 +97,6 @@ ThreadingHTTPServer(("127.0.0.1", port), EchoRuntime).serve_forever()
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Notifications:
     """What SageMaker published to one topic, read from the queue subscribed to it."""
 
@@ -156,20 +147,10 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    port = _free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
     workdir = tmp_path_factory.mktemp("async-inference")
     fake_runtime = workdir / "fake_runtime.py"
     fake_runtime.write_text(FAKE_RUNTIME)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", REGION)
-        patch.setenv("AWS_REGION", REGION)
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
-            patch.delenv(name, raising=False)
+    with emulated_aws(REGION):
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         sqs, sns = boto3.client("sqs"), boto3.client("sns")
@@ -180,7 +161,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             fake_runtime=fake_runtime,
             workdir=workdir,
         )
-    moto.stop()
 
 
 class LocalSageMakerServer:
@@ -197,23 +177,13 @@ class LocalSageMakerServer:
         app = create_app(settings)
         self.state: LocalSageMaker = app.state.sagemaker
         self.plane: AsyncInference = app.state.async_inference
-        port = _free_port()
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, "the local SageMaker did not start"
-            time.sleep(0.05)
-        patch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", f"http://127.0.0.1:{port}")
-        patch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", f"http://127.0.0.1:{port}")
+        self._server = ThreadedServer(app)
+        patch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", self._server.url)
+        patch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", self._server.url)
 
     def stop(self) -> None:
         """Stop as uvicorn does on SIGTERM: queued requests fail, every instance stops."""
-        if self._thread.is_alive():
-            self._server.should_exit = True
-            self._thread.join(timeout=60)
-            assert not self._thread.is_alive(), "the local SageMaker did not shut down"
+        self._server.stop(timeout_s=60)
 
     def all_processes_stopped(self) -> bool:
         return all(i.process.poll() is not None for e in self.state.endpoints() for i in e.instances)

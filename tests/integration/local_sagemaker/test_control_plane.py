@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import json
 import shlex
-import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-import uvicorn
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from infra.local.sagemaker.common import Settings
 from infra.local.sagemaker.server import create_app
 from infra.local.sagemaker.state import LocalSageMaker
+from tests.integration.local_sagemaker.servers import ThreadedServer, emulated_aws
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SD_RUNTIME_SRC = REPO_ROOT / "services" / "sd-runtime"
@@ -33,29 +30,9 @@ ROLE = "arn:aws:iam::123456789012:role/sagemaker"
 SERVE = f"{shlex.quote(sys.executable)} -m sd_runtime serve"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def aws_env(moto_url: str) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_ENDPOINT_URL", moto_url)
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", REGION)
-        patch.setenv("AWS_REGION", REGION)
+def aws_env() -> Iterator[None]:
+    with emulated_aws(REGION) as (_, patch):
         # Instances inherit the environment: sd_runtime importable, kept off the network.
         patch.setenv("PYTHONPATH", str(SD_RUNTIME_SRC), prepend=":")
         patch.setenv("SD_RUNTIME_HOST", "127.0.0.1")
@@ -109,8 +86,7 @@ class LocalSageMakerServer:
     def __init__(self, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         self._workdir = workdir
         self._monkeypatch = monkeypatch
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedServer | None = None
 
     def start(
         self, runtime_command: str = SERVE, max_instances: int = 8, startup_timeout_s: float = 30
@@ -123,26 +99,16 @@ class LocalSageMakerServer:
             startup_timeout_s=startup_timeout_s,
             max_instances=max_instances,
         )
-        port = _free_port()
         app = create_app(settings)
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, "the local SageMaker did not start"
-            time.sleep(0.05)
-        self._monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", f"http://127.0.0.1:{port}")
+        self._server = ThreadedServer(app)
+        self._monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", self._server.url)
         return app.state.sagemaker
 
     def stop(self) -> None:
         """Stop the server as uvicorn does on SIGTERM; its shutdown stops every instance."""
-        if self._server is None:
-            return
-        self._server.should_exit = True
-        self._thread.join(timeout=30)
-        assert not self._thread.is_alive(), "the local SageMaker did not shut down"
-        self._server = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
 
 
 @pytest.fixture

@@ -11,10 +11,8 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import socket
 import sys
 import tarfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,14 +22,13 @@ from typing import Any
 
 import boto3
 import pytest
-import uvicorn
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from infra.local.sagemaker.common import Settings
 from infra.local.sagemaker.server import create_app
 from infra.local.sagemaker.state import LocalSageMaker
 from infra.local.sagemaker.training import STATE_CHANGE_DETAIL_TYPE, TrainingJob
+from tests.integration.local_sagemaker.servers import ThreadedServer, emulated_aws
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -41,12 +38,6 @@ OUTPUT_PATH = f"s3://{BUCKET}/jobs"
 STUB_TRAINER = Path(__file__).with_name("stub_trainer.py")
 STOP_GRACE_S = 1.0
 COMPLETED_STEPS = ["Starting", "Downloading", "Training", "Uploading", "Completed"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class StateChanges:
@@ -104,21 +95,10 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    port = _free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", REGION)
-        patch.setenv("AWS_REGION", REGION)
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_S3"):
-            patch.delenv(name, raising=False)
+    with emulated_aws(REGION):
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         yield Stack(s3=s3, events=StateChanges(), workdir=tmp_path_factory.mktemp("training"))
-    moto.stop()
 
 
 class LocalSageMakerServer:
@@ -136,25 +116,15 @@ class LocalSageMakerServer:
         )
         app = create_app(settings)
         self.state: LocalSageMaker = app.state.sagemaker
-        port = _free_port()
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, "the local SageMaker did not start"
-            time.sleep(0.05)
-        patch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", f"http://127.0.0.1:{port}")
+        self._server = ThreadedServer(app)
+        patch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", self._server.url)
 
     def job(self, name: str) -> TrainingJob:
         return self.state.training.job(name)
 
     def stop(self) -> None:
         """Stop as uvicorn does on SIGTERM; its shutdown stops every running training job."""
-        if self._thread.is_alive():
-            self._server.should_exit = True
-            self._thread.join(timeout=30)
-            assert not self._thread.is_alive(), "the local SageMaker did not shut down"
+        self._server.stop()
 
 
 @pytest.fixture(scope="module")
