@@ -39,6 +39,23 @@ class ConfigurationError(RequestError):
     status = 500
 
 
+def pipeline_from_single_file(path: Path, config: Path, dtype: Any, **options: Any) -> Any:
+    """A StableDiffusionPipeline converted from one A1111 file with the configs in ``config``:
+    offline, and without a safety checker (inference and training load single files the same way)."""
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline.from_single_file(
+        str(path),
+        config=str(config),
+        local_files_only=True,
+        dtype=dtype,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+        **options,
+    )
+
+
 class LRUCache(Generic[K, V]):
     def __init__(self, size: int) -> None:
         self.size = size
@@ -133,7 +150,6 @@ class PipelineCache:
         )
 
     def _load_single_file(self, path: Path, uri: str, name: str) -> Any:
-        from diffusers import StableDiffusionPipeline
 
         if not path.name.lower().endswith(SINGLE_FILE_SUFFIXES):
             raise RequestError(
@@ -141,15 +157,7 @@ class PipelineCache:
                 f"({', '.join(SINGLE_FILE_SUFFIXES)})"
             )
         config, _ = self.single_file_config(uri, path, name)
-        return StableDiffusionPipeline.from_single_file(
-            str(path),
-            config=str(config),
-            local_files_only=True,
-            dtype=self.dtype,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
+        return pipeline_from_single_file(path, config, self.dtype)
 
     def single_file_config(self, uri: str, path: Path, name: str | None = None) -> tuple[Path, str]:
         """The diffusers folder describing single file ``path`` (configs and tokenizer, no weights), and how it

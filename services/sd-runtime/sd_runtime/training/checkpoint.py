@@ -144,10 +144,9 @@ def load_folder(folder: Path) -> Any:
 def load_single_file(path: Path, extract_ema: bool) -> Any:
     """A single-file checkpoint converted to a StableDiffusionPipeline (float32, CPU), as inference loads it."""
     import torch
-    from diffusers import StableDiffusionPipeline
 
     from sd_runtime.models import ModelStore
-    from sd_runtime.pipelines import PipelineCache
+    from sd_runtime.pipelines import PipelineCache, pipeline_from_single_file
     from sd_runtime.settings import Settings
 
     settings = Settings.from_env()
@@ -167,16 +166,7 @@ def load_single_file(path: Path, extract_ema: bool) -> Any:
     elif ema_keys and ema_keys > 100:
         log("the checkpoint also has EMA weights; they are not used (set extract_ema to take them)")
     with _loading(f"checkpoint {path.name}"):
-        return StableDiffusionPipeline.from_single_file(
-            str(path),
-            config=str(config),
-            local_files_only=True,
-            dtype=torch.float32,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-            extract_ema=extract_ema,
-        )
+        return pipeline_from_single_file(path, config, torch.float32, extract_ema=extract_ema)
 
 
 def _ema_key_count(path: Path) -> int | None:
