@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 
+from service_kit.config import core_environment
 from service_kit.resources import DEFAULT_BUS, CoreResources, Queue, Rule, ServiceResources, physical_name
 
 
@@ -24,10 +25,7 @@ class CoreNames:
     topic_arns: dict[str, str]
 
     def environment(self) -> dict[str, str]:
-        env = {"SDMW_EVENT_BUS": self.bus, "SDMW_BUCKET": self.bucket}
-        for topic, arn in self.topic_arns.items():
-            env[f"SDMW_TOPIC_{topic.upper().replace('-', '_')}_ARN"] = arn
-        return env
+        return core_environment(self.bus, self.bucket, self.topic_arns)
 
 
 class Provisioner:

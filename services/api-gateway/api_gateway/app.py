@@ -15,6 +15,7 @@ Middleware, outermost first:
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 
 from api_gateway.auth import ApiKeyMiddleware
 from api_gateway.cors import ApiGatewayCors
@@ -25,6 +26,22 @@ from api_gateway.routes import assets, endpoints, inference, training
 from api_gateway.tracing import TraceHeaderMiddleware
 
 TITLE = "Stable Diffusion train-and-deploy API"
+#: Every route's router, in the order the app tries them: assets last, it holds the catch-all /{dataset_name}/data.
+ROUTERS = (endpoints.router, inference.router, training.router, assets.router)
+#: What FastAPI itself serves under the stage: the OpenAPI document and its viewer.
+DOCUMENT_PATHS = ("/openapi.json", "/docs")
+
+
+def served_routes() -> list[tuple[str, str]]:
+    """(method, path) of every route the app answers, without the stage prefix: what the AWS API fronts."""
+    routes = [
+        (method, route.path)
+        for router in ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in sorted(route.methods)
+    ]
+    return routes + [("GET", path) for path in DOCUMENT_PATHS]
 
 
 def create_app(deps: EdgeDependencies) -> FastAPI:
@@ -32,17 +49,15 @@ def create_app(deps: EdgeDependencies) -> FastAPI:
     app = FastAPI(
         title=TITLE,
         version="2023-07-05",
-        openapi_url=f"{prefix}/openapi.json",
-        docs_url=f"{prefix}/docs",
+        openapi_url=f"{prefix}{DOCUMENT_PATHS[0]}",
+        docs_url=f"{prefix}{DOCUMENT_PATHS[1]}",
         redoc_url=None,
     )
     app.state.deps = deps
     install_error_handlers(app)
     stage = APIRouter(prefix=prefix)
-    stage.include_router(endpoints.router)
-    stage.include_router(inference.router)
-    stage.include_router(training.router)
-    stage.include_router(assets.router)  # last: it holds the catch-all /{dataset_name}/data
+    for router in ROUTERS:
+        stage.include_router(router)
     app.include_router(stage)
     # add_middleware puts each one outside the ones added before it: the last added runs first.
     app.add_middleware(TraceHeaderMiddleware)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from service_kit import aws
+
 
 @dataclass(frozen=True)
 class EdgeSettings:
@@ -19,11 +21,13 @@ class EdgeSettings:
 
     @classmethod
     def from_env(cls) -> EdgeSettings:
-        keys = [k.strip() for k in os.environ.get("API_KEYS", "").split(",") if k.strip()]
+        keys = _split(os.environ.get("API_KEYS", ""))
         if os.environ.get("API_KEY"):
             keys.append(os.environ["API_KEY"])
+        if os.environ.get("API_KEYS_SECRET_ARN"):
+            keys.extend(_keys_from_secret(os.environ["API_KEYS_SECRET_ARN"]))
         if not keys:
-            raise RuntimeError("no API key configured: set API_KEY or API_KEYS")
+            raise RuntimeError("no API key configured: set API_KEY, API_KEYS or API_KEYS_SECRET_ARN")
         return cls(
             stage=os.environ.get("API_STAGE", "prod").strip("/"),
             api_keys=tuple(keys),
@@ -39,3 +43,12 @@ class EdgeSettings:
     @property
     def prefix(self) -> str:
         return f"/{self.stage}" if self.stage else ""
+
+
+def _split(keys: str) -> list[str]:
+    return [k.strip() for k in keys.split(",") if k.strip()]
+
+
+def _keys_from_secret(secret_arn: str) -> list[str]:
+    """On AWS the keys live in Secrets Manager (comma-separated), read once when the function starts."""
+    return _split(aws.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"])

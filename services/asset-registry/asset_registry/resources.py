@@ -8,7 +8,17 @@ from sdmw_contracts.events import (
     DatasetCreationRequested,
     DatasetUpdateRequested,
 )
-from service_kit.resources import Queue, Rule, ServiceResources, Table, project_events
+from service_kit.resources import (
+    BUCKET,
+    BUCKET_OBJECTS,
+    Grant,
+    LambdaFunction,
+    Queue,
+    Rule,
+    ServiceResources,
+    Table,
+    project_events,
+)
 
 COMMANDS = (CheckpointCreationRequested, CheckpointUpdateRequested, DatasetCreationRequested, DatasetUpdateRequested)
 
@@ -30,5 +40,15 @@ RESOURCES = ServiceResources(
                 sources=("sdmw.training-manager", "sdmw.inference-dispatcher"),
             ),
         ),
+    ),
+    functions=(LambdaFunction("worker", "asset_registry.entrypoints.lambda_handler.handler", timeout_s=300),),
+    grants=(
+        # Multipart uploads: create and complete (PutObject), give up, list parts; HeadObject (GetObject).
+        Grant(
+            ("s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"),
+            BUCKET_OBJECTS,
+        ),
+        # A registered folder's files are listed to check they are all there.
+        Grant(("s3:ListBucket",), BUCKET),
     ),
 )

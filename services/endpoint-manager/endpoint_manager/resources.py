@@ -3,7 +3,20 @@
 from endpoint_manager import SERVICE
 from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentRequested
 from sdmw_contracts.events.sagemaker import SAGEMAKER_SOURCE, SageMakerEndpointStateChange
-from service_kit.resources import DEFAULT_BUS, Queue, Rule, ServiceResources, Table, project_events
+from service_kit.resources import (
+    ANY_RESOURCE,
+    DEFAULT_BUS,
+    SAGEMAKER_ROLE,
+    Grant,
+    LambdaFunction,
+    Queue,
+    Rule,
+    ServiceResources,
+    Table,
+    cloudwatch_alarms,
+    project_events,
+    sagemaker_resources,
+)
 
 RESOURCES = ServiceResources(
     service=SERVICE,
@@ -22,6 +35,52 @@ RESOURCES = ServiceResources(
             "sagemaker-endpoint-state",
             {"source": [SAGEMAKER_SOURCE], "detail-type": [SageMakerEndpointStateChange.DETAIL_TYPE]},
             bus=DEFAULT_BUS,
+        ),
+    ),
+    functions=(LambdaFunction("worker", "endpoint_manager.entrypoints.lambda_handler.handler", timeout_s=60),),
+    runs_sd_runtime=True,
+    grants=(
+        Grant(("sagemaker:CreateModel", "sagemaker:DeleteModel"), sagemaker_resources("model")),
+        Grant(
+            # Describe: Application Auto Scaling checks the caller may read what it is asked to scale.
+            ("sagemaker:CreateEndpointConfig", "sagemaker:DeleteEndpointConfig", "sagemaker:DescribeEndpointConfig"),
+            sagemaker_resources("endpoint-config"),
+        ),
+        Grant(
+            (
+                "sagemaker:CreateEndpoint",
+                "sagemaker:DeleteEndpoint",
+                "sagemaker:DescribeEndpoint",
+                # Application Auto Scaling changes the instance count with the caller's rights.
+                "sagemaker:UpdateEndpointWeightsAndCapacities",
+            ),
+            sagemaker_resources("endpoint"),
+        ),
+        Grant(
+            ("iam:PassRole",),
+            SAGEMAKER_ROLE,
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
+        Grant(
+            (
+                "application-autoscaling:RegisterScalableTarget",
+                "application-autoscaling:DeregisterScalableTarget",
+                "application-autoscaling:PutScalingPolicy",
+            ),
+            ANY_RESOURCE,
+            reason="Application Auto Scaling names a scalable target by ARN only once it exists; "
+            "the endpoints it scales are named by users at deploy time.",
+        ),
+        # The alarm that wakes an endpoint scaled to zero (named after the endpoint).
+        # Target tracking also creates and removes its own TargetTracking-* alarms with the caller's rights.
+        Grant(
+            ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms"), cloudwatch_alarms()
+        ),
+        # Registering the first SageMaker scalable target creates Application Auto Scaling's service-linked role.
+        Grant(
+            ("iam:CreateServiceLinkedRole",),
+            "iam:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/*",
+            conditions={"StringEquals": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
         ),
     ),
 )

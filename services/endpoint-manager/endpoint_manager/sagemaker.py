@@ -1,8 +1,15 @@
 """The SageMaker side of an endpoint: model, async endpoint config, endpoint, autoscaling.
 
+Autoscaling follows AWS's "Autoscale an asynchronous endpoint": a target-tracking
+policy on the backlog per instance (down to zero instances when idle), plus a
+step-scaling policy, fired by a CloudWatch alarm on HasBacklogWithoutCapacity,
+that wakes an endpoint at zero as soon as a request waits (without it, an
+endpoint at zero starts only once its backlog exceeds the tracking target).
+
 Every call here is safe to repeat: a resource that already exists (on create)
-or is already gone (on delete) is not an error, so a redelivered command picks
-up where a crashed attempt stopped.
+or is already gone (on delete) is not an error, and autoscaling's calls are all
+create-or-update under fixed names, so a redelivered command picks up where a
+crashed attempt stopped.
 """
 
 from __future__ import annotations
@@ -16,6 +23,14 @@ from service_kit import aws
 
 ALL_TRAFFIC = "AllTraffic"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+#: Target backlog per instance, and cooldowns: a GPU instance takes minutes to start, so scale out
+#: no faster than one can come up, and scale in only after a long quiet spell.
+BACKLOG_PER_INSTANCE = 3.0
+SCALE_IN_COOLDOWN_S = 600
+SCALE_OUT_COOLDOWN_S = 300
+#: While its alarm stays in ALARM the wake-up policy is invoked again; this cooldown keeps it from
+#: adding a second instance while the first one is still starting.
+WAKE_UP_COOLDOWN_S = 300
 
 
 @dataclass(frozen=True)
@@ -72,12 +87,19 @@ def _not_found(exc: ClientError) -> bool:
 
 
 class SageMakerEndpoints:
-    """The real gateway: boto3 clients for sagemaker and application-autoscaling."""
+    """The real gateway: boto3 clients for sagemaker, application-autoscaling and cloudwatch."""
 
-    def __init__(self, settings: RuntimeSettings, sagemaker: Any = None, autoscaling: Any = None) -> None:
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        sagemaker: Any = None,
+        autoscaling: Any = None,
+        cloudwatch: Any = None,
+    ) -> None:
         self._settings = settings
         self._sagemaker = sagemaker or aws.client("sagemaker")
         self._autoscaling = autoscaling or aws.client("application-autoscaling")
+        self._cloudwatch = cloudwatch or aws.client("cloudwatch")
 
     def create(self, spec: EndpointSpec) -> None:
         self._create_once(self._sagemaker.create_model, **self._model_request(spec))
@@ -87,12 +109,10 @@ class SageMakerEndpoints:
         )
 
     def delete(self, spec: EndpointSpec) -> None:
-        self._delete_once(
-            self._autoscaling.deregister_scalable_target,
-            ServiceNamespace="sagemaker",
-            ResourceId=_variant_resource_id(spec.endpoint_name),
-            ScalableDimension=SCALABLE_DIMENSION,
-        )
+        # Deregistering the target deletes its policies (and target tracking's own alarms), not the
+        # wake-up alarm this service made: delete that first, so it never fires at a policy that is gone.
+        self._delete_once(self._cloudwatch.delete_alarms, AlarmNames=[wake_up_name(spec.endpoint_name)])
+        self._delete_once(self._autoscaling.deregister_scalable_target, **_target(spec.endpoint_name))
         self._delete_once(self._sagemaker.delete_endpoint, EndpointName=spec.endpoint_name)
         self._delete_once(self._sagemaker.delete_endpoint_config, EndpointConfigName=spec.config_name)
         self._delete_once(self._sagemaker.delete_model, ModelName=spec.model_name)
@@ -107,32 +127,55 @@ class SageMakerEndpoints:
         return EndpointState(status=found["EndpointStatus"], failure_reason=found.get("FailureReason"))
 
     def enable_autoscaling(self, endpoint_name: str, max_instances: int) -> None:
-        """Scale on the async backlog per instance, down to zero when idle."""
-        resource_id = _variant_resource_id(endpoint_name)
-        self._autoscaling.register_scalable_target(
-            ServiceNamespace="sagemaker",
-            ResourceId=resource_id,
-            ScalableDimension=SCALABLE_DIMENSION,
-            MinCapacity=0,
-            MaxCapacity=max_instances,
-        )
+        """Scale on the async backlog per instance, down to zero when idle, and wake up from zero.
+
+        Register, put and put-alarm all create or update under names fixed per endpoint,
+        so a retry leaves one target, two policies and one alarm.
+        """
+        self._autoscaling.register_scalable_target(**_target(endpoint_name), MinCapacity=0, MaxCapacity=max_instances)
+        self._track_backlog(endpoint_name)
+        self._wake_up_from_zero(endpoint_name)
+
+    def _track_backlog(self, endpoint_name: str) -> None:
+        """Keep about BACKLOG_PER_INSTANCE queued requests per instance; scales in down to MinCapacity 0."""
         self._autoscaling.put_scaling_policy(
-            PolicyName=f"{endpoint_name}-backlog",
-            ServiceNamespace="sagemaker",
-            ResourceId=resource_id,
-            ScalableDimension=SCALABLE_DIMENSION,
+            PolicyName=backlog_policy_name(endpoint_name),
+            **_target(endpoint_name),
             PolicyType="TargetTrackingScaling",
             TargetTrackingScalingPolicyConfiguration={
-                "TargetValue": 3.0,
-                "CustomizedMetricSpecification": {
-                    "MetricName": "ApproximateBacklogSizePerInstance",
-                    "Namespace": "AWS/SageMaker",
-                    "Dimensions": [{"Name": "EndpointName", "Value": endpoint_name}],
-                    "Statistic": "Average",
-                },
-                "ScaleInCooldown": 600,
-                "ScaleOutCooldown": 300,
+                "TargetValue": BACKLOG_PER_INSTANCE,
+                "CustomizedMetricSpecification": _endpoint_metric("ApproximateBacklogSizePerInstance", endpoint_name),
+                "ScaleInCooldown": SCALE_IN_COOLDOWN_S,
+                "ScaleOutCooldown": SCALE_OUT_COOLDOWN_S,
             },
+        )
+
+    def _wake_up_from_zero(self, endpoint_name: str) -> None:
+        """Add one instance when requests wait and none is running (HasBacklogWithoutCapacity is 1)."""
+        name = wake_up_name(endpoint_name)
+        policy = self._autoscaling.put_scaling_policy(
+            PolicyName=name,
+            **_target(endpoint_name),
+            PolicyType="StepScaling",
+            StepScalingPolicyConfiguration={
+                "AdjustmentType": "ChangeInCapacity",
+                "MetricAggregationType": "Average",
+                "Cooldown": WAKE_UP_COOLDOWN_S,
+                "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
+            },
+        )
+        # Two one-minute averages >= 1 fire it; a gap in the metric leaves the alarm's state as it is.
+        self._cloudwatch.put_metric_alarm(
+            AlarmName=name,
+            AlarmDescription=f"Wake {endpoint_name} from zero instances when requests are waiting",
+            **_endpoint_metric("HasBacklogWithoutCapacity", endpoint_name),
+            Period=60,
+            EvaluationPeriods=2,
+            DatapointsToAlarm=2,
+            Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+            TreatMissingData="missing",
+            AlarmActions=[policy["PolicyARN"]],
         )
 
     def _model_request(self, spec: EndpointSpec) -> dict[str, Any]:
@@ -191,6 +234,34 @@ class SageMakerEndpoints:
 
 def _variant_resource_id(endpoint_name: str) -> str:
     return f"endpoint/{endpoint_name}/variant/{ALL_TRAFFIC}"
+
+
+def _target(endpoint_name: str) -> dict[str, str]:
+    """The endpoint variant's scalable target, as every application-autoscaling call names it."""
+    return {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": _variant_resource_id(endpoint_name),
+        "ScalableDimension": SCALABLE_DIMENSION,
+    }
+
+
+def _endpoint_metric(metric_name: str, endpoint_name: str) -> dict[str, Any]:
+    """One of SageMaker's per-endpoint metrics, averaged: the shape a policy's and an alarm's metric share."""
+    return {
+        "MetricName": metric_name,
+        "Namespace": "AWS/SageMaker",
+        "Dimensions": [{"Name": "EndpointName", "Value": endpoint_name}],
+        "Statistic": "Average",
+    }
+
+
+def backlog_policy_name(endpoint_name: str) -> str:
+    return f"{endpoint_name}-backlog"
+
+
+def wake_up_name(endpoint_name: str) -> str:
+    """The step policy's and its alarm's name: fixed per endpoint, so a retry overwrites, never adds."""
+    return f"{endpoint_name}-has-backlog-without-capacity"
 
 
 def describe_error(exc: ClientError) -> str:

@@ -3,6 +3,9 @@
 from inference_dispatcher import SERVICE
 from sdmw_contracts.events import CheckpointChanged, EndpointDeploymentChanged, InferenceRequested, ModelMergeRequested
 from service_kit.resources import (
+    BUCKET_OBJECTS,
+    Grant,
+    LambdaFunction,
     Queue,
     Rule,
     Schedule,
@@ -10,6 +13,7 @@ from service_kit.resources import (
     Table,
     TopicSubscription,
     project_events,
+    sagemaker_resources,
 )
 
 #: The core stack's topics SageMaker async inference notifies (infra/core.py).
@@ -35,4 +39,10 @@ RESOURCES = ServiceResources(
     ),
     topic_subscriptions=(TopicSubscription(SUCCESS_TOPIC), TopicSubscription(ERROR_TOPIC)),
     schedules=(Schedule("overdue-sweep", every_s=60),),
+    functions=(LambdaFunction("worker", "inference_dispatcher.entrypoints.lambda_handler.handler", timeout_s=60),),
+    grants=(
+        # Request bodies for the runtime in, results (images, parameters) out.
+        Grant(("s3:PutObject", "s3:GetObject"), BUCKET_OBJECTS),
+        Grant(("sagemaker:DescribeEndpoint", "sagemaker:InvokeEndpointAsync"), sagemaker_resources("endpoint")),
+    ),
 )

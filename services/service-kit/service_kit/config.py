@@ -48,6 +48,19 @@ class ServiceConfig:
         return f"sdmw.{self.service}"
 
 
+def topic_variable(topic: str) -> str:
+    return f"SDMW_TOPIC_{topic.upper().replace('-', '_')}_ARN"
+
+
 def topic_arn(topic: str) -> str:
     """ARN of a core SNS topic, from ``SDMW_TOPIC_<NAME>_ARN``."""
-    return _required(f"SDMW_TOPIC_{topic.upper().replace('-', '_')}_ARN")
+    return _required(topic_variable(topic))
+
+
+def core_environment(bus: str, bucket: str, topic_arns: dict[str, str]) -> dict[str, str]:
+    """The variables that name the core's resources, as every deployment sets them."""
+    return {
+        "SDMW_EVENT_BUS": bus,
+        "SDMW_BUCKET": bucket,
+        **{topic_variable(topic): arn for topic, arn in topic_arns.items()},
+    }

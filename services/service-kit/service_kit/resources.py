@@ -3,7 +3,8 @@
 Each service exports one ``ServiceResources`` in its ``resources.py``. The local
 bootstrap (``infra/local``) provisions them into the emulator and the AWS
 deployment renders the same objects, so there is no second hand-kept list.
-Names are logical; ``physical_name`` adds the stack prefix.
+Names are logical; ``physical_name`` adds the stack prefix, and the naming
+methods below are the one rule both renderers follow for physical names.
 """
 
 from __future__ import annotations
@@ -79,6 +80,53 @@ class Schedule:
         return f"rate({minutes} minute{'s' if minutes > 1 else ''})"
 
 
+#: Symbolic resources a ``Grant`` names; the AWS deployment turns each into ARNs.
+BUCKET = "bucket"  # the core bucket itself (ListBucket)
+BUCKET_OBJECTS = "bucket-objects"  # every object in the core bucket
+SAGEMAKER_ROLE = "sagemaker-role"  # the execution role SageMaker jobs and models run as
+ANY_RESOURCE = "*"  # only for APIs without resource-level permissions; needs a reason
+
+
+def sagemaker_resources(resource_type: str) -> str:
+    """Every SageMaker resource of one type (``endpoint``, ``training-job``, ...): their names come from users."""
+    return f"sagemaker:{resource_type}/*"
+
+
+def cloudwatch_alarms() -> str:
+    """Every CloudWatch alarm of the account (alarm names follow endpoint names, which come from users)."""
+    return "cloudwatch:alarm:*"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """AWS actions a service's functions may call, beyond their own table, queue and the project bus.
+
+    ``reason`` says why a grant cannot name its resources more narrowly; it is
+    required for ``ANY_RESOURCE`` and ends up in the deployment's nag report.
+    """
+
+    actions: tuple[str, ...]
+    resource: str
+    reason: str = ""
+    conditions: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.resource == ANY_RESOURCE and not self.reason:
+            raise ValueError(f"a grant of {self.actions} on every resource needs a reason")
+
+
+@dataclass(frozen=True)
+class LambdaFunction:
+    """One Lambda function of the service, fed by its queue or by the HTTP API."""
+
+    name: str
+    handler: str
+    trigger: str = "queue"  # "queue" or "http"
+    timeout_s: int = 30
+    memory_mb: int = 512
+    batch_size: int = 10
+
+
 @dataclass(frozen=True)
 class ServiceResources:
     service: str
@@ -88,6 +136,34 @@ class ServiceResources:
     topic_subscriptions: tuple[TopicSubscription, ...] = ()
     schedules: tuple[Schedule, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
+    functions: tuple[LambdaFunction, ...] = ()
+    grants: tuple[Grant, ...] = ()
+    #: Starts SageMaker work with the sd-runtime image (SD_RUNTIME_IMAGE, SAGEMAKER_ROLE_ARN).
+    runs_sd_runtime: bool = False
+
+    def __post_init__(self) -> None:
+        for function in self.functions:
+            if function.trigger == "queue" and self.queue is None:
+                raise ValueError(f"{self.service}: function {function.name} is fed by a queue the service lacks")
+            # Lambda's SQS event source refuses a function that may outlive the message's invisibility.
+            if function.trigger == "queue" and self.queue and function.timeout_s > self.queue.visibility_timeout_s:
+                raise ValueError(f"{self.service}: {function.name} may run longer than its queue's visibility timeout")
+
+    # The physical names of what the service owns, under a stack prefix (both renderers use these).
+    def table_name(self, prefix: str) -> str:
+        return physical_name(prefix, self.table.name) if self.table else ""
+
+    def queue_name(self, prefix: str) -> str:
+        return physical_name(prefix, self.queue.name) if self.queue else ""
+
+    def dlq_name(self, prefix: str) -> str:
+        return physical_name(prefix, f"{self.queue.name}-dlq") if self.queue else ""
+
+    def rule_name(self, prefix: str, rule: Rule | Schedule) -> str:
+        return physical_name(prefix, f"{self.service}-{rule.name}")
+
+    def function_name(self, prefix: str, function: LambdaFunction) -> str:
+        return physical_name(prefix, f"{self.service}-{function.name}")
 
 
 @dataclass(frozen=True)
@@ -99,6 +175,19 @@ class CoreResources:
     topics: tuple[str, ...] = ()
     #: Multipart uploads nobody completed or disabled are aborted after this many days.
     abort_incomplete_uploads_after_days: int = 1
+    #: The role SageMaker endpoints and training jobs run as.
+    sagemaker_role: str = "sagemaker-execution"
+    #: Where every service's alarms notify (operators subscribe to it).
+    alarm_topic: str = "alarms"
+    #: The ECR repository of the sd-runtime image.
+    runtime_repository: str = "sd-runtime"
+
+    def role_arn(self, prefix: str, account: str, partition: str = "aws") -> str:
+        return f"arn:{partition}:iam::{account}:role/{physical_name(prefix, self.sagemaker_role)}"
+
+    def parameter(self, prefix: str, name: str) -> str:
+        """The SSM parameter through which the core publishes a value whose name is not fixed (``bucket``...)."""
+        return f"/{prefix}/core/{name}"
 
 
 def project_events(*detail_types: str, sources: tuple[str, ...] = ()) -> dict[str, Any]:

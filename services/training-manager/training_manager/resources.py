@@ -7,7 +7,21 @@ from sdmw_contracts.events import (
     TrainJobUpdateRequested,
 )
 from sdmw_contracts.events.sagemaker import SAGEMAKER_SOURCE, SageMakerTrainingJobStateChange
-from service_kit.resources import DEFAULT_BUS, Queue, Rule, Schedule, ServiceResources, Table, project_events
+from service_kit.resources import (
+    BUCKET,
+    BUCKET_OBJECTS,
+    DEFAULT_BUS,
+    SAGEMAKER_ROLE,
+    Grant,
+    LambdaFunction,
+    Queue,
+    Rule,
+    Schedule,
+    ServiceResources,
+    Table,
+    project_events,
+    sagemaker_resources,
+)
 from training_manager import SERVICE
 
 COMMANDS = (ModelCreationRequested, ModelUpdateRequested, TrainJobRequested, TrainJobUpdateRequested)
@@ -30,4 +44,29 @@ RESOURCES = ServiceResources(
     ),
     # State-change events can be missed; the sweep asks SageMaker about every running job.
     schedules=(Schedule("running-jobs-sweep", every_s=60),),
+    functions=(LambdaFunction("worker", "training_manager.entrypoints.lambda_handler.handler", timeout_s=300),),
+    runs_sd_runtime=True,
+    grants=(
+        # Base checkpoints uploaded with a model request (multipart), and the jobs' inputs and outputs.
+        Grant(
+            ("s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"),
+            BUCKET_OBJECTS,
+        ),
+        Grant(("s3:ListBucket",), BUCKET),
+        # Jobs are tagged with the entity they serve, which CreateTrainingJob checks as AddTags.
+        Grant(
+            (
+                "sagemaker:CreateTrainingJob",
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:StopTrainingJob",
+                "sagemaker:AddTags",
+            ),
+            sagemaker_resources("training-job"),
+        ),
+        Grant(
+            ("iam:PassRole",),
+            SAGEMAKER_ROLE,
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
+    ),
 )

@@ -1,11 +1,9 @@
-"""AWS Lambda entrypoint of the read-model projector (SQS, partial batch failures)."""
+"""AWS Lambda entrypoint of the read-model projector (SQS, partial batch failures), with Powertools."""
 
-from typing import Any
-
+from api_gateway import SERVICE
 from api_gateway.bootstrap import projector
+from service_kit.lambda_entry import lambda_entry
 
 _config, _consumer = projector()
 
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _consumer.handle_batch(event, context)
+handler = lambda_entry(SERVICE, _consumer.handle_batch)

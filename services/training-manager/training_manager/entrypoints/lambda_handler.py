@@ -1,11 +1,7 @@
-"""AWS Lambda entrypoint (SQS event source with ReportBatchItemFailures)."""
+"""AWS Lambda entrypoint (SQS event source with ReportBatchItemFailures), with Powertools' logger and tracer."""
 
-from typing import Any
-
+from service_kit.lambda_entry import lambda_entry
+from training_manager import SERVICE
 from training_manager.bootstrap import bootstrap
 
-_app = bootstrap()
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _app.consumer.handle_batch(event, context)
+handler = lambda_entry(SERVICE, bootstrap().consumer.handle_batch)

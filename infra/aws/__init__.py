@@ -1,0 +1,1 @@
+"""The AWS deployment: a core stack and one stack per service, rendered with the CDK from the declarations."""

@@ -1,0 +1,192 @@
+"""The core stack: what every service shares, rendered from ``infra.core.CORE``.
+
+The project bus, the bucket (with its access logs), the SNS topics SageMaker's
+async inference notifies and the alarms go to, the sd-runtime image and its
+ECR repository, and the role SageMaker runs as. Service stacks find all of it
+by name or through the SSM parameters written here (see ``naming``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import (
+    Aws,
+    Duration,
+    RemovalPolicy,
+    Stack,
+)
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from infra.aws import nag
+from infra.aws.naming import RUNTIME_IMAGE_PARAMETER, bucket_name
+from service_kit.resources import CoreResources, physical_name
+
+#: Browsers upload checkpoint and dataset parts straight to presigned URLs, and need the ETag of each part back.
+UPLOAD_CORS = s3.CorsRule(
+    allowed_methods=[s3.HttpMethods.PUT, s3.HttpMethods.GET, s3.HttpMethods.HEAD],
+    allowed_origins=["*"],
+    allowed_headers=["*"],
+    exposed_headers=["ETag"],
+    max_age=3000,
+)
+
+
+class CoreStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        core: CoreResources,
+        image_context: Path,
+        runtime_image_uri: str | None,
+        retain_data: bool,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.prefix = prefix
+        self.core = core
+        removal = RemovalPolicy.RETAIN if retain_data else RemovalPolicy.DESTROY
+
+        self.bus = events.EventBus(self, "Bus", event_bus_name=physical_name(prefix, core.bus))
+        self.bucket = self._bucket(removal, retain_data)
+        self.topics = {topic: self._topic(topic) for topic in (*core.topics, core.alarm_topic)}
+        self.repository = ecr.Repository(
+            self,
+            "RuntimeRepository",
+            repository_name=physical_name(prefix, core.runtime_repository),
+            image_scan_on_push=True,
+            lifecycle_rules=[ecr.LifecycleRule(max_image_count=10, description="keep the last 10 images")],
+            removal_policy=removal,
+            empty_on_delete=not retain_data,
+        )
+        image_uri = runtime_image_uri or self._image_asset(image_context)
+        self.role = self._sagemaker_role()
+        self._parameter(RUNTIME_IMAGE_PARAMETER, image_uri, "The sd-runtime image SageMaker runs.")
+
+    def _bucket(self, removal: RemovalPolicy, retain_data: bool) -> s3.Bucket:
+        logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
+            removal_policy=removal,
+            auto_delete_objects=not retain_data,
+        )
+        return s3.Bucket(
+            self,
+            "Bucket",
+            bucket_name=bucket_name(self.prefix, self.core),
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            cors=[UPLOAD_CORS],
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="abort-incomplete-multipart-uploads",
+                    abort_incomplete_multipart_upload_after=Duration.days(
+                        self.core.abort_incomplete_uploads_after_days
+                    ),
+                )
+            ],
+            server_access_logs_bucket=logs,
+            server_access_logs_prefix="bucket/",
+            removal_policy=removal,
+            auto_delete_objects=not retain_data,
+        )
+
+    def _topic(self, topic: str) -> sns.Topic:
+        return sns.Topic(
+            self, f"Topic-{topic}", topic_name=physical_name(self.prefix, topic), enforce_ssl=True
+        )
+
+    def _image_asset(self, image_context: Path) -> str:
+        """Built from the packaged context (``make package``) and pushed by ``cdk deploy``; Docker only then."""
+        asset = ecr_assets.DockerImageAsset(
+            self,
+            "RuntimeImage",
+            directory=str(image_context),
+            platform=ecr_assets.Platform.LINUX_AMD64,
+        )
+        self._runtime_asset = asset
+        return asset.image_uri
+
+    def _sagemaker_role(self) -> iam.Role:
+        """What SageMaker endpoints and training jobs may do: the bucket, the notification topics, the image."""
+        role = iam.Role(
+            self,
+            "SageMakerExecutionRole",
+            role_name=physical_name(self.prefix, self.core.sagemaker_role),
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description="Runs the sd-runtime container for endpoints and training jobs.",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[self.bucket.arn_for_objects("*")],
+            )
+        )
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn]))
+        for topic in self.core.topics:
+            self.topics[topic].grant_publish(role)
+        self.repository.grant_pull(role)
+        if getattr(self, "_runtime_asset", None) is not None:
+            self._runtime_asset.repository.grant_pull(role)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:/aws/sagemaker/*",
+                    f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:/aws/sagemaker/*:*",
+                ],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "AWS/SageMaker"]}},
+            )
+        )
+        self._acknowledge_role_findings(role)
+        return role
+
+    @staticmethod
+    def _acknowledge_role_findings(role: iam.Role) -> None:
+        nag.acknowledge(
+            role,
+            "IAM5[Resource::<Bucket83908E77.Arn>/*]",
+            "Models, datasets and outputs are read and written under keys made at run time, in this one bucket.",
+        )
+        for pattern in ("/aws/sagemaker/*", "/aws/sagemaker/*:*"):
+            nag.acknowledge(
+                role,
+                f"IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:{pattern}]",
+                "SageMaker writes each endpoint's and job's logs to a group named after it, under /aws/sagemaker/.",
+            )
+        nag.acknowledge(
+            role,
+            "IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level permissions; "
+            "PutMetricData is conditioned on SageMaker's namespaces.",
+        )
+
+    def _parameter(self, name: str, value: str, description: str) -> None:
+        ssm.StringParameter(
+            self,
+            f"Parameter-{name}",
+            parameter_name=self.core.parameter(self.prefix, name),
+            string_value=value,
+            description=description,
+        )

@@ -1,0 +1,75 @@
+"""Where a service stack finds the core's resources: by name, or through the core's SSM parameters.
+
+Never through CloudFormation exports: an export pins the importing stack to the
+exporting one, and each service must deploy, update and roll back on its own.
+Names that are fixed (the bus, the topics, the role) are derived from the
+prefix, the account and the region; the one value that is not (the image's
+URI changes with its content) is an SSM parameter the core writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Aws
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from service_kit.config import core_environment
+from service_kit.resources import CoreResources, physical_name
+
+#: The SSM parameters the core stack writes for the service stacks (names under ``/<prefix>/core/``).
+RUNTIME_IMAGE_PARAMETER = "runtime-image-uri"
+
+
+@dataclass(frozen=True)
+class CoreReferences:
+    """The core's resources as a service stack sees them (CloudFormation tokens where resolved at deploy)."""
+
+    prefix: str
+    bus_name: str
+    bucket_name: str
+    topic_arns: dict[str, str]
+    alarm_topic_arn: str
+    sagemaker_role_arn: str
+    #: Only for services that start SageMaker work (an unused parameter is a template warning).
+    runtime_image_uri: str | None
+
+    @property
+    def bus_arn(self) -> str:
+        return f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:event-bus/{self.bus_name}"
+
+    @property
+    def bucket_arn(self) -> str:
+        return f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}"
+
+
+def topic_arn(prefix: str, topic: str) -> str:
+    return f"arn:{Aws.PARTITION}:sns:{Aws.REGION}:{Aws.ACCOUNT_ID}:{physical_name(prefix, topic)}"
+
+
+def bucket_name(prefix: str, core: CoreResources) -> str:
+    """Bucket names are global: the account and region make the core's own unique."""
+    return f"{physical_name(prefix, core.bucket)}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+
+
+def core_references(scope: Construct, prefix: str, core: CoreResources, runs_sd_runtime: bool) -> CoreReferences:
+    """Resolved when the service stack deploys, from whatever the core stack has deployed at that time."""
+
+    def parameter(name: str) -> str:
+        return ssm.StringParameter.value_for_string_parameter(scope, core.parameter(prefix, name))
+
+    return CoreReferences(
+        prefix=prefix,
+        bus_name=physical_name(prefix, core.bus),
+        bucket_name=bucket_name(prefix, core),
+        topic_arns={topic: topic_arn(prefix, topic) for topic in core.topics},
+        alarm_topic_arn=topic_arn(prefix, core.alarm_topic),
+        sagemaker_role_arn=core.role_arn(prefix, Aws.ACCOUNT_ID, Aws.PARTITION),
+        runtime_image_uri=parameter(RUNTIME_IMAGE_PARAMETER) if runs_sd_runtime else None,
+    )
+
+
+def service_environment(core: CoreReferences) -> dict[str, str]:
+    """What every service reads to find the core (service_kit.config), as the local provisioner sets it."""
+    return core_environment(core.bus_name, core.bucket_name, core.topic_arns)
