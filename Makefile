@@ -11,7 +11,8 @@ PACKAGES := contracts services/service-kit services/api-gateway services/endpoin
 export API_PORT ?= 8000
 export API_KEY ?= local-dev-key
 
-.PHONY: install up down logs status test test-unit test-integration test-e2e lint schemas clean
+.PHONY: install up down logs status test test-unit test-integration test-e2e lint schemas clean \
+	package synth deploy destroy diff
 
 install: $(STAMP)
 
@@ -35,7 +36,7 @@ logs: ## follow every log of the running stack
 status:
 	$(BIN)/python -m infra.local.stack status
 
-test: install lint
+test: install lint synth
 	$(BIN)/python -m pytest
 
 test-unit: install
@@ -55,4 +56,36 @@ schemas: install ## rewrite contracts/schemas and examples after changing an eve
 	$(BIN)/python -m contracts.export_schemas
 
 clean: down
-	rm -rf $(VENV) .run
+	rm -rf $(VENV) .run build
+
+# --- AWS (infra/aws, README "Deploy to AWS") ---------------------------------------------------
+# SERVICE=<name> deploys, diffs or destroys that service's stack alone; without it, every stack.
+STACK_PREFIX ?= sdmw
+CDK_DIR := infra/aws
+CDK := $(CDK_DIR)/node_modules/.bin/cdk
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
+export CDK_DISABLE_CLI_TELEMETRY := true
+CDK_FLAGS := --no-notices -c prefix=$(STACK_PREFIX)
+STACKS = $(if $(SERVICE),--exclusively $(STACK_PREFIX)-$(SERVICE),--all)
+
+$(CDK): $(CDK_DIR)/package.json $(CDK_DIR)/package-lock.json
+	cd $(CDK_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(CDK)
+
+package: install ## the Lambda code, the dependency layer (Linux arm64 wheels) and the image's build context
+	$(BIN)/python -m infra.aws.package
+
+synth: package $(CDK) ## every stack's template, checked by cdk-nag (in synth) and cfn-lint; offline
+	cd $(CDK_DIR) && ./node_modules/.bin/cdk synth --quiet $(CDK_FLAGS) $(if $(SERVICE),-c only=$(SERVICE))
+	$(BIN)/cfn-lint -- build/cdk.out/*.template.json
+
+diff: package $(CDK)
+	cd $(CDK_DIR) && ./node_modules/.bin/cdk diff $(CDK_FLAGS) $(STACKS)
+
+deploy: package $(CDK) ## needs AWS credentials, and Docker for the sd-runtime image (or RUNTIME_IMAGE=<uri>)
+	cd $(CDK_DIR) && ./node_modules/.bin/cdk deploy $(CDK_FLAGS) $(if $(RUNTIME_IMAGE),-c runtime_image=$(RUNTIME_IMAGE)) \
+		$(if $(RETAIN_DATA),-c retain_data=$(RETAIN_DATA)) \
+		--require-approval never --outputs-file ../../build/outputs.json $(STACKS)
+
+destroy: $(CDK) ## data (bucket, tables, repository) is kept unless RETAIN_DATA=false was set at deploy
+	cd $(CDK_DIR) && ./node_modules/.bin/cdk destroy $(CDK_FLAGS) --force $(STACKS)

@@ -51,22 +51,26 @@ def build_app(app: cdk.App, packages: Packages) -> cdk.App:
     if only and only not in {s.service for s in SERVICES}:
         raise ValueError(f"no service named {only!r}; the services are {', '.join(s.service for s in SERVICES)}")
     stacks: list[cdk.Stack] = []
+    core = None
     if not only:
-        stacks.append(
-            CoreStack(
-                app,
-                stack_name(prefix, "core"),
-                prefix=prefix,
-                core=CORE,
-                image_context=packages.image_context,
-                runtime_image_uri=app.node.try_get_context("runtime_image"),
-                retain_data=retain_data,
-                description="Stable Diffusion middleware: the bus, bucket, topics, image and SageMaker role",
-            )
+        core = CoreStack(
+            app,
+            stack_name(prefix, "core"),
+            prefix=prefix,
+            core=CORE,
+            image_context=packages.image_context,
+            runtime_image_uri=app.node.try_get_context("runtime_image"),
+            retain_data=retain_data,
+            description="Stable Diffusion middleware: the bus, bucket, topics, image and SageMaker role",
         )
+        stacks.append(core)
     for resources in SERVICES:
         if only in (None, resources.service):
-            stacks.append(_service_stack(app, prefix, resources, packages, retain_data))
+            service = _service_stack(app, prefix, resources, packages, retain_data)
+            if core:
+                # Deploy order only (the core first): no export, no reference in the template.
+                service.add_stack_dependency(core)
+            stacks.append(service)
     for stack in stacks:
         cdk.Tags.of(stack).add("project", prefix)
     nag.check(app)

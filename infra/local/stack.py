@@ -27,7 +27,7 @@ from infra.core import CORE
 from infra.local.provision import provision
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-LOCAL_ACCOUNT_ROLE = "arn:aws:iam::123456789012:role/sdmw-sagemaker-execution"
+LOCAL_ACCOUNT = "123456789012"
 LOCAL_RUNTIME_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-runtime:local"
 
 #: The local long-polling worker of each consuming service (its Lambda in AWS).
@@ -188,7 +188,10 @@ class LocalStack:
     def _service_processes(self, environments: dict[str, dict[str, str]]) -> list[Process]:
         base = self._base_env()
         python = sys.executable
-        sagemaker_settings = {"SD_RUNTIME_IMAGE": LOCAL_RUNTIME_IMAGE, "SAGEMAKER_ROLE_ARN": LOCAL_ACCOUNT_ROLE}
+        sagemaker_settings = {
+            "SD_RUNTIME_IMAGE": LOCAL_RUNTIME_IMAGE,
+            "SAGEMAKER_ROLE_ARN": CORE.role_arn(self.settings.prefix, LOCAL_ACCOUNT),
+        }
         extra = {
             "api-gateway": {"API_KEY": self.settings.api_key, "API_STAGE": self.settings.stage},
             "endpoint-manager": sagemaker_settings,
