@@ -33,3 +33,18 @@ class CollapseSlashesMiddleware:
                 changed["raw_path"] = _REPEATED_RAW_SLASHES.sub(b"/", raw_path)
             scope = {**scope, **changed}
         await self._app(scope, receive, send)
+
+
+def with_stage_in_path(event: dict[str, Any]) -> dict[str, Any]:
+    """A REST API event whose ``path`` starts with its stage, as the app's routes (and local URLs) do.
+
+    Called on API Gateway's ``execute-api`` URL, a REST API gives Lambda the path
+    without the stage (``/inference/...`` for ``/prod/inference/...``); through a
+    custom domain it may already carry it. The app serves under ``/<stage>`` in
+    both places, so the stage is put back where it is missing.
+    """
+    stage = (event.get("requestContext") or {}).get("stage")
+    path = event.get("path") or "/"
+    if not stage or stage == "$default" or path == f"/{stage}" or path.startswith(f"/{stage}/"):
+        return event
+    return {**event, "path": f"/{stage}{path}"}
