@@ -38,6 +38,8 @@ from service_kit.resources import (
     ServiceResources,
 )
 
+#: What the services do to their own table: snapshots, the read model, Powertools' idempotency records.
+TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query")
 RUNTIMES = {"3.11": lambda_.Runtime.PYTHON_3_11, "3.12": lambda_.Runtime.PYTHON_3_12}
 ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
 
@@ -252,7 +254,9 @@ class ServiceStack(Stack):
     def _grant(self, function: lambda_.Function) -> None:
         """Its own table, events onto the project bus, and what the declaration grants; nothing else."""
         if self.table:
-            self.table.grant_read_write_data(function)
+            function.add_to_role_policy(
+                iam.PolicyStatement(actions=list(TABLE_ACTIONS), resources=[self.table.table_arn])
+            )
         function.add_to_role_policy(
             iam.PolicyStatement(actions=["events:PutEvents"], resources=[self.core.bus_arn])
         )

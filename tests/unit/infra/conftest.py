@@ -42,8 +42,7 @@ def synth(outdir: Path, context: dict[str, Any] | None = None, extra: Any = None
     return Synth(
         outdir=Path(outdir),
         templates={
-            stack.stack_name: json.loads((Path(outdir) / stack.template_file).read_text())
-            for stack in assembly.stacks
+            stack.stack_name: json.loads((Path(outdir) / stack.template_file).read_text()) for stack in assembly.stacks
         },
         dependencies={stack.stack_name: [d.id for d in stack.dependencies] for stack in assembly.stacks},
     )

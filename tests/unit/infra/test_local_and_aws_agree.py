@@ -249,7 +249,9 @@ def test_topic_subscriptions_agree(service: str, local: Local, full_synth: Synth
     on_aws = set()
     for props in of_type(tpl, "AWS::SNS::Subscription").values():
         assert ref_id(props["Endpoint"]) == queue_id
-        on_aws.add((props["Protocol"], render(props["TopicArn"]).rsplit(":", 1)[-1], props.get("RawMessageDelivery", False)))
+        on_aws.add(
+            (props["Protocol"], render(props["TopicArn"]).rsplit(":", 1)[-1], props.get("RawMessageDelivery", False))
+        )
     here = {(s["protocol"], s["topic"], s["raw"]) for s in local.subscriptions if s["endpoint"] == queue["QueueName"]}
     assert here == on_aws
     declared = {("sqs", f"{PREFIX}-{s.topic}", s.raw_message_delivery) for s in BY_NAME[service].topic_subscriptions}
