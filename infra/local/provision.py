@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 
 from service_kit.config import core_environment
-from service_kit.resources import DEFAULT_BUS, CoreResources, Queue, Rule, ServiceResources, physical_name
+from service_kit.resources import DEFAULT_BUS, CoreResources, Rule, ServiceResources, physical_name
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,12 @@ class Provisioner:
     def service(self, resources: ServiceResources, core: CoreNames) -> dict[str, str]:
         env = {**core.environment(), **resources.environment}
         if resources.table:
-            env["SDMW_TABLE"] = self._table(self.name(resources.table.name), resources.table.ttl_attribute)
+            env["SDMW_TABLE"] = self._table(resources.table_name(self._prefix), resources.table.ttl_attribute)
         if resources.queue:
-            queue_url, queue_arn = self._queue_with_dlq(resources.queue)
+            queue_url, queue_arn = self._queue_with_dlq(resources)
             env["SDMW_QUEUE_URL"] = queue_url
             for rule in resources.rules:
-                self._rule(resources.service, rule, core.bus, queue_arn)
+                self._rule(resources.rule_name(self._prefix, rule), rule, core.bus, queue_arn)
             for subscription in resources.topic_subscriptions:
                 self._sns.subscribe(
                     TopicArn=core.topic_arns[subscription.topic],
@@ -106,14 +106,15 @@ class Provisioner:
             )
         return name
 
-    def _queue_with_dlq(self, queue: Queue) -> tuple[str, str]:
+    def _queue_with_dlq(self, resources: ServiceResources) -> tuple[str, str]:
+        queue = resources.queue
         dlq_url = self._sqs.create_queue(
-            QueueName=self.name(f"{queue.name}-dlq"),
+            QueueName=resources.dlq_name(self._prefix),
             Attributes={"MessageRetentionPeriod": str(queue.dlq_retention_s)},
         )["QueueUrl"]
         redrive = {"deadLetterTargetArn": self._queue_arn(dlq_url), "maxReceiveCount": str(queue.max_receive_count)}
         url = self._sqs.create_queue(
-            QueueName=self.name(queue.name),
+            QueueName=resources.queue_name(self._prefix),
             Attributes={
                 "VisibilityTimeout": str(queue.visibility_timeout_s),
                 "RedrivePolicy": json.dumps(redrive),
@@ -126,9 +127,8 @@ class Provisioner:
     def _queue_arn(self, url: str) -> str:
         return self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
-    def _rule(self, service: str, rule: Rule, project_bus: str, queue_arn: str) -> None:
+    def _rule(self, name: str, rule: Rule, project_bus: str, queue_arn: str) -> None:
         bus = "default" if rule.bus == DEFAULT_BUS else project_bus
-        name = self.name(f"{service}-{rule.name}")
         self._events.put_rule(Name=name, EventBusName=bus, EventPattern=rule.pattern_json(), State="ENABLED")
         self._events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}])
 

@@ -222,7 +222,7 @@ class LocalStack:
     def _scheduler_process(self, environments: dict[str, dict[str, str]]) -> Process:
         schedules = [
             {
-                "rule": f"{self.settings.prefix}-{resources.service}-{schedule.name}",
+                "rule": resources.rule_name(self.settings.prefix, schedule),
                 "queue_url": environments[resources.service]["SDMW_QUEUE_URL"],
                 "every_s": schedule.every_s,
             }
