@@ -68,7 +68,16 @@ class Local:
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Local:
     with pytest.MonkeyPatch.context() as env:
-        for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER", "AWS_PROFILE"):
+        # `make` exports API_KEY (and a user may set the others): a process's own variables are told apart
+        # from the inherited environment by value, so none of them may be inherited here.
+        for name in (
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_SAGEMAKER",
+            "AWS_PROFILE",
+            "API_KEY",
+            "API_KEYS",
+            "API_STAGE",
+        ):
             env.delenv(name, raising=False)
         for name, value in {
             "AWS_ACCESS_KEY_ID": "testing",
