@@ -19,7 +19,7 @@ from aws_lambda_powertools import Logger
 from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import EndpointDeletionRequested
 from service_kit.consumer import Consumer, Router, dynamodb_idempotency
-from service_kit.resources import Queue
+from service_kit.resources import Queue, ServiceResources
 from service_kit.worker import Worker
 from tests.conftest import create_service_table
 
@@ -62,8 +62,9 @@ def queues(moto_server):
     from infra.local.provision import Provisioner
 
     provisioner = Provisioner("it")
-    url, _ = provisioner._queue_with_dlq(Queue("svc", visibility_timeout_s=5, max_receive_count=2))
-    dlq_url = boto3.client("sqs").get_queue_url(QueueName="it-svc-dlq")["QueueUrl"]
+    resources = ServiceResources("svc", queue=Queue("svc", visibility_timeout_s=5, max_receive_count=2))
+    url, _ = provisioner._queue_with_dlq(resources)
+    dlq_url = boto3.client("sqs").get_queue_url(QueueName=resources.dlq_name("it"))["QueueUrl"]
     return url, dlq_url
 
 
