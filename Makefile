@@ -11,8 +11,8 @@ PACKAGES := contracts services/service-kit services/api-gateway services/endpoin
 export API_PORT ?= 8000
 export API_KEY ?= local-dev-key
 
-.PHONY: install up down logs status test test-unit test-integration test-e2e lint schemas clean \
-	package synth deploy destroy diff
+.PHONY: install up down restart logs status test test-unit test-integration test-e2e lint schemas clean distclean \
+	chaos package synth deploy destroy diff
 
 install: $(STAMP)
 
@@ -24,11 +24,15 @@ $(STAMP): requirements.txt services/sd-runtime/requirements.txt $(foreach p,$(PA
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation $(foreach p,$(PACKAGES),-e $(p))
 	touch $(STAMP)
 
-up: install ## start everything in the background; returns once the API answers
+up: install ## start everything in the background, supervised; puts back the data `make down` kept; returns once the API answers
 	$(BIN)/python -m infra.local.stack up
 
-down: ## stop everything `make up` started
+down: ## stop everything `make up` started; buckets, tables and queued messages are kept for the next `make up`
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m infra.local.stack down; else echo "nothing to stop"; fi
+
+restart: ## SERVICE=<name> restarts that service's processes; without SERVICE, `make down` then `make up` (data kept)
+	@if [ -n "$(SERVICE)" ]; then $(BIN)/python -m infra.local.stack restart $(SERVICE); \
+	else $(MAKE) --no-print-directory down && $(MAKE) --no-print-directory up; fi
 
 logs: ## follow every log of the running stack
 	$(BIN)/python -m infra.local.stack logs
@@ -55,8 +59,15 @@ lint: install
 schemas: install ## rewrite contracts/schemas and examples after changing an event model
 	$(BIN)/python -m contracts.export_schemas
 
-clean: down
-	rm -rf $(VENV) .run build
+chaos: install ## faults under load (bench/chaos.py: kills, duplicates, poison, a 30 s pause); non-zero if anything fails
+	$(BIN)/python -m bench.chaos
+
+clean: ## a clean start: stop everything without keeping the data, and remove it, the logs and build outputs
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m infra.local.stack clean; fi
+	rm -rf .run build
+
+distclean: clean ## also remove the virtual environment
+	rm -rf $(VENV)
 
 # --- AWS (infra/aws, README "Deploy to AWS") ---------------------------------------------------
 # SERVICE=<name> deploys, diffs or destroys that service's stack alone; without it, every stack.

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from sdmw_contracts.envelope import Event, EventMetadata
 from sdmw_contracts.events import ALL_EVENTS
@@ -21,9 +21,20 @@ from sdmw_contracts.events import ALL_EVENTS
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 
+class ClaimedData(BaseModel):
+    """Empty: the data is in S3 at ``data_s3_uri`` (claim check, for events over EventBridge's 256 KB)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 def detail_model(event: type[Event]) -> type[BaseModel]:
-    """The EventBridge ``detail`` of ``event``: ``{metadata, data}``."""
-    return create_model(f"{event.detail_type()}Detail", metadata=(EventMetadata, ...), data=(event, ...))
+    """The EventBridge ``detail`` of ``event``: ``{metadata, data}``, or ``{metadata, data: {}, data_s3_uri}``."""
+    return create_model(
+        f"{event.detail_type()}Detail",
+        metadata=(EventMetadata, ...),
+        data=(event | ClaimedData, ...),
+        data_s3_uri=(str | None, Field(default=None, description="Claim check: s3:// URI of the data.")),
+    )
 
 
 def schema_file(event: type[Event]) -> Path:

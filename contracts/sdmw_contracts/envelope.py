@@ -65,12 +65,21 @@ class EntityChanged(Event):
 
 
 class EventEnvelope(BaseModel):
-    """``detail`` of an EventBridge event: metadata plus the event's own data."""
+    """``detail`` of an EventBridge event: metadata plus the event's own data.
+
+    Claim check: an event whose data would take it over EventBridge's 256 KB
+    carries ``data_s3_uri`` (a JSON object in the project's bucket) and an empty
+    ``data``; consumers read the data from there (``service_kit.claims``)
+    before they parse it.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
     metadata: EventMetadata
     data: dict[str, Any]
+    data_s3_uri: str | None = Field(
+        default=None, description="Claim check: s3:// URI of the data, when it did not fit the event; data is {}."
+    )
 
     @classmethod
     def wrap(
@@ -97,6 +106,8 @@ class EventEnvelope(BaseModel):
         )
 
     def parse_data(self, model: type[E]) -> E:
+        if self.data_s3_uri is not None:
+            raise ValueError(f"the data is at {self.data_s3_uri}: resolve the claim check first")
         return model.model_validate(self.data)
 
 

@@ -20,6 +20,83 @@ from pydantic import BaseModel, ConfigDict, Field
 RuntimeTask = Literal["txt2img", "img2img", "merge", "interrogate_clip", "interrogate_deepbooru"]
 MergeMethod = Literal["Weighted sum", "Add difference"]
 
+# ---------------------------------------------------------------- generation limits
+#
+# The bounds of every numeric generation parameter, as the A1111 WebUI's sliders set them. The edge
+# refuses a request outside them (422, ``sdmw_contracts.api.inference.InferenceRequest``) and the runtime
+# checks them again on what it is about to run (``sd_runtime.invocations``), hires fix's size included.
+
+#: Width and height: up to 2048 pixels, in multiples of 8. The WebUI's sliders start at 64, its API at
+#: any multiple of 8; the smallest sizes cost nothing and the tiny test pipelines run at 32, so 8 it is.
+MIN_IMAGE_SIDE = 8
+MAX_IMAGE_SIDE = 2048
+IMAGE_SIDE_MULTIPLE = 8
+#: Sampling steps (and hires fix's second-pass steps, where 0 means "as many as the first pass").
+MAX_STEPS = 150
+#: Images per batch, and batches per job (A1111's "batch count", ``n_iter``).
+MAX_BATCH_SIZE = 8
+MAX_BATCH_COUNT = 100
+#: Classifier-free guidance scale.
+MIN_CFG_SCALE = 1.0
+MAX_CFG_SCALE = 30.0
+#: Seeds and subseeds: -1 (a random one) or an unsigned 32-bit number, as A1111 draws them.
+MAX_SEED = 2**32 - 1
+#: Hires fix: the upscale factor, and the largest side of its target (``hr_resize_x``/``_y`` or the scaled size).
+MIN_HR_SCALE = 1.0
+MAX_HR_SCALE = 4.0
+MAX_HIRES_SIDE = 4096
+#: ``seed_resize_from_w``/``_h`` and the hires-fix first pass size (0 or -1: unused).
+MAX_SEED_RESIZE_SIDE = MAX_IMAGE_SIDE
+#: Sampler parameters (A1111's settings sliders).
+MAX_ETA = 1.0
+MAX_S_CHURN = 100.0
+MAX_S_TMIN = 10.0
+MAX_S_TMAX = 999.0
+MAX_S_NOISE = 1.1
+MAX_S_MIN_UNCOND = 15.0
+#: ControlNet: unit weight, preprocessor resolution, preprocessor thresholds.
+MAX_CONTROLNET_WEIGHT = 2.0
+MAX_CONTROLNET_PROCESSOR_RES = MAX_IMAGE_SIDE
+MAX_CONTROLNET_THRESHOLD = 2048.0
+#: ControlNet units per request (the WebUI offers up to 10 in its settings).
+MAX_CONTROLNET_UNITS = 10
+#: Images a request may carry (img2img ``init_images``).
+MAX_INIT_IMAGES = MAX_BATCH_SIZE
+
+
+def generation_limit_problems(
+    *, width: int, height: int, steps: int, batch_size: int, n_iter: int, cfg_scale: float
+) -> list[str]:
+    """What is outside the limits above, one message per parameter; empty when everything fits."""
+    problems = []
+    for name, side in (("width", width), ("height", height)):
+        if not MIN_IMAGE_SIDE <= side <= MAX_IMAGE_SIDE or side % IMAGE_SIDE_MULTIPLE:
+            problems.append(
+                f"{name} must be {MIN_IMAGE_SIDE}..{MAX_IMAGE_SIDE} in multiples of {IMAGE_SIDE_MULTIPLE}, got {side}"
+            )
+    if not 1 <= steps <= MAX_STEPS:
+        problems.append(f"steps must be 1..{MAX_STEPS}, got {steps}")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        problems.append(f"batch_size must be 1..{MAX_BATCH_SIZE}, got {batch_size}")
+    if not 1 <= n_iter <= MAX_BATCH_COUNT:
+        problems.append(f"n_iter must be 1..{MAX_BATCH_COUNT}, got {n_iter}")
+    if not MIN_CFG_SCALE <= cfg_scale <= MAX_CFG_SCALE:
+        problems.append(f"cfg_scale must be {MIN_CFG_SCALE:g}..{MAX_CFG_SCALE:g}, got {cfg_scale:g}")
+    return problems
+
+
+def hires_upscale_size(width: int, height: int, hr_scale: float, resize_x: int, resize_y: int) -> tuple[int, int]:
+    """The size hires fix upscales to before any crop, as A1111's ``init_hr`` computes it."""
+    if resize_x <= 0 and resize_y <= 0:
+        return int(width * hr_scale), int(height * hr_scale)
+    if resize_y <= 0:
+        return resize_x, resize_x * height // width
+    if resize_x <= 0:
+        return resize_y * width // height, resize_y
+    if width / height < resize_x / resize_y:
+        return resize_x, resize_x * height // width
+    return resize_y * width // height, resize_y
+
 
 _TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]+\]$")
 

@@ -98,7 +98,11 @@ class CoreStack(Stack):
                     abort_incomplete_multipart_upload_after=Duration.days(
                         self.core.abort_incomplete_uploads_after_days
                     ),
-                )
+                ),
+                *(
+                    s3.LifecycleRule(id=f"expire-{prefix.strip('/')}", prefix=prefix, expiration=Duration.days(days))
+                    for prefix, days in self.core.expiring_prefixes
+                ),
             ],
             server_access_logs_bucket=logs,
             server_access_logs_prefix="bucket/",
@@ -107,9 +111,7 @@ class CoreStack(Stack):
         )
 
     def _topic(self, topic: str) -> sns.Topic:
-        return sns.Topic(
-            self, f"Topic-{topic}", topic_name=physical_name(self.prefix, topic), enforce_ssl=True
-        )
+        return sns.Topic(self, f"Topic-{topic}", topic_name=physical_name(self.prefix, topic), enforce_ssl=True)
 
     def _image_asset(self, image_context: Path) -> str:
         """Built from the packaged context (``make package``) and pushed by ``cdk deploy``; Docker only then."""

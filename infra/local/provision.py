@@ -62,7 +62,16 @@ class Provisioner:
                         "AbortIncompleteMultipartUpload": {
                             "DaysAfterInitiation": core.abort_incomplete_uploads_after_days
                         },
-                    }
+                    },
+                    *(
+                        {
+                            "ID": f"expire-{prefix.strip('/')}",
+                            "Status": "Enabled",
+                            "Filter": {"Prefix": prefix},
+                            "Expiration": {"Days": days},
+                        }
+                        for prefix, days in core.expiring_prefixes
+                    ),
                 ]
             },
         )

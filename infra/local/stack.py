@@ -1,10 +1,17 @@
-"""The whole system on one machine: ``python -m infra.local.stack up|down|logs|status``.
+"""The whole system on one machine: ``python -m infra.local.stack up|down|restart|clean|logs|status``.
 
 ``up`` starts an embedded AWS emulator (moto in server mode; or uses LocalStack
 when ``SDMW_EMULATOR=localstack``), provisions the core stack and every
-service's declared resources into it, starts the local SageMaker and every
-service process in the background, and returns once the API answers.
-Processes, their logs and their PIDs live under the run directory (``.run``).
+service's declared resources into it, puts back the data the last ``down``
+saved (``infra.local.data``), starts the supervisor (``infra.local.supervisor``),
+which starts the local SageMaker and every service process in the background and
+restarts any that dies, and returns once the API answers. Processes, their logs
+and their PIDs live under the run directory (``.run``); the saved data under
+``.run/data``.
+
+``down`` stops the services, saves the emulator's data, then stops the emulator.
+``restart <name>`` restarts one service's processes; ``clean`` stops everything
+without saving and forgets the saved data.
 """
 
 from __future__ import annotations
@@ -12,8 +19,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +31,7 @@ import requests
 
 from infra.catalog import SERVICES
 from infra.core import CORE
+from infra.local import data
 from infra.local.provision import provision
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +60,9 @@ class StackSettings:
     region: str = "us-east-1"
     run_dir: Path = REPO_ROOT / ".run"
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: `down` saves the emulator's data and `up` puts it back (``make up``/``make down``; ``SDMW_KEEP_DATA=0``
+    #: turns it off). Off by default for stacks built in code: tests' and benches' stacks are thrown away.
+    keep_data: bool = False
 
     @classmethod
     def from_env(cls) -> StackSettings:
@@ -66,6 +77,7 @@ class StackSettings:
             prefix=env.get("SDMW_STACK", "sdmw"),
             region=env.get("AWS_DEFAULT_REGION", "us-east-1"),
             run_dir=Path(env.get("SDMW_RUN_DIR", str(REPO_ROOT / ".run"))),
+            keep_data=env.get("SDMW_KEEP_DATA", "1") != "0",
         )
 
     @property
@@ -98,6 +110,8 @@ class Process:
     name: str
     argv: list[str]
     env: dict[str, str]
+    #: The supervisor starts the next process once this port listens.
+    wait_port: int | None = None
 
 
 class StackError(RuntimeError):
@@ -109,37 +123,98 @@ class LocalStack:
         self.settings = settings
         self._logs = settings.run_dir / "logs"
         self._pid_file = settings.run_dir / "pids.json"
+        self._supervisor_file = settings.run_dir / "supervisor.json"
+        self._processes_file = settings.run_dir / "processes.json"
+        self.data_dir = settings.run_dir / "data"
+        #: Written once the saved data is back in the emulator: only then may `down` save over it.
+        self._restored_marker = settings.run_dir / "data-restored"
 
     # --- lifecycle -------------------------------------------------------
 
-    def up(self, timeout_s: float = 90) -> None:
+    def up(self, timeout_s: float = 90) -> dict[str, int]:
+        """Start everything; answers the counts of saved data put back (objects, items, messages)."""
         if self.running():
             raise StackError(f"already running (see {self._pid_file}); run `make down` first")
         self._logs.mkdir(parents=True, exist_ok=True)
+        self._pid_file.unlink(missing_ok=True)
+        self._supervisor_file.unlink(missing_ok=True)
         deadline = time.monotonic() + timeout_s
         try:
             self._start_emulator(deadline)
             environments = self._provision()
-            self._start(self._sagemaker_process())
-            _wait_for_port(self.settings.sagemaker_port, deadline, "local SageMaker")
-            for process in self._service_processes(environments):
-                self._start(process)
-            self._wait_for_api(deadline)
+            restored = self._restore()
+            processes = [self._sagemaker_process(), *self._service_processes(environments)]
+            self._processes_file.write_text(json.dumps([_spec(p) for p in processes], indent=2))
+            self._processes_file.chmod(0o600)  # it holds the processes' environments
+            supervisor = [sys.executable, "-m", "infra.local.supervisor", str(self.settings.run_dir)]
+            self._start(Process("supervisor", supervisor, self._base_env()))
+            self._wait_for_api(deadline, [p.name for p in processes])
         except BaseException:
-            self.down()
+            self.down(save=False)
             raise
+        return restored
 
-    def down(self, grace_s: float = 10) -> None:
+    def down(self, grace_s: float = 10, save: bool = True) -> dict[str, int] | None:
+        """Stop everything; with ``save``, keep the emulator's data for the next `up` first.
+
+        Answers the counts of data saved, or None if nothing was saved.
+        """
         pids = self._pids()
-        for pid in pids.values():
-            _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for pid in pids.values():
-            if _alive(pid):
-                _signal_group(pid, signal.SIGKILL)
+        emulator = pids.pop("emulator", None)
+        supervisor = pids.pop("supervisor", None)
+        if supervisor is not None:
+            _signal_group(supervisor, signal.SIGTERM)  # it stops its processes, then itself
+            _wait_for_exit([supervisor], grace_s + 5)
+        _stop([pid for pid in self._pids().values() if pid not in (emulator, supervisor)], grace_s)
+        saved = None
+        if save and emulator is not None and _alive(emulator) and self._restored_marker.exists():
+            saved = self.save_data()
+        if emulator is not None:
+            _stop([emulator], grace_s)
+        self._restored_marker.unlink(missing_ok=True)
         self._pid_file.unlink(missing_ok=True)
+        return saved
+
+    def clean(self) -> None:
+        """Stop everything without saving, and forget the saved data: the next `up` starts empty."""
+        self.down(save=False)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def save_data(self) -> dict[str, int]:
+        return data.save(self.data_dir, self.settings.emulator_url, self.settings.region)
+
+    def restart(self, service: str, timeout_s: float = 30) -> dict[str, int]:
+        """Restart one service's processes (SIGTERM, then the supervisor starts them again); answers new PIDs."""
+        if not self.running():
+            raise StackError("the stack is not running: `make up`")
+        supervised = self._supervised()
+        names = [n for n in supervised if n == service or n.startswith(f"{service}-")]
+        if not names:
+            raise StackError(f"no process named {service!r}; one of: {', '.join(sorted(supervised))}")
+        pids = self._pids()
+        if not _alive(pids.get("supervisor", -1)):
+            raise StackError("the supervisor is not running: `make down` then `make up`")
+        old = {name: pids.get(name) for name in names}
+        restart_dir = self.settings.run_dir / "restart"
+        restart_dir.mkdir(exist_ok=True)
+        for name, pid in old.items():
+            (restart_dir / name).touch()
+            if pid is not None:
+                _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            pids = self._pids()
+            new = {name: pids.get(name) for name in names}
+            if all(pid not in (None, old[name]) and _alive(pid) for name, pid in new.items()):
+                return new
+            time.sleep(0.1)
+        raise StackError(f"{', '.join(names)} did not come back in {timeout_s:.0f}s; see {self._logs}")
+
+    def supervision(self) -> dict[str, dict]:
+        """Per supervised process: its pid, how often it was restarted, its last exit and restart history."""
+        if not self._supervisor_file.exists():
+            return {}
+        return json.loads(self._supervisor_file.read_text()).get("processes", {})
 
     def running(self) -> dict[str, bool]:
         return {name: _alive(pid) for name, pid in self._pids().items() if _alive(pid)}
@@ -155,6 +230,18 @@ class LocalStack:
     def _base_env(self) -> dict[str, str]:
         path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
         return {**os.environ, **self.settings.aws_environment(), "PYTHONPATH": path, **self.settings.extra_env}
+
+    def _supervised(self) -> list[str]:
+        if not self._processes_file.exists():
+            return []
+        return [spec["name"] for spec in json.loads(self._processes_file.read_text())]
+
+    def _restore(self) -> dict[str, int]:
+        if self.settings.emulator != "moto" or not self.settings.keep_data:  # LocalStack: its own PERSISTENCE=1
+            return {}
+        restored = data.restore(self.data_dir, self.settings.emulator_url, self.settings.region)
+        self._restored_marker.touch()
+        return restored
 
     def _start_emulator(self, deadline: float) -> None:
         if self.settings.emulator == "localstack":
@@ -183,7 +270,12 @@ class LocalStack:
             "LOCAL_SAGEMAKER_WORKDIR": str(self.settings.run_dir / "sagemaker"),
             "SD_RUNTIME_HOST": "127.0.0.1",
         }
-        return Process("local-sagemaker", [sys.executable, "-m", "infra.local.sagemaker.server"], env)
+        return Process(
+            "local-sagemaker",
+            [sys.executable, "-m", "infra.local.sagemaker.server"],
+            env,
+            wait_port=self.settings.sagemaker_port,
+        )
 
     def _service_processes(self, environments: dict[str, dict[str, str]]) -> list[Process]:
         base = self._base_env()
@@ -248,23 +340,25 @@ class LocalStack:
         pids[process.name] = child.pid
         self._pid_file.write_text(json.dumps(pids, indent=2))
 
-    def _wait_for_api(self, deadline: float) -> None:
+    def _wait_for_api(self, deadline: float, names: list[str]) -> None:
         url = f"{self.settings.base_url}/inference/test-connection"
         headers = {"x-api-key": self.settings.api_key}
         while time.monotonic() < deadline:
             self._fail_if_any_exited()
             try:
-                if requests.get(url, headers=headers, timeout=2).status_code == 200:
-                    return
+                answered = requests.get(url, headers=headers, timeout=2).status_code == 200
             except requests.RequestException:
-                pass
+                answered = False
+            if answered and all(self.supervision().get(name, {}).get("pid") for name in names):
+                return
             time.sleep(0.2)
         raise StackError(f"the API did not answer at {url} in time; see {self._logs}")
 
     def _fail_if_any_exited(self) -> None:
         dead = [name for name, pid in self._pids().items() if not _alive(pid)]
+        dead += [name for name, state in self.supervision().items() if state.get("last_exit") is not None]
         if dead:
-            raise StackError(f"{', '.join(dead)} exited during start-up; see {self._logs}")
+            raise StackError(f"{', '.join(sorted(set(dead)))} exited during start-up; see {self._logs}")
 
     def _pids(self) -> dict[str, int]:
         if not self._pid_file.exists():
@@ -288,6 +382,35 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _spec(process: Process) -> dict:
+    return {
+        "name": process.name,
+        "argv": process.argv,
+        "env": process.env,
+        "wait_port": process.wait_port,
+        "cwd": str(REPO_ROOT),
+    }
+
+
+def _wait_for_exit(pids: list[int], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while any(_alive(pid) for pid in pids):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _stop(pids: list[int], grace_s: float) -> None:
+    """SIGTERM each process group, SIGKILL what is left after the grace period."""
+    for pid in pids:
+        _signal_group(pid, signal.SIGTERM)
+    if not _wait_for_exit(pids, grace_s):
+        for pid in pids:
+            _signal_group(pid, signal.SIGKILL)
+        _wait_for_exit(pids, 5)
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
@@ -303,35 +426,46 @@ def _wait_for_http(url: str, deadline: float, what: str) -> None:
     raise StackError(f"{what} did not answer at {url} in time")
 
 
-def _wait_for_port(port: int, deadline: float, what: str) -> None:
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise StackError(f"{what} did not listen on port {port} in time")
-
-
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "up"
     stack = LocalStack(StackSettings.from_env())
     if command == "up":
         started = time.monotonic()
-        stack.up()
+        restored = stack.up()
         s = stack.settings
         print(f"Stack is up in {time.monotonic() - started:.1f}s.")
+        if any(restored.values()):
+            print(f"  Data kept from the last `make down`: {_counts(restored)}   (`make clean` starts empty)")
         print(f"  API base URL: {s.base_url}")
         print(f"  API key:      {s.api_key}   (send it as the x-api-key header)")
         print(f"  Emulator:     {s.emulator_url} ({s.emulator})   Local SageMaker: {s.sagemaker_url}")
         print(f"  Logs:         make logs   ({stack.settings.run_dir / 'logs'})")
         return 0
     if command == "down":
-        stack.down()
-        print("Stack stopped.")
+        saved = stack.down()
+        print("Stack stopped." + (f" Data saved for the next `make up`: {_counts(saved)}." if saved else ""))
+        return 0
+    if command == "clean":
+        stack.clean()
+        print(f"Stack stopped; saved data removed ({stack.data_dir}).")
+        return 0
+    if command == "restart":
+        if len(argv) < 3:
+            print("usage: restart <service>   (make restart SERVICE=<name>)", file=sys.stderr)
+            return 2
+        try:
+            pids = stack.restart(argv[2])
+        except StackError as error:
+            print(error, file=sys.stderr)
+            return 1
+        print("Restarted: " + ", ".join(f"{name} (pid {pid})" for name, pid in pids.items()))
         return 0
     if command == "status":
+        supervision = stack.supervision()
         for name, alive in stack.status().items():
-            print(f"{name:24} {'running' if alive else 'stopped'}")
+            restarts = supervision.get(name, {}).get("restarts")
+            note = f"   restarted {restarts}x (see logs/supervisor.log)" if restarts else ""
+            print(f"{name:24} {'running' if alive else 'stopped'}{note}")
         return 0
     if command == "logs":
         files = [str(f) for f in stack.log_files()]
@@ -339,8 +473,12 @@ def main(argv: list[str]) -> int:
             print("no logs yet: run `make up`")
             return 1
         os.execvp("tail", ["tail", "-n", "50", "-F", *files])
-    print(f"unknown command {command!r}: use up, down, status or logs", file=sys.stderr)
+    print(f"unknown command {command!r}: use up, down, restart, clean, status or logs", file=sys.stderr)
     return 2
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {what}" for what, n in counts.items())
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, RootModel, field_validator, model_validator
 
-from sdmw_contracts.api.common import ApiModel
+from sdmw_contracts.api.common import ApiModel, StoredParams
 from sdmw_contracts.api.names import ClientPath, DatasetName, ObjectName, check_unique
 
 CheckpointType = Literal["Stable-diffusion", "Lora", "embeddings", "hypernetworks", "ControlNet", "VAE"]
@@ -150,15 +150,17 @@ class CreateCheckpointRequest(ApiModel):
 
     checkpoint_type: CheckpointType = Field(examples=["Stable-diffusion"])
     filenames: MultipartFiles = Field(min_length=1)
-    params: dict[str, Any] = Field(
-        default_factory=dict, examples=[{"new_model_name": "test_api", "number": 1, "string": "abc"}]
+    params: StoredParams = Field(
+        default_factory=dict,
+        description="Kept with the checkpoint; at most 200 KiB as JSON.",
+        examples=[{"new_model_name": "test_api", "number": 1, "string": "abc"}],
     )
 
 
 class UpdateCheckpointRequest(ApiModel):
     """``PUT /checkpoint``: finish the uploads (``multi_parts_tags``) and set the status."""
 
-    checkpoint_id: str = Field(min_length=1, examples=[_CHECKPOINT_ID_EXAMPLE])
+    checkpoint_id: str = Field(min_length=1, max_length=128, examples=[_CHECKPOINT_ID_EXAMPLE])
     status: CheckpointUpdateStatus = Field(examples=["Active"])
     multi_parts_tags: MultiPartsTags = Field(
         default_factory=dict,
@@ -246,7 +248,9 @@ class CreateDatasetRequest(ApiModel):
 
     dataset_name: DatasetName = Field(examples=["test_dataset"])
     content: list[DatasetContentItem] = Field(min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: StoredParams = Field(
+        default_factory=dict, description="Kept with the dataset (``description``...); at most 200 KiB as JSON."
+    )
 
     @model_validator(mode="after")
     def _unique_content(self) -> CreateDatasetRequest:

@@ -2,18 +2,102 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+#: How deep :func:`lone_surrogates` looks into nested JSON (deeper values are checked by the nested models,
+#: and JSON this deep is refused by the parsers long before).
+_MAX_DEPTH = 64
+#: ``params`` of what the edge stores (a checkpoint, a dataset, a model or a train job) must leave room in
+#: their DynamoDB item (400 KB) and in their command (EventBridge's 256 KB) for the rest of the entity.
+MAX_PARAMS_BYTES = 200 * 1024
+
+
+def printable(value: str) -> str:
+    """``value`` with lone surrogates written as ``\\udXXX`` escapes: safe to encode as UTF-8 and to echo."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") if not value.isascii() else value
+
+
+def _is_unencodable(value: str) -> bool:
+    if value.isascii():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def lone_surrogates(data: Any, loc: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    """Where ``data`` (parsed JSON) holds a string, or an object key, with a lone surrogate (``"\\ud800"``).
+
+    JSON's ``\\uXXXX`` escapes can spell half of a UTF-16 pair; Python's parser accepts it, but no UTF-8
+    encoder (the event bus, the tables, the answer) can write it, so such input is refused where it enters.
+    """
+    if len(loc) > _MAX_DEPTH:
+        return
+    if isinstance(data, str):
+        if _is_unencodable(data):
+            yield loc
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(key, str) and _is_unencodable(key):
+                yield (*loc, printable(key))
+            else:
+                yield from lone_surrogates(value, (*loc, key))
+    elif isinstance(data, list | tuple):
+        for index, value in enumerate(data):
+            yield from lone_surrogates(value, (*loc, index))
+
+
+def refuse_lone_surrogates(data: Any, title: str) -> None:
+    """A ValidationError naming every place in ``data`` that holds a lone surrogate; nothing if none does."""
+    found = list(lone_surrogates(data))
+    if found:
+        error = PydanticCustomError(
+            "lone_surrogate", "must be valid Unicode text: a lone UTF-16 surrogate (such as \\ud800) is not"
+        )
+        raise ValidationError.from_exception_data(
+            title, [InitErrorDetails(type=error, loc=loc, input="<lone surrogate>") for loc in found]
+        )
 
 
 class ApiModel(BaseModel):
-    """Base of request models: unknown fields are ignored, as the seed did."""
+    """Base of request models: unknown fields are ignored, as the seed did.
+
+    No string anywhere in a body, nor any object key, may hold a lone surrogate (a 422 names the field):
+    it could not be written to the bus, the tables or the answer.
+    """
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_lone_surrogates(cls, data: Any) -> Any:
+        refuse_lone_surrogates(data, cls.__name__)
+        return data
+
+
+def check_params_size(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` must fit where they are kept: at most :data:`MAX_PARAMS_BYTES` as JSON."""
+    size = len(json.dumps(params, separators=(",", ":")).encode())
+    if size > MAX_PARAMS_BYTES:
+        raise ValueError(f"must be at most {MAX_PARAMS_BYTES} bytes as JSON, got {size}")
+    return params
+
+
+#: Free-form ``params`` the edge stores with an entity; bounded so the entity fits its table item and event.
+StoredParams = Annotated[dict[str, Any], AfterValidator(check_params_size)]
+
 
 class ValidationErrorItem(BaseModel):
+    """One problem: where (``["body", "params", "x"]``), what, and its kind."""
+
     loc: list[str | int]
     msg: str
     type: str
@@ -30,6 +114,12 @@ class ErrorResponse(BaseModel):
 
     statusCode: int
     error: str
+
+
+class GatewayMessage(BaseModel):
+    """API Gateway's own answers (401/403 without a valid key, 413 for a body over 10 MB)."""
+
+    message: str
 
 
 def seed_time(value: datetime | None) -> str | None:

@@ -34,6 +34,8 @@ MAX_INITIAL_INSTANCE_COUNT = 100
 
 #: SageMaker's rule for endpoint names.
 ENDPOINT_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+#: The same rule as the OpenAPI document shows it (``""`` allowed where the middleware names the endpoint).
+ENDPOINT_NAME_SCHEMA_PATTERN = r"^$|^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 
 
 class DeployEndpointRequest(ApiModel):
@@ -50,7 +52,13 @@ class DeployEndpointRequest(ApiModel):
 
     instance_type: str = Field(examples=["ml.g4dn.xlarge"])
     initial_instance_count: int = Field(ge=1, le=MAX_INITIAL_INSTANCE_COUNT, examples=[1, "1"])
-    endpoint_name: str | None = Field(default=None, examples=["infer-endpoint-cb821ea", ""])
+    endpoint_name: str | None = Field(
+        default=None,
+        description="SageMaker's rule: 1-63 letters, digits or hyphens, starting with a letter or digit; "
+        '"" lets the middleware name it.',
+        json_schema_extra={"pattern": ENDPOINT_NAME_SCHEMA_PATTERN},
+        examples=["infer-endpoint-cb821ea", ""],
+    )
     autoscaling_enabled: bool = False
 
     @field_validator("instance_type")

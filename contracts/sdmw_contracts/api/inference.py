@@ -27,8 +27,35 @@ from pydantic import (
 )
 
 from sdmw_contracts.api.common import ApiModel
-from sdmw_contracts.api.endpoints import ENDPOINT_NAME_PATTERN
+from sdmw_contracts.api.endpoints import ENDPOINT_NAME_PATTERN, ENDPOINT_NAME_SCHEMA_PATTERN
 from sdmw_contracts.api.names import Base64Data, ObjectName
+from sdmw_contracts.runtime import (
+    IMAGE_SIDE_MULTIPLE,
+    MAX_BATCH_COUNT,
+    MAX_BATCH_SIZE,
+    MAX_CFG_SCALE,
+    MAX_CONTROLNET_PROCESSOR_RES,
+    MAX_CONTROLNET_THRESHOLD,
+    MAX_CONTROLNET_UNITS,
+    MAX_CONTROLNET_WEIGHT,
+    MAX_ETA,
+    MAX_HIRES_SIDE,
+    MAX_HR_SCALE,
+    MAX_IMAGE_SIDE,
+    MAX_INIT_IMAGES,
+    MAX_S_CHURN,
+    MAX_S_MIN_UNCOND,
+    MAX_S_NOISE,
+    MAX_S_TMAX,
+    MAX_S_TMIN,
+    MAX_SEED,
+    MAX_SEED_RESIZE_SIDE,
+    MAX_STEPS,
+    MIN_CFG_SCALE,
+    MIN_HR_SCALE,
+    MIN_IMAGE_SIDE,
+    hires_upscale_size,
+)
 
 InferenceTaskType = Literal["txt2img", "img2img"]
 #: Task types an inference job can show: a model merge runs on an endpoint as an inference job, and so
@@ -56,6 +83,11 @@ def seed_complete_time(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.replace(tzinfo=None).strftime("%Y-%m-%d-%H-%M-%S")
+
+
+#: What the document shows of the endpoint name rule ("" too where it means "none").
+_ENDPOINT_NAME = {"pattern": ENDPOINT_NAME_PATTERN.pattern, "maxLength": 63}
+_OPTIONAL_ENDPOINT_NAME = {"pattern": ENDPOINT_NAME_SCHEMA_PATTERN, "maxLength": 63}
 
 
 def _check_endpoint_name(value: str) -> str:
@@ -92,13 +124,13 @@ class ControlNetUnit(ApiModel):
     enabled: bool = False
     module: str = Field(default="none", examples=["none", "canny", "openpose"])
     model: str = Field(default="None", examples=["None", "control_v11p_sd15_canny"])
-    weight: float = Field(default=1, ge=0)
+    weight: float = Field(default=1, ge=0, le=MAX_CONTROLNET_WEIGHT)
     image: Base64Data | None = Field(default=None, description="Control image, base64 (a data URL is accepted).")
     resize_mode: ControlNetResizeMode = "Crop and Resize"
     low_vram: bool = False
-    processor_res: int = Field(default=-1, ge=-1)
-    threshold_a: float = -1
-    threshold_b: float = -1
+    processor_res: int = Field(default=-1, ge=-1, le=MAX_CONTROLNET_PROCESSOR_RES)
+    threshold_a: float = Field(default=-1, ge=-1, le=MAX_CONTROLNET_THRESHOLD)
+    threshold_b: float = Field(default=-1, ge=-1, le=MAX_CONTROLNET_THRESHOLD)
     guidance_start: float = Field(default=0, ge=0, le=1)
     guidance_end: float = Field(default=1, ge=0, le=1)
     pixel_perfect: bool = False
@@ -144,7 +176,7 @@ def _default_controlnet_args() -> list[ControlNetUnit]:
 
 
 class ControlNetScript(ApiModel):
-    args: list[ControlNetUnit] = Field(default_factory=_default_controlnet_args)
+    args: list[ControlNetUnit] = Field(default_factory=_default_controlnet_args, max_length=MAX_CONTROLNET_UNITS)
 
 
 class ScriptArgs(ApiModel):
@@ -174,7 +206,7 @@ class InferenceRequest(ApiModel):
     default the seed documents. img2img also needs ``init_images``.
     """
 
-    sagemaker_endpoint_name: str = Field(examples=["infer-endpoint-cb821ea"])
+    sagemaker_endpoint_name: str = Field(json_schema_extra=_ENDPOINT_NAME, examples=["infer-endpoint-cb821ea"])
     task_type: InferenceTaskType = Field(examples=["txt2img"])
     prompt: str = Field(examples=["a cute panda"])
     models: dict[str, list[ObjectName]] = Field(
@@ -187,44 +219,51 @@ class InferenceRequest(ApiModel):
         ],
     )
     init_images: list[Base64Data] = Field(
-        default_factory=list, description="img2img input images, base64; required when task_type is img2img."
+        default_factory=list,
+        max_length=MAX_INIT_IMAGES,
+        description="img2img input images, base64; required when task_type is img2img.",
     )
     enable_hr: bool = False
     denoising_strength: float | None = Field(default=None, ge=0, le=1, examples=[0.75])
-    firstphase_width: int = Field(default=0, ge=0)
-    firstphase_height: int = Field(default=0, ge=0)
-    hr_scale: float = Field(default=2.0, gt=0)
-    hr_upscaler: str = Field(default="Latent", examples=["Latent"])
-    hr_second_pass_steps: int = Field(default=0, ge=0)
-    hr_resize_x: int = Field(default=0, ge=0)
-    hr_resize_y: int = Field(default=0, ge=0)
+    firstphase_width: int = Field(default=0, ge=0, le=MAX_IMAGE_SIDE)
+    firstphase_height: int = Field(default=0, ge=0, le=MAX_IMAGE_SIDE)
+    hr_scale: float = Field(
+        default=2.0,
+        ge=MIN_HR_SCALE,
+        le=MAX_HR_SCALE,
+        description=f"Hires fix upscale factor; the upscaled image's sides may be at most {MAX_HIRES_SIDE}.",
+    )
+    hr_upscaler: str = Field(default="Latent", max_length=128, examples=["Latent"])
+    hr_second_pass_steps: int = Field(default=0, ge=0, le=MAX_STEPS, description="0: as many as steps.")
+    hr_resize_x: int = Field(default=0, ge=0, le=MAX_IMAGE_SIDE)
+    hr_resize_y: int = Field(default=0, ge=0, le=MAX_IMAGE_SIDE)
     hr_sampler_name: str | None = None
     hr_prompt: str = ""
     hr_negative_prompt: str = ""
     styles: list[str] = Field(default_factory=list)
-    seed: int = Field(default=-1, ge=-1, description="-1 picks a random seed.")
-    subseed: int = Field(default=-1, ge=-1)
+    seed: int = Field(default=-1, ge=-1, le=MAX_SEED, description="-1 picks a random seed.")
+    subseed: int = Field(default=-1, ge=-1, le=MAX_SEED)
     subseed_strength: float = Field(default=0.0, ge=0, le=1)
-    seed_resize_from_h: int = Field(default=0, ge=-1)
-    seed_resize_from_w: int = Field(default=0, ge=-1)
-    sampler_name: str = Field(default="Euler a", examples=["Euler a", "DPM++ 2M Karras"])
-    batch_size: int = Field(default=1, ge=1)
-    n_iter: int = Field(default=1, ge=1)
-    steps: int = Field(default=28, ge=1)
-    cfg_scale: float = Field(default=7.0, ge=0)
-    width: int = Field(default=512, gt=0, multiple_of=8)
-    height: int = Field(default=512, gt=0, multiple_of=8)
+    seed_resize_from_h: int = Field(default=0, ge=-1, le=MAX_SEED_RESIZE_SIDE)
+    seed_resize_from_w: int = Field(default=0, ge=-1, le=MAX_SEED_RESIZE_SIDE)
+    sampler_name: str = Field(default="Euler a", max_length=128, examples=["Euler a", "DPM++ 2M Karras"])
+    batch_size: int = Field(default=1, ge=1, le=MAX_BATCH_SIZE)
+    n_iter: int = Field(default=1, ge=1, le=MAX_BATCH_COUNT, description="A1111's batch count.")
+    steps: int = Field(default=28, ge=1, le=MAX_STEPS)
+    cfg_scale: float = Field(default=7.0, ge=MIN_CFG_SCALE, le=MAX_CFG_SCALE)
+    width: int = Field(default=512, ge=MIN_IMAGE_SIDE, le=MAX_IMAGE_SIDE, multiple_of=IMAGE_SIDE_MULTIPLE)
+    height: int = Field(default=512, ge=MIN_IMAGE_SIDE, le=MAX_IMAGE_SIDE, multiple_of=IMAGE_SIDE_MULTIPLE)
     restore_faces: bool = False
     tiling: bool = False
     do_not_save_samples: bool = False
     do_not_save_grid: bool = False
     negative_prompt: str = ""
-    eta: float | None = Field(default=None, ge=0)
-    s_min_uncond: float = Field(default=0.0, ge=0)
-    s_churn: float = Field(default=0.0, ge=0)
-    s_tmax: float = Field(default=1.0, ge=0)
-    s_tmin: float = Field(default=0.0, ge=0)
-    s_noise: float = Field(default=1.0, ge=0)
+    eta: float | None = Field(default=None, ge=0, le=MAX_ETA)
+    s_min_uncond: float = Field(default=0.0, ge=0, le=MAX_S_MIN_UNCOND)
+    s_churn: float = Field(default=0.0, ge=0, le=MAX_S_CHURN)
+    s_tmax: float = Field(default=1.0, ge=0, le=MAX_S_TMAX)
+    s_tmin: float = Field(default=0.0, ge=0, le=MAX_S_TMIN)
+    s_noise: float = Field(default=1.0, ge=0, le=MAX_S_NOISE)
     override_settings: dict[str, Any] = Field(default_factory=dict)
     override_settings_restore_afterwards: bool = True
     script_args: list[Any] = Field(default_factory=list)
@@ -253,6 +292,17 @@ class InferenceRequest(ApiModel):
     def _img2img_needs_images(self) -> InferenceRequest:
         if self.task_type == "img2img" and not self.init_images:
             raise ValueError("init_images must hold at least one base64 image when task_type is img2img")
+        return self
+
+    @model_validator(mode="after")
+    def _hires_size(self) -> InferenceRequest:
+        if self.task_type == "txt2img" and self.enable_hr:
+            size = hires_upscale_size(self.width, self.height, self.hr_scale, self.hr_resize_x, self.hr_resize_y)
+            if max(size) > MAX_HIRES_SIDE:
+                raise ValueError(
+                    f"hires fix would upscale to {size[0]}x{size[1]}; each side may be at most {MAX_HIRES_SIDE} "
+                    "(lower hr_scale, hr_resize_x or hr_resize_y)"
+                )
         return self
 
 
@@ -352,7 +402,9 @@ class ModelMergeRequest(ApiModel):
     custom_name: ObjectName | None = Field(default=None, description="Name of the merged checkpoint.")
     checkpoint_format: Literal["safetensors", "ckpt"] = "safetensors"
     save_as_half: bool = False
-    sagemaker_endpoint_name: str | None = Field(default=None, examples=["infer-endpoint-cb821ea"])
+    sagemaker_endpoint_name: str | None = Field(
+        default=None, json_schema_extra=_OPTIONAL_ENDPOINT_NAME, examples=["infer-endpoint-cb821ea"]
+    )
 
     @field_validator("tertiary_model_name", "custom_name", "sagemaker_endpoint_name", mode="before")
     @classmethod
@@ -401,7 +453,7 @@ def _check_models(value: dict[str, list[str]]) -> dict[str, list[str]]:
 class InferenceV2Request(ApiModel):
     """``POST /inference/v2`` (and the body of ``PUT /inference/v2/{id}/run``)."""
 
-    sagemaker_endpoint_name: str = Field(examples=["infer-endpoint-cb821ea"])
+    sagemaker_endpoint_name: str = Field(json_schema_extra=_ENDPOINT_NAME, examples=["infer-endpoint-cb821ea"])
     task_type: InferenceTaskType = Field(examples=["txt2img"])
     models: dict[str, list[ObjectName]] = Field(examples=[{"Stable-diffusion": ["v1-5-pruned-emaonly.safetensors"]}])
     filters: dict[str, Any] = Field(default_factory=dict, examples=[{"creator": "me"}])
@@ -478,7 +530,7 @@ class RunSageMakerInferenceRequest(ApiModel):
     model_config = ConfigDict(extra="allow")
 
     task_type: Literal["txt2img", "img2img", "interrogate_clip", "interrogate_deepbooru"]
-    sagemaker_endpoint: str = Field(examples=["infer-endpoint-cb821ea"])
+    sagemaker_endpoint: str = Field(json_schema_extra=_ENDPOINT_NAME, examples=["infer-endpoint-cb821ea"])
     models: dict[str, list[ObjectName]] = Field(default_factory=dict)
 
     @field_validator("sagemaker_endpoint")

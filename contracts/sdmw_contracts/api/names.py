@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 
 #: S3 keys are at most 1024 bytes; names are checked against that in characters.
 MAX_OBJECT_NAME_LENGTH = 1024
@@ -111,8 +111,41 @@ def check_unique(values: Iterable[str], what: str) -> None:
         raise ValueError(f"duplicate {what}: {', '.join(repeated)}")
 
 
-ObjectName = Annotated[str, AfterValidator(check_object_name)]
-ResourceName = Annotated[str, AfterValidator(check_resource_name)]
-DatasetName = Annotated[str, AfterValidator(check_dataset_name)]
-ClientPath = Annotated[str, AfterValidator(check_client_path)]
-Base64Data = Annotated[str, AfterValidator(check_base64)]
+#: What the OpenAPI document shows of each rule (the checks above are what is enforced; ``..`` and empty
+#: segments, which a regular expression would need look-arounds for, are in the descriptions).
+OBJECT_NAME_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_OBJECT_NAME_LENGTH,
+    "pattern": r"^[^/\\\x00-\x1f\x7f][^\\\x00-\x1f\x7f]*$",
+    "description": "A relative object name: no leading '/', no backslash, no control character, "
+    "no '..', no empty or '.' path segment; at most 1024 characters.",
+}
+RESOURCE_NAME_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 128,
+    "pattern": RESOURCE_NAME_PATTERN.pattern,
+    "description": "1-128 letters, digits, '-', '_' or '.'; not '.', no '..'.",
+}
+DATASET_NAME_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 128,
+    "pattern": DATASET_NAME_PATTERN.pattern,
+    "description": "1-128 letters, digits, '-', '_', '.' or inner spaces; not '.', no '..'.",
+}
+CLIENT_PATH_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_OBJECT_NAME_LENGTH,
+    "pattern": r"^[^\x00-\x1f\x7f]+$",
+    "description": "A path on the client's machine, kept as sent; no control character.",
+}
+BASE64_SCHEMA = {"type": "string", "minLength": 1, "description": "Base64 data, or a data: URL of it."}
+
+ObjectName = Annotated[str, AfterValidator(check_object_name), WithJsonSchema(OBJECT_NAME_SCHEMA)]
+ResourceName = Annotated[str, AfterValidator(check_resource_name), WithJsonSchema(RESOURCE_NAME_SCHEMA)]
+DatasetName = Annotated[str, AfterValidator(check_dataset_name), WithJsonSchema(DATASET_NAME_SCHEMA)]
+ClientPath = Annotated[str, AfterValidator(check_client_path), WithJsonSchema(CLIENT_PATH_SCHEMA)]
+Base64Data = Annotated[str, AfterValidator(check_base64), WithJsonSchema(BASE64_SCHEMA)]

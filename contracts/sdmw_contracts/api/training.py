@@ -24,10 +24,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from sdmw_contracts.api.assets import MultipartFiles, MultiPartsTags, MultipartUpload
-from sdmw_contracts.api.common import ApiModel
+from sdmw_contracts.api.common import ApiModel, check_params_size
 from sdmw_contracts.api.names import DatasetName, ObjectName, ResourceName, check_unique
 
 #: A model-creation job: waiting for its files, creating, finished or failed.
@@ -85,9 +85,14 @@ class CreateModelParams(ApiModel):
 
 class CreateModelJobParams(ApiModel):
     """``params`` of ``POST /model``; other keys (the extension's ``ckpt_from_cloud``,
-    ``s3_ckpt_path``) are kept as sent."""
+    ``s3_ckpt_path``) are kept as sent; at most 200 KiB as JSON."""
 
     model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fits_its_item(cls, data: Any) -> Any:
+        return check_params_size(data) if isinstance(data, dict) else data
 
     create_model_params: CreateModelParams
 
@@ -215,9 +220,14 @@ class TrainParams(ApiModel):
 
 
 class TrainJobParams(ApiModel):
-    """``params`` of ``POST /train``; other keys are kept as sent."""
+    """``params`` of ``POST /train``; other keys are kept as sent; at most 200 KiB as JSON."""
 
     model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fits_its_item(cls, data: Any) -> Any:
+        return check_params_size(data) if isinstance(data, dict) else data
 
     train_params: TrainParams | None = None
     training_params: TrainParams | None = Field(default=None, description="The WebUI extension's name for it.")

@@ -173,33 +173,29 @@ class DatasetCreationRequested(Command):
     params: dict[str, Any] = Field(default_factory=dict)
     requested_at: datetime
 
-    def initial_snapshots(self, bucket: str, version: int) -> tuple[DatasetChanged, list[DatasetItemChanged]]:
-        """The dataset and its items as this command creates them (edge: version 0, owner: 1)."""
+    def initial_snapshot(self, bucket: str, version: int) -> DatasetChanged:
+        """The dataset, its items included, as this command creates it (edge: version 0, owner: 1)."""
         prefix = dataset_prefix(self.dataset_name)
-        dataset = DatasetChanged(
+        return DatasetChanged(
             id=self.dataset_name,
             version=version,
             status="Initialed",
             s3_location=f"s3://{bucket}/{prefix}",
             item_count=len(self.items),
+            items=[
+                DatasetItem(
+                    name=spec.name,
+                    type=spec.type,
+                    key=prefix + spec.name,
+                    s3_uri=f"s3://{bucket}/{prefix}{spec.name}",
+                    original_filename=spec.original_filename,
+                    status="Initialed",
+                )
+                for spec in self.items
+            ],
             params=self.params,
             created_at=self.requested_at,
         )
-        items = [
-            DatasetItemChanged(
-                id=dataset_item_id(self.dataset_name, spec.name),
-                version=version,
-                dataset_name=self.dataset_name,
-                name=spec.name,
-                type=spec.type,
-                key=prefix + spec.name,
-                s3_uri=f"s3://{bucket}/{prefix}{spec.name}",
-                original_filename=spec.original_filename,
-                status="Initialed",
-            )
-            for spec in self.items
-        ]
-        return dataset, items
 
 
 class DatasetUpdateRequested(Command):
@@ -208,19 +204,40 @@ class DatasetUpdateRequested(Command):
     status: Literal["Enabled", "Disabled"]
 
 
+class DatasetItem(BaseModel):
+    """One file of a dataset; it moves with its dataset."""
+
+    name: str
+    type: str
+    key: str
+    s3_uri: str
+    original_filename: str
+    status: DatasetStatus
+
+
 class DatasetChanged(EntityChanged):
-    """``id`` is the dataset name."""
+    """``id`` is the dataset name. One fact carries the dataset and all its items (versioned with it).
+
+    A dataset of thousands of items is over EventBridge's 256 KB: the event then
+    travels by claim check (``data_s3_uri`` in the detail, see ``EventEnvelope``).
+    Events published before ``items`` existed have it empty and carry each item
+    in a ``DatasetItemChanged``.
+    """
 
     status: DatasetStatus
     s3_location: str
     item_count: int = Field(ge=0)
+    items: list[DatasetItem] = Field(default_factory=list, description="Every item, in the dataset's status.")
     params: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     rejection: Rejection | None = None
 
 
 class DatasetItemChanged(EntityChanged):
-    """``id`` is ``<dataset name>/<item name>``."""
+    """``id`` is ``<dataset name>/<item name>``.
+
+    No longer published: ``DatasetChanged`` carries its items. Still projected, for events already on the way.
+    """
 
     dataset_name: str
     name: str

@@ -7,9 +7,15 @@ Middleware, outermost first:
    answer (a 401/403 included, so a browser can read it).
 2. ``CollapseSlashesMiddleware``: ``//`` in a path is ``/`` (the extension asks
    for ``/prod//dataset``).
-3. ``ApiKeyMiddleware``: nothing else gets further without a valid key, an
+3. ``BodyLimitMiddleware``: a body over 10 MB gets 413, as API Gateway answers
+   it, before the key is looked at (a declared ``Content-Length``; a chunked
+   body is counted as it is read, after the key check).
+4. ``ApiKeyMiddleware``: nothing else gets further without a valid key, an
    ``OPTIONS`` that is not a preflight included.
-4. ``TraceHeaderMiddleware``: the request's trace header into every command.
+5. ``HeadAsGetMiddleware``: ``HEAD`` on any ``GET`` route, answered as the ``GET`` without its body.
+6. ``TraceHeaderMiddleware``: the request's trace header into every command.
+
+The OpenAPI document (``api_gateway.openapi``) lists every status each route can answer.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from api_gateway.auth import ApiKeyMiddleware
 from api_gateway.cors import ApiGatewayCors
 from api_gateway.dependencies import EdgeDependencies
 from api_gateway.errors import install_error_handlers
+from api_gateway.head import HeadAsGetMiddleware
+from api_gateway.limits import BodyLimitMiddleware
+from api_gateway.openapi import install_openapi
 from api_gateway.paths import CollapseSlashesMiddleware
 from api_gateway.routes import assets, endpoints, inference, training
 from api_gateway.tracing import TraceHeaderMiddleware
@@ -33,7 +42,10 @@ DOCUMENT_PATHS = ("/openapi.json", "/docs")
 
 
 def served_routes() -> list[tuple[str, str]]:
-    """(method, path) of every route the app answers, without the stage prefix: what the AWS API fronts."""
+    """(method, path) of every route the app answers, without the stage prefix: what the AWS API fronts.
+
+    Every ``GET`` is answered for ``HEAD`` too (``HeadAsGetMiddleware``).
+    """
     routes = [
         (method, route.path)
         for router in ROUTERS
@@ -41,7 +53,8 @@ def served_routes() -> list[tuple[str, str]]:
         if isinstance(route, APIRoute)
         for method in sorted(route.methods)
     ]
-    return routes + [("GET", path) for path in DOCUMENT_PATHS]
+    routes += [("GET", path) for path in DOCUMENT_PATHS]
+    return routes + [("HEAD", path) for method, path in routes if method == "GET"]
 
 
 def create_app(deps: EdgeDependencies) -> FastAPI:
@@ -59,9 +72,12 @@ def create_app(deps: EdgeDependencies) -> FastAPI:
     for router in ROUTERS:
         stage.include_router(router)
     app.include_router(stage)
+    install_openapi(app, deps.settings)
     # add_middleware puts each one outside the ones added before it: the last added runs first.
     app.add_middleware(TraceHeaderMiddleware)
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(ApiKeyMiddleware, keys=deps.settings.api_keys)
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(CollapseSlashesMiddleware)
     app.add_middleware(ApiGatewayCors)
     return app

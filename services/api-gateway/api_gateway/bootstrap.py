@@ -13,6 +13,7 @@ from api_gateway.presign import Presigner
 from api_gateway.read_model import ReadModel, projection_router
 from api_gateway.settings import EdgeSettings
 from service_kit import aws
+from service_kit.claims import EventClaims
 from service_kit.config import ServiceConfig
 from service_kit.consumer import Consumer
 from service_kit.events import EventBridgePublisher
@@ -26,7 +27,10 @@ def http_app() -> FastAPI:
     deps = EdgeDependencies(
         settings=settings,
         read_model=ReadModel(SnapshotTable(config.table_name)),
-        commands=CommandSender(EventBridgePublisher(config.event_bus, config.source)),
+        # A dataset of thousands of items is over EventBridge's 256 KB: its command goes by claim check.
+        commands=CommandSender(
+            EventBridgePublisher(config.event_bus, config.source, claims=EventClaims(config.bucket))
+        ),
         presigner=Presigner(config.bucket, settings.presign_expiry_s, settings.presign_max_expiry_s),
         claims=ClaimCheck(config.bucket, aws.client("s3")),
     )
@@ -38,4 +42,5 @@ def projector() -> tuple[ServiceConfig, Consumer]:
     logger = get_logger(SERVICE)
     router = projection_router(ReadModel(SnapshotTable(config.table_name)))
     # Projection is idempotent by version already; no idempotency records needed.
-    return config, Consumer(router, logger, idempotency_store=None)
+    # A dataset of thousands of items comes by claim check (its DatasetChanged is over EventBridge's 256 KB).
+    return config, Consumer(router, logger, idempotency_store=None, claims=EventClaims())

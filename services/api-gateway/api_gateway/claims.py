@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 #: Bodies above this travel through S3; the rest of the event needs room too.
 INLINE_LIMIT_BYTES = 128 * 1024
 
@@ -35,9 +37,21 @@ class ClaimCheck:
         return f"s3://{self._bucket}/{key}"
 
     def get_json(self, key: str) -> Any:
-        """What ``key`` holds, parsed; None when there is no such object. ValueError when it is not JSON."""
+        """What ``key`` holds, parsed; None when there is no such object. ValueError when it is not JSON.
+
+        "No such object" is any 404: S3 (and its emulators) answer a GET whose key it cannot hold (a
+        control character from a client-chosen id) with a bare 404, not ``NoSuchKey``.
+        """
         try:
             body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
-        except self._s3.exceptions.NoSuchKey:
-            return None
+        except ClientError as exc:
+            if _not_found(exc):
+                return None
+            raise
         return json.loads(body)
+
+
+def _not_found(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return error.get("Code") in ("NoSuchKey", "NotFound", "404") or status == 404

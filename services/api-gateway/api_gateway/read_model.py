@@ -8,35 +8,68 @@ newer, so order and duplicates do not matter.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sdmw_contracts.envelope import EntityChanged
-from sdmw_contracts.events import ALL_EVENTS, EndpointDeploymentChanged
+from sdmw_contracts.events import ALL_EVENTS, DatasetChanged, DatasetItemChanged, EndpointDeploymentChanged
+from sdmw_contracts.events.assets import DatasetItem, dataset_item_id
 from service_kit.consumer import Router
+from service_kit.logging import get_logger
 from service_kit.messages import BusEvent
 from service_kit.snapshots import SnapshotTable
 
 S = TypeVar("S", bound=EntityChanged)
 
+_logger = get_logger("api-gateway")
+
 
 class ReadModel:
     def __init__(self, table: SnapshotTable) -> None:
         self._table = table
+        #: Items lists skipped because they could not be read, since this process started; each skip is
+        #: logged with the running total (``unreadable_items_total``, metric ``UnreadableReadModelItems``).
+        self.unreadable_items = 0
+        self._count_lock = threading.Lock()
 
     def apply(self, snapshot: EntityChanged) -> bool:
+        if isinstance(snapshot, DatasetChanged) and snapshot.items:
+            # The items (thousands, maybe) in a row of their own, first; the dataset's row stays small for
+            # the lists and the edge's polling.
+            self._table.apply(_DatasetItems(id=snapshot.id, version=snapshot.version, items=snapshot.items))
+            snapshot = snapshot.model_copy(update={"items": []})
         return self._table.apply(snapshot)
 
     def discard_initial(self, snapshot: EntityChanged) -> None:
         """Forget an initial snapshot whose command could not be sent."""
+        if isinstance(snapshot, DatasetChanged) and snapshot.items:
+            self._table.delete_if_version(_DatasetItems(id=snapshot.id, version=snapshot.version, items=[]))
         self._table.delete_if_version(snapshot)
 
     def get(self, model: type[S], entity_id: str) -> S | None:
         return self._table.get(model, entity_id)
 
     def list(self, model: type[S], id_prefix: str | None = None) -> list[S]:
-        return self._table.list(model, id_prefix)
+        """Every readable snapshot: an item that cannot be read is skipped, logged and counted, so one bad
+        item never fails a list for everyone."""
+        return self._table.list(model, id_prefix, on_unreadable=self._skip_unreadable)
+
+    def _skip_unreadable(self, item: dict[str, Any], error: Exception) -> None:
+        with self._count_lock:
+            self.unreadable_items += 1
+            total = self.unreadable_items
+        _logger.error(
+            "skipped an unreadable read-model item",
+            extra={
+                "metric": "UnreadableReadModelItems",
+                "entity_type": _printable(item.get("pk")),
+                "entity_id": _printable(item.get("sk")),
+                "error": _printable(f"{type(error).__name__}: {error}", 500),
+                "unreadable_items_total": total,
+            },
+        )
 
     def wait_for(self, model: type[S], entity_id: str, done: Callable[[S], bool], timeout_s: float) -> S | None:
         """Poll until the entity satisfies ``done`` or time runs out; the last seen snapshot."""
@@ -49,6 +82,25 @@ class ReadModel:
 
     # Queries the routes need, kept here so routes stay thin.
 
+    def dataset_items(self, dataset_name: str) -> list[DatasetItem] | None:
+        """The dataset's items; None when there is no such dataset.
+
+        ``DatasetChanged`` carries its items, kept here in a row of their own (``DatasetItems``) while
+        ``get(DatasetChanged, ...)`` answers the dataset without them; a dataset projected before it carried
+        them has them as ``DatasetItemChanged`` snapshots of their own.
+        """
+        dataset = self.get(DatasetChanged, dataset_name)
+        if dataset is None:
+            return None
+        kept = self._table.get(_DatasetItems, dataset_name)
+        if kept is not None:
+            return kept.items
+        if dataset.items or dataset.item_count == 0:
+            return dataset.items
+        legacy = self.list(DatasetItemChanged, id_prefix=dataset_item_id(dataset_name, ""))
+        fields = DatasetItem.model_fields
+        return [DatasetItem.model_validate(item.model_dump(include=set(fields))) for item in legacy]
+
     def endpoint_jobs(self) -> list[EndpointDeploymentChanged]:
         return sorted(self.list(EndpointDeploymentChanged), key=lambda job: job.start_time, reverse=True)
 
@@ -59,6 +111,20 @@ class ReadModel:
             if job.endpoint_name == endpoint_name and job.status not in ended:
                 return job
         return None
+
+
+def _printable(value: Any, limit: int = 128) -> str:
+    return str(value)[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class _DatasetItems(EntityChanged):
+    """The read model's own row of a dataset's items, versioned with the dataset (not an event)."""
+
+    items: list[DatasetItem]
+
+    @classmethod
+    def entity_type(cls) -> str:
+        return "DatasetItems"
 
 
 def projection_router(read_model: ReadModel) -> Router:

@@ -1,8 +1,10 @@
 """How routes hand work to the owning services.
 
 - ``record_then_send``: write the initial snapshot of what the edge creates,
-  then send the command; if the command cannot be sent, forget the snapshot and
-  answer 503, so nothing is half-accepted.
+  then send the command; if anything fails on the way (the bus refuses it, the
+  command cannot be serialized, the connection drops), forget what was written
+  and answer 503 (or let the unexpected error answer 500), so nothing is
+  half-accepted and no snapshot is left that no owner will ever move on.
 - ``send``: send a command about something that exists.
 - ``await_outcome``: wait a bounded time for the owner's answer to one request,
   which is either the wanted state or a rejection naming that request.
@@ -17,21 +19,35 @@ from api_gateway.dependencies import EdgeDependencies
 from api_gateway.errors import ApiError, unavailable
 from sdmw_contracts.envelope import Command, EntityChanged
 from service_kit.events import PublishError
+from service_kit.logging import get_logger
 
 S = TypeVar("S", bound=EntityChanged)
+_logger = get_logger("api-gateway")
 
 
 def record_then_send(
     deps: EdgeDependencies, initial: list[EntityChanged], command: Command, correlation_id: str
 ) -> None:
-    for snapshot in initial:
-        deps.read_model.apply(snapshot)
+    written: list[EntityChanged] = []
     try:
-        deps.commands.send(command, correlation_id=correlation_id)
-    except PublishError as exc:
         for snapshot in initial:
+            if deps.read_model.apply(snapshot):  # only what this request wrote is its to remove
+                written.append(snapshot)
+        deps.commands.send(command, correlation_id=correlation_id)
+    except BaseException as exc:
+        _forget(deps, written)
+        if isinstance(exc, PublishError):
+            raise unavailable(f"the request was not accepted, try again: {exc}") from exc
+        raise
+
+
+def _forget(deps: EdgeDependencies, written: list[EntityChanged]) -> None:
+    """Remove the initial snapshots; each one on its own, so one failure does not keep the others."""
+    for snapshot in written:
+        try:
             deps.read_model.discard_initial(snapshot)
-        raise unavailable(f"the request was not accepted, try again: {exc}") from exc
+        except Exception:  # the original error is the one to answer
+            _logger.exception("could not remove an initial snapshot", extra={"entity_id": snapshot.id})
 
 
 def send(deps: EdgeDependencies, command: Command, correlation_id: str) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from asset_registry import SERVICE
 from asset_registry.handlers import Dependencies, router
+from service_kit.claims import EventClaims
 from service_kit.config import ServiceConfig
 from service_kit.consumer import Consumer, dynamodb_idempotency
 from service_kit.events import EventBridgePublisher
@@ -27,8 +28,10 @@ def bootstrap() -> App:
     deps = Dependencies(
         snapshots=SnapshotTable(config.table_name),
         storage=S3Storage(config.bucket),
-        publisher=EventBridgePublisher(config.event_bus, config.source),
+        # A dataset of thousands of items is over EventBridge's 256 KB: its DatasetChanged goes by claim check.
+        publisher=EventBridgePublisher(config.event_bus, config.source, claims=EventClaims(config.bucket)),
         logger=logger,
     )
-    consumer = Consumer(router(deps), logger, dynamodb_idempotency(config.table_name))
+    # The command creating a dataset of thousands of items comes by claim check.
+    consumer = Consumer(router(deps), logger, dynamodb_idempotency(config.table_name), claims=EventClaims())
     return App(config=config, deps=deps, consumer=consumer)

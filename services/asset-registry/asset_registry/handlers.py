@@ -14,7 +14,7 @@ from aws_lambda_powertools import Logger
 
 from asset_registry import SERVICE, checkpoints, datasets
 from asset_registry.checkpoints import Checkpoint
-from asset_registry.datasets import Dataset, Item
+from asset_registry.datasets import Dataset, LegacyItem
 from sdmw_contracts.envelope import EntityChanged, EventEnvelope
 from sdmw_contracts.events import (
     CheckpointCreationRequested,
@@ -23,7 +23,7 @@ from sdmw_contracts.events import (
     DatasetCreationRequested,
     DatasetUpdateRequested,
 )
-from sdmw_contracts.events.assets import checkpoint_prefix, dataset_item_id
+from sdmw_contracts.events.assets import checkpoint_prefix, dataset_item_id, dataset_prefix
 from service_kit.consumer import Router
 from service_kit.events import EventPublisher, publish_snapshots
 from service_kit.messages import BusEvent
@@ -138,40 +138,46 @@ def _found_files(command: CheckpointRegistrationRequested, deps: Dependencies) -
 def on_dataset_creation(event: BusEvent, deps: Dependencies) -> None:
     envelope = event.envelope()
     command = envelope.parse_data(DatasetCreationRequested)
-    dataset = deps.snapshots.get(Dataset, command.dataset_name)
+    dataset = _dataset(command.dataset_name, deps)
     if dataset is None:
-        dataset, items = command.initial_snapshots(deps.storage.bucket, version=1)
-        deps.snapshots.save(*items, dataset)  # the dataset last: it says the items are there
-    else:
-        items = _items_of(dataset.id, deps)
-    _publish([*items, dataset], dataset.id, envelope, deps)
+        dataset = command.initial_snapshot(deps.storage.bucket, version=1)
+        deps.snapshots.save(dataset)
+    _publish([dataset], dataset.id, envelope, deps)
 
 
 def on_dataset_update(event: BusEvent, deps: Dependencies) -> None:
     envelope = event.envelope()
     command = envelope.parse_data(DatasetUpdateRequested)
-    dataset = deps.snapshots.get(Dataset, command.dataset_name)
+    dataset = _dataset(command.dataset_name, deps)
     if dataset is None:
         raise UnknownEntity(f"update of dataset {command.dataset_name} arrived before its creation")
-    items = _items_of(dataset.id, deps)
     if dataset.status == command.status or (dataset.rejection and dataset.rejection.request_id == command.request_id):
-        _publish([*items, dataset], dataset.id, envelope, deps)
-        return
-    missing = [
-        item.name for item in items if command.status == "Enabled" and deps.storage.object_size(item.key) is None
-    ]
-    if missing:
-        dataset = datasets.rejected(dataset, command.request_id, f"files not uploaded yet: {', '.join(missing)}")
-        deps.snapshots.save(dataset)
         _publish([dataset], dataset.id, envelope, deps)
         return
-    dataset, moved = datasets.with_status(dataset, items, command.status)
-    deps.snapshots.save(*moved, dataset)
-    _publish([*moved, dataset], dataset.id, envelope, deps)
+    if command.status == "Enabled":
+        # One listing of the dataset's prefix, not one request per item.
+        missing = datasets.missing_files(dataset, set(deps.storage.objects_under(dataset_prefix(dataset.id))))
+        if missing:
+            dataset = datasets.rejected(dataset, command.request_id, _missing_reason(missing))
+            deps.snapshots.save(dataset)
+            _publish([dataset], dataset.id, envelope, deps)
+            return
+    dataset = datasets.with_status(dataset, command.status)
+    deps.snapshots.save(dataset)
+    _publish([dataset], dataset.id, envelope, deps)
 
 
-def _items_of(dataset_name: str, deps: Dependencies) -> list[Item]:
-    return deps.snapshots.list(Item, id_prefix=dataset_item_id(dataset_name, ""))
+def _missing_reason(missing: list[str], shown: int = 20) -> str:
+    more = f" and {len(missing) - shown} more" if len(missing) > shown else ""
+    return f"files not uploaded yet: {', '.join(missing[:shown])}{more}"
+
+
+def _dataset(dataset_name: str, deps: Dependencies) -> Dataset | None:
+    """The dataset with its items; those stored before datasets carried their items are read from their rows."""
+    dataset = deps.snapshots.get(Dataset, dataset_name)
+    if dataset is None or dataset.items or dataset.item_count == 0:
+        return dataset
+    return datasets.with_items(dataset, deps.snapshots.list(LegacyItem, id_prefix=dataset_item_id(dataset_name, "")))
 
 
 # ---------------------------------------------------------------- wiring

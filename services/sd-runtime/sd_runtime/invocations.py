@@ -25,7 +25,13 @@ from sd_runtime.errors import RequestError, UnsupportedFeature, is_out_of_memory
 from sd_runtime.models import ModelStore
 from sd_runtime.settings import Settings
 from sdmw_contracts.api.inference import InferenceRequest
-from sdmw_contracts.runtime import InvocationRequest, InvocationResponse
+from sdmw_contracts.runtime import (
+    MAX_HIRES_SIDE,
+    MAX_STEPS,
+    InvocationRequest,
+    InvocationResponse,
+    generation_limit_problems,
+)
 
 logger = logging.getLogger("sd_runtime")
 
@@ -67,6 +73,27 @@ def parse_params(request: InvocationRequest) -> InferenceRequest:
         return InferenceRequest.model_validate(data)
     except ValidationError as error:
         raise RequestError(_validation_message(error, "payload")) from None
+
+
+def check_limits(params: InferenceRequest, hires_size: tuple[int, int] | None = None) -> None:
+    """The generation limits (``sdmw_contracts.runtime``) on what is about to run, checked again here:
+    the edge checks them too, but nothing that reaches ``/invocations`` another way may run past them."""
+    problems = generation_limit_problems(
+        width=params.width,
+        height=params.height,
+        steps=params.steps,
+        batch_size=params.batch_size,
+        n_iter=params.n_iter,
+        cfg_scale=params.cfg_scale,
+    )
+    if params.enable_hr and params.hr_second_pass_steps > MAX_STEPS:
+        problems.append(f"hr_second_pass_steps must be 0..{MAX_STEPS}, got {params.hr_second_pass_steps}")
+    if hires_size is not None and max(hires_size) > MAX_HIRES_SIDE:
+        problems.append(
+            f"hires fix would upscale to {hires_size[0]}x{hires_size[1]}; each side may be at most {MAX_HIRES_SIDE}"
+        )
+    if problems:
+        raise RequestError("outside the generation limits: " + "; ".join(problems))
 
 
 @dataclass
@@ -174,6 +201,7 @@ class Runtime:
         if request.checkpoint is None:
             raise RequestError(f"task {request.task!r} needs a checkpoint")
         params = parse_params(request)
+        check_limits(params)
         warnings: list[str] = []
         if params.script_name:
             raise UnsupportedFeature(f"script {params.script_name!r}: scripts are not supported by this runtime")
@@ -195,6 +223,7 @@ class Runtime:
             tags = {**hr_tags, **tags}
             hr_negative = params.hr_negative_prompt or params.negative_prompt
             hires = hires_plan(params, sampler, hr_sampler, hr_prompt, hr_negative)
+            check_limits(params, hires.upscale_to)
         units, unit_warnings = parse_units(
             request.payload, request.controlnets, init_images[0] if init_images else None
         )

@@ -13,8 +13,8 @@ the local long-polling worker in ``make up``, with the same batch semantics.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -36,6 +36,12 @@ SnsHandler = Callable[[SnsNotification], None]
 
 class NoHandler(LookupError):
     """A message reached a queue whose service has no handler for it."""
+
+
+class ClaimResolver(Protocol):
+    """Reads a claim-checked event's data back from S3 (``service_kit.claims.EventClaims``)."""
+
+    def resolve(self, detail: dict[str, Any]) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -81,9 +87,11 @@ class Consumer:
         logger: Logger,
         idempotency_store: BasePersistenceLayer | None,
         idempotency_ttl_s: int = 24 * 3600,
+        claims: ClaimResolver | None = None,
     ) -> None:
         self._router = router
         self._logger = logger
+        self._claims = claims
         self._config = IdempotencyConfig(
             event_key_jmespath="key",
             raise_on_no_idempotency_key=True,
@@ -127,7 +135,13 @@ class Consumer:
             self._logger.set_correlation_id(None)
 
     def _dispatch_body(self, message: dict[str, Any]) -> bool:
-        self._router.dispatch(parse_message(message["body"]))
+        parsed = parse_message(message["body"])
+        if isinstance(parsed, BusEvent) and parsed.detail.get("data_s3_uri"):
+            # A claim-checked event: its data is read back from S3 here, so handlers never know.
+            if self._claims is None:
+                raise NoHandler(f"{parsed.detail_type} came by claim check and this consumer reads no claims")
+            parsed = replace(parsed, detail=self._claims.resolve(parsed.detail))
+        self._router.dispatch(parsed)
         return True
 
 

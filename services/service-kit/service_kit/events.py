@@ -17,6 +17,14 @@ from service_kit.tracing import current_trace_header
 
 PUT_EVENTS_BATCH = 10  # EventBridge's limit of entries per PutEvents call
 MAX_ENTRY_BYTES = 256 * 1024
+#: Details above this go by claim check; the rest of the entry (source, detail-type, trace header) needs room too.
+CLAIM_ABOVE_BYTES = 200 * 1024
+
+
+class ClaimCheck(Protocol):
+    """Puts an event's data in S3 (``service_kit.claims.EventClaims``)."""
+
+    def hand_over(self, detail_type: str, envelope: EventEnvelope) -> EventEnvelope: ...
 
 
 class PublishError(RuntimeError):
@@ -77,23 +85,41 @@ def publish_snapshots(
     )
 
 
-def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _batches(items: Sequence[tuple[Outgoing, dict[str, Any]]]) -> Iterable[list[tuple[Outgoing, dict[str, Any]]]]:
+    """PutEvents takes at most 10 entries and 256 KB in all: an event near the limit goes on its own."""
+    batch: list[tuple[Outgoing, dict[str, Any]]] = []
+    size = 0
+    for item in items:
+        entry_size = _entry_size(item[1])
+        if batch and (len(batch) == PUT_EVENTS_BATCH or size + entry_size > MAX_ENTRY_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += entry_size
+    if batch:
+        yield batch
+
+
+def _entry_size(entry: dict[str, Any]) -> int:
+    """EventBridge's reckoning of an entry's size, near enough: its strings' bytes."""
+    return sum(len(str(value).encode()) for key, value in entry.items() if key != "EventBusName")
 
 
 class EventBridgePublisher:
-    def __init__(self, bus_name: str, source: str, client: Any | None = None) -> None:
+    """Puts events on the bus; with ``claims``, an event too large for EventBridge goes by claim check."""
+
+    def __init__(self, bus_name: str, source: str, client: Any | None = None, claims: ClaimCheck | None = None) -> None:
         self._bus = bus_name
         self._source = source
         self._client = client or aws.client("events")
+        self._claims = claims
 
     def _entry(self, event: Outgoing) -> dict[str, Any]:
         detail = event.detail_json()
+        if len(detail.encode()) > CLAIM_ABOVE_BYTES and self._claims is not None:
+            detail = self._claims.hand_over(event.detail_type, event.envelope).model_dump_json()
         if len(detail.encode()) > MAX_ENTRY_BYTES:
-            raise PublishError(
-                f"{event.detail_type} is over EventBridge's 256 KB; store the payload in S3 and send its URI"
-            )
+            raise PublishError(f"{event.detail_type} is over EventBridge's 256 KB and there is no claim check")
         entry = {
             "EventBusName": self._bus,
             "Source": self._source,
@@ -105,12 +131,12 @@ class EventBridgePublisher:
         return entry
 
     def publish(self, events: Sequence[Outgoing]) -> None:
-        for batch in _batches(list(events), PUT_EVENTS_BATCH):
-            response = self._client.put_events(Entries=[self._entry(e) for e in batch])
+        for batch in _batches([(e, self._entry(e)) for e in events]):
+            response = self._client.put_events(Entries=[entry for _, entry in batch])
             if response.get("FailedEntryCount"):
                 failures = [
                     f"{e.detail_type}: {r.get('ErrorCode')} {r.get('ErrorMessage')}"
-                    for e, r in zip(batch, response["Entries"], strict=True)
+                    for (e, _), r in zip(batch, response["Entries"], strict=True)
                     if r.get("ErrorCode")
                 ]
                 raise PublishError("EventBridge refused events: " + "; ".join(failures))

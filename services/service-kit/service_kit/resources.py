@@ -80,6 +80,9 @@ class Schedule:
         return f"rate({minutes} minute{'s' if minutes > 1 else ''})"
 
 
+#: Where event data too big for EventBridge is kept (``service_kit.claims``); see ``CoreResources.expiring_prefixes``.
+CLAIM_PREFIX = "event-claims/"
+
 #: Symbolic resources a ``Grant`` names; the AWS deployment turns each into ARNs.
 BUCKET = "bucket"  # the core bucket itself (ListBucket)
 BUCKET_OBJECTS = "bucket-objects"  # every object in the core bucket
@@ -175,6 +178,9 @@ class CoreResources:
     topics: tuple[str, ...] = ()
     #: Multipart uploads nobody completed or disabled are aborted after this many days.
     abort_incomplete_uploads_after_days: int = 1
+    #: Objects under these prefixes are deleted after so many days: claimed event data outlives every
+    #: queue's retention (DLQs keep 14 days) and then serves no one.
+    expiring_prefixes: tuple[tuple[str, int], ...] = ((CLAIM_PREFIX, 30),)
     #: The role SageMaker endpoints and training jobs run as.
     sagemaker_role: str = "sagemaker-execution"
     #: Where every service's alarms notify (operators subscribe to it).

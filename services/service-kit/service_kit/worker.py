@@ -5,7 +5,19 @@ It receives up to ten messages with long polling (aiobotocore), hands them to
 ``Consumer.handle_batch`` in Lambda's event shape, deletes what succeeded and
 makes each failure visible again after a short back-off, so the queue's
 redrive policy moves a message that keeps failing to the dead-letter queue.
-SIGTERM/SIGINT stop it after the batch in hand.
+SIGTERM/SIGINT stop it after the batch in hand, or after the long poll in
+flight (at most ``LONG_POLL_S``), whose messages it hands back at once.
+
+Receiving takes a short lease, then extends it. A long poll goes on in the
+queue after its caller is gone (``kill -9``, or a poll cancelled at stop): a
+message that arrives meanwhile is received for nobody and stays invisible for
+the visibility it was received with. So messages are received with a lease of
+``RECEIVE_LEASE_S`` and only the worker that got them extends it to the
+queue's visibility timeout: a message received for nobody is back within the
+lease, not the visibility timeout. The Lambda context's deadline (which
+Powertools' idempotency uses as the in-progress record's expiry) is taken
+before the extension, so when a killed worker's messages come back, their
+in-progress records have already expired and they run at once.
 """
 
 from __future__ import annotations
@@ -26,7 +38,11 @@ from service_kit.consumer import Consumer
 from service_kit.resources import ServiceResources
 
 RECEIVE_BATCH = 10
-LONG_POLL_S = 20
+#: Short, so that stopping can wait for the poll in flight to end and hand back what it took.
+LONG_POLL_S = 3
+STOP_POLL_MARGIN_S = 2
+#: How long a received message stays invisible before the worker that got it extends its visibility.
+RECEIVE_LEASE_S = 10
 
 
 @dataclass
@@ -71,12 +87,14 @@ class Worker:
         *,
         visibility_timeout_s: int = 60,
         long_poll_s: int = LONG_POLL_S,
+        receive_lease_s: int = RECEIVE_LEASE_S,
     ) -> None:
         self._consumer = consumer
         self._queue_url = queue_url
         self._logger = logger
         self._visibility_timeout_s = visibility_timeout_s
         self._long_poll_s = long_poll_s
+        self._receive_lease_s = max(1, min(receive_lease_s, visibility_timeout_s))
         self._stop = asyncio.Event()
         self._region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
 
@@ -92,7 +110,9 @@ class Worker:
             while not self._stop.is_set():
                 messages = await self._receive(sqs)
                 if messages:
-                    await self._process(sqs, messages, queue_arn)
+                    messages, deadline = await self._extend(sqs, messages)
+                if messages:
+                    await self._process(sqs, messages, queue_arn, deadline)
             self._logger.info("worker stopped")
 
     async def _receive(self, sqs: Any) -> list[dict[str, Any]]:
@@ -101,19 +121,17 @@ class Worker:
                 QueueUrl=self._queue_url,
                 MaxNumberOfMessages=RECEIVE_BATCH,
                 WaitTimeSeconds=self._long_poll_s,
-                VisibilityTimeout=self._visibility_timeout_s,
+                VisibilityTimeout=self._receive_lease_s,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             )
         )
         stopping = asyncio.ensure_future(self._stop.wait())
         done, _ = await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if receive not in done:
-            # Anything this poll had taken becomes visible again after the
-            # visibility timeout: stopping never loses a message.
-            receive.cancel()
-            return []
         stopping.cancel()
+        if receive not in done:
+            await self._end_poll_and_release(sqs, receive)
+            return []
         try:
             return receive.result().get("Messages", [])
         except Exception:
@@ -121,11 +139,55 @@ class Worker:
             await asyncio.sleep(1)
             return []
 
-    async def _process(self, sqs: Any, messages: list[dict[str, Any]], queue_arn: str) -> None:
+    async def _end_poll_and_release(self, sqs: Any, receive: asyncio.Future) -> None:
+        """Stopping during a poll: a poll cancelled here would go on in the queue and take
+        messages for nobody. Let it end (it is short) and hand back at once what it took.
+        If it does not end in time, cancel it: what it takes comes back after the lease."""
+        done, _ = await asyncio.wait({receive}, timeout=self._long_poll_s + STOP_POLL_MARGIN_S)
+        if receive not in done:
+            receive.cancel()
+            return
+        try:
+            messages = receive.result().get("Messages", [])
+            if messages:
+                await sqs.change_message_visibility_batch(
+                    QueueUrl=self._queue_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                        for i, m in enumerate(messages)
+                    ],
+                )
+        except Exception:
+            self._logger.exception("could not hand back what the last poll took; it comes back after the lease")
+
+    async def _extend(self, sqs: Any, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
+        """Extend the lease to the visibility timeout; answers the messages now held and their deadline.
+
+        A message whose extension failed is left alone: it comes back after the lease, untouched.
+        """
+        # Taken before the call: an in-progress record never outlives the message's invisibility.
+        deadline = time.monotonic() + self._visibility_timeout_s
+        try:
+            answer = await sqs.change_message_visibility_batch(
+                QueueUrl=self._queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self._visibility_timeout_s}
+                    for i, m in enumerate(messages)
+                ],
+            )
+        except Exception:
+            self._logger.exception("could not extend the visibility of received messages; they come back")
+            return [], deadline
+        extended = {entry["Id"] for entry in answer.get("Successful", [])}
+        for failure in answer.get("Failed", []):
+            self._logger.warning("could not extend a message's visibility; it comes back", extra={"failure": failure})
+        return [m for i, m in enumerate(messages) if str(i) in extended], deadline
+
+    async def _process(self, sqs: Any, messages: list[dict[str, Any]], queue_arn: str, deadline: float) -> None:
         event = {"Records": [lambda_record(m, queue_arn, self._region) for m in messages]}
         context = LocalLambdaContext(
             function_name=self._logger.service,
-            deadline=time.monotonic() + self._visibility_timeout_s,
+            deadline=deadline,
             aws_request_id=str(uuid.uuid4()),
         )
         result = await asyncio.to_thread(self._consumer.handle_batch, event, context)

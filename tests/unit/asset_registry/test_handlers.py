@@ -217,7 +217,7 @@ def test_dataset_is_enabled_only_when_every_file_arrived(world):
     s3.put_object(Bucket=BUCKET, Key="dataset/pets/b.png", Body=b"png")
     update_dataset(route, "Enabled")
     assert latest(publisher, "DatasetChanged", "pets")["status"] == "Enabled"
-    assert {latest(publisher, "DatasetItemChanged", f"pets/{n}")["status"] for n in ("a.png", "b.png")} == {"Enabled"}
+    assert [item["status"] for item in latest(publisher, "DatasetChanged", "pets")["items"]] == ["Enabled"] * 2
 
 
 def test_dataset_can_be_disabled(world):
@@ -225,7 +225,51 @@ def test_dataset_can_be_disabled(world):
     create_dataset(route, names=("a.png",))
     update_dataset(route, "Disabled")
     assert latest(publisher, "DatasetChanged", "pets")["status"] == "Disabled"
-    assert latest(publisher, "DatasetItemChanged", "pets/a.png")["status"] == "Disabled"
+    assert latest(publisher, "DatasetChanged", "pets")["items"][0]["status"] == "Disabled"
+
+
+def test_one_fact_per_dataset_change_carries_every_item(world):
+    """Thousands of items are one DatasetChanged per change (stored in parts), not one event per item."""
+    s3, publisher, route = world
+    names = [f"img_{n:05}.png" for n in range(5000)]
+    create_dataset(route, names=names)
+    for name in names:
+        s3.put_object(Bucket=BUCKET, Key=f"dataset/pets/{name}", Body=b"png")
+    update_dataset(route, "Enabled")
+    assert [e.detail_type for e in publisher.published] == ["DatasetChanged", "DatasetChanged"]
+    enabled = latest(publisher, "DatasetChanged", "pets")
+    assert (enabled["version"], enabled["item_count"], len(enabled["items"])) == (2, 5000, 5000)
+    assert {item["status"] for item in enabled["items"]} == {"Enabled"}
+    # A redelivery finds the stored dataset (read back from its parts) and publishes the same fact again.
+    update_dataset(route, "Enabled")
+    assert publisher.published[-1].envelope.metadata.event_id == publisher.published[1].envelope.metadata.event_id
+
+
+def test_a_refusal_names_a_bounded_number_of_missing_files(world):
+    s3, publisher, route = world
+    create_dataset(route, names=[f"img_{n:05}.png" for n in range(100)])
+    update_dataset(route, "Enabled")
+    reason = latest(publisher, "DatasetChanged", "pets")["rejection"]["reason"]
+    assert reason.startswith("files not uploaded yet: img_00000.png, ") and reason.endswith(" and 80 more")
+
+
+def test_a_dataset_stored_before_it_carried_its_items_reads_them_from_their_rows(world):
+    from sdmw_contracts.events import DatasetChanged, DatasetItemChanged
+
+    s3, publisher, route = world
+    deps_table = SnapshotTable("assets", boto3.resource("dynamodb"))
+    dataset = DatasetCreationRequested(
+        dataset_name="pets",
+        items=[DatasetItemSpec(name="a.png", type="image", original_filename="/a.png")],
+        requested_at=NOW,
+    ).initial_snapshot(BUCKET, version=1)
+    legacy_item = DatasetItemChanged(id="pets/a.png", version=1, dataset_name="pets", **dataset.items[0].model_dump())
+    deps_table.save(legacy_item, dataset.model_copy(update={"items": []}))
+    assert DatasetChanged.model_validate_json(dataset.model_dump_json()).items
+    s3.put_object(Bucket=BUCKET, Key="dataset/pets/a.png", Body=b"png")
+    update_dataset(route, "Enabled")
+    enabled = latest(publisher, "DatasetChanged", "pets")
+    assert enabled["status"] == "Enabled" and [i["name"] for i in enabled["items"]] == ["a.png"]
 
 
 # ---------------------------------------------------------------- registrations

@@ -63,6 +63,7 @@ class Local:
     bus: str
     bucket: str
     abort_days: int
+    expiring: set[tuple[str, int]]
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,12 @@ def read_back(environments: dict[str, dict[str, str]], run_dir: Path) -> Local:
     topics = {arn["TopicArn"].rsplit(":", 1)[-1] for arn in sns.list_topics()["Topics"]}
     (bucket,) = [b["Name"] for b in s3.list_buckets()["Buckets"]]
     lifecycle = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
-    (abort_days,) = [r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] for r in lifecycle]
+    (abort_days,) = [
+        r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+        for r in lifecycle
+        if "AbortIncompleteMultipartUpload" in r
+    ]
+    expiring = {(r["Filter"]["Prefix"], r["Expiration"]["Days"]) for r in lifecycle if "Expiration" in r}
     (bus,) = [b for b in buses if b != "default"]
 
     # The local stack's scheduler list and per-process settings, made as `make up` makes them (nothing starts).
@@ -158,6 +164,7 @@ def read_back(environments: dict[str, dict[str, str]], run_dir: Path) -> Local:
         bus=bus,
         bucket=bucket,
         abort_days=abort_days,
+        expiring=expiring,
     )
 
 
@@ -320,3 +327,9 @@ def test_the_core_agrees(local: Local, full_synth: Synth):
         if "AbortIncompleteMultipartUpload" in r
     ]
     assert aws_days == local.abort_days == CORE.abort_incomplete_uploads_after_days
+    aws_expiring = {
+        (r["Prefix"], r["ExpirationInDays"])
+        for r in bucket["LifecycleConfiguration"]["Rules"]
+        if "ExpirationInDays" in r
+    }
+    assert aws_expiring == local.expiring == set(CORE.expiring_prefixes)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from api_gateway.dependencies import EdgeDependencies, edge
-from api_gateway.errors import ApiError, conflict, not_found
+from api_gateway.errors import ApiError, answers, conflict, not_found
 from api_gateway.presign import ExpiryTooLong
 from api_gateway.transitions import await_first_owner_snapshot, await_outcome, record_then_send, send
 from sdmw_contracts.api.assets import (
@@ -35,13 +35,11 @@ from sdmw_contracts.events import (
     CheckpointUpdateRequested,
     DatasetChanged,
     DatasetCreationRequested,
-    DatasetItemChanged,
     DatasetUpdateRequested,
 )
 from sdmw_contracts.events.assets import (
     DatasetItemSpec,
     FileParts,
-    dataset_item_id,
 )
 
 router = APIRouter(tags=["assets"])
@@ -67,11 +65,11 @@ def _expiry(deps: EdgeDependencies, expires_in: int | None) -> int:
 # ---------------------------------------------------------------- route 11
 
 
-@router.get("/inference/generate-s3-presigned-url-for-uploading")
+@router.get("/inference/generate-s3-presigned-url-for-uploading", responses=answers(400))
 def generate_s3_presigned_url_for_uploading(
     deps: Edge,
     key: Annotated[ObjectName, Query()],
-    s3_bucket_name: Annotated[str | None, Query()] = None,
+    s3_bucket_name: Annotated[str | None, Query(max_length=63)] = None,
     expires_in: ExpiresIn = None,
 ) -> str:
     """A presigned PUT URL into the project's bucket, only under the allowed prefixes."""
@@ -115,7 +113,7 @@ def _checkpoint_view(checkpoint: CheckpointChanged) -> CheckpointView:
     )
 
 
-@router.post("/checkpoint")
+@router.post("/checkpoint", responses=answers(400, 503, 504))
 def create_checkpoint(
     body: CreateCheckpointRequest, deps: Edge, expires_in: ExpiresIn = None
 ) -> CreateCheckpointResponse:
@@ -141,7 +139,7 @@ def create_checkpoint(
     )
 
 
-@router.put("/checkpoint")
+@router.put("/checkpoint", responses=answers(400, 404, 409, 503, 504))
 def update_checkpoint(body: UpdateCheckpointRequest, deps: Edge) -> UpdateCheckpointResponse:
     """``Active``: complete and verify the uploads with the client's ETags. ``Disabled``: disable."""
     checkpoint = deps.read_model.get(CheckpointChanged, body.checkpoint_id)
@@ -194,7 +192,7 @@ def list_checkpoints(
 # ---------------------------------------------------------------- routes 26-29
 
 
-@router.post("/dataset")
+@router.post("/dataset", responses=answers(400, 409, 503))
 def create_dataset(body: CreateDatasetRequest, deps: Edge, expires_in: ExpiresIn = None) -> CreateDatasetResponse:
     """Registers a dataset and answers a presigned PUT URL per file, keyed by the client's filename."""
     expires_s = _expiry(deps, expires_in)
@@ -206,13 +204,13 @@ def create_dataset(body: CreateDatasetRequest, deps: Edge, expires_in: ExpiresIn
         params=body.params,
         requested_at=deps.clock(),
     )
-    dataset, items = command.initial_snapshots(deps.presigner.bucket, version=0)
-    record_then_send(deps, [*items, dataset], command, correlation_id=body.dataset_name)
-    urls = {item.original_filename: deps.presigner.put_url(item.key, expires_s) for item in items}
+    dataset = command.initial_snapshot(deps.presigner.bucket, version=0)
+    record_then_send(deps, [dataset], command, correlation_id=body.dataset_name)
+    urls = {item.original_filename: deps.presigner.put_url(item.key, expires_s) for item in dataset.items}
     return CreateDatasetResponse(datasetName=body.dataset_name, s3PresignUrl=urls)
 
 
-@router.put("/dataset")
+@router.put("/dataset", responses=answers(400, 404, 503, 504))
 def update_dataset(body: UpdateDatasetRequest, deps: Edge) -> UpdateDatasetResponse:
     """``Enabled`` once every file has arrived (else 400 naming the missing ones); or ``Disabled``."""
     dataset = deps.read_model.get(DatasetChanged, body.dataset_name)
@@ -258,10 +256,10 @@ def _shown_params(params: dict) -> dict:
 
 def dataset_data(dataset_name: DatasetName, deps: Edge, expires_in: ExpiresIn = None) -> DatasetDataResponse:
     """The dataset's items, each with a presigned ``preview_url``."""
-    if deps.read_model.get(DatasetChanged, dataset_name) is None:
+    items = deps.read_model.dataset_items(dataset_name)
+    if items is None:
         raise not_found(f"no dataset {dataset_name}")
     expires_s = _expiry(deps, expires_in)
-    items = deps.read_model.list(DatasetItemChanged, id_prefix=dataset_item_id(dataset_name, ""))
     return DatasetDataResponse(
         dataset_name=dataset_name,
         data=[
@@ -278,5 +276,5 @@ def dataset_data(dataset_name: DatasetName, deps: Edge, expires_in: ExpiresIn = 
 
 
 # The seed documents /{dataset_name}/data; the deployed middleware served /dataset/{dataset_name}/data.
-router.add_api_route("/dataset/{dataset_name}/data", dataset_data, methods=["GET"])
-router.add_api_route("/{dataset_name}/data", dataset_data, methods=["GET"])
+router.add_api_route("/dataset/{dataset_name}/data", dataset_data, methods=["GET"], responses=answers(400, 404))
+router.add_api_route("/{dataset_name}/data", dataset_data, methods=["GET"], responses=answers(400, 404))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 
 from api_gateway.dependencies import EdgeDependencies, edge
-from api_gateway.errors import conflict, not_found
+from api_gateway.errors import answers, conflict, not_found
+from api_gateway.routes import JobId
 from api_gateway.transitions import record_then_send, send
 from sdmw_contracts.api.endpoints import DeleteEndpointsRequest, DeployEndpointRequest, EndpointDeploymentJobView
 from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentChanged, EndpointDeploymentRequested
@@ -23,7 +24,7 @@ def test_connection() -> dict[str, str]:
     return {"message": "Success"}
 
 
-@router.post("/inference/deploy-sagemaker-endpoint")
+@router.post("/inference/deploy-sagemaker-endpoint", responses=answers(409, 503))
 def deploy_sagemaker_endpoint(body: DeployEndpointRequest, deps: Edge) -> EndpointDeploymentJobView:
     job_id = str(uuid.uuid4())
     endpoint_name = body.endpoint_name or f"infer-endpoint-{job_id[:7]}"
@@ -52,7 +53,7 @@ def deploy_sagemaker_endpoint(body: DeployEndpointRequest, deps: Edge) -> Endpoi
     return EndpointDeploymentJobView.of(initial)
 
 
-@router.post("/inference/delete-sagemaker-endpoint")
+@router.post("/inference/delete-sagemaker-endpoint", responses=answers(503))
 def delete_sagemaker_endpoint(body: DeleteEndpointsRequest, deps: Edge) -> list[EndpointDeploymentJobView]:
     """Deletes each named endpoint; waits a bounded time and shows each job as it then is.
 
@@ -78,8 +79,8 @@ def list_endpoint_deployment_jobs(deps: Edge) -> list[EndpointDeploymentJobView]
     return [EndpointDeploymentJobView.of(job) for job in deps.read_model.endpoint_jobs()]
 
 
-@router.get("/inference/get-endpoint-deployment-job")
-def get_endpoint_deployment_job(jobID: Annotated[str, Query(min_length=1)], deps: Edge) -> EndpointDeploymentJobView:
+@router.get("/inference/get-endpoint-deployment-job", responses=answers(404))
+def get_endpoint_deployment_job(jobID: JobId, deps: Edge) -> EndpointDeploymentJobView:
     job = deps.read_model.get(EndpointDeploymentChanged, jobID)
     if job is None:
         raise not_found(f"no endpoint deployment job {jobID}")

@@ -10,14 +10,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from api_gateway.catalogue import find_model
 from api_gateway.dependencies import EdgeDependencies, edge
-from api_gateway.errors import not_found
+from api_gateway.errors import answers, bounded, not_found
+from api_gateway.routes import JobId, OptionalJobId
 from api_gateway.transitions import record_then_send
 from sdmw_contracts.api.common import seed_time
 from sdmw_contracts.api.inference import (
@@ -73,7 +74,7 @@ def _initial(
     )
 
 
-@router.post("/inference-api/inference")
+@router.post("/inference-api/inference", responses=answers(503))
 def run_inference(body: InferenceRequest, deps: Edge) -> InferenceResponse:
     """Starts a txt2img or img2img job on an async endpoint; answers at once with its id."""
     return _submit(deps, str(uuid.uuid4()), body)
@@ -94,7 +95,7 @@ def _submit(deps: EdgeDependencies, job_id: str, body: InferenceRequest) -> Infe
     return _started(deps, job_id, body.sagemaker_endpoint_name)
 
 
-@router.post("/inference/run-model-merge")
+@router.post("/inference/run-model-merge", responses=answers(503))
 def run_model_merge(body: ModelMergeRequest, deps: Edge) -> ModelMergeResponse:
     """Merges checkpoints on an endpoint as an inference job of task type ``merge``."""
     job_id = str(uuid.uuid4())
@@ -131,13 +132,13 @@ def _job(deps: EdgeDependencies, job_id: str) -> InferenceJobChanged:
     return job
 
 
-@router.get("/inference/get-inference-job")
-def get_inference_job(jobID: Annotated[str, Query(min_length=1)], deps: Edge) -> InferenceJobView:
+@router.get("/inference/get-inference-job", responses=answers(404))
+def get_inference_job(jobID: JobId, deps: Edge) -> InferenceJobView:
     return job_view(_job(deps, jobID))
 
 
-@router.get("/inference/get-inference-job-image-output")
-def get_inference_job_image_output(deps: Edge, jobID: Annotated[str | None, Query()] = None) -> list[str]:
+@router.get("/inference/get-inference-job-image-output", responses=answers(404))
+def get_inference_job_image_output(deps: Edge, jobID: OptionalJobId = None) -> list[str]:
     """Presigned URLs of the job's images (none until it succeeded)."""
     if not jobID:
         return []
@@ -146,8 +147,8 @@ def get_inference_job_image_output(deps: Edge, jobID: Annotated[str | None, Quer
     return [deps.presigner.get_url(result_prefix(job.id) + name, expires_s) for name in job.image_names]
 
 
-@router.get("/inference/get-inference-job-param-output")
-def get_inference_job_param_output(deps: Edge, jobID: Annotated[str | None, Query()] = None) -> list[str]:
+@router.get("/inference/get-inference-job-param-output", responses=answers(404))
+def get_inference_job_param_output(deps: Edge, jobID: OptionalJobId = None) -> list[str]:
     """A presigned URL of the job's parameter file (none until it succeeded)."""
     if not jobID:
         return []
@@ -162,6 +163,7 @@ def get_inference_job_param_output(deps: Edge, jobID: Annotated[str | None, Quer
 
 def _refused(status: int, error: str) -> JSONResponse:
     """A refusal the extension can read (it checks ``status`` and ``error`` in the body)."""
+    error = bounded(error)
     return JSONResponse(status_code=status, content={"statusCode": status, "status": status, "error": error})
 
 
@@ -187,7 +189,7 @@ def _cannot_run(deps: EdgeDependencies, endpoint_name: str, models: dict[str, li
     return None
 
 
-@router.post("/inference/v2", response_model=InferenceV2Response, responses={400: {"model": RefusedInference}})
+@router.post("/inference/v2", response_model=InferenceV2Response, responses=answers(400, _400=RefusedInference))
 def create_inference_v2(body: InferenceV2Request, deps: Edge) -> InferenceV2Response | JSONResponse:
     """Step 1 of the extension's inference: check the endpoint and models, answer where the parameters go."""
     if reason := _cannot_run(deps, body.sagemaker_endpoint_name, body.models):
@@ -208,7 +210,9 @@ def create_inference_v2(body: InferenceV2Request, deps: Edge) -> InferenceV2Resp
 
 
 @router.put(
-    "/inference/v2/{job_id}/run", response_model=InferenceV2RunResponse, responses={400: {"model": RefusedInference}}
+    "/inference/v2/{job_id}/run",
+    response_model=InferenceV2RunResponse,
+    responses=answers(400, 404, 503, _400=RefusedInference),
 )
 def run_inference_v2(
     job_id: Annotated[str, Path(max_length=64)], deps: Edge, body: InferenceV2Request | None = None
@@ -264,6 +268,13 @@ def query_inference_jobs(body: QueryInferenceJobsRequest, deps: Edge) -> list[In
     return [job_view(job) for job in matching[: body.limit]]
 
 
+def _is_models_map(models: Any) -> bool:
+    """``{checkpoint type: [name, ...]}``, as the parameters file may hold anything."""
+    return isinstance(models, dict) and all(
+        isinstance(names, list) and all(isinstance(name, str) for name in names) for names in models.values()
+    )
+
+
 def _uses(job: InferenceJobChanged, title: str) -> bool:
     """Whether the job used the model ``title`` names (A1111's ``[hash]`` ignored on both sides)."""
     wanted = plain_model_name(title)
@@ -280,7 +291,9 @@ AIGC_PARAMETERS_KEY = "config/aigc.json"
 
 
 @router.post(
-    "/inference/run-sagemaker-inference", response_model=InferenceResponse, responses={400: {"model": RefusedInference}}
+    "/inference/run-sagemaker-inference",
+    response_model=InferenceResponse,
+    responses=answers(400, 503, _400=RefusedInference),
 )
 def run_sagemaker_inference(body: RunSageMakerInferenceRequest, deps: Edge) -> InferenceResponse | JSONResponse:
     """The v1.0 client's inference with the parameters from ``config/aigc.json``: txt2img/img2img, or
@@ -296,6 +309,8 @@ def run_sagemaker_inference(body: RunSageMakerInferenceRequest, deps: Edge) -> I
     if interrogation:
         return _start_interrogation(deps, body, params)
     models = body.models or params.get("models") or {}
+    if not _is_models_map(models):
+        return _refused(400, f"{AIGC_PARAMETERS_KEY}: models must map checkpoint types to lists of names")
     if reason := _cannot_run(deps, body.sagemaker_endpoint, models):
         return _refused(400, reason)
     merged = {**params, "task_type": body.task_type, "sagemaker_endpoint_name": body.sagemaker_endpoint}

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from api_gateway.catalogue import find_model
 from api_gateway.dependencies import EdgeDependencies, edge
-from api_gateway.errors import ApiError, conflict, not_found
+from api_gateway.errors import ApiError, answers, conflict, not_found
 from api_gateway.transitions import await_first_owner_snapshot, await_outcome, record_then_send, send
 from sdmw_contracts.api.training import (
     PRODUCED_TYPE,
@@ -67,7 +67,7 @@ _HYPERPARAMETERS = set(TrainingHyperparameters.model_fields) - {"task", "model_n
 # ---------------------------------------------------------------- routes 17-19
 
 
-@router.post("/model")
+@router.post("/model", responses=answers(400, 404, 503, 504))
 def create_model(body: CreateModelRequest, deps: Edge) -> CreateModelResponse:
     """A model-creation job from an Active checkpoint, or from a file uploaded with it (parts URLs answered)."""
     model_id = str(uuid.uuid4())
@@ -128,7 +128,7 @@ def _base_checkpoint(body: CreateModelRequest, deps: EdgeDependencies) -> ModelR
     )
 
 
-@router.put("/model")
+@router.put("/model", responses=answers(400, 404, 409, 503, 504))
 def update_model(body: UpdateModelRequest, deps: Edge) -> UpdateModelResponse:
     """``Creating``: complete the uploads (``multi_parts_tags``) and start. ``Fail``: give the job up."""
     model = deps.read_model.get(ModelChanged, body.model_id)
@@ -233,7 +233,7 @@ def _default_db_config(model: ModelChanged) -> dict[str, Any]:
 # ---------------------------------------------------------------- routes 23-25
 
 
-@router.post("/train")
+@router.post("/train", responses=answers(404, 409, 503))
 def create_train_job(body: CreateTrainJobRequest, deps: Edge) -> CreateTrainJobResponse:
     """A training job on a Complete model; answers a presigned PUT URL per file to upload with it."""
     model = deps.read_model.get(ModelChanged, body.model_id)
@@ -312,7 +312,7 @@ def _invalid(loc: list[str], message: str) -> RequestValidationError:
     return RequestValidationError([{"loc": ("body", *loc), "msg": message, "type": "value_error"}])
 
 
-@router.put("/train")
+@router.put("/train", responses=answers(400, 404, 409, 503, 504))
 def update_train_job(body: UpdateTrainJobRequest, deps: Edge) -> UpdateTrainJobResponse:
     """``Training`` once the files are uploaded (else 400 naming the missing ones); ``Fail`` to give up."""
     job = deps.read_model.get(TrainJobChanged, body.train_job_id)

@@ -1,0 +1,222 @@
+"""The local stack's data across ``make down`` and ``make up``.
+
+The emulator (moto in server mode) keeps everything in memory and has no
+persistence of its own (its recorder replays requests; it does not save state).
+So ``down`` saves the data through the AWS APIs, after the services have
+stopped and before the emulator does, and ``up`` puts it back once the
+declarations are provisioned:
+
+- S3: every object of every bucket (body, content type, user metadata);
+- DynamoDB: every item of every table (and the table's keys, to create a table
+  no declaration provisions);
+- SQS: every message (body and message attributes), sent again on ``up``. A
+  message in flight when the services stop (one a stopped worker's poll took,
+  one waiting out a retry back-off) is waited for a few seconds
+  (``inflight_wait_s``: the worker's receive lease, ``service_kit.worker``);
+  one still invisible after that is not kept. Consumers are idempotent, so a
+  message delivered twice has no second effect.
+
+Not kept: multipart uploads in progress, SNS/EventBridge/IAM (provisioned
+from the declarations again), the local SageMaker's endpoints and training
+jobs (in its process's memory; its instances stop with it).
+
+The snapshot lives in ``<run dir>/data`` and is written to a new folder that
+replaces the old one only once complete. ``make clean`` removes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+S3_DIR = "s3"
+SNAPSHOT = "snapshot.json"
+
+
+def _default(value: Any) -> Any:
+    """Binary attributes (DynamoDB ``B``, SQS ``BinaryValue``) as base64."""
+    if isinstance(value, bytes | bytearray):
+        return {"__bytes__": base64.b64encode(value).decode()}
+    if isinstance(value, set):
+        return sorted(value)
+    raise TypeError(f"cannot save {type(value).__name__}")
+
+
+def _object_hook(value: dict[str, Any]) -> Any:
+    if len(value) == 1 and "__bytes__" in value:
+        return base64.b64decode(value["__bytes__"])
+    return value
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_default)
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, object_hook=_object_hook)
+
+
+def _clients(endpoint_url: str, region: str) -> tuple[Any, Any, Any]:
+    kwargs = {
+        "endpoint_url": endpoint_url,
+        "region_name": region,
+        "aws_access_key_id": "local",
+        "aws_secret_access_key": "local",
+        "config": Config(retries={"max_attempts": 3}),
+    }
+    return boto3.client("s3", **kwargs), boto3.client("dynamodb", **kwargs), boto3.client("sqs", **kwargs)
+
+
+def save(data_dir: Path, endpoint_url: str, region: str, inflight_wait_s: float = 12) -> dict[str, int]:
+    """Snapshot the emulator's data into ``data_dir``; answers counts of what was kept.
+
+    Messages in flight (a stopped worker's receive lease, a retry's back-off) are waited for up
+    to ``inflight_wait_s``, then given up.
+    """
+    s3, dynamodb, sqs = _clients(endpoint_url, region)
+    work = data_dir.with_name(data_dir.name + ".new")
+    shutil.rmtree(work, ignore_errors=True)
+    (work / S3_DIR).mkdir(parents=True)
+    snapshot: dict[str, Any] = {"buckets": {}, "tables": {}, "queues": {}}
+    counts = {"objects": 0, "items": 0, "messages": 0}
+
+    for bucket in s3.list_buckets().get("Buckets", []):
+        name = bucket["Name"]
+        objects = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+            for entry in page.get("Contents", []):
+                index = counts["objects"]
+                counts["objects"] += 1
+                answer = s3.get_object(Bucket=name, Key=entry["Key"])
+                with open(work / S3_DIR / str(index), "wb") as out:
+                    for chunk in answer["Body"].iter_chunks(1 << 20):
+                        out.write(chunk)
+                objects.append(
+                    {
+                        "key": entry["Key"],
+                        "file": str(index),
+                        "content_type": answer.get("ContentType"),
+                        "metadata": answer.get("Metadata", {}),
+                    }
+                )
+        snapshot["buckets"][name] = objects
+
+    for page in dynamodb.get_paginator("list_tables").paginate():
+        for table in page.get("TableNames", []):
+            description = dynamodb.describe_table(TableName=table)["Table"]
+            items = [
+                item
+                for scan in dynamodb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
+                for item in scan.get("Items", [])
+            ]
+            counts["items"] += len(items)
+            snapshot["tables"][table] = {
+                "key_schema": description["KeySchema"],
+                "attribute_definitions": description["AttributeDefinitions"],
+                "items": items,
+            }
+
+    kept = {url: {} for url in sqs.list_queues().get("QueueUrls", [])}
+    deadline = time.monotonic() + inflight_wait_s
+    while True:
+        for url, messages in kept.items():
+            messages.update(_drain_visible(sqs, url))
+        in_flight = sum(_not_visible(sqs, url) - len(messages) for url, messages in kept.items())
+        if in_flight <= 0 or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)  # a stopped worker's lease or a retry's back-off ends soon
+    for url, messages in kept.items():
+        counts["messages"] += len(messages)
+        snapshot["queues"][url.rsplit("/", 1)[-1]] = list(messages.values())
+
+    (work / SNAPSHOT).write_text(_dumps(snapshot))
+    shutil.rmtree(data_dir, ignore_errors=True)
+    work.replace(data_dir)
+    return counts
+
+
+def _not_visible(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+    return int(attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"])
+
+
+def _drain_visible(sqs: Any, url: str) -> dict[str, dict[str, Any]]:
+    """Every visible message's body and attributes by id; received for long enough not to come round twice."""
+    kept: dict[str, dict[str, Any]] = {}
+    while True:
+        answer = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=900, MessageAttributeNames=["All"]
+        )
+        messages = answer.get("Messages", [])
+        if not messages:
+            return kept
+        for message in messages:
+            kept[message["MessageId"]] = {
+                "body": message["Body"],
+                "attributes": message.get("MessageAttributes", {}),
+            }
+
+
+def restore(data_dir: Path, endpoint_url: str, region: str) -> dict[str, int]:
+    """Put a snapshot back into a freshly provisioned emulator; answers counts of what came back."""
+    snapshot_file = data_dir / SNAPSHOT
+    counts = {"objects": 0, "items": 0, "messages": 0}
+    if not snapshot_file.exists():
+        return counts
+    s3, dynamodb, sqs = _clients(endpoint_url, region)
+    snapshot = _loads(snapshot_file.read_text())
+
+    existing_buckets = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    for bucket, objects in snapshot["buckets"].items():
+        if bucket not in existing_buckets:
+            s3.create_bucket(Bucket=bucket)
+        for entry in objects:
+            extra: dict[str, Any] = {"Metadata": entry.get("metadata") or {}}
+            if entry.get("content_type"):
+                extra["ContentType"] = entry["content_type"]
+            s3.upload_file(str(data_dir / S3_DIR / entry["file"]), bucket, entry["key"], ExtraArgs=extra)
+            counts["objects"] += 1
+
+    existing_tables = set(dynamodb.list_tables().get("TableNames", []))
+    for table, saved in snapshot["tables"].items():
+        if table not in existing_tables:
+            dynamodb.create_table(
+                TableName=table,
+                BillingMode="PAY_PER_REQUEST",
+                KeySchema=saved["key_schema"],
+                AttributeDefinitions=saved["attribute_definitions"],
+            )
+        items = saved["items"]
+        for start in range(0, len(items), 25):
+            requests = {table: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]}
+            while requests:
+                requests = dynamodb.batch_write_item(RequestItems=requests).get("UnprocessedItems") or {}
+        counts["items"] += len(items)
+
+    for queue, messages in snapshot["queues"].items():
+        if not messages:
+            continue
+        try:
+            url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+        except sqs.exceptions.QueueDoesNotExist:
+            continue  # a queue no declaration provisions any more
+        for start in range(0, len(messages), 10):
+            entries = []
+            for i, message in enumerate(messages[start : start + 10]):
+                entry = {"Id": str(i), "MessageBody": message["body"]}
+                if message["attributes"]:
+                    entry["MessageAttributes"] = message["attributes"]
+                entries.append(entry)
+            sqs.send_message_batch(QueueUrl=url, Entries=entries)
+        counts["messages"] += len(messages)
+    # The messages are in the queues again: restoring the same snapshot twice must not send them twice.
+    snapshot["queues"] = {}
+    snapshot_file.write_text(_dumps(snapshot))
+    return counts
