@@ -9,6 +9,7 @@ from inference_dispatcher import SERVICE
 from inference_dispatcher.adapters import S3Storage, SageMakerAsync
 from inference_dispatcher.handlers import Dependencies, router
 from inference_dispatcher.lookups import Lookups
+from service_kit.claims import EventClaims
 from service_kit.config import ServiceConfig
 from service_kit.consumer import Consumer, dynamodb_idempotency
 from service_kit.events import EventBridgePublisher
@@ -35,10 +36,11 @@ def bootstrap() -> App:
             queue_ttl_s=int(os.environ.get("INFERENCE_QUEUE_TTL_S", "3600")),
             invocation_timeout_s=int(os.environ.get("INFERENCE_TIMEOUT_S", "900")),
         ),
-        publisher=EventBridgePublisher(config.event_bus, config.source),
+        # Facts and commands over EventBridge's 256 KB travel by claim check (service_kit.claims), both ways.
+        publisher=EventBridgePublisher(config.event_bus, config.source, claims=EventClaims(config.bucket)),
         logger=logger,
         grace_s=int(os.environ.get("INFERENCE_DEADLINE_GRACE_S", "60")),
         model_arrival_grace_s=int(os.environ.get("INFERENCE_MODEL_ARRIVAL_GRACE_S", "15")),
     )
-    consumer = Consumer(router(deps), logger, dynamodb_idempotency(config.table_name))
+    consumer = Consumer(router(deps), logger, dynamodb_idempotency(config.table_name), claims=EventClaims())
     return App(config=config, deps=deps, consumer=consumer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from service_kit.claims import EventClaims
 from service_kit.config import ServiceConfig
 from service_kit.consumer import Consumer, dynamodb_idempotency
 from service_kit.events import EventBridgePublisher
@@ -43,8 +44,9 @@ def bootstrap() -> App:
         storage=S3Storage(config.bucket),
         training=SageMakerTraining(settings),
         settings=settings,
-        publisher=EventBridgePublisher(config.event_bus, config.source),
+        # Facts and commands over EventBridge's 256 KB travel by claim check (service_kit.claims), both ways.
+        publisher=EventBridgePublisher(config.event_bus, config.source, claims=EventClaims(config.bucket)),
         logger=logger,
     )
-    consumer = Consumer(router(deps), logger, dynamodb_idempotency(config.table_name))
+    consumer = Consumer(router(deps), logger, dynamodb_idempotency(config.table_name), claims=EventClaims())
     return App(config=config, deps=deps, consumer=consumer)
