@@ -19,6 +19,18 @@ from service_kit import aws
 
 REGION = "us-east-1"
 
+#: What every service's bootstrap reads to find its resources (service_kit.config and the SageMaker settings).
+SERVICE_ENVIRONMENT = {
+    "SDMW_EVENT_BUS": "sdmw-bus",
+    "SDMW_BUCKET": "sdmw-bucket",
+    "SDMW_TABLE": "sdmw-table",
+    "SDMW_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/sdmw-queue",
+    "SDMW_TOPIC_ASYNC_SUCCESS_ARN": "arn:aws:sns:us-east-1:123456789012:sdmw-async-success",
+    "SDMW_TOPIC_ASYNC_ERROR_ARN": "arn:aws:sns:us-east-1:123456789012:sdmw-async-error",
+    "SD_RUNTIME_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-runtime:test",
+    "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/sdmw-sagemaker-execution",
+}
+
 
 @pytest.fixture(autouse=True)
 def fresh_aws_clients() -> Iterator[None]:

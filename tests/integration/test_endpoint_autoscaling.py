@@ -5,18 +5,10 @@ The clients find the emulator through AWS_ENDPOINT_URL alone, as the services do
 
 import boto3
 
-from endpoint_manager.sagemaker import EndpointSpec, RuntimeSettings, SageMakerEndpoints, wake_up_name
+from endpoint_manager.sagemaker import EndpointSpec, SageMakerEndpoints, wake_up_name
+from tests.unit.endpoint_manager.test_autoscaling import SETTINGS
 
 ENDPOINT = "infer-endpoint-it"
-SETTINGS = RuntimeSettings(
-    image_uri="image",
-    execution_role_arn="arn:aws:iam::123456789012:role/sagemaker",
-    output_s3_uri="s3://b/out/",
-    failure_s3_uri="s3://b/failure/",
-    success_topic_arn="arn:aws:sns:us-east-1:123456789012:success",
-    error_topic_arn="arn:aws:sns:us-east-1:123456789012:error",
-    container_environment={},
-)
 
 
 def test_autoscaling_is_set_up_and_torn_down_over_http(moto_server):

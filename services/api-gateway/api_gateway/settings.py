@@ -34,9 +34,7 @@ class EdgeSettings:
             transition_wait_s=float(os.environ.get("TRANSITION_WAIT_S", "20")),
             presign_expiry_s=int(os.environ.get("PRESIGN_EXPIRY_S", "3600")),
             presign_max_expiry_s=int(os.environ.get("PRESIGN_MAX_EXPIRY_S", str(12 * 3600))),
-            upload_key_prefixes=tuple(
-                p.strip() for p in os.environ.get("UPLOAD_KEY_PREFIXES", "config/").split(",") if p.strip()
-            ),
+            upload_key_prefixes=tuple(_split(os.environ.get("UPLOAD_KEY_PREFIXES", "config/"))),
             training_instance_type=os.environ.get("TRAINING_INSTANCE_TYPE", "ml.g4dn.2xlarge"),
         )
 

@@ -5,19 +5,13 @@ import pytest
 from moto import mock_aws
 
 from api_gateway.settings import EdgeSettings
-from service_kit import aws
 
 
 @pytest.fixture
-def environment(monkeypatch):
+def environment(aws_credentials, monkeypatch):
     for name in ("API_KEY", "API_KEYS", "API_KEYS_SECRET_ARN"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    aws.client.cache_clear()
-    yield monkeypatch
-    aws.client.cache_clear()
+    return monkeypatch
 
 
 def test_keys_come_from_api_key_and_api_keys(environment):

@@ -16,6 +16,7 @@ import pytest
 
 from infra.aws import package
 from infra.catalog import SERVICES
+from tests.conftest import SERVICE_ENVIRONMENT
 
 SHARED = {"service_kit", "sdmw_contracts"}
 SERVICE_PACKAGES = {resources.service: resources.service.replace("-", "_") for resources in SERVICES}
@@ -23,14 +24,7 @@ HANDLERS = [(resources.service, function.handler) for resources in SERVICES for 
 
 #: What each bootstrap reads at import; nothing answers at AWS_ENDPOINT_URL, so any AWS call would fail.
 LAMBDA_ENVIRONMENT = {
-    "SDMW_EVENT_BUS": "sdmw-bus",
-    "SDMW_BUCKET": "sdmw-bucket",
-    "SDMW_TABLE": "sdmw-table",
-    "SDMW_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/sdmw-queue",
-    "SDMW_TOPIC_ASYNC_SUCCESS_ARN": "arn:aws:sns:us-east-1:123456789012:sdmw-async-success",
-    "SDMW_TOPIC_ASYNC_ERROR_ARN": "arn:aws:sns:us-east-1:123456789012:sdmw-async-error",
-    "SD_RUNTIME_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-runtime:test",
-    "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/sdmw-sagemaker-execution",
+    **SERVICE_ENVIRONMENT,
     "API_KEY": "test-key",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",

@@ -9,30 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from service_kit import aws
-
-ENVIRONMENT = {
-    "SDMW_EVENT_BUS": "sdmw-bus",
-    "SDMW_BUCKET": "sdmw-bucket",
-    "SDMW_TABLE": "sdmw-table",
-    "SDMW_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/sdmw-queue",
-    "SDMW_TOPIC_ASYNC_SUCCESS_ARN": "arn:aws:sns:us-east-1:123456789012:sdmw-async-success",
-    "SDMW_TOPIC_ASYNC_ERROR_ARN": "arn:aws:sns:us-east-1:123456789012:sdmw-async-error",
-    "SD_RUNTIME_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-runtime:test",
-    "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/sdmw-sagemaker-execution",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-}
+from tests.conftest import SERVICE_ENVIRONMENT
 
 
 @pytest.fixture(autouse=True)
-def environment(monkeypatch):
-    for name, value in ENVIRONMENT.items():
+def environment(aws_credentials, monkeypatch):
+    for name, value in SERVICE_ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
-    aws.client.cache_clear()
-    yield
-    aws.client.cache_clear()
 
 
 def consumers():
