@@ -1,19 +1,28 @@
 """What the middleware adds to an inference job, with a runtime that answers at once.
 
-    .venv/bin/python -m bench.inference_dispatch [--jobs 50] [--instances 2]
+    .venv/bin/python -m bench.inference_dispatch [--jobs 50] [--load-jobs 500] [--instances 2]
 
 Starts the local stack with `bench/instant_runtime.py` as the endpoint's
-container, registers a checkpoint and deploys an endpoint, then submits N
-txt2img jobs one after another and follows each through the public API.
-Prints medians and p99 of:
+container, registers a checkpoint and deploys an endpoint, then:
 
-- submit -> InvokeEndpointAsync accepted (the job's ``dispatched_at``);
-- SageMaker's notification -> ``succeed`` visible through the API (the
-  notification's ``eventTime`` to the first poll that sees ``succeed``; polls
-  every 20 ms, so this includes up to 20 ms of polling);
-and the AWS API calls the middleware made per job, by operation: a second
-stack that does the same set-up but no job gives the baseline to subtract;
-reads caused by the client's own polling are left out.
+1. Latency: submits ``--jobs`` txt2img jobs one after another and follows each
+   through the public API, printing medians and p99 of
+   - submit -> InvokeEndpointAsync accepted (the notification's ``receivedTime``);
+   - SageMaker's notification -> ``succeed`` visible through the API (the
+     notification's ``eventTime`` to the first poll that sees ``succeed``;
+     polls every 20 ms, so this includes up to 20 ms of polling);
+   and the AWS API calls the middleware made per job, by process and
+   operation. A second stack that does the same set-up but runs no job gives
+   the baseline to subtract, and the reads the client's own polls cause (one
+   GetItem per poll of get-inference-job) are subtracted by count.
+2. Sustained load: submits ``--load-jobs`` jobs from ``--clients`` threads at
+   once and waits for all of them; prints jobs per second. Beside it, the
+   emulator's own ceiling measured in the same run: AWS calls per second one
+   client gets from it (DynamoDB GetItem/PutItem and S3 PutObject in turn), so
+   ``jobs/s x calls per job / ceiling`` shows how close the middleware runs
+   to the emulator's limit.
+
+`bench/before_after.py` runs this against an earlier commit and this tree in one go.
 """
 
 from __future__ import annotations
@@ -24,8 +33,11 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -36,8 +48,14 @@ from infra.local.stack import REPO_ROOT, LocalStack, StackSettings
 from tests.conftest import free_port
 
 POLL_S = 0.02
-#: Reads the edge makes because the client polls: not work the middleware does per job.
-CLIENT_DRIVEN = {("api-gateway-http", "dynamodb.GetItem"), ("api-gateway-http", "dynamodb.Query")}
+#: What one poll of get-inference-job costs the edge: the reads the client causes, not the middleware.
+POLL_READ = ("api-gateway-http", "dynamodb.GetItem")
+JOB_BODY = {
+    "task_type": "txt2img",
+    "models": {"Stable-diffusion": ["bench.safetensors"]},
+    "sagemaker_endpoint_name": "bench-endpoint",
+    "prompt": "a cute panda",
+}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -67,16 +85,24 @@ class Client:
     def __init__(self, stack: LocalStack) -> None:
         self.base = stack.settings.base_url
         self.headers = {"x-api-key": stack.settings.api_key}
+        self.session = requests.Session()
+        self.polls = 0
+        self._lock = threading.Lock()
 
     def get(self, path: str, **params: str) -> dict:
-        response = requests.get(self.base + path, headers=self.headers, params=params, timeout=30)
+        response = self.session.get(self.base + path, headers=self.headers, params=params, timeout=30)
         response.raise_for_status()
         return response.json()
 
     def send(self, method: str, path: str, body: dict) -> dict:
-        response = requests.request(method, self.base + path, headers=self.headers, json=body, timeout=60)
+        response = self.session.request(method, self.base + path, headers=self.headers, json=body, timeout=60)
         response.raise_for_status()
         return response.json()
+
+    def job(self, job_id: str) -> dict:
+        with self._lock:
+            self.polls += 1
+        return self.get("/inference/get-inference-job", jobID=job_id)
 
 
 def set_up(client: Client, instances: int) -> None:
@@ -108,26 +134,29 @@ def set_up(client: Client, instances: int) -> None:
         time.sleep(0.1)
 
 
-def run_job(client: Client) -> tuple[float, float, float, str]:
-    body = {
-        "task_type": "txt2img",
-        "models": {"Stable-diffusion": ["bench.safetensors"]},
-        "sagemaker_endpoint_name": "bench-endpoint",
-        "prompt": "a cute panda",
-    }
-    submitted = time.time()
-    job_id = client.send("POST", "/inference-api/inference", body)["inference_id"]
+def wait_for(client: Client, job_id: str) -> tuple[dict, float]:
     while True:
-        job = client.get("/inference/get-inference-job", jobID=job_id)
+        job = client.job(job_id)
         if job["status"] != "inprogress":
             seen = time.time()
             break
         time.sleep(POLL_S)
     if job["status"] != "succeed":
         raise RuntimeError(f"job {job_id} failed: {job.get('error')}")
+    return job, seen
+
+
+def run_job(client: Client) -> tuple[float, float, float, float]:
+    """When the job was submitted, taken by SageMaker, notified, and seen succeeded (epoch seconds)."""
+    submitted = time.time()
+    job_id = client.send("POST", "/inference-api/inference", JOB_BODY)["inference_id"]
+    job, seen = wait_for(client, job_id)
     notification = ast.literal_eval(job["sagemakerRaw"])
-    notified = datetime.fromisoformat(notification["eventTime"].replace("Z", "+00:00")).timestamp()
-    return submitted, notified, seen, job_id
+    return submitted, _epoch(notification["receivedTime"]), _epoch(notification["eventTime"]), seen
+
+
+def _epoch(sagemaker_time: str) -> float:
+    return datetime.fromisoformat(sagemaker_time.replace("Z", "+00:00")).timestamp()
 
 
 def call_counts(stack: LocalStack) -> Counter:
@@ -135,14 +164,46 @@ def call_counts(stack: LocalStack) -> Counter:
     for path in Path(stack.settings.extra_env["SDMW_AWS_CALL_COUNTS_DIR"]).glob("*.json"):
         process = path.stem.rsplit("-", 1)[0]
         for operation, count in json.loads(path.read_text()).items():
-            if (process, operation) not in CLIENT_DRIVEN:
-                totals[(process, operation)] += count
+            totals[(process, operation)] += count
     return totals
+
+
+def sustained(client: Client, jobs: int, clients: int) -> float:
+    """Jobs per second: ``jobs`` submitted by ``clients`` threads at once, until the last one succeeded."""
+
+    def one(_: int) -> None:
+        job_id = client.send("POST", "/inference-api/inference", JOB_BODY)["inference_id"]
+        wait_for(client, job_id)
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, range(jobs)))
+    return jobs / (time.monotonic() - started)
+
+
+def emulator_ceiling(stack: LocalStack, seconds: float = 5.0) -> float:
+    """AWS calls per second one client gets from the emulator: GetItem, PutItem and PutObject in turn."""
+    s = stack.settings
+    session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=s.region)
+    dynamodb = session.client("dynamodb", endpoint_url=s.emulator_url)
+    s3 = session.client("s3", endpoint_url=s.emulator_url)
+    table, bucket = f"{s.prefix}-inference-dispatcher", s3.list_buckets()["Buckets"][0]["Name"]
+    key = {"pk": {"S": f"bench-ceiling-{uuid.uuid4()}"}, "sk": {"S": "x"}}
+    calls, deadline = 0, time.monotonic() + seconds
+    started = time.monotonic()
+    while time.monotonic() < deadline:
+        dynamodb.put_item(TableName=table, Item={**key, "data": {"S": "{}"}})
+        dynamodb.get_item(TableName=table, Key=key)
+        s3.put_object(Bucket=bucket, Key="bench-ceiling/object.json", Body=b"{}")
+        calls += 3
+    return calls / (time.monotonic() - started)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=50)
+    parser.add_argument("--load-jobs", type=int, default=500)
+    parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--instances", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,12 +216,21 @@ def main() -> None:
         set_up(client, args.instances)
         try:
             runs = [run_job(client) for _ in range(args.jobs)]
-            dispatched = dispatched_at(stack, [job_id for *_, job_id in runs])
         finally:
-            stack.down()
-        to_dispatch = [dispatched[job_id] - submitted for submitted, _, _, job_id in runs]
-        to_visible = [seen - notified for _, notified, seen, _ in runs]
+            stack.down()  # each process writes its call counts as it exits
         per_job = call_counts(stack) - call_counts(baseline)
+        per_job[POLL_READ] -= client.polls
+
+        loaded = start_stack(Path(tmp), "load")
+        try:
+            load_client = Client(loaded)
+            set_up(load_client, args.instances)
+            jobs_per_s = sustained(load_client, args.load_jobs, args.clients) if args.load_jobs else None
+            ceiling = emulator_ceiling(loaded)
+        finally:
+            loaded.down()
+        to_dispatch = [received - submitted for submitted, received, _, _ in runs]
+        to_visible = [seen - notified for _, _, notified, seen in runs]
 
     print(f"{args.jobs} jobs, {args.instances} instances, instant runtime stand-in")
     for label, values in (
@@ -169,27 +239,19 @@ def main() -> None:
     ):
         ms = [v * 1000 for v in values]
         print(f"  {label:34} median {statistics.median(ms):7.1f} ms   p99 {percentile(ms, 0.99):7.1f} ms")
-    total = sum(per_job.values()) / args.jobs
-    print(f"  AWS API calls by the middleware per job: {total:.1f}")
+    calls_per_job = sum(count for count in per_job.values() if count > 0) / args.jobs
+    # The workers' own SQS calls (receive, delete) are Lambda's in AWS and are not counted.
+    print(f"  AWS API calls by the middleware per job: {calls_per_job:.1f}")
     for (process, operation), count in sorted(per_job.items(), key=lambda item: -item[1]):
-        print(f"    {count / args.jobs:5.2f}  {process:24} {operation}")
-
-
-def dispatched_at(stack: LocalStack, job_ids: list[str]) -> dict[str, float]:
-    """When InvokeEndpointAsync accepted each job, from the dispatcher's own table."""
-    s = stack.settings
-    table = boto3.resource(
-        "dynamodb",
-        endpoint_url=s.emulator_url,
-        region_name=s.region,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    ).Table(f"{s.prefix}-inference-dispatcher")
-    found = {}
-    for job_id in job_ids:
-        data = json.loads(table.get_item(Key={"pk": "InferenceJob", "sk": job_id})["Item"]["data"])
-        found[job_id] = datetime.fromisoformat(data["dispatched_at"].replace("Z", "+00:00")).timestamp()
-    return found
+        if count > 0:
+            print(f"    {count / args.jobs:5.2f}  {process:24} {operation}")
+    print(f"  emulator ceiling, one client: {ceiling:.0f} AWS calls/s")
+    if jobs_per_s is not None:
+        used = jobs_per_s * calls_per_job
+        print(
+            f"  sustained: {args.load_jobs} jobs from {args.clients} clients: {jobs_per_s:.1f} jobs/s "
+            f"= {used:.0f} middleware calls/s, {used / ceiling:.2f} of the one-client ceiling"
+        )
 
 
 if __name__ == "__main__":

@@ -6,8 +6,15 @@ Starts its own local stack (as `make up` does, on free ports), then per run:
 1. the seed's flow: POST /checkpoint, PUT every part to its presigned URL
    (``--workers`` at a time), PUT /checkpoint with the ETags, until Active;
 2. the same bytes with boto3's managed multipart upload (what ``aws s3 cp``
-   does) straight to the same emulator, same part size and concurrency.
-Prints MB/s of each run and the medians, and their ratio.
+   does) straight to the same emulator, same part size and concurrency;
+3. the same again with boto3's checksums off, as a reference: boto3 asks for
+   CRC32 checksums per part, which a client PUTting parts to presigned URLs
+   does not send, and moto completes an upload without them more slowly (it
+   copies the whole object again to compute a full-object CRC over it).
+Prints MB/s of each run and the medians, the ratio of the API flow to each
+boto3 upload, and the median time of each phase of every flow: create
+(POST /checkpoint; CreateMultipartUpload), parts (every part uploaded) and
+complete (PUT /checkpoint until Active; CompleteMultipartUpload).
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import requests
 from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
 
 from infra.local.stack import LocalStack, StackSettings
 from tests.conftest import free_port
@@ -30,7 +39,20 @@ from tests.conftest import free_port
 MIB = 1024 * 1024
 
 
-def api_upload(base_url: str, key: str, path: Path, part_size: int, workers: int) -> float:
+@dataclass(frozen=True)
+class Phases:
+    """Seconds each phase of one upload took."""
+
+    create: float
+    parts: float
+    complete: float
+
+    @property
+    def total(self) -> float:
+        return self.create + self.parts + self.complete
+
+
+def api_upload(base_url: str, key: str, path: Path, part_size: int, workers: int) -> Phases:
     headers = {"x-api-key": key}
     size = path.stat().st_size
     parts = -(-size // part_size)
@@ -44,6 +66,7 @@ def api_upload(base_url: str, key: str, path: Path, part_size: int, workers: int
     created.raise_for_status()
     checkpoint_id = created.json()["checkpoint"]["id"]
     urls = created.json()["multipart_uploads"][0]["s3_signed_urls"]
+    uploading = time.perf_counter()
 
     def put_part(number: int) -> dict:
         with path.open("rb") as f:
@@ -54,6 +77,7 @@ def api_upload(base_url: str, key: str, path: Path, part_size: int, workers: int
 
     with ThreadPoolExecutor(workers) as pool:
         tags = list(pool.map(put_part, range(1, parts + 1)))
+    completing = time.perf_counter()
     done = requests.put(
         f"{base_url}/checkpoint",
         headers=headers,
@@ -62,21 +86,81 @@ def api_upload(base_url: str, key: str, path: Path, part_size: int, workers: int
     )
     done.raise_for_status()
     assert done.json()["checkpoint"]["status"] == "Active", done.text
-    return size / MIB / (time.perf_counter() - started)
+    finished = time.perf_counter()
+    return Phases(create=uploading - started, parts=completing - uploading, complete=finished - completing)
 
 
-def boto3_upload(settings: StackSettings, path: Path, part_size: int, workers: int, run: int) -> float:
+class _CallClock:
+    """When boto3's client made its Create- and CompleteMultipartUpload calls, from its own event hooks."""
+
+    def __init__(self, s3) -> None:
+        self.marks: dict[str, float] = {}
+        for operation in ("CreateMultipartUpload", "CompleteMultipartUpload"):
+            s3.meta.events.register(f"before-call.s3.{operation}", self._mark(f"{operation}-before"))
+            s3.meta.events.register(f"after-call.s3.{operation}", self._mark(f"{operation}-after"))
+
+    def _mark(self, name: str):
+        def mark(**_: object) -> None:
+            self.marks[name] = time.perf_counter()
+
+        return mark
+
+
+def boto3_upload(
+    settings: StackSettings, path: Path, part_size: int, workers: int, key: str, checksums: bool = True
+) -> Phases:
     s3 = boto3.client(
         "s3",
         endpoint_url=settings.emulator_url,
         region_name=settings.region,
         aws_access_key_id="local",
         aws_secret_access_key="local",
+        config=Config(request_checksum_calculation="when_supported" if checksums else "when_required"),
     )
+    clock = _CallClock(s3)
     config = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size, max_concurrency=workers)
     started = time.perf_counter()
-    s3.upload_file(str(path), f"{settings.prefix}-bucket", f"bench/plain-{run}-{path.name}", Config=config)
-    return path.stat().st_size / MIB / (time.perf_counter() - started)
+    s3.upload_file(str(path), f"{settings.prefix}-bucket", key, Config=config)
+    finished = time.perf_counter()
+    created, completing = clock.marks["CreateMultipartUpload-after"], clock.marks["CompleteMultipartUpload-before"]
+    return Phases(create=created - started, parts=completing - created, complete=finished - completing)
+
+
+def _mb_s(size_mib: int, phases: Phases) -> float:
+    return size_mib / phases.total
+
+
+def _median_phases(runs: list[Phases]) -> str:
+    def median(field: str) -> float:
+        return statistics.median(getattr(p, field) for p in runs)
+
+    return f"create {median('create'):6.3f} s, parts {median('parts'):6.3f} s, complete {median('complete'):6.3f} s"
+
+
+FLOWS = ("API multipart flow", "boto3 upload_file", "boto3, checksums off")
+
+
+def one_run(settings: StackSettings, path: Path, part_size: int, workers: int, run: int) -> dict[str, Phases]:
+    """Each flow once, in the same order every run."""
+    return {
+        FLOWS[0]: api_upload(settings.base_url, settings.api_key, path, part_size, workers),
+        FLOWS[1]: boto3_upload(settings, path, part_size, workers, f"bench/plain-{run}-{path.name}"),
+        FLOWS[2]: boto3_upload(settings, path, part_size, workers, f"bench/bare-{run}-{path.name}", checksums=False),
+    }
+
+
+def report(args: argparse.Namespace, runs: list[dict[str, Phases]]) -> None:
+    medians = {flow: statistics.median(_mb_s(args.size_mib, run[flow]) for run in runs) for flow in FLOWS}
+    api = medians[FLOWS[0]]
+    print(
+        f"{args.size_mib} MiB in {args.part_mib} MiB parts, {args.workers} workers, {args.runs} runs: "
+        f"median API flow {api:.1f} MB/s, median boto3 {medians[FLOWS[1]]:.1f} MB/s, "
+        f"ratio {api / medians[FLOWS[1]]:.2f}; boto3 with checksums off {medians[FLOWS[2]]:.1f} MB/s, "
+        f"ratio {api / medians[FLOWS[2]]:.2f}"
+    )
+    print("median time of each phase:")
+    for flow in FLOWS:
+        print(f"  {flow:<21} {_median_phases([run[flow] for run in runs])}")
 
 
 def main() -> None:
@@ -103,22 +187,15 @@ def main() -> None:
         stack = LocalStack(settings)
         stack.up()
         try:
-            via_api, plain = [], []
+            runs = []
             for run in range(args.runs):
-                via_api.append(api_upload(settings.base_url, settings.api_key, path, args.part_mib * MIB, args.workers))
-                plain.append(boto3_upload(settings, path, args.part_mib * MIB, args.workers, run))
+                runs.append(one_run(settings, path, args.part_mib * MIB, args.workers, run))
                 print(
-                    f"run {run + 1}: API multipart flow {via_api[-1]:7.1f} MB/s, "
-                    f"boto3 upload_file {plain[-1]:7.1f} MB/s"
+                    f"run {run + 1}: " + ", ".join(f"{f} {_mb_s(args.size_mib, runs[-1][f]):7.1f} MB/s" for f in FLOWS)
                 )
         finally:
             stack.down()
-    api_median, plain_median = statistics.median(via_api), statistics.median(plain)
-    print(
-        f"{args.size_mib} MiB in {args.part_mib} MiB parts, {args.workers} workers, {args.runs} runs: "
-        f"median API flow {api_median:.1f} MB/s, median boto3 {plain_median:.1f} MB/s, "
-        f"ratio {api_median / plain_median:.2f}"
-    )
+    report(args, runs)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ import pytest
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
+from infra.local.provision import table_definition
 from service_kit import aws
+from service_kit.resources import Table
 
 REGION = "us-east-1"
 
@@ -78,14 +80,6 @@ def moto_server(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 
 def create_service_table(name: str) -> str:
-    """A table shaped like every service's (pk/sk), for tests that need only the table."""
-    boto3.client("dynamodb").create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-    )
+    """A table shaped like every service's (its keys and indexes, as provisioned), for tests that need only it."""
+    boto3.client("dynamodb").create_table(**table_definition(name, Table(name)))
     return name

@@ -63,6 +63,20 @@ class EntityChanged(Event):
     def entity_type(cls) -> str:
         return cls.__name__.removesuffix("Changed")
 
+    # Hooks the owner's table indexes a snapshot by (``service_kit.snapshots``); both default to "not indexed".
+
+    def due_at(self) -> datetime | None:
+        """When the owner's sweep must next look at this entity; None when no sweep needs to (it is finished).
+
+        Only entities with a due time are in the sweep's index, so a sweep reads the open ones, never the
+        history.
+        """
+        return None
+
+    def lookup_names(self) -> list[str]:
+        """The names this entity can be found by (``SnapshotTable.named``), besides its id."""
+        return []
+
 
 class EventEnvelope(BaseModel):
     """``detail`` of an EventBridge event: metadata plus the event's own data.

@@ -61,6 +61,7 @@ LAYER_REQUIREMENTS = (
     "boto3",
     "botocore",
     "pydantic",
+    "pydantic-settings",  # each service's settings model (service_kit.config)
     "aws-lambda-powertools",  # [tracer,parser] from requirements.txt
     "aws-xray-sdk",
     "fastapi",

@@ -99,12 +99,12 @@ class ServiceStack(Stack):
 
     def _table(self, removal: RemovalPolicy) -> dynamodb.Table:
         declared = self.resources.table
-        return dynamodb.Table(
+        table = dynamodb.Table(
             self,
             "Table",
             table_name=self.resources.table_name(self.prefix),
-            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            partition_key=_string("pk"),
+            sort_key=_string("sk"),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             time_to_live_attribute=declared.ttl_attribute,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
@@ -112,6 +112,14 @@ class ServiceStack(Stack):
             ),
             removal_policy=removal,
         )
+        for index in declared.indexes:
+            table.add_global_secondary_index(
+                index_name=index.name,
+                partition_key=_string(index.partition_key),
+                sort_key=_string(index.sort_key),
+                projection_type=dynamodb.ProjectionType(index.projection),
+            )
+        return table
 
     def _queue_with_dlq(self) -> sqs.Queue:
         declared = self.resources.queue
@@ -254,8 +262,10 @@ class ServiceStack(Stack):
     def _grant(self, function: lambda_.Function) -> None:
         """Its own table, events onto the project bus, and what the declaration grants; nothing else."""
         if self.table:
+            # Queries of an index need its own ARN; each declared index is named, so no wildcard.
+            indexes = [f"{self.table.table_arn}/index/{index.name}" for index in self.resources.table.indexes]
             function.add_to_role_policy(
-                iam.PolicyStatement(actions=list(TABLE_ACTIONS), resources=[self.table.table_arn])
+                iam.PolicyStatement(actions=list(TABLE_ACTIONS), resources=[self.table.table_arn, *indexes])
             )
         function.add_to_role_policy(
             iam.PolicyStatement(actions=["events:PutEvents"], resources=[self.core.bus_arn])
@@ -279,3 +289,7 @@ class ServiceStack(Stack):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.alarm_topic))
+
+
+def _string(name: str) -> dynamodb.Attribute:
+    return dynamodb.Attribute(name=name, type=dynamodb.AttributeType.STRING)

@@ -7,8 +7,10 @@ stopped and before the emulator does, and ``up`` puts it back once the
 declarations are provisioned:
 
 - S3: every object of every bucket (body, content type, user metadata);
-- DynamoDB: every item of every table (and the table's keys, to create a table
-  no declaration provisions);
+- DynamoDB: every item of every table (and the table's keys and indexes, to
+  create a table no declaration provisions); snapshots saved in the layout
+  before each entity had a partition of its own are rewritten in today's
+  (``service_kit.snapshots.upgrade_rows``);
 - SQS: every message (body and message attributes), sent again on ``up``. A
   message in flight when the services stop (one a stopped worker's poll took,
   one waiting out a retry back-off) is waited for a few seconds
@@ -34,10 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
+
+from service_kit.snapshots import upgrade_rows
 
 S3_DIR = "s3"
 SNAPSHOT = "snapshot.json"
+_DESERIALIZE, _SERIALIZE = TypeDeserializer(), TypeSerializer()
 
 
 def _default(value: Any) -> Any:
@@ -120,6 +126,10 @@ def save(data_dir: Path, endpoint_url: str, region: str, inflight_wait_s: float 
             snapshot["tables"][table] = {
                 "key_schema": description["KeySchema"],
                 "attribute_definitions": description["AttributeDefinitions"],
+                "indexes": [
+                    {key: index[key] for key in ("IndexName", "KeySchema", "Projection")}
+                    for index in description.get("GlobalSecondaryIndexes", [])
+                ],
                 "items": items,
             }
 
@@ -164,6 +174,12 @@ def _drain_visible(sqs: Any, url: str) -> dict[str, dict[str, Any]]:
             }
 
 
+def _in_current_layout(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items saved before snapshots had a partition each, rewritten in today's layout (``upgrade_rows``)."""
+    plain = [{name: _DESERIALIZE.deserialize(value) for name, value in item.items()} for item in items]
+    return [{name: _SERIALIZE.serialize(value) for name, value in row.items()} for row in upgrade_rows(plain)]
+
+
 def restore(data_dir: Path, endpoint_url: str, region: str) -> dict[str, int]:
     """Put a snapshot back into a freshly provisioned emulator; answers counts of what came back."""
     snapshot_file = data_dir / SNAPSHOT
@@ -187,13 +203,15 @@ def restore(data_dir: Path, endpoint_url: str, region: str) -> dict[str, int]:
     existing_tables = set(dynamodb.list_tables().get("TableNames", []))
     for table, saved in snapshot["tables"].items():
         if table not in existing_tables:
+            indexes = {"GlobalSecondaryIndexes": saved["indexes"]} if saved.get("indexes") else {}
             dynamodb.create_table(
                 TableName=table,
                 BillingMode="PAY_PER_REQUEST",
                 KeySchema=saved["key_schema"],
                 AttributeDefinitions=saved["attribute_definitions"],
+                **indexes,
             )
-        items = saved["items"]
+        items = _in_current_layout(saved["items"])
         for start in range(0, len(items), 25):
             requests = {table: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]}
             while requests:

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 
 from service_kit.config import core_environment
-from service_kit.resources import DEFAULT_BUS, CoreResources, Rule, ServiceResources, physical_name
+from service_kit.resources import DEFAULT_BUS, CoreResources, Rule, ServiceResources, Table, physical_name
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,30 @@ class CoreNames:
 
     def environment(self) -> dict[str, str]:
         return core_environment(self.bus, self.bucket, self.topic_arns)
+
+
+def table_definition(name: str, table: Table) -> dict[str, Any]:
+    """``CreateTable``'s arguments for a declared table: its keys and its global secondary indexes."""
+
+    def key(partition_key: str, sort_key: str) -> list[dict[str, str]]:
+        return [{"AttributeName": partition_key, "KeyType": "HASH"}, {"AttributeName": sort_key, "KeyType": "RANGE"}]
+
+    definition: dict[str, Any] = {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in table.key_attributes()],
+        "KeySchema": key("pk", "sk"),
+    }
+    if table.indexes:  # CreateTable refuses an empty list
+        definition["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index.name,
+                "KeySchema": key(index.partition_key, index.sort_key),
+                "Projection": {"ProjectionType": index.projection},
+            }
+            for index in table.indexes
+        ]
+    return definition
 
 
 class Provisioner:
@@ -81,7 +105,7 @@ class Provisioner:
     def service(self, resources: ServiceResources, core: CoreNames) -> dict[str, str]:
         env = {**core.environment(), **resources.environment}
         if resources.table:
-            env["SDMW_TABLE"] = self._table(resources.table_name(self._prefix), resources.table.ttl_attribute)
+            env["SDMW_TABLE"] = self._table(resources.table_name(self._prefix), resources.table)
         if resources.queue:
             queue_url, queue_arn = self._queue_with_dlq(resources)
             env["SDMW_QUEUE_URL"] = queue_url
@@ -96,22 +120,14 @@ class Provisioner:
                 )
         return env
 
-    def _table(self, name: str, ttl_attribute: str | None) -> str:
+    def _table(self, name: str, table: Table) -> str:
         if name in self._dynamodb.list_tables()["TableNames"]:
             return name
-        self._dynamodb.create_table(
-            TableName=name,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        )
+        self._dynamodb.create_table(**table_definition(name, table))
         self._dynamodb.get_waiter("table_exists").wait(TableName=name)
-        if ttl_attribute:
+        if table.ttl_attribute:
             self._dynamodb.update_time_to_live(
-                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute}
+                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute}
             )
         return name
 

@@ -46,7 +46,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         extra_env={
             "LOCAL_SAGEMAKER_MAX_INSTANCES": str(LOCAL_INSTANCE_QUOTA),
             "TRANSITION_WAIT_S": "20",
-            "INFERENCE_MODEL_ARRIVAL_GRACE_S": "2",
             "SD_RUNTIME_CAPTION_MODEL": "s3://sdmw-bucket/test-models/blip/",
         },
     )

@@ -131,6 +131,44 @@ def test_wrong_etags_are_refused_and_leave_the_parts_for_a_retry(api: ApiClient,
     assert "retry.safetensors" in api.get("/inference/get-texual-inversion-list").json()
 
 
+def test_a_checkpoint_of_several_files_is_active_only_once_every_file_is_complete(api: ApiClient, stack, tmp_path):
+    contents = {"unet.safetensors": os.urandom(5 * MB + 17), "vae.safetensors": os.urandom(300)}
+    response = api.post(
+        "/checkpoint",
+        json={
+            "checkpoint_type": "Stable-diffusion",
+            "filenames": [
+                {"filename": "unet.safetensors", "parts_number": 2},
+                {"filename": "vae.safetensors", "parts_number": 1},
+            ],
+        },
+    )
+    assert response.status_code == 200, response.text
+    started = response.json()
+    checkpoint_id = started["checkpoint"]["id"]
+    urls = started["s3PresignUrl"]
+    unet = contents["unet.safetensors"]
+    tags = {
+        "unet.safetensors": put_parts(urls["unet.safetensors"], [unet[: 5 * MB], unet[5 * MB :]], tmp_path),
+        "vae.safetensors": put_parts(urls["vae.safetensors"], [contents["vae.safetensors"]], tmp_path),
+    }
+
+    spoiled = {**tags, "vae.safetensors": [{"ETag": '"deadbeef"', "PartNumber": 1}]}
+    refused = api.put(
+        "/checkpoint", json={"checkpoint_id": checkpoint_id, "status": "Active", "multi_parts_tags": spoiled}
+    )
+    assert refused.status_code == 400 and "vae.safetensors" in refused.json()["error"], refused.text
+    listed = api.get("/checkpoints", params={"status": "Initialed"}).json()["checkpoints"]
+    assert checkpoint_id in [c["id"] for c in listed]
+
+    done = api.put("/checkpoint", json={"checkpoint_id": checkpoint_id, "status": "Active", "multi_parts_tags": tags})
+    assert done.status_code == 200 and done.json()["checkpoint"]["status"] == "Active", done.text
+    s3 = emulator_s3(stack)
+    for upload in started["multipart_uploads"]:
+        stored = s3.get_object(Bucket=upload["bucket"], Key=upload["key"])["Body"].read()
+        assert stored == contents[upload["filename"]]
+
+
 def test_unknown_checkpoint_is_404(api: ApiClient):
     response = api.put("/checkpoint", json={"checkpoint_id": str(uuid.uuid4()), "status": "Active"})
     assert response.status_code == 404

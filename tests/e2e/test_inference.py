@@ -147,16 +147,26 @@ def test_img2img_from_an_uploaded_image(api: ApiClient, endpoint: str):
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
-        ({"models": {"Stable-diffusion": ["no-such-model.safetensors"]}}, "no-such-model.safetensors"),
-        ({"sagemaker_endpoint_name": "no-such-endpoint"}, "does not exist"),
-        ({"sampler_name": "Sampler That Does Not Exist"}, "Sampler That Does Not Exist"),
+        ({"models": {"Stable-diffusion": ["no-such-model.safetensors [6ce0161689]"]}}, "no-such-model.safetensors"),
+        ({"sagemaker_endpoint_name": "no-such-endpoint"}, "endpoint no-such-endpoint does not exist"),
     ],
-    ids=["unknown-model", "endpoint-not-in-service", "runtime-error"],
+    ids=["unknown-model", "unknown-endpoint"],
 )
-def test_a_request_that_cannot_run_ends_failed_with_its_reason(api: ApiClient, endpoint: str, overrides, reason):
-    job = infer(api, endpoint, **overrides)
+def test_a_request_that_cannot_run_is_answered_failed_at_once(api: ApiClient, endpoint: str, overrides, reason):
+    body = {"task_type": "txt2img", "models": {"Stable-diffusion": [MODEL_NAME]}, "sagemaker_endpoint_name": endpoint}
+    response = api.post("/inference-api/inference", json={**body, "prompt": "a cute panda", **overrides})
+    assert response.status_code == 200, response.text
+    started = response.json()
+    assert started["status"] == "failed" and reason in started["error"]
+    job = api.get("/inference/get-inference-job", params={"jobID": started["inference_id"]}).json()
+    assert job["status"] == "failed" and reason in job["error"]
+    assert api.get("/inference/get-inference-job-image-output", params={"jobID": job["InferenceJobId"]}).json() == []
+
+
+def test_a_request_the_runtime_refuses_ends_failed_with_its_reason(api: ApiClient, endpoint: str):
+    job = infer(api, endpoint, sampler_name="Sampler That Does Not Exist")
     assert job["status"] == "failed", job
-    assert reason in job["error"]
+    assert "Sampler That Does Not Exist" in job["error"]
     assert api.get("/inference/get-inference-job-image-output", params={"jobID": job["InferenceJobId"]}).json() == []
 
 

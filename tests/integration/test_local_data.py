@@ -3,15 +3,21 @@ save, wipe the emulator (as stopping it does), restore."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 
 import boto3
 import pytest
 import requests
 
 from infra.local import data
+from sdmw_contracts.envelope import EntityChanged
+from sdmw_contracts.events import DatasetChanged, DatasetCreationRequested, EndpointDeploymentChanged, ModelChanged
+from sdmw_contracts.events.assets import DatasetItemSpec
+from service_kit.snapshots import PART_BYTES, SnapshotTable
 from tests.conftest import create_service_table, free_port
 
 
@@ -78,3 +84,69 @@ def test_objects_items_and_queued_messages_survive_a_wiped_emulator(moto_server,
 
     # Restoring the same snapshot again (an `up` that failed and was retried) does not send the messages twice.
     assert data.restore(tmp_path / "data", moto_server, "us-east-1")["messages"] == 0
+
+
+def test_snapshots_saved_in_the_layout_before_partitions_per_entity_come_back_in_todays(moto_server, tmp_path):
+    """One partition per entity type then, one per entity now: a restore rewrites the rows, names and parts."""
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    deployment = EndpointDeploymentChanged(
+        id="job-1",
+        version=2,
+        endpoint_name="infer-endpoint-a",
+        instance_type="ml.g4dn.xlarge",
+        initial_instance_count=1,
+        status="success",
+        start_time=when,
+    )
+    creating = ModelChanged(
+        id="m1",
+        version=3,
+        model_type="Stable-diffusion",
+        name="mine",
+        status="Creating",
+        s3_base="s3://b/",
+        created_at=when,
+    )
+    specs = [DatasetItemSpec(name=f"i{n:05}.png", type="image", original_filename=f"/p/{n}") for n in range(5000)]
+    big = DatasetCreationRequested(dataset_name="big", items=specs, requested_at=when).initial_snapshot("b", version=1)
+    big_json = json.dumps(big.model_dump(mode="json"), sort_keys=True)
+    chunks = [big_json[start : start + PART_BYTES] for start in range(0, len(big_json), PART_BYTES)]
+    assert len(chunks) > 1
+    old_layout = [
+        {"pk": "EndpointDeployment", "sk": "job-1", "version": 2, "data": deployment.model_dump_json()},
+        {"pk": "Model", "sk": "m1", "version": 3, "data": creating.model_dump_json()},
+        {"pk": "Dataset", "sk": "big", "version": 1, "token": "v1-abc", "parts": len(chunks)},
+        *(
+            {"pk": "Dataset#part", "sk": f"big#v1-abc#{n:05}", "version": 1, "data": chunk}
+            for n, chunk in enumerate(chunks)
+        ),
+        {"pk": "DatasetItems", "sk": "pets", "version": 4, "data": '{"id": "pets", "items": [], "version": 4}'},
+        {"pk": "idempotency#handler", "sk": "abc", "status": "COMPLETED"},
+    ]
+    table = boto3.resource("dynamodb").Table(create_service_table("kept-table"))
+    for row in old_layout:
+        table.put_item(Item=row)
+    data.save(tmp_path / "data", moto_server, "us-east-1", inflight_wait_s=0)
+    requests.post(f"{moto_server}/moto-api/reset", timeout=10)
+    create_service_table("kept-table")
+
+    data.restore(tmp_path / "data", moto_server, "us-east-1")
+    snapshots = SnapshotTable("kept-table")
+    assert snapshots.get(EndpointDeploymentChanged, "job-1") == deployment
+    assert snapshots.named(EndpointDeploymentChanged, "infer-endpoint-a") == [deployment]
+    assert snapshots.due(ModelChanged, when) == [creating]
+    assert snapshots.get(DatasetChanged, "big") == big
+    assert [kept.id for kept in snapshots.list(_DatasetItemsRow)] == ["pets"]
+    rows = boto3.resource("dynamodb").Table("kept-table").scan(ConsistentRead=True)["Items"]
+    assert all("#" in row["pk"] for row in rows), "a row of the old layout is left"
+    assert {"pk": "idempotency#handler", "sk": "abc", "status": "COMPLETED"} in rows
+
+
+class _DatasetItemsRow(EntityChanged):
+    """The read model's private row of a dataset's items, as it reads it."""
+
+    items: list[dict]
+
+    @classmethod
+    def entity_type(cls) -> str:
+        return "DatasetItems"

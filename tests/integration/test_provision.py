@@ -1,12 +1,15 @@
 """Provisioning the declarations into a moto server: what the local stack and AWS both get."""
 
 import json
+from datetime import UTC, datetime
 
 import boto3
 
 from infra.catalog import SERVICES
 from infra.core import CORE
 from infra.local.provision import provision
+from sdmw_contracts.events import EndpointDeploymentChanged
+from service_kit.snapshots import SnapshotTable
 
 
 def test_every_declared_resource_exists_and_is_wired(moto_server):
@@ -33,3 +36,22 @@ def test_every_declared_resource_exists_and_is_wired(moto_server):
 def test_provisioning_twice_changes_nothing(moto_server):
     first = provision("it", CORE, SERVICES)
     assert provision("it", CORE, SERVICES) == first
+
+
+def test_each_provisioned_table_serves_the_snapshot_lists_sweeps_and_lookups(moto_server):
+    environments = provision("it", CORE, SERVICES)
+    table = SnapshotTable(environments["endpoint-manager"]["SDMW_TABLE"])
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    job = EndpointDeploymentChanged(
+        id="job-1",
+        version=1,
+        endpoint_name="infer-endpoint-a",
+        instance_type="ml.g4dn.xlarge",
+        initial_instance_count=1,
+        status="inprogress",
+        start_time=now,
+    )
+    table.save(job)
+    assert table.list(EndpointDeploymentChanged) == [job]
+    assert table.named(EndpointDeploymentChanged, "infer-endpoint-a") == [job]
+    assert table.due(EndpointDeploymentChanged, now) == []  # no sweep looks at deployments

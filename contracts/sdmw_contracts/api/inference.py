@@ -28,34 +28,8 @@ from pydantic import (
 
 from sdmw_contracts.api.common import ApiModel
 from sdmw_contracts.api.endpoints import ENDPOINT_NAME_PATTERN, ENDPOINT_NAME_SCHEMA_PATTERN
-from sdmw_contracts.api.names import Base64Data, ObjectName
-from sdmw_contracts.runtime import (
-    IMAGE_SIDE_MULTIPLE,
-    MAX_BATCH_COUNT,
-    MAX_BATCH_SIZE,
-    MAX_CFG_SCALE,
-    MAX_CONTROLNET_PROCESSOR_RES,
-    MAX_CONTROLNET_THRESHOLD,
-    MAX_CONTROLNET_UNITS,
-    MAX_CONTROLNET_WEIGHT,
-    MAX_ETA,
-    MAX_HIRES_SIDE,
-    MAX_HR_SCALE,
-    MAX_IMAGE_SIDE,
-    MAX_INIT_IMAGES,
-    MAX_S_CHURN,
-    MAX_S_MIN_UNCOND,
-    MAX_S_NOISE,
-    MAX_S_TMAX,
-    MAX_S_TMIN,
-    MAX_SEED,
-    MAX_SEED_RESIZE_SIDE,
-    MAX_STEPS,
-    MIN_CFG_SCALE,
-    MIN_HR_SCALE,
-    MIN_IMAGE_SIDE,
-    hires_upscale_size,
-)
+from sdmw_contracts.api.names import ObjectName
+from sdmw_contracts.generation import GenerationParams
 
 InferenceTaskType = Literal["txt2img", "img2img"]
 #: Task types an inference job can show: a model merge runs on an endpoint as an inference job, and so
@@ -68,12 +42,6 @@ InferenceStartStatus = Literal["inprogress", "failed"]
 #: The checkpoint types a request's ``models`` may name (the keys of ``models``).
 MODEL_TYPES: tuple[str, ...] = ("Stable-diffusion", "Lora", "embeddings", "hypernetworks", "ControlNet", "VAE")
 BASE_MODEL_TYPE = "Stable-diffusion"
-
-ControlNetResizeMode = Literal["Just Resize", "Crop and Resize", "Resize and Fill"]
-ControlNetControlMode = Literal["Balanced", "My prompt is more important", "ControlNet is more important"]
-#: ControlNet's API also takes these two enums by position (0, 1, 2).
-_RESIZE_MODES: tuple[str, ...] = ("Just Resize", "Crop and Resize", "Resize and Fill")
-_CONTROL_MODES: tuple[str, ...] = ("Balanced", "My prompt is more important", "ControlNet is more important")
 
 MergeMethod = Literal["Weighted sum", "Add difference"]
 
@@ -115,90 +83,7 @@ class _OmitsNoError(ApiModel):
         return data
 
 
-# ---------------------------------------------------------------- route 6 body
-
-
-class ControlNetUnit(ApiModel):
-    """One entry of ``alwayson_scripts.controlnet.args``; defaults as the seed lists them."""
-
-    enabled: bool = False
-    module: str = Field(default="none", examples=["none", "canny", "openpose"])
-    model: str = Field(default="None", examples=["None", "control_v11p_sd15_canny"])
-    weight: float = Field(default=1, ge=0, le=MAX_CONTROLNET_WEIGHT)
-    image: Base64Data | None = Field(default=None, description="Control image, base64 (a data URL is accepted).")
-    resize_mode: ControlNetResizeMode = "Crop and Resize"
-    low_vram: bool = False
-    processor_res: int = Field(default=-1, ge=-1, le=MAX_CONTROLNET_PROCESSOR_RES)
-    threshold_a: float = Field(default=-1, ge=-1, le=MAX_CONTROLNET_THRESHOLD)
-    threshold_b: float = Field(default=-1, ge=-1, le=MAX_CONTROLNET_THRESHOLD)
-    guidance_start: float = Field(default=0, ge=0, le=1)
-    guidance_end: float = Field(default=1, ge=0, le=1)
-    pixel_perfect: bool = False
-    control_mode: ControlNetControlMode = "Balanced"
-    is_ui: bool = True
-    input_mode: str = Field(default="simple", examples=["simple", "batch"])
-    batch_images: str = ""
-    output_dir: str = ""
-    loopback: bool = False
-
-    @field_validator("resize_mode", mode="before")
-    @classmethod
-    def _resize_mode_by_position(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(_RESIZE_MODES):
-            return _RESIZE_MODES[value]
-        return value
-
-    @field_validator("control_mode", mode="before")
-    @classmethod
-    def _control_mode_by_position(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(_CONTROL_MODES):
-            return _CONTROL_MODES[value]
-        return value
-
-    @field_validator("processor_res")
-    @classmethod
-    def _processor_res(cls, value: int) -> int:
-        if value == 0:
-            raise ValueError("processor_res must be -1 (the module's default) or a positive resolution")
-        return value
-
-    @model_validator(mode="after")
-    def _guidance_order(self) -> ControlNetUnit:
-        if self.guidance_start > self.guidance_end:
-            raise ValueError(
-                f"guidance_start ({self.guidance_start}) must not be greater than guidance_end ({self.guidance_end})"
-            )
-        return self
-
-
-def _default_controlnet_args() -> list[ControlNetUnit]:
-    return [ControlNetUnit()]
-
-
-class ControlNetScript(ApiModel):
-    args: list[ControlNetUnit] = Field(default_factory=_default_controlnet_args, max_length=MAX_CONTROLNET_UNITS)
-
-
-class ScriptArgs(ApiModel):
-    """An always-on script's arguments, passed through as given."""
-
-    args: list[Any] = Field(default_factory=list)
-
-
-class AlwaysOnScripts(ApiModel):
-    """``alwayson_scripts``: ControlNet is modelled; other scripts are kept as sent.
-
-    The seed's key ``"extra options"`` has a space, so the field is
-    ``extra_options`` with that alias: dump with ``by_alias=True``.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    controlnet: ControlNetScript = Field(default_factory=ControlNetScript)
-    extra_options: ScriptArgs = Field(default_factory=ScriptArgs, alias="extra options")
-
-
-class InferenceRequest(ApiModel):
+class InferenceRequest(GenerationParams):
     """``POST /inference-api/inference``: txt2img or img2img on an async endpoint.
 
     ``sagemaker_endpoint_name``, ``task_type``, ``prompt`` and
@@ -208,7 +93,6 @@ class InferenceRequest(ApiModel):
 
     sagemaker_endpoint_name: str = Field(json_schema_extra=_ENDPOINT_NAME, examples=["infer-endpoint-cb821ea"])
     task_type: InferenceTaskType = Field(examples=["txt2img"])
-    prompt: str = Field(examples=["a cute panda"])
     models: dict[str, list[ObjectName]] = Field(
         description="Checkpoint type -> checkpoint names; Stable-diffusion is required.",
         examples=[
@@ -218,60 +102,6 @@ class InferenceRequest(ApiModel):
             }
         ],
     )
-    init_images: list[Base64Data] = Field(
-        default_factory=list,
-        max_length=MAX_INIT_IMAGES,
-        description="img2img input images, base64; required when task_type is img2img.",
-    )
-    enable_hr: bool = False
-    denoising_strength: float | None = Field(default=None, ge=0, le=1, examples=[0.75])
-    firstphase_width: int = Field(default=0, ge=0, le=MAX_IMAGE_SIDE)
-    firstphase_height: int = Field(default=0, ge=0, le=MAX_IMAGE_SIDE)
-    hr_scale: float = Field(
-        default=2.0,
-        ge=MIN_HR_SCALE,
-        le=MAX_HR_SCALE,
-        description=f"Hires fix upscale factor; the upscaled image's sides may be at most {MAX_HIRES_SIDE}.",
-    )
-    hr_upscaler: str = Field(default="Latent", max_length=128, examples=["Latent"])
-    hr_second_pass_steps: int = Field(default=0, ge=0, le=MAX_STEPS, description="0: as many as steps.")
-    hr_resize_x: int = Field(default=0, ge=0, le=MAX_IMAGE_SIDE)
-    hr_resize_y: int = Field(default=0, ge=0, le=MAX_IMAGE_SIDE)
-    hr_sampler_name: str | None = None
-    hr_prompt: str = ""
-    hr_negative_prompt: str = ""
-    styles: list[str] = Field(default_factory=list)
-    seed: int = Field(default=-1, ge=-1, le=MAX_SEED, description="-1 picks a random seed.")
-    subseed: int = Field(default=-1, ge=-1, le=MAX_SEED)
-    subseed_strength: float = Field(default=0.0, ge=0, le=1)
-    seed_resize_from_h: int = Field(default=0, ge=-1, le=MAX_SEED_RESIZE_SIDE)
-    seed_resize_from_w: int = Field(default=0, ge=-1, le=MAX_SEED_RESIZE_SIDE)
-    sampler_name: str = Field(default="Euler a", max_length=128, examples=["Euler a", "DPM++ 2M Karras"])
-    batch_size: int = Field(default=1, ge=1, le=MAX_BATCH_SIZE)
-    n_iter: int = Field(default=1, ge=1, le=MAX_BATCH_COUNT, description="A1111's batch count.")
-    steps: int = Field(default=28, ge=1, le=MAX_STEPS)
-    cfg_scale: float = Field(default=7.0, ge=MIN_CFG_SCALE, le=MAX_CFG_SCALE)
-    width: int = Field(default=512, ge=MIN_IMAGE_SIDE, le=MAX_IMAGE_SIDE, multiple_of=IMAGE_SIDE_MULTIPLE)
-    height: int = Field(default=512, ge=MIN_IMAGE_SIDE, le=MAX_IMAGE_SIDE, multiple_of=IMAGE_SIDE_MULTIPLE)
-    restore_faces: bool = False
-    tiling: bool = False
-    do_not_save_samples: bool = False
-    do_not_save_grid: bool = False
-    negative_prompt: str = ""
-    eta: float | None = Field(default=None, ge=0, le=MAX_ETA)
-    s_min_uncond: float = Field(default=0.0, ge=0, le=MAX_S_MIN_UNCOND)
-    s_churn: float = Field(default=0.0, ge=0, le=MAX_S_CHURN)
-    s_tmax: float = Field(default=1.0, ge=0, le=MAX_S_TMAX)
-    s_tmin: float = Field(default=0.0, ge=0, le=MAX_S_TMIN)
-    s_noise: float = Field(default=1.0, ge=0, le=MAX_S_NOISE)
-    override_settings: dict[str, Any] = Field(default_factory=dict)
-    override_settings_restore_afterwards: bool = True
-    script_args: list[Any] = Field(default_factory=list)
-    sampler_index: str = Field(default="Euler a", examples=["Euler a"])
-    script_name: str | None = None
-    send_images: bool = True
-    save_images: bool = False
-    alwayson_scripts: AlwaysOnScripts = Field(default_factory=AlwaysOnScripts)
 
     @field_validator("sagemaker_endpoint_name")
     @classmethod
@@ -296,14 +126,15 @@ class InferenceRequest(ApiModel):
 
     @model_validator(mode="after")
     def _hires_size(self) -> InferenceRequest:
-        if self.task_type == "txt2img" and self.enable_hr:
-            size = hires_upscale_size(self.width, self.height, self.hr_scale, self.hr_resize_x, self.hr_resize_y)
-            if max(size) > MAX_HIRES_SIDE:
-                raise ValueError(
-                    f"hires fix would upscale to {size[0]}x{size[1]}; each side may be at most {MAX_HIRES_SIDE} "
-                    "(lower hr_scale, hr_resize_x or hr_resize_y)"
-                )
+        if self.task_type == "txt2img" and (problem := self.hires_problem()):
+            raise ValueError(problem)
         return self
+
+    def generation_params(self) -> GenerationParams:
+        """The generation parameters alone, as the command and the runtime carry them (already valid)."""
+        fields = GenerationParams.model_fields
+        values = {name: getattr(self, name) for name in fields}
+        return GenerationParams.model_construct(self.model_fields_set & set(fields), **values)
 
 
 class InferenceResponse(_OmitsNoError):

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from sdmw_contracts.envelope import Command, EntityChanged
-from sdmw_contracts.runtime import ModelRef, plain_model_name
+from sdmw_contracts.runtime import ModelRef, plain_model_name, title_names_file
 
 #: A checkpoint holding this file is a diffusers folder.
 DIFFUSERS_INDEX = "model_index.json"
@@ -148,7 +148,8 @@ class CheckpointChanged(EntityChanged):
         """This checkpoint's model called ``title``, by the one rule every service uses.
 
         A checkpoint holding ``model_index.json`` is a diffusers folder named by its params'
-        ``new_model_name``; any other names each of its files. A1111's `` [hash]`` suffix is ignored.
+        ``new_model_name``; any other names each of its files (``title_names_file``: the name with or without
+        its extension; A1111's `` [hash]`` suffix ignored).
         """
         name = plain_model_name(title)
         if not name:
@@ -156,9 +157,21 @@ class CheckpointChanged(EntityChanged):
         if DIFFUSERS_INDEX in self.filenames and self.params.get("new_model_name") == name:
             return ModelRef(name=name, s3_uri=self.s3_location)
         for file in self.files:
-            if file.filename == name:
-                return ModelRef(name=name, s3_uri=file.s3_uri)
+            if title_names_file(title, file.filename):
+                return ModelRef(name=file.filename, s3_uri=file.s3_uri)
         return None
+
+    def lookup_names(self) -> list[str]:
+        """Every name ``model_named`` answers to, under the checkpoint's type: what ``model_lookup_name`` asks for."""
+        names = {name for file in self.files for name in (file.filename, file.filename.rpartition(".")[0]) if name}
+        if DIFFUSERS_INDEX in self.filenames and self.params.get("new_model_name"):
+            names.add(str(self.params["new_model_name"]))
+        return sorted(f"{self.checkpoint_type}/{name}" for name in names)
+
+
+def model_lookup_name(checkpoint_type: str, title: str) -> str:
+    """The lookup name of the checkpoints of ``checkpoint_type`` that may hold the model ``title`` names."""
+    return f"{checkpoint_type}/{plain_model_name(title)}"
 
 
 class DatasetItemSpec(BaseModel):

@@ -22,6 +22,19 @@ class EndpointDeploymentRequested(Command):
     autoscaling_enabled: bool = False
     requested_at: datetime = Field(description="When the client asked; the job's start time.")
 
+    def initial_snapshot(self, version: int) -> EndpointDeploymentChanged:
+        """The job as this command creates it: the edge's version 0, the owner's version 1."""
+        return EndpointDeploymentChanged(
+            id=self.job_id,
+            version=version,
+            endpoint_name=self.endpoint_name,
+            instance_type=self.instance_type,
+            initial_instance_count=self.initial_instance_count,
+            autoscaling_enabled=self.autoscaling_enabled,
+            status="inprogress",
+            start_time=self.requested_at,
+        )
+
 
 class EndpointDeletionRequested(Command):
     """api-gateway asks endpoint-manager to delete an endpoint and what backs it."""
@@ -42,3 +55,7 @@ class EndpointDeploymentChanged(EntityChanged):
     error: str = ""
     start_time: datetime
     end_time: datetime | None = None
+
+    def lookup_names(self) -> list[str]:
+        """Found by its endpoint's name (SageMaker's state changes and the API name endpoints, not jobs)."""
+        return [self.endpoint_name]

@@ -1,17 +1,22 @@
 """Inference: commands to inference-dispatcher and the inference job it owns.
 
-A request's parameters travel inline when small, and as an S3 URI (claim
-check) when they would make the event too large for EventBridge.
+The edge parses a request once, resolves every model it names from its read
+model, and sends the typed parameters with the resolved models; the
+dispatcher only adds where the results go and hands it to SageMaker. A
+command too large for EventBridge (img2img images, ControlNet inputs) travels
+by claim check like any event (``service_kit.claims``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from sdmw_contracts.envelope import Command, EntityChanged
+from sdmw_contracts.generation import GenerationParams, InterrogationParams
+from sdmw_contracts.runtime import MergeSpec, ModelSet
 
 InferenceStatus = Literal["inprogress", "succeed", "failed"]
 InferenceTask = Literal["txt2img", "img2img", "merge", "interrogate_clip", "interrogate_deepbooru"]
@@ -24,41 +29,79 @@ def result_prefix(job_id: str) -> str:
     return f"out/{job_id}/result/"
 
 
-class _Claimable(Command):
-    models: dict[str, list[str]] = Field(
-        default_factory=dict, description="Checkpoint type -> the model names the job uses (for queries)."
-    )
-    payload: dict[str, Any] | None = Field(default=None, description="The request body, when it fits the event.")
-    payload_s3_uri: str | None = Field(default=None, description="s3:// URI of the request body, when it did not.")
-
-    @model_validator(mode="after")
-    def _one_payload(self) -> _Claimable:
-        if (self.payload is None) == (self.payload_s3_uri is None):
-            raise ValueError("exactly one of payload and payload_s3_uri must be given")
-        return self
+def is_interrogation(task: str) -> bool:
+    return task.startswith("interrogate")
 
 
-class InferenceRequested(_Claimable):
-    """Run txt2img or img2img on an endpoint. ``payload`` is the seed's inference body.
-
-    For ``interrogate_*`` the payload is A1111's interrogate body (``image``, base64) and ``models`` is empty.
-    """
-
+class _StartsJob(Command):
     job_id: str
     endpoint_name: str
-    task_type: RequestedInferenceTask
     requested_at: datetime
+    models: dict[str, list[str]] = Field(
+        default_factory=dict, description="Checkpoint type -> the model names the job uses, as named (for queries)."
+    )
+
+    def task(self) -> InferenceTask:
+        raise NotImplementedError
+
+    def image_count(self) -> int:
+        """How many images the job makes."""
+        return 0
+
+    def initial_snapshot(self, version: int) -> InferenceJobChanged:
+        """The job as this command creates it: the edge's version 0, the dispatcher's version 1."""
+        return InferenceJobChanged(
+            id=self.job_id,
+            version=version,
+            task_type=self.task(),
+            endpoint_name=self.endpoint_name,
+            models=self.models,
+            status="inprogress",
+            start_time=self.requested_at,
+            image_count=self.image_count(),
+        )
 
 
-class ModelMergeRequested(_Claimable):
-    """Merge checkpoints on an endpoint (any in-service one when ``endpoint_name`` is None).
+class InferenceRequested(_StartsJob):
+    """Run txt2img or img2img (``params``) or an interrogation (``interrogation``) on an endpoint.
 
-    ``payload`` is the seed's run-model-merge body.
+    Version 2: typed parameters and resolved models (version 1 carried the request body untyped).
     """
 
-    job_id: str
-    endpoint_name: str | None = None
-    requested_at: datetime
+    event_version: ClassVar[int] = 2
+
+    task_type: RequestedInferenceTask
+    resolved: ModelSet = Field(default_factory=ModelSet, description="Those models, resolved to S3 by the edge.")
+    params: GenerationParams | None = None
+    interrogation: InterrogationParams | None = None
+
+    @model_validator(mode="after")
+    def _inputs_match_task(self) -> InferenceRequested:
+        if is_interrogation(self.task_type) != (self.interrogation is not None):
+            raise ValueError("interrogation is given exactly when task_type is interrogate_*")
+        if (self.params is None) == (self.interrogation is None):
+            raise ValueError("exactly one of params and interrogation must be given")
+        return self
+
+    def task(self) -> InferenceTask:
+        return self.task_type
+
+    def image_count(self) -> int:
+        return self.params.image_count() if self.params is not None else 0
+
+
+class ModelMergeRequested(_StartsJob):
+    """Merge checkpoints on an in-service endpoint, as ``merge`` says (models resolved by the edge).
+
+    Version 2: the merge resolved (version 1 carried the request body untyped).
+    """
+
+    event_version: ClassVar[int] = 2
+
+    merge: MergeSpec
+
+    def task(self) -> InferenceTask:
+        return "merge"
 
 
 class InferenceJobChanged(EntityChanged):
@@ -70,8 +113,8 @@ class InferenceJobChanged(EntityChanged):
     complete_time: datetime | None = None
     image_names: list[str] = Field(default_factory=list)
     param_name: str | None = Field(default=None, description="The parameter file's name under the result prefix.")
-    output_location: str | None = Field(default=None, description="Where SageMaker writes the raw async output.")
-    dispatched_at: datetime | None = Field(default=None, description="When InvokeEndpointAsync accepted the job.")
+    image_count: int = Field(default=0, description="How many images the runtime was asked to make.")
+    claimed_at: datetime | None = Field(default=None, description="When the dispatcher began sending the job.")
     sagemaker_raw: str = Field(default="", description="SageMaker's async notification, as the seed shows it.")
     error: str = ""
     deadline: datetime | None = Field(default=None, description="Failed as overdue if not finished by then.")
@@ -79,3 +122,7 @@ class InferenceJobChanged(EntityChanged):
         default=None, description="A merge's output file, registered with asset-registry as a checkpoint."
     )
     caption: str | None = Field(default=None, description="An interrogate_* job's answer, once it succeeded.")
+
+    def due_at(self) -> datetime | None:
+        """The deadline while the job runs: the dispatcher's sweep fails it if no result came by then."""
+        return self.deadline if self.status == "inprogress" else None

@@ -135,6 +135,10 @@ class ModelChanged(EntityChanged):
     completed_at: datetime | None = None
     rejection: Rejection | None = None
 
+    def due_at(self) -> datetime | None:
+        """The training sweep asks SageMaker about a running job from the time it started."""
+        return (self.started_at or self.created_at) if self.status == "Creating" else None
+
 
 # ---------------------------------------------------------------- train jobs
 
@@ -156,6 +160,7 @@ class TrainJobRequested(Command):
     requested_at: datetime
 
     def initial_snapshot(self, bucket: str, version: int) -> TrainJobChanged:
+        """The train job as this command creates it: the edge's version 0, the owner's version 1."""
         prefix = train_prefix(self.train_job_id)
         return TrainJobChanged(
             id=self.train_job_id,
@@ -213,3 +218,7 @@ class TrainJobChanged(EntityChanged):
     @property
     def output_name(self) -> str:
         return self.hyperparameters.model_name
+
+    def due_at(self) -> datetime | None:
+        """The training sweep asks SageMaker about a running job from the time it started."""
+        return (self.started_at or self.created_at) if self.status == "Training" else None

@@ -37,6 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.local.sagemaker.instances import Instance
 from infra.local.sagemaker.state import Endpoint
+from sdmw_contracts.s3 import split_s3_uri
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +109,6 @@ class OutputConfig:
 
 
 # S3 locations and times
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> (bucket, key)."""
-    parts = urlsplit(uri)
-    if parts.scheme != "s3" or not parts.netloc:
-        raise ValueError(f"{uri} is not an s3:// URI")
-    return parts.netloc, parts.path.lstrip("/")
 
 
 def join_s3(prefix: str, *names: str) -> str:

@@ -50,6 +50,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.local.sagemaker.common import ApiError, EventPublisher, Settings, epoch_millis, validation_error
+from sdmw_contracts.s3 import split_s3_uri
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,6 @@ def training_instance_types() -> frozenset[str]:
     """The instance types SageMaker training accepts, as botocore's service model lists them."""
     model = botocore.session.get_session().get_service_model("sagemaker")
     return frozenset(model.shape_for("TrainingInstanceType").enum)
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The one place that wires real adapters in: the HTTP app and the read-model projector."""
+"""The one place that wires real adapters in: the HTTP app and the read-model projector; tests pass their own."""
 
 from __future__ import annotations
 
@@ -11,36 +11,45 @@ from api_gateway.commands import CommandSender
 from api_gateway.dependencies import EdgeDependencies
 from api_gateway.presign import Presigner
 from api_gateway.read_model import ReadModel, projection_router
-from api_gateway.settings import EdgeSettings
+from api_gateway.settings import ApiGatewaySettings
 from service_kit import aws
 from service_kit.claims import EventClaims
-from service_kit.config import ServiceConfig
 from service_kit.consumer import Consumer
-from service_kit.events import EventBridgePublisher
+from service_kit.events import EventBridgePublisher, EventPublisher
 from service_kit.logging import get_logger
 from service_kit.snapshots import SnapshotTable
 
 
-def http_app() -> FastAPI:
-    config = ServiceConfig.from_env(SERVICE)
-    settings = EdgeSettings.from_env()
+def http_app(
+    settings: ApiGatewaySettings | None = None,
+    *,
+    read_model: ReadModel | None = None,
+    publisher: EventPublisher | None = None,
+    presigner: Presigner | None = None,
+    claims: ClaimCheck | None = None,
+) -> FastAPI:
+    """The edge as deployed; each adapter not given is the real one, made from ``settings``."""
+    settings = settings or ApiGatewaySettings()
+    edge = settings.edge()
     deps = EdgeDependencies(
-        settings=settings,
-        read_model=ReadModel(SnapshotTable(config.table_name)),
+        settings=edge,
+        read_model=read_model or ReadModel(SnapshotTable(settings.table_name)),
         # A dataset of thousands of items is over EventBridge's 256 KB: its command goes by claim check.
         commands=CommandSender(
-            EventBridgePublisher(config.event_bus, config.source, claims=EventClaims(config.bucket))
+            publisher or EventBridgePublisher(settings.event_bus, settings.source, claims=EventClaims(settings.bucket))
         ),
-        presigner=Presigner(config.bucket, settings.presign_expiry_s, settings.presign_max_expiry_s),
-        claims=ClaimCheck(config.bucket, aws.client("s3")),
+        presigner=presigner or Presigner(settings.bucket, edge.presign_expiry_s, edge.presign_max_expiry_s),
+        claims=claims or ClaimCheck(settings.bucket, aws.client("s3")),
     )
     return create_app(deps)
 
 
-def projector() -> tuple[ServiceConfig, Consumer]:
-    config = ServiceConfig.from_env(SERVICE)
-    logger = get_logger(SERVICE)
-    router = projection_router(ReadModel(SnapshotTable(config.table_name)))
+def projector(
+    settings: ApiGatewaySettings | None = None, *, read_model: ReadModel | None = None
+) -> tuple[ApiGatewaySettings, Consumer]:
+    """The read model's projector; its settings name the queue a local worker polls."""
+    settings = settings or ApiGatewaySettings()
+    router = projection_router(read_model or ReadModel(SnapshotTable(settings.table_name)))
     # Projection is idempotent by version already; no idempotency records needed.
     # A dataset of thousands of items comes by claim check (its DatasetChanged is over EventBridge's 256 KB).
-    return config, Consumer(router, logger, idempotency_store=None, claims=EventClaims())
+    return settings, Consumer(router, get_logger(SERVICE), idempotency_store=None, claims=EventClaims())

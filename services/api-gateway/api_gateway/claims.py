@@ -1,7 +1,8 @@
-"""Claim check: a request body too large for an event goes to S3, and the event carries its URI.
+"""JSON documents the WebUI extension's two-step flows park in the bucket: a request whose parameters
+arrive later (``inference/v2``), and the parameters it uploads itself (``config/aigc.json``).
 
-EventBridge takes at most 256 KB per event; img2img images and ControlNet
-inputs easily exceed that.
+(An event too large for EventBridge is a different matter: ``service_kit.claims`` handles that for
+every event.)
 """
 
 from __future__ import annotations
@@ -11,23 +12,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-#: Bodies above this travel through S3; the rest of the event needs room too.
-INLINE_LIMIT_BYTES = 128 * 1024
-
 
 class ClaimCheck:
-    def __init__(self, bucket: str, s3: Any, inline_limit_bytes: int = INLINE_LIMIT_BYTES) -> None:
+    def __init__(self, bucket: str, s3: Any) -> None:
         self._bucket = bucket
         self._s3 = s3
-        self._limit = inline_limit_bytes
-
-    def hand_over(self, key: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """The event fields carrying ``payload``: inline, or as an S3 URI."""
-        body = json.dumps(payload).encode()
-        if len(body) <= self._limit:
-            return {"payload": payload}
-        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
-        return {"payload_s3_uri": f"s3://{self._bucket}/{key}"}
 
     def put_json(self, key: str, data: dict[str, Any]) -> str:
         """Park ``data`` in the bucket (e.g. a request whose parameters come later); its URI."""

@@ -12,6 +12,7 @@ from api_gateway.claims import ClaimCheck
 from api_gateway.commands import CommandSender
 from api_gateway.presign import Presigner
 from api_gateway.read_model import ReadModel
+from api_gateway.runnable import Directory
 from api_gateway.settings import EdgeSettings
 
 
@@ -23,6 +24,11 @@ class EdgeDependencies:
     presigner: Presigner
     claims: ClaimCheck
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: Endpoints and models by name for the jobs submitted, read through a short cache (api_gateway.runnable).
+    directory: Directory = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.directory = Directory(self.read_model)
 
 
 def edge(request: Request) -> EdgeDependencies:

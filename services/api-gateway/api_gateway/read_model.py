@@ -56,6 +56,10 @@ class ReadModel:
         item never fails a list for everyone."""
         return self._table.list(model, id_prefix, on_unreadable=self._skip_unreadable)
 
+    def named(self, model: type[S], name: str) -> list[S]:
+        """The snapshots ``lookup_names`` finds by ``name``; reads those only, not the whole type."""
+        return self._table.named(model, name)
+
     def _skip_unreadable(self, item: dict[str, Any], error: Exception) -> None:
         with self._count_lock:
             self.unreadable_items += 1
@@ -64,21 +68,30 @@ class ReadModel:
             "skipped an unreadable read-model item",
             extra={
                 "metric": "UnreadableReadModelItems",
-                "entity_type": _printable(item.get("pk")),
-                "entity_id": _printable(item.get("sk")),
+                "entity_type": _printable(item.get("entity_type")),
+                "entity_id": _printable(item.get("entity_id")),
                 "error": _printable(f"{type(error).__name__}: {error}", 500),
                 "unreadable_items_total": total,
             },
         )
 
     def wait_for(self, model: type[S], entity_id: str, done: Callable[[S], bool], timeout_s: float) -> S | None:
-        """Poll until the entity satisfies ``done`` or time runs out; the last seen snapshot."""
+        """Poll until the entity satisfies ``done`` or time runs out; the last seen snapshot.
+
+        An owner usually answers within tens of milliseconds, so the first polls come quickly; the pause
+        then grows by half each time up to ``max_pause_s``, which bounds both how late a slow answer (a
+        large upload being completed) is seen and how many reads a long wait costs.
+        """
+        first_pause_s, growth, max_pause_s = 0.01, 1.5, 0.1
         deadline = time.monotonic() + timeout_s
+        pause_s = first_pause_s
         while True:
             current = self.get(model, entity_id)
-            if (current is not None and done(current)) or time.monotonic() >= deadline:
+            left_s = deadline - time.monotonic()
+            if (current is not None and done(current)) or left_s <= 0:
                 return current
-            time.sleep(0.2)
+            time.sleep(min(pause_s, left_s))
+            pause_s = min(pause_s * growth, max_pause_s)
 
     # Queries the routes need, kept here so routes stay thin.
 
@@ -107,10 +120,8 @@ class ReadModel:
     def endpoint_job_named(self, endpoint_name: str, *, include_failed: bool) -> EndpointDeploymentChanged | None:
         """The newest job for an endpoint name that still stands for an endpoint."""
         ended = {"deleted"} if include_failed else {"deleted", "failed"}
-        for job in self.endpoint_jobs():
-            if job.endpoint_name == endpoint_name and job.status not in ended:
-                return job
-        return None
+        standing = [job for job in self.named(EndpointDeploymentChanged, endpoint_name) if job.status not in ended]
+        return max(standing, key=lambda job: job.start_time, default=None)
 
 
 def _printable(value: Any, limit: int = 128) -> str:

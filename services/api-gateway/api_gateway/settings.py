@@ -1,15 +1,25 @@
-"""The edge's own settings, from the environment."""
+"""The edge's settings: everything api-gateway reads from its environment (see service_kit.config)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
 
+from pydantic import field_validator
+from pydantic_settings import NoDecode
+
+from api_gateway import SERVICE
 from service_kit import aws
+from service_kit.config import ServiceSettings
+
+#: A comma-separated list in the environment (``API_KEYS=one,two``), not JSON.
+CommaList = Annotated[tuple[str, ...], NoDecode]
 
 
 @dataclass(frozen=True)
 class EdgeSettings:
+    """What the HTTP app itself needs: its stage, its keys and its policies."""
+
     stage: str
     api_keys: tuple[str, ...]
     transition_wait_s: float
@@ -19,34 +29,51 @@ class EdgeSettings:
     #: The instance type of a training job that names none.
     training_instance_type: str = "ml.g4dn.2xlarge"
 
-    @classmethod
-    def from_env(cls) -> EdgeSettings:
-        keys = _split(os.environ.get("API_KEYS", ""))
-        if os.environ.get("API_KEY"):
-            keys.append(os.environ["API_KEY"])
-        if os.environ.get("API_KEYS_SECRET_ARN"):
-            keys.extend(_keys_from_secret(os.environ["API_KEYS_SECRET_ARN"]))
-        if not keys:
-            raise RuntimeError("no API key configured: set API_KEY, API_KEYS or API_KEYS_SECRET_ARN")
-        return cls(
-            stage=os.environ.get("API_STAGE", "prod").strip("/"),
-            api_keys=tuple(keys),
-            transition_wait_s=float(os.environ.get("TRANSITION_WAIT_S", "20")),
-            presign_expiry_s=int(os.environ.get("PRESIGN_EXPIRY_S", "3600")),
-            presign_max_expiry_s=int(os.environ.get("PRESIGN_MAX_EXPIRY_S", str(12 * 3600))),
-            upload_key_prefixes=tuple(_split(os.environ.get("UPLOAD_KEY_PREFIXES", "config/"))),
-            training_instance_type=os.environ.get("TRAINING_INSTANCE_TYPE", "ml.g4dn.2xlarge"),
-        )
-
     @property
     def prefix(self) -> str:
         return f"/{self.stage}" if self.stage else ""
 
 
-def _split(keys: str) -> list[str]:
-    return [k.strip() for k in keys.split(",") if k.strip()]
+class ApiGatewaySettings(ServiceSettings):
+    service: ClassVar[str] = SERVICE
+
+    api_stage: str = "prod"
+    api_keys: CommaList = ()
+    api_key: str = ""
+    #: On AWS the keys live in Secrets Manager (comma-separated), read once when the function starts.
+    api_keys_secret_arn: str = ""
+    transition_wait_s: float = 20
+    presign_expiry_s: int = 3600
+    presign_max_expiry_s: int = 12 * 3600
+    upload_key_prefixes: CommaList = ("config/",)
+    training_instance_type: str = "ml.g4dn.2xlarge"
+
+    @field_validator("api_keys", "upload_key_prefixes", mode="before")
+    @classmethod
+    def _comma_lists(cls, value: Any) -> Any:
+        return _split(value) if isinstance(value, str) else value
+
+    def edge(self) -> EdgeSettings:
+        """The app's settings, with every key: API_KEYS, API_KEY and those in the secret API_KEYS_SECRET_ARN."""
+        keys = [*self.api_keys, *([self.api_key] if self.api_key else [])]
+        if self.api_keys_secret_arn:
+            keys.extend(_keys_from_secret(self.api_keys_secret_arn))
+        if not keys:
+            raise RuntimeError("no API key configured: set API_KEY, API_KEYS or API_KEYS_SECRET_ARN")
+        return EdgeSettings(
+            stage=self.api_stage.strip("/"),
+            api_keys=tuple(keys),
+            transition_wait_s=self.transition_wait_s,
+            presign_expiry_s=self.presign_expiry_s,
+            presign_max_expiry_s=self.presign_max_expiry_s,
+            upload_key_prefixes=self.upload_key_prefixes,
+            training_instance_type=self.training_instance_type,
+        )
 
 
-def _keys_from_secret(secret_arn: str) -> list[str]:
-    """On AWS the keys live in Secrets Manager (comma-separated), read once when the function starts."""
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _keys_from_secret(secret_arn: str) -> tuple[str, ...]:
     return _split(aws.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"])

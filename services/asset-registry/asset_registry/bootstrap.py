@@ -1,4 +1,4 @@
-"""The one place that wires real adapters into the handlers."""
+"""The one place that wires real adapters into the handlers; tests pass their own."""
 
 from __future__ import annotations
 
@@ -6,32 +6,40 @@ from dataclasses import dataclass
 
 from asset_registry import SERVICE
 from asset_registry.handlers import Dependencies, router
+from asset_registry.settings import AssetRegistrySettings
 from service_kit.claims import EventClaims
-from service_kit.config import ServiceConfig
 from service_kit.consumer import Consumer, dynamodb_idempotency
-from service_kit.events import EventBridgePublisher
+from service_kit.events import EventBridgePublisher, EventPublisher
 from service_kit.logging import get_logger
 from service_kit.snapshots import SnapshotTable
-from service_kit.storage import S3Storage
+from service_kit.storage import S3Storage, Storage
 
 
 @dataclass(frozen=True)
 class App:
-    config: ServiceConfig
+    settings: AssetRegistrySettings
     deps: Dependencies
     consumer: Consumer
 
 
-def bootstrap() -> App:
-    config = ServiceConfig.from_env(SERVICE)
+def bootstrap(
+    settings: AssetRegistrySettings | None = None,
+    *,
+    snapshots: SnapshotTable | None = None,
+    storage: Storage | None = None,
+    publisher: EventPublisher | None = None,
+) -> App:
+    """The service as deployed; each adapter not given is the real one, made from ``settings``."""
+    settings = settings or AssetRegistrySettings()
     logger = get_logger(SERVICE)
     deps = Dependencies(
-        snapshots=SnapshotTable(config.table_name),
-        storage=S3Storage(config.bucket),
+        snapshots=snapshots or SnapshotTable(settings.table_name),
+        storage=storage or S3Storage(settings.bucket),
         # A dataset of thousands of items is over EventBridge's 256 KB: its DatasetChanged goes by claim check.
-        publisher=EventBridgePublisher(config.event_bus, config.source, claims=EventClaims(config.bucket)),
+        publisher=publisher
+        or EventBridgePublisher(settings.event_bus, settings.source, claims=EventClaims(settings.bucket)),
         logger=logger,
     )
     # The command creating a dataset of thousands of items comes by claim check.
-    consumer = Consumer(router(deps), logger, dynamodb_idempotency(config.table_name), claims=EventClaims())
-    return App(config=config, deps=deps, consumer=consumer)
+    consumer = Consumer(router(deps), logger, dynamodb_idempotency(settings.table_name), claims=EventClaims())
+    return App(settings=settings, deps=deps, consumer=consumer)

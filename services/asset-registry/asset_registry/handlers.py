@@ -8,6 +8,7 @@ no event (stable event ids make the repeat harmless).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
@@ -23,7 +24,7 @@ from sdmw_contracts.events import (
     DatasetCreationRequested,
     DatasetUpdateRequested,
 )
-from sdmw_contracts.events.assets import checkpoint_prefix, dataset_item_id, dataset_prefix
+from sdmw_contracts.events.assets import CheckpointFile, checkpoint_prefix, dataset_item_id, dataset_prefix
 from service_kit.consumer import Router
 from service_kit.events import EventPublisher, publish_snapshots
 from service_kit.messages import BusEvent
@@ -89,19 +90,42 @@ def _activate(checkpoint: Checkpoint, command: CheckpointUpdateRequested, deps: 
     problem = checkpoints.tag_problems(checkpoint, set(command.multi_parts_tags))
     if problem:
         return checkpoints.rejected(checkpoint, command.request_id, problem)
-    current = checkpoint
-    for file in checkpoint.files:
-        if not file.upload_id:
-            continue
-        try:
-            size = deps.storage.complete_upload(
-                file.key, file.upload_id, command.multi_parts_tags[file.filename], file.parts_number
-            )
-        except UploadRefused as refused:
-            # Files completed so far stay completed; the retry finishes the rest.
-            return checkpoints.rejected(current, command.request_id, str(refused))
-        current = checkpoints.with_file_completed(current, file.filename, size)
+    current, refusals = _complete_uploads(checkpoint, command, deps)
+    if refusals:
+        # Files completed here stay completed; the retry finishes the rest.
+        return checkpoints.rejected(current, command.request_id, "; ".join(refusals))
     return checkpoints.activated(current)
+
+
+#: Uploads completed at once: each completion waits on S3 joining the parts, not on this process.
+COMPLETION_THREADS = 8
+
+
+def _complete_uploads(
+    checkpoint: Checkpoint, command: CheckpointUpdateRequested, deps: Dependencies
+) -> tuple[Checkpoint, list[str]]:
+    """Complete every open upload at once; the checkpoint with those that completed, and why others were refused.
+
+    Any other error is raised once all have finished (the message is retried; completing is safe to repeat).
+    """
+    open_files = [file for file in checkpoint.files if file.upload_id]
+
+    def complete(file: CheckpointFile) -> int | UploadRefused:
+        tags = command.multi_parts_tags[file.filename]
+        try:
+            return deps.storage.complete_upload(file.key, file.upload_id or "", tags, file.parts_number)
+        except UploadRefused as refused:
+            return refused
+
+    with ThreadPoolExecutor(max_workers=min(COMPLETION_THREADS, len(open_files) or 1)) as pool:
+        outcomes = list(pool.map(complete, open_files))
+    current, refusals = checkpoint, []
+    for file, outcome in zip(open_files, outcomes, strict=True):
+        if isinstance(outcome, UploadRefused):
+            refusals.append(str(outcome))
+        else:
+            current = checkpoints.with_file_completed(current, file.filename, outcome)
+    return current, refusals
 
 
 def on_checkpoint_registration(event: BusEvent, deps: Dependencies) -> None:

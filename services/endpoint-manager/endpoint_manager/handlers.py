@@ -16,13 +16,14 @@ from botocore.exceptions import ClientError
 
 from endpoint_manager import SERVICE, jobs
 from endpoint_manager.jobs import Job
-from endpoint_manager.sagemaker import EndpointGateway, describe_error
+from endpoint_manager.sagemaker import EndpointGateway
 from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentRequested
 from sdmw_contracts.events.sagemaker import SageMakerEndpointStateChange
 from service_kit.consumer import Router
 from service_kit.events import EventPublisher, publish_snapshots
 from service_kit.messages import BusEvent
+from service_kit.sagemaker import describe_error
 from service_kit.snapshots import SnapshotTable
 
 
@@ -45,7 +46,7 @@ def on_deployment_requested(event: BusEvent, deps: Dependencies) -> None:
     command = envelope.parse_data(EndpointDeploymentRequested)
     job = deps.jobs.get(Job, command.job_id)
     if job is None:
-        job = jobs.new_job(command)
+        job = command.initial_snapshot(version=1)
         deps.jobs.save(job)
     if jobs.needs_creation(job):
         job = _create_endpoint(job, deps)
@@ -93,7 +94,7 @@ def on_endpoint_state_change(event: BusEvent, deps: Dependencies) -> None:
     state-change events harmless.
     """
     change = SageMakerEndpointStateChange.model_validate(event.detail)
-    job = jobs.live_job_for(deps.jobs.list(Job), change.EndpointName)
+    job = jobs.live_job_for(deps.jobs.named(Job, change.EndpointName), change.EndpointName)
     if job is None:
         deps.logger.info("state change of an endpoint without a live job", extra={"endpoint": change.EndpointName})
         return

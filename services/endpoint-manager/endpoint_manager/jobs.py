@@ -9,23 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from endpoint_manager.sagemaker import EndpointSpec, EndpointState
-from sdmw_contracts.events import EndpointDeploymentChanged, EndpointDeploymentRequested
+from sdmw_contracts.events import EndpointDeploymentChanged
 
 Job = EndpointDeploymentChanged
 FINISHED = frozenset({"failed", "deleted"})
-
-
-def new_job(command: EndpointDeploymentRequested) -> Job:
-    return Job(
-        id=command.job_id,
-        version=1,
-        endpoint_name=command.endpoint_name,
-        instance_type=command.instance_type,
-        initial_instance_count=command.initial_instance_count,
-        autoscaling_enabled=command.autoscaling_enabled,
-        status="inprogress",
-        start_time=command.requested_at,
-    )
 
 
 def spec_of(job: Job) -> EndpointSpec:

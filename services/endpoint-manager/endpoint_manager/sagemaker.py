@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError
 
 from service_kit import aws
+from service_kit.sagemaker import already_exists, is_not_found
 
 ALL_TRAFFIC = "AllTraffic"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -69,23 +70,6 @@ class EndpointGateway(Protocol):
     def enable_autoscaling(self, endpoint_name: str, max_instances: int) -> None: ...
 
 
-def _error_text(exc: ClientError) -> str:
-    error = exc.response.get("Error", {})
-    return f"{error.get('Code', 'Error')}: {error.get('Message', str(exc))}"
-
-
-def _already_exists(exc: ClientError) -> bool:
-    message = exc.response.get("Error", {}).get("Message", "")
-    return "already exist" in message
-
-
-def _not_found(exc: ClientError) -> bool:
-    error = exc.response.get("Error", {})
-    return error.get("Code") in {"ResourceNotFound", "ObjectNotFoundException"} or "Could not find" in error.get(
-        "Message", ""
-    )
-
-
 class SageMakerEndpoints:
     """The real gateway: boto3 clients for sagemaker, application-autoscaling and cloudwatch."""
 
@@ -121,7 +105,7 @@ class SageMakerEndpoints:
         try:
             found = self._sagemaker.describe_endpoint(EndpointName=endpoint_name)
         except ClientError as exc:
-            if _not_found(exc):
+            if is_not_found(exc):
                 return None
             raise
         return EndpointState(status=found["EndpointStatus"], failure_reason=found.get("FailureReason"))
@@ -220,7 +204,7 @@ class SageMakerEndpoints:
         try:
             call(**request)
         except ClientError as exc:
-            if not _already_exists(exc):
+            if not already_exists(exc):
                 raise
 
     @staticmethod
@@ -228,7 +212,7 @@ class SageMakerEndpoints:
         try:
             call(**request)
         except ClientError as exc:
-            if not _not_found(exc) and "No scalable target" not in str(exc):
+            if not is_not_found(exc) and "No scalable target" not in str(exc):
                 raise
 
 
@@ -262,7 +246,3 @@ def backlog_policy_name(endpoint_name: str) -> str:
 def wake_up_name(endpoint_name: str) -> str:
     """The step policy's and its alarm's name: fixed per endpoint, so a retry overwrites, never adds."""
     return f"{endpoint_name}-has-backlog-without-capacity"
-
-
-def describe_error(exc: ClientError) -> str:
-    return _error_text(exc)

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from sdmw_contracts.s3 import split_s3_uri
 from service_kit import aws
+from service_kit.sagemaker import describe_error, is_not_found
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
-    bucket, key = uri[5:].split("/", 1)
-    return bucket, key
+class InvocationRefused(RuntimeError):
+    """SageMaker would not take the job; the message is the reason a user reads."""
 
 
 class Storage(Protocol):
     bucket: str
 
-    def put_bytes(self, key: str, body: bytes, content_type: str) -> str: ...
-    def put_json(self, key: str, data: Any) -> str: ...
+    def put_json(self, key: str, body: str) -> str: ...
     def get_bytes(self, uri: str) -> bytes: ...
 
 
@@ -30,12 +27,9 @@ class S3Storage:
         self.bucket = bucket
         self._s3 = s3 or aws.client("s3")
 
-    def put_bytes(self, key: str, body: bytes, content_type: str) -> str:
-        self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+    def put_json(self, key: str, body: str) -> str:
+        self._s3.put_object(Bucket=self.bucket, Key=key, Body=body.encode(), ContentType="application/json")
         return f"s3://{self.bucket}/{key}"
-
-    def put_json(self, key: str, data: Any) -> str:
-        return self.put_bytes(key, json.dumps(data).encode(), "application/json")
 
     def get_bytes(self, uri: str) -> bytes:
         bucket, key = split_s3_uri(uri)
@@ -46,35 +40,40 @@ class Endpoints(Protocol):
     queue_ttl_s: int
     invocation_timeout_s: int
 
-    def status(self, endpoint_name: str) -> str | None: ...
-    def invoke_async(self, endpoint_name: str, input_uri: str, inference_id: str) -> str: ...
+    def invoke_async(self, endpoint_name: str, input_uri: str, inference_id: str) -> None: ...
 
 
 class SageMakerAsync:
-    """DescribeEndpoint (the truth about readiness) and InvokeEndpointAsync."""
+    """InvokeEndpointAsync. Its own answer says whether the endpoint exists and is in service, so the
+    dispatcher asks nothing before it (the edge checked both from its read model)."""
 
-    def __init__(self, queue_ttl_s: int, invocation_timeout_s: int, sagemaker: Any = None, runtime: Any = None):
+    def __init__(self, queue_ttl_s: int, invocation_timeout_s: int, runtime: Any = None):
         self.queue_ttl_s = queue_ttl_s
         self.invocation_timeout_s = invocation_timeout_s
-        self._sagemaker = sagemaker or aws.client("sagemaker")
         self._runtime = runtime or aws.client("sagemaker-runtime")
 
-    def status(self, endpoint_name: str) -> str | None:
+    def invoke_async(self, endpoint_name: str, input_uri: str, inference_id: str) -> None:
+        """Hand the job to the endpoint's queue; InvocationRefused when SageMaker will not take it."""
         try:
-            return self._sagemaker.describe_endpoint(EndpointName=endpoint_name)["EndpointStatus"]
+            self._runtime.invoke_endpoint_async(
+                EndpointName=endpoint_name,
+                InputLocation=input_uri,
+                InferenceId=inference_id,
+                ContentType="application/json",
+                Accept="application/json",
+                RequestTTLSeconds=self.queue_ttl_s,
+                InvocationTimeoutSeconds=self.invocation_timeout_s,
+            )
         except ClientError as exc:
-            if "Could not find" in exc.response.get("Error", {}).get("Message", ""):
-                return None
-            raise
+            if is_not_found(exc):
+                raise InvocationRefused(f"endpoint {endpoint_name} does not exist") from exc
+            if _is_refusal(exc):
+                raise InvocationRefused(f"SageMaker refused the request: {describe_error(exc)}") from exc
+            raise  # throttling, a 5xx: the message is retried
 
-    def invoke_async(self, endpoint_name: str, input_uri: str, inference_id: str) -> str:
-        response = self._runtime.invoke_endpoint_async(
-            EndpointName=endpoint_name,
-            InputLocation=input_uri,
-            InferenceId=inference_id,
-            ContentType="application/json",
-            Accept="application/json",
-            RequestTTLSeconds=self.queue_ttl_s,
-            InvocationTimeoutSeconds=self.invocation_timeout_s,
-        )
-        return response["OutputLocation"]
+
+def _is_refusal(exc: ClientError) -> bool:
+    """A 4xx other than throttling: sending the same job again would be refused again."""
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    code = exc.response.get("Error", {}).get("Code", "")
+    return 400 <= status < 500 and "Throttl" not in code

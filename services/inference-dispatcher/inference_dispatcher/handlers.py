@@ -1,51 +1,40 @@
 """Message handlers: plain functions of (message, dependencies).
 
-A job is saved before SageMaker is called and published after every change;
-a redelivery publishes the current snapshot again (stable event ids make the
-repeat harmless), so no event is lost to a crash.
+A job is claimed (saved) before SageMaker is called, and its snapshot is
+published when it finishes (the edge already shows it inprogress); a redelivery publishes the current snapshot again
+(stable event ids make the repeat harmless), so no event is lost to a crash.
+Every write is conditional on the version read, so the handlers are
+idempotent by themselves and the consumer keeps no idempotency records.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import ClientError
 
 from inference_dispatcher import SERVICE, jobs
-from inference_dispatcher.adapters import Endpoints, Storage
-from inference_dispatcher.invocations import (
-    generation_request,
-    interrogation_request,
-    is_interrogation,
-    merge_request,
-)
+from inference_dispatcher.adapters import Endpoints, InvocationRefused, Storage
+from inference_dispatcher.invocations import invocation
 from inference_dispatcher.jobs import Job
-from inference_dispatcher.lookups import EndpointNotReady, Lookups, UnknownModel
-from inference_dispatcher.resources import ERROR_TOPIC, SUCCESS_TOPIC
-from inference_dispatcher.results import Notification, UnreadableResult, parse_response, store_result
+from inference_dispatcher.results import Notification, UnreadableResult, caption, merged_output, parse_response
 from sdmw_contracts.envelope import EventEnvelope
-from sdmw_contracts.events import (
-    CheckpointChanged,
-    CheckpointRegistrationRequested,
-    EndpointDeploymentChanged,
-    InferenceRequested,
-    ModelMergeRequested,
-)
-from sdmw_contracts.runtime import InvocationRequest, InvocationResponse
+from sdmw_contracts.events import CheckpointRegistrationRequested, InferenceRequested, ModelMergeRequested
+from sdmw_contracts.events.inference import is_interrogation
 from service_kit.consumer import Router
 from service_kit.events import EventPublisher, outgoing, publish_snapshots
 from service_kit.messages import BusEvent, SnsNotification
 from service_kit.resources import SCHEDULED_EVENT
-from service_kit.snapshots import SnapshotTable
+from service_kit.sagemaker import ASYNC_ERROR_TOPIC, ASYNC_SUCCESS_TOPIC
+from service_kit.snapshots import SnapshotTable, StaleWrite
+
+Command = InferenceRequested | ModelMergeRequested
 
 
-class NotYetKnown(RuntimeError):
-    """A model named by a fresh request is not in the dispatcher's view yet: retry shortly."""
+class ClaimedElsewhere(RuntimeError):
+    """Another worker is sending this job right now: the message comes back after its visibility timeout."""
 
 
 class UnknownJob(LookupError):
@@ -55,14 +44,13 @@ class UnknownJob(LookupError):
 @dataclass
 class Dependencies:
     jobs: SnapshotTable
-    lookups: Lookups
     storage: Storage
     endpoints: Endpoints
     publisher: EventPublisher
     logger: Logger
     grace_s: int = 60
-    #: How long after a request an unknown model may still be on its way to the dispatcher's view.
-    model_arrival_grace_s: int = 15
+    #: How long a claim keeps other workers off a job: far longer than sending it takes (milliseconds).
+    claim_lease_s: int = 30
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def deadline_from(self, start: datetime) -> datetime:
@@ -74,80 +62,60 @@ class Dependencies:
 
 def on_inference_requested(event: BusEvent, deps: Dependencies) -> None:
     envelope = event.envelope()
-    command = envelope.parse_data(InferenceRequested)
-    _start(command.job_id, command.task_type, command.endpoint_name, command, envelope, deps)
+    _start(envelope.parse_data(InferenceRequested), envelope, deps)
 
 
 def on_merge_requested(event: BusEvent, deps: Dependencies) -> None:
     envelope = event.envelope()
-    command = envelope.parse_data(ModelMergeRequested)
-    _start(command.job_id, "merge", command.endpoint_name, command, envelope, deps)
+    _start(envelope.parse_data(ModelMergeRequested), envelope, deps)
 
 
-def _start(
-    job_id: str,
-    task: str,
-    endpoint_name: str | None,
-    command: InferenceRequested | ModelMergeRequested,
-    envelope: EventEnvelope,
-    deps: Dependencies,
-) -> None:
-    job = deps.jobs.get(Job, job_id)
+def _start(command: Command, envelope: EventEnvelope, deps: Dependencies) -> None:
+    job = _claim(command, deps)
     if job is None:
-        deadline = deps.deadline_from(command.requested_at)
-        job = jobs.new_job(job_id, task, endpoint_name, command.requested_at, deadline, command.models)
-        deps.jobs.save(job)
-    if not jobs.is_finished(job) and not jobs.is_dispatched(job):
-        job = _dispatch(job, command, deps)
-        deps.jobs.save(job)
-    _publish(job, envelope, deps)
-
-
-def _dispatch(job: Job, command: InferenceRequested | ModelMergeRequested, deps: Dependencies) -> Job:
-    """Send the job to SageMaker, or fail it with a reason the user can read."""
+        return
     try:
-        payload = _payload(command, deps)
-        endpoint = _ready_endpoint(job.endpoint_name, deps)
-        request = _invocation(job, payload, deps)
-        input_uri = deps.storage.put_json(f"inference-input/{job.id}.json", request.model_dump(mode="json"))
-        output_location = deps.endpoints.invoke_async(endpoint, input_uri, job.id)
-    except UnknownModel as exc:
-        if deps.clock() - command.requested_at < timedelta(seconds=deps.model_arrival_grace_s):
-            raise NotYetKnown(str(exc)) from exc
-        return jobs.failed(job, str(exc), deps.clock())
-    except EndpointNotReady as exc:
-        return jobs.failed(job, str(exc), deps.clock())
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        reason = f"SageMaker refused the request: {error.get('Code')}: {error.get('Message')}"
-        return jobs.failed(job, reason, deps.clock())
+        refusal = _dispatch(job, command, deps)
+    except Exception:
+        deps.jobs.save(jobs.released(job))  # so the retry need not wait for the claim to lapse
+        raise
+    if refusal is not None:
+        failed = jobs.failed(job, refusal, deps.clock())
+        deps.jobs.save(failed)
+        _publish(failed, envelope, deps)
+
+
+def _claim(command: Command, deps: Dependencies) -> Job | None:
+    """The job, claimed by this worker; None when another worker has it or it is finished."""
     now = deps.clock()
-    return jobs.dispatched(job, endpoint, output_location, now, deps.deadline_from(now))
+    new = jobs.claimed(command.initial_snapshot(version=1), now, deps.deadline_from(command.requested_at))
+    try:
+        deps.jobs.save(new)
+        return new
+    except StaleWrite:
+        pass  # a duplicate of the command, or a retry after this job was claimed
+    job = deps.jobs.get(Job, command.job_id)
+    if job is None:
+        return None
+    if jobs.is_finished(job):
+        _publish(job, None, deps)  # in case the worker that finished it stopped before publishing
+        return None
+    if jobs.claim_is_live(job, now, deps.claim_lease_s):
+        raise ClaimedElsewhere(f"inference job {job.id} is being sent by another worker")
+    job = jobs.reclaimed(job, now)
+    deps.jobs.save(job)
+    return job
 
 
-def _payload(command: InferenceRequested | ModelMergeRequested, deps: Dependencies) -> dict[str, Any]:
-    if command.payload is not None:
-        return command.payload
-    return json.loads(deps.storage.get_bytes(command.payload_s3_uri or ""))
-
-
-def _ready_endpoint(name: str | None, deps: Dependencies) -> str:
-    if name is None:
-        return deps.lookups.any_endpoint_in_service()
-    status = deps.endpoints.status(name)
-    if status is None:
-        raise EndpointNotReady(f"endpoint {name} does not exist")
-    if status != "InService":
-        raise EndpointNotReady(f"endpoint {name} is {status}, not InService")
-    return name
-
-
-def _invocation(job: Job, payload: dict[str, Any], deps: Dependencies) -> InvocationRequest:
-    if job.task_type == "merge":
-        return merge_request(job.id, payload, deps.lookups, deps.storage.bucket)
-    if is_interrogation(job.task_type):
-        return interrogation_request(job.id, job.task_type, payload)
-    return generation_request(job.id, job.task_type, payload, deps.lookups)
+def _dispatch(job: Job, command: Command, deps: Dependencies) -> str | None:
+    """Send the job to SageMaker; why SageMaker refused it, or None when it took it."""
+    request = invocation(command, deps.storage.bucket)
+    input_uri = deps.storage.put_json(f"inference-input/{job.id}.json", request.model_dump_json())
+    try:
+        deps.endpoints.invoke_async(job.endpoint_name or "", input_uri, job.id)
+    except InvocationRefused as exc:
+        return str(exc)
+    return None
 
 
 # ---------------------------------------------------------------- SageMaker's answers
@@ -169,37 +137,21 @@ def _finish(job: Job, notification: Notification, deps: Dependencies) -> Job:
     raw = notification.as_seed_text()
     if not notification.completed:
         return jobs.failed(job, notification.failure_reason, deps.clock(), raw)
+    if job.task_type != "merge" and not is_interrogation(job.task_type):
+        return jobs.succeeded(job, raw, deps.clock())  # the runtime wrote the files before it answered
     try:
         response = parse_response(deps.storage.get_bytes(notification.output_location or ""))
-        caption = interrogation_caption(response) if is_interrogation(job.task_type) else None
-        count = store_result(deps.storage, job.id, response)
+        if job.task_type == "merge":
+            return jobs.succeeded(job, raw, deps.clock(), merged_checkpoint_uri=merged_output(response))
+        return jobs.succeeded(job, raw, deps.clock(), caption=caption(response))
     except UnreadableResult as exc:
         return jobs.failed(job, str(exc), deps.clock(), raw)
-    merged = merged_output(response) if job.task_type == "merge" else None
-    return jobs.succeeded(job, count, raw, deps.clock(), merged, caption)
-
-
-def interrogation_caption(response: InvocationResponse) -> str:
-    """A1111's interrogate answer, ``caption``; an interrogation's answer without one is unreadable."""
-    if response.caption is None:
-        raise UnreadableResult("the runtime's answer to an interrogation has no caption")
-    return response.caption
-
-
-def merged_output(response: InvocationResponse) -> str | None:
-    """Where the runtime wrote the merged checkpoint, as its ``info`` says."""
-    try:
-        info = json.loads(response.info or "{}")
-    except ValueError:
-        return None
-    uri = info.get("output_s3_uri") if isinstance(info, dict) else None
-    return uri if isinstance(uri, str) and uri.startswith("s3://") else None
 
 
 def on_sweep(event: BusEvent, deps: Dependencies) -> None:
     """Fail every job whose result is overdue: no notification can still come for it."""
     now = deps.clock()
-    for job in deps.jobs.list(Job):
+    for job in deps.jobs.due(Job, now):
         if jobs.overdue(job, now):
             reason = f"no result from SageMaker by {job.deadline:%Y-%m-%d %H:%M:%S} UTC; the job timed out"
             failed = jobs.failed(job, reason, now)
@@ -235,9 +187,7 @@ def router(deps: Dependencies) -> Router:
         Router()
         .on_event(InferenceRequested.detail_type(), lambda e: on_inference_requested(e, deps))
         .on_event(ModelMergeRequested.detail_type(), lambda e: on_merge_requested(e, deps))
-        .on_event(EndpointDeploymentChanged.detail_type(), deps.lookups.projector(EndpointDeploymentChanged))
-        .on_event(CheckpointChanged.detail_type(), deps.lookups.projector(CheckpointChanged))
         .on_event(SCHEDULED_EVENT, lambda e: on_sweep(e, deps))
-        .on_topic(SUCCESS_TOPIC, lambda m: on_async_notification(m, deps))
-        .on_topic(ERROR_TOPIC, lambda m: on_async_notification(m, deps))
+        .on_topic(ASYNC_SUCCESS_TOPIC, lambda m: on_async_notification(m, deps))
+        .on_topic(ASYNC_ERROR_TOPIC, lambda m: on_async_notification(m, deps))
     )

@@ -1,8 +1,14 @@
 """Inference jobs: how one moves, as pure functions of its snapshot.
 
-inprogress -> succeed | failed, and nothing after. Every job gets a deadline
-when it is sent to SageMaker, so the sweep can fail it if no notification ever
-comes: a job never stays inprogress forever.
+inprogress -> succeed | failed, and nothing after. The dispatcher claims a job
+(saves version 1 with ``claimed_at``) before it calls SageMaker: a duplicate of
+the command finds the claim and leaves the job alone while the claim is live,
+and a command whose worker died before sending it is sent again once the claim
+has lapsed. (A worker killed after SageMaker took the job but before its
+message was deleted makes SageMaker run the job twice: the second notification
+finds the job finished and changes nothing.) Every job has a deadline from its
+request, so the sweep can fail it if no notification ever comes: a job never
+stays inprogress forever.
 """
 
 from __future__ import annotations
@@ -23,24 +29,13 @@ def image_name(index: int) -> str:
     return f"image_{index}.jpg"
 
 
-def new_job(
-    job_id: str,
-    task_type: str,
-    endpoint_name: str | None,
-    requested_at: datetime,
-    deadline: datetime,
-    models: dict[str, list[str]] | None = None,
-) -> Job:
-    return Job(
-        id=job_id,
-        version=1,
-        task_type=task_type,
-        endpoint_name=endpoint_name,
-        models=models or {},
-        status="inprogress",
-        start_time=requested_at,
-        deadline=deadline,
-    )
+def image_names(count: int) -> list[str]:
+    return [image_name(i) for i in range(count)]
+
+
+def claimed(first: Job, now: datetime, deadline: datetime) -> Job:
+    """The command's first snapshot as the dispatcher's version 1, claimed by the worker that saves it."""
+    return first.model_copy(update={"version": 1, "claimed_at": now, "deadline": deadline})
 
 
 def _next(job: Job, **changes: object) -> Job:
@@ -51,30 +46,31 @@ def is_finished(job: Job) -> bool:
     return job.status != "inprogress"
 
 
-def dispatched(job: Job, endpoint_name: str, output_location: str, now: datetime, deadline: datetime) -> Job:
-    return _next(
-        job, endpoint_name=endpoint_name, output_location=output_location, dispatched_at=now, deadline=deadline
-    )
+def claim_is_live(job: Job, now: datetime, lease_s: int) -> bool:
+    """Whether another worker may still be sending the job (it claimed it less than ``lease_s`` ago)."""
+    return job.claimed_at is not None and now - job.claimed_at < timedelta(seconds=lease_s)
 
 
-def is_dispatched(job: Job) -> bool:
-    return job.output_location is not None
+def reclaimed(job: Job, now: datetime) -> Job:
+    """The job claimed again, after the worker that claimed it stopped before sending it."""
+    return _next(job, claimed_at=now)
+
+
+def released(job: Job) -> Job:
+    """The job unclaimed, after sending it failed in a way worth retrying."""
+    return _next(job, claimed_at=None)
 
 
 def succeeded(
-    job: Job,
-    image_count: int,
-    sagemaker_raw: str,
-    now: datetime,
-    merged_checkpoint_uri: str | None = None,
-    caption: str | None = None,
+    job: Job, sagemaker_raw: str, now: datetime, merged_checkpoint_uri: str | None = None, caption: str | None = None
 ) -> Job:
+    """Finished: the runtime wrote ``image_count`` images and the parameter file before it answered."""
     return _next(
         job,
         status="succeed",
         merged_checkpoint_uri=merged_checkpoint_uri,
         caption=caption,
-        image_names=[image_name(i) for i in range(image_count)],
+        image_names=image_names(job.image_count),
         param_name=param_name(job.id),
         sagemaker_raw=sagemaker_raw,
         complete_time=now,

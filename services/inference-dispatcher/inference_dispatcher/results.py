@@ -1,28 +1,24 @@
-"""SageMaker's async notifications, and turning the runtime's answer into the job's files.
+"""SageMaker's async notifications, and the runtime's answer where a job's result is in it.
 
-Files land where the seed's clients look: ``out/<id>/result/image_<n>.jpg`` and
-``out/<id>/result/<id>_param.json``.
+The runtime writes a generation's files itself (``out/<id>/result/image_<n>.jpg``
+and ``<id>_param.json``, where the seed's clients look) before it answers, so a
+success notification is all a generation needs. An interrogation's caption and
+a merge's checkpoint are read from the answer.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
-from inference_dispatcher import jobs
-from inference_dispatcher.adapters import Storage
-from sdmw_contracts.events.inference import result_prefix
 from sdmw_contracts.runtime import InvocationResponse
 
 
 class UnreadableResult(ValueError):
-    """The runtime's answer cannot be turned into images and parameters."""
+    """The runtime's answer does not hold what the job needs."""
 
 
 @dataclass(frozen=True)
@@ -52,31 +48,25 @@ class Notification:
         return str(self.raw)
 
 
-def jpeg_from_base64(data: str) -> bytes:
-    if data.startswith("data:"):
-        data = data.split(",", 1)[-1]
-    try:
-        image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
-        image.load()
-    except (binascii.Error, UnidentifiedImageError, OSError) as exc:
-        raise UnreadableResult(f"an image in the runtime's answer is not a readable picture: {exc}") from exc
-    out = io.BytesIO()
-    image.convert("RGB").save(out, format="JPEG", quality=95)
-    return out.getvalue()
-
-
 def parse_response(body: bytes) -> InvocationResponse:
     try:
         return InvocationResponse.model_validate_json(body)
     except ValidationError as exc:
-        raise UnreadableResult(f"the runtime's answer is not in the A1111 shape: {exc.errors()[0]['msg']}") from exc
+        raise UnreadableResult(f"the runtime's answer is not in the expected shape: {exc.errors()[0]['msg']}") from exc
 
 
-def store_result(storage: Storage, job_id: str, response: InvocationResponse) -> int:
-    """Write the images as JPEG and the parameter file; the number of images."""
-    prefix = result_prefix(job_id)
-    pictures = [jpeg_from_base64(image) for image in response.images]  # all readable before any is written
-    for index, picture in enumerate(pictures):
-        storage.put_bytes(prefix + jobs.image_name(index), picture, "image/jpeg")
-    storage.put_json(prefix + jobs.param_name(job_id), {"parameters": response.parameters, "info": response.info})
-    return len(pictures)
+def caption(response: InvocationResponse) -> str:
+    """A1111's interrogate answer, ``caption``; an interrogation's answer without one is unreadable."""
+    if response.caption is None:
+        raise UnreadableResult("the runtime's answer to an interrogation has no caption")
+    return response.caption
+
+
+def merged_output(response: InvocationResponse) -> str | None:
+    """Where the runtime wrote the merged checkpoint, as its ``info`` says."""
+    try:
+        info = json.loads(response.info or "{}")
+    except ValueError:
+        return None
+    uri = info.get("output_s3_uri") if isinstance(info, dict) else None
+    return uri if isinstance(uri, str) and uri.startswith("s3://") else None

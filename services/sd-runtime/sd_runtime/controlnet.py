@@ -1,9 +1,10 @@
 """ControlNet units from ``alwayson_scripts.controlnet.args``.
 
-Each enabled unit names a model (matched against ``InvocationRequest.controlnets``
-by name, ignoring A1111's `` [hash]`` suffix and the file extension), a
-preprocessor (``module``) and a control image (the init image in img2img when
-the unit has none). Preprocessors: "none" and "canny" (OpenCV's Canny, as
+Each enabled unit names a model by its title, exactly as the request's
+``models.controlnets`` maps it (the edge resolved the titles by the one name
+rule, ``sdmw_contracts.runtime.title_names_file``), a preprocessor
+(``module``) and a control image (the init image in img2img when the unit has
+none). Preprocessors: "none" and "canny" (OpenCV's Canny, as
 A1111's ControlNet extension uses, with threshold_a/threshold_b as the low and
 high thresholds, default 100/200).
 
@@ -16,7 +17,6 @@ rather than fetched from anywhere.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from sd_runtime.addons import model_stem
 from sd_runtime.errors import RequestError, UnsupportedFeature, is_out_of_memory, load_errors
 from sd_runtime.images import decode_image, resize_image
 from sd_runtime.models import ModelStore, is_folder_uri
 from sd_runtime.pipelines import LRUCache
+from sdmw_contracts.generation import ControlNetUnit
+from sdmw_contracts.runtime import ModelRef
 
 PREPROCESSORS = ("none", "canny")
-_HASH_SUFFIX = re.compile(r"\s*\[[0-9a-fA-F]+\]\s*$")
 
 
 def _canny(image: Image.Image, low: float, high: float) -> Image.Image:
@@ -45,7 +45,7 @@ def _canny(image: Image.Image, low: float, high: float) -> Image.Image:
 class ControlUnit:
     index: int
     model_name: str
-    model_ref: Any  # ModelRef
+    model_ref: ModelRef
     module: str
     source: Image.Image
     resize_mode: str
@@ -66,35 +66,17 @@ class ControlUnit:
         return image
 
 
-def _normalise(name: str) -> str:
-    return model_stem(_HASH_SUFFIX.sub("", name)).casefold()
-
-
-def find_model(name: str, refs: list[Any]) -> Any:
-    wanted = _HASH_SUFFIX.sub("", name).strip()
-    for ref in refs:
-        if ref.name == wanted:
-            return ref
-    for ref in refs:
-        if _normalise(ref.name) == _normalise(wanted):
-            return ref
-    known = ", ".join(ref.name for ref in refs) or "none"
-    raise RequestError(f"ControlNet model {name!r} is not among the request's controlnets ({known})")
-
-
 def parse_units(
-    payload: dict[str, Any], refs: list[Any], init_image: Image.Image | None
+    units: list[ControlNetUnit], refs: dict[str, ModelRef], init_image: Image.Image | None
 ) -> tuple[list[ControlUnit], list[str]]:
-    """The enabled units that will run, and warnings about what was ignored."""
-    from sdmw_contracts.api.inference import ControlNetUnit
+    """The enabled units that will run, and warnings about what was ignored.
 
-    raw_units = ((payload.get("alwayson_scripts") or {}).get("controlnet") or {}).get("args") or []
-    units: list[ControlUnit] = []
+    ``refs`` maps each title the units use to its model, as the edge resolved it; the runtime
+    looks nothing up by name itself, so a title missing from it is the request's mistake.
+    """
+    control_units: list[ControlUnit] = []
     warnings: list[str] = []
-    for index, raw in enumerate(raw_units):
-        if not isinstance(raw, dict):
-            raise RequestError(f"ControlNet unit {index} must be an object")
-        unit = ControlNetUnit.model_validate(raw)
+    for index, unit in enumerate(units):
         if not unit.enabled:
             continue
         if not unit.model or unit.model == "None":
@@ -106,19 +88,15 @@ def parse_units(
                 f"ControlNet unit {index}: preprocessor {unit.module!r} is not supported; supported: "
                 f"{', '.join(PREPROCESSORS)} (send an already preprocessed image with 'none')"
             )
-        if unit.image:
-            source = decode_image(unit.image, f"ControlNet unit {index} image")
-        elif init_image is not None:
-            source = init_image
-        else:
-            raise RequestError(f"ControlNet unit {index} is enabled but has no image")
+        ref = _model_ref(index, unit.model, refs)
+        source = _source_image(index, unit, init_image)
         if unit.control_mode == "My prompt is more important":
             warnings.append(f"ControlNet unit {index}: control_mode {unit.control_mode!r} runs as 'Balanced'")
-        units.append(
+        control_units.append(
             ControlUnit(
                 index=index,
                 model_name=unit.model,
-                model_ref=find_model(unit.model, refs),
+                model_ref=ref,
                 module=module,
                 source=source,
                 resize_mode=unit.resize_mode,
@@ -131,7 +109,24 @@ def parse_units(
                 control_mode=unit.control_mode,
             )
         )
-    return units, warnings
+    return control_units, warnings
+
+
+def _model_ref(index: int, title: str, refs: dict[str, ModelRef]) -> ModelRef:
+    ref = refs.get(title)
+    if ref is None:
+        known = ", ".join(repr(known_title) for known_title in refs) or "none"
+        raise RequestError(f"ControlNet unit {index}: model {title!r} is not among the request's controlnets ({known})")
+    return ref
+
+
+def _source_image(index: int, unit: ControlNetUnit, init_image: Image.Image | None) -> Image.Image:
+    """The unit's own image, else (img2img) the init image."""
+    if unit.image:
+        return decode_image(unit.image, f"ControlNet unit {index} image")
+    if init_image is not None:
+        return init_image
+    raise RequestError(f"ControlNet unit {index} is enabled but has no image")
 
 
 class ControlNetCache:
@@ -143,12 +138,12 @@ class ControlNetCache:
         self.dtype = dtype
         self._cache: LRUCache[str, Any] = LRUCache(size)
 
-    def get(self, ref: Any, unet_config: dict[str, Any]) -> Any:
+    def get(self, ref: ModelRef, unet_config: dict[str, Any]) -> Any:
         # A single-file model's config comes from the UNet it runs with, so the key includes that shape.
         key = ref.s3_uri if is_folder_uri(ref.s3_uri) else f"{ref.s3_uri}|{_config_key(unet_config)}"
         return self._cache.get_or_load(key, lambda: self._load(ref, unet_config))
 
-    def _load(self, ref: Any, unet_config: dict[str, Any]) -> Any:
+    def _load(self, ref: ModelRef, unet_config: dict[str, Any]) -> Any:
         from diffusers import ControlNetModel
 
         path = self.store.fetch(ref.s3_uri, what="ControlNet model")

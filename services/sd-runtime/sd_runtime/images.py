@@ -1,4 +1,4 @@
-"""Images in and out: base64 (data URLs accepted), PNG with A1111's parameters chunk, A1111's resize modes."""
+"""Images in: base64 (data URLs accepted), resized by A1111's resize modes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import base64
 import binascii
 import io
 
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from sd_runtime.errors import RequestError
 
@@ -23,16 +23,6 @@ def decode_image(data: str, what: str = "image") -> Image.Image:
     except (binascii.Error, ValueError, OSError) as error:
         raise RequestError(f"{what} is not a base64-encoded image: {error}") from None
     return image.convert("RGB")
-
-
-def encode_png(image: Image.Image, infotext: str | None = None) -> str:
-    """Base64 PNG; like A1111, the generation parameters go in a ``parameters`` text chunk."""
-    info = PngImagePlugin.PngInfo()
-    if infotext:
-        info.add_text("parameters", infotext)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def resize_mode_name(mode: int | str | None) -> str:

@@ -23,6 +23,7 @@ from sd_runtime.errors import RequestError, UnsupportedFeature, load_errors
 from sd_runtime.images import decode_image
 from sd_runtime.models import ModelStore
 from sd_runtime.settings import Settings
+from sdmw_contracts.generation import InterrogationParams
 from sdmw_contracts.runtime import InvocationRequest
 
 CAPTION_MODEL_SETTING = "SD_RUNTIME_CAPTION_MODEL"
@@ -30,39 +31,27 @@ CAPTION_MODEL_SETTING = "SD_RUNTIME_CAPTION_MODEL"
 NUM_BEAMS = 1
 MIN_LENGTH = 24
 MAX_LENGTH = 48
-#: Input images are not echoed back in the parameters, as A1111 leaves them out.
-_IMAGE_FIELDS = ("image", "init_images")
 
 
-def interrogation_image(payload: dict[str, Any]) -> Image.Image:
-    """The image to interrogate: A1111's ``image``, or ``init_images[0]`` when there is none."""
-    data, what = payload.get("image"), "image"
-    if not data:
-        images = payload.get("init_images")
-        if isinstance(images, list) and images:
-            data, what = images[0], "init_images[0]"
-    if not data:
-        raise RequestError("interrogation needs the image: 'image' (base64, a data URL is accepted)")
-    if not isinstance(data, str):
-        raise RequestError(f"{what} must be a base64-encoded image (a string), got {type(data).__name__}")
-    return decode_image(data, what)
-
-
-def check_interrogation(request: InvocationRequest, settings: Settings) -> Image.Image:
-    """Everything an interrogation needs, checked before any model is fetched; the decoded image."""
+def check_interrogation(request: InvocationRequest, settings: Settings) -> tuple[Image.Image, InterrogationParams]:
+    """Everything an interrogation needs, checked before any model is fetched; the decoded image and the
+    parameters. The task decides the interrogator (``interrogation.model`` defaults to clip either way)."""
     if request.task == "interrogate_deepbooru":
         raise UnsupportedFeature("interrogate_deepbooru: no DeepBooru model is configured in this runtime")
-    image = interrogation_image(request.payload)
+    if request.interrogation is None:
+        raise RequestError(f"task {request.task!r} needs 'interrogation' (the image, base64)")
+    image = decode_image(request.interrogation.image, "interrogation.image")
     if not settings.caption_model:
         raise UnsupportedFeature(
             f"{request.task}: no caption model is configured in this runtime; set {CAPTION_MODEL_SETTING} "
             "to an s3:// prefix or a local folder of a saved BLIP captioning model"
         )
-    return image
+    return image, request.interrogation
 
 
-def interrogation_parameters(payload: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in payload.items() if key not in _IMAGE_FIELDS}
+def interrogation_parameters(params: InterrogationParams) -> dict[str, Any]:
+    """The interrogation's parameters; the input image is not echoed back, as A1111 leaves it out."""
+    return params.model_dump(mode="json", exclude={"image"})
 
 
 class Captioner:

@@ -1,9 +1,15 @@
-"""``POST /invocations``: an InvocationRequest in, an InvocationResponse (A1111's shape) out.
+"""``POST /invocations``: an InvocationRequest in; the job's files written to S3; an InvocationResponse out.
 
 Everything the request asks for is checked before any model is fetched or
 loaded, so bad input fails in milliseconds with a message, not after a
-multi-GB download. Jobs run one at a time (``Runtime.lock``): one GPU, one
-cached pipeline that requests temporarily modify (LoRA, embeddings).
+multi-GB download. The parameters' bounds are field constraints of the
+contract (``sdmw_contracts.generation``), so parsing the request checks
+them; what depends on the plan (hires fix's size, img2img's steps) is checked
+here. Jobs run one at a time (``Runtime.lock``): one GPU, one cached pipeline
+that requests temporarily modify (LoRA, embeddings).
+
+The runtime writes the job's final files itself (``sd_runtime.results``):
+the images as JPEG, then the parameter file, where the seed's clients look.
 
 This module imports no torch at import time, so the server starts and
 answers ``/ping`` at once; the heavy modules are imported by the first job.
@@ -11,7 +17,6 @@ answers ``/ping`` at once; the heavy modules are imported by the first job.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import threading
@@ -19,25 +24,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from PIL import Image
 from pydantic import ValidationError
 
 from sd_runtime.errors import RequestError, UnsupportedFeature, is_out_of_memory
 from sd_runtime.models import ModelStore
+from sd_runtime.results import check_results, write_results
 from sd_runtime.settings import Settings
-from sdmw_contracts.api.inference import InferenceRequest
-from sdmw_contracts.runtime import (
-    MAX_HIRES_SIDE,
-    MAX_STEPS,
-    InvocationRequest,
-    InvocationResponse,
-    generation_limit_problems,
-)
+from sdmw_contracts.generation import GenerationParams
+from sdmw_contracts.runtime import InvocationRequest, InvocationResponse, ModelRef
 
 logger = logging.getLogger("sd_runtime")
 
 VERSION = "sd-runtime"
-#: Fields InferenceRequest requires that the runtime does not use; filled in when a payload lacks them.
-_PLACEHOLDERS = ("sagemaker_endpoint_name", "task_type", "models")
 
 
 def _validation_message(error: ValidationError, what: str) -> str:
@@ -50,6 +49,7 @@ def _validation_message(error: ValidationError, what: str) -> str:
 
 
 def parse_request(body: Any) -> InvocationRequest:
+    """The one parse of the body: the contract's field constraints are the generation limits."""
     if isinstance(body, bytes | str):
         try:
             body = json.loads(body or b"null")
@@ -63,44 +63,23 @@ def parse_request(body: Any) -> InvocationRequest:
         raise RequestError(_validation_message(error, "invocation request")) from None
 
 
-def parse_params(request: InvocationRequest) -> InferenceRequest:
-    """The payload as the seed's InferenceRequest, with its defaults; ``request.task`` decides the task."""
-    checkpoint = request.checkpoint.name if request.checkpoint else "checkpoint"
-    data = {"sagemaker_endpoint_name": "sd-runtime", "models": {"Stable-diffusion": [checkpoint]}}
-    data.update(request.payload)
-    data["task_type"] = request.task
-    try:
-        return InferenceRequest.model_validate(data)
-    except ValidationError as error:
-        raise RequestError(_validation_message(error, "payload")) from None
-
-
-def check_limits(params: InferenceRequest, hires_size: tuple[int, int] | None = None) -> None:
-    """The generation limits (``sdmw_contracts.runtime``) on what is about to run, checked again here:
-    the edge checks them too, but nothing that reaches ``/invocations`` another way may run past them."""
-    problems = generation_limit_problems(
-        width=params.width,
-        height=params.height,
-        steps=params.steps,
-        batch_size=params.batch_size,
-        n_iter=params.n_iter,
-        cfg_scale=params.cfg_scale,
-    )
-    if params.enable_hr and params.hr_second_pass_steps > MAX_STEPS:
-        problems.append(f"hr_second_pass_steps must be 0..{MAX_STEPS}, got {params.hr_second_pass_steps}")
-    if hires_size is not None and max(hires_size) > MAX_HIRES_SIDE:
-        problems.append(
-            f"hires fix would upscale to {hires_size[0]}x{hires_size[1]}; each side may be at most {MAX_HIRES_SIDE}"
-        )
-    if problems:
-        raise RequestError("outside the generation limits: " + "; ".join(problems))
+def generation_inputs(request: InvocationRequest) -> tuple[GenerationParams, ModelRef]:
+    """txt2img/img2img need the parameters and a checkpoint (and img2img an image)."""
+    if request.params is None:
+        raise RequestError(f"task {request.task!r} needs 'params' (the A1111 txt2img/img2img parameters)")
+    if request.models.checkpoint is None:
+        raise RequestError(f"task {request.task!r} needs a checkpoint (models.checkpoint)")
+    if request.task == "img2img" and not request.params.init_images:
+        raise RequestError("img2img needs params.init_images: at least one base64 image")
+    return request.params, request.models.checkpoint
 
 
 @dataclass
 class _Prepared:
     """A generation request after every check, before any model is loaded."""
 
-    params: InferenceRequest
+    params: GenerationParams
+    checkpoint: ModelRef
     plan: Any  # generate.Plan
     lora_weights_by_tag: dict[str, float]
     warnings: list[str]
@@ -162,6 +141,18 @@ class Runtime:
             finally:
                 logger.info("%s %s took %.1fs", request.task, request.inference_id, time.monotonic() - started)
 
+    def _finish(
+        self,
+        request: InvocationRequest,
+        images: list[Image.Image],
+        parameters: dict[str, Any],
+        info: str,
+        caption: str | None = None,
+    ) -> InvocationResponse:
+        """Writes the job's files, then answers where they are."""
+        files = write_results(self.store, request.results, images, parameters, info)
+        return InvocationResponse(files=files, parameters=parameters, info=info, caption=caption)
+
     # ------------------------------------------------------------------ merge
 
     def _merge(self, request: InvocationRequest) -> InvocationResponse:
@@ -169,11 +160,9 @@ class Runtime:
 
         if request.merge is None:
             raise RequestError("task 'merge' needs 'merge' (primary, secondary, method, multiplier, output_s3_uri)")
-        save_as_half = bool(request.payload.get("save_as_half", False))
-        info = run_merge(
-            self.store, request.merge, self.settings.cache_dir / "merge", request.inference_id, save_as_half
-        )
-        return InvocationResponse(images=[], parameters=request.payload, info=json.dumps(info))
+        check_results(request.results, 0, request.task)
+        info = run_merge(self.store, request.merge, self.settings.cache_dir / "merge", request.inference_id)
+        return self._finish(request, [], request.merge.model_dump(mode="json"), json.dumps(info))
 
     # --------------------------------------------------------- interrogation
 
@@ -181,34 +170,26 @@ class Runtime:
         """A1111's interrogate: ``{"caption": ...}``, with the caption and the model used in ``info``."""
         from sd_runtime.interrogate import check_interrogation, interrogation_parameters
 
-        image = check_interrogation(request, self.settings)
+        image, params = check_interrogation(request, self.settings)
+        check_results(request.results, 0, request.task)
         caption = self.captioner.caption(image)
         info = {"caption": caption, "model": self.settings.caption_model, "task": request.task, "version": VERSION}
-        return InvocationResponse(
-            images=[], parameters=interrogation_parameters(request.payload), info=json.dumps(info), caption=caption
-        )
+        parameters = interrogation_parameters(params)
+        return self._finish(request, [], parameters, json.dumps(info), caption=caption)
 
     # ------------------------------------------------------------ generation
 
     def _prepare(self, request: InvocationRequest) -> _Prepared:
         from sd_runtime.addons import extract_lora_tags
         from sd_runtime.controlnet import parse_units
-        from sd_runtime.generate import Plan, hires_plan
+        from sd_runtime.generate import Plan
         from sd_runtime.images import decode_image
         from sd_runtime.samplers import resolve_sampler
         from sd_runtime.seeds import plan_seeds
 
-        if request.checkpoint is None:
-            raise RequestError(f"task {request.task!r} needs a checkpoint")
-        params = parse_params(request)
-        check_limits(params)
-        warnings: list[str] = []
-        if params.script_name:
-            raise UnsupportedFeature(f"script {params.script_name!r}: scripts are not supported by this runtime")
-        if params.restore_faces:
-            warnings.append("restore_faces was ignored: this runtime has no face restoration model")
-        if params.styles:
-            warnings.append(f"styles {params.styles} were ignored: this runtime has no saved styles")
+        params, checkpoint = generation_inputs(request)
+        check_results(request.results, params.image_count(), request.task)
+        warnings = _unsupported(params)
         sampler = resolve_sampler(_sampler_name(params))
         prompt, tags = extract_lora_tags(params.prompt)
         init_images = []
@@ -216,19 +197,12 @@ class Runtime:
             init_images = [decode_image(data, f"init_images[{i}]") for i, data in enumerate(params.init_images)]
         hires = None
         if request.task == "txt2img" and params.enable_hr:
-            hr_name = params.hr_sampler_name
-            same = not hr_name or hr_name == "Use same sampler"
-            hr_sampler = sampler if same else resolve_sampler(hr_name, "hr_sampler_name")
-            hr_prompt, hr_tags = extract_lora_tags(params.hr_prompt) if params.hr_prompt else (prompt, {})
+            hires, hr_tags = _hires(params, sampler, prompt)
             tags = {**hr_tags, **tags}
-            hr_negative = params.hr_negative_prompt or params.negative_prompt
-            hires = hires_plan(params, sampler, hr_sampler, hr_prompt, hr_negative)
-            check_limits(params, hires.upscale_to)
         units, unit_warnings = parse_units(
-            request.payload, request.controlnets, init_images[0] if init_images else None
+            params.alwayson_scripts.controlnet.args, request.models.controlnets, init_images[0] if init_images else None
         )
         warnings += unit_warnings
-        count = params.batch_size * params.n_iter
         plan = Plan(
             task=request.task,
             prompt=prompt,
@@ -240,11 +214,11 @@ class Runtime:
             sampler=sampler,
             batch_size=params.batch_size,
             n_iter=params.n_iter,
-            seeds=plan_seeds(params.seed, params.subseed, params.subseed_strength, count),
+            seeds=plan_seeds(params.seed, params.subseed, params.subseed_strength, params.image_count()),
             seed_resize_from=(params.seed_resize_from_w, params.seed_resize_from_h),
             denoising_strength=params.denoising_strength,
             init_images=init_images,
-            resize_mode=request.payload.get("resize_mode", 0),
+            resize_mode=params.resize_mode,
             eta=params.eta,
             clip_skip=_clip_skip(params.override_settings),
             tiling=params.tiling,
@@ -253,44 +227,63 @@ class Runtime:
         )
         if request.task == "img2img":
             from sd_runtime.generate import DEFAULT_IMG2IMG_DENOISING, check_sampling_steps
-            from sd_runtime.images import resize_mode_name
 
-            resize_mode_name(plan.resize_mode)
             strength = DEFAULT_IMG2IMG_DENOISING if plan.denoising_strength is None else plan.denoising_strength
             check_sampling_steps(plan.steps, strength, "img2img")
-        return _Prepared(params=params, plan=plan, lora_weights_by_tag=tags, warnings=warnings)
+        return _Prepared(params=params, checkpoint=checkpoint, plan=plan, lora_weights_by_tag=tags, warnings=warnings)
 
     def _generate(self, request: InvocationRequest) -> InvocationResponse:
         from sd_runtime.addons import LoadedFile, applied, lora_weights
         from sd_runtime.generate import Generator
-        from sd_runtime.images import encode_png
 
         prepared = self._prepare(request)
         plan = prepared.plan
-        checkpoint = request.checkpoint
-        assert checkpoint is not None
-        loras = [LoadedFile(ref.name, self.store.fetch(ref.s3_uri, what="LoRA")) for ref in request.loras]
-        embeddings = [
-            LoadedFile(ref.name, self.store.fetch(ref.s3_uri, what="embedding")) for ref in request.embeddings
-        ]
-        pipe = self.pipelines.get(checkpoint.s3_uri, checkpoint.name)
+        models = request.models
+        loras = [LoadedFile(ref.name, self.store.fetch(ref.s3_uri, what="LoRA")) for ref in models.loras]
+        embeddings = [LoadedFile(ref.name, self.store.fetch(ref.s3_uri, what="embedding")) for ref in models.embeddings]
+        pipe = self.pipelines.get(prepared.checkpoint.s3_uri, prepared.checkpoint.name)
         controlnets = [self.controlnets.get(unit.model_ref, dict(pipe.unet.config)) for unit in plan.control_units]
         weights = lora_weights(loras, prepared.lora_weights_by_tag)
         with applied(pipe, loras, weights, embeddings) as tokenizer:
             images = Generator(pipe, tokenizer, controlnets).run(plan)
-        info = build_info(request, prepared, [f.name for f in loras], weights)
-        infotexts = info["infotexts"]
-        return InvocationResponse(
-            images=[encode_png(image, infotexts[i]) for i, image in enumerate(images)],
-            parameters=_parameters_used(request, prepared),
-            info=json.dumps(info),
-        )
+        info = build_info(prepared, [f.name for f in loras], weights)
+        return self._finish(request, images, _parameters_used(prepared), json.dumps(info))
 
 
-def _sampler_name(params: InferenceRequest) -> str:
+def _unsupported(params: GenerationParams) -> list[str]:
+    """Refuses what cannot run at all; warnings for what is ignored."""
+    if params.script_name:
+        raise UnsupportedFeature(f"script {params.script_name!r}: scripts are not supported by this runtime")
+    warnings = []
+    if params.restore_faces:
+        warnings.append("restore_faces was ignored: this runtime has no face restoration model")
+    if params.styles:
+        warnings.append(f"styles {params.styles} were ignored: this runtime has no saved styles")
+    return warnings
+
+
+def _hires(params: GenerationParams, sampler: Any, prompt: str) -> tuple[Any, dict[str, float]]:
+    """Hires fix's plan and the LoRA tags of its own prompt. Its size is checked here, where hires fix
+    will really run (txt2img with enable_hr), so an img2img that leaves enable_hr on is not refused."""
+    from sd_runtime.addons import extract_lora_tags
+    from sd_runtime.generate import hires_plan
+    from sd_runtime.samplers import resolve_sampler
+
+    problem = params.hires_problem()
+    if problem:
+        raise RequestError(problem)
+    hr_name = params.hr_sampler_name
+    same = not hr_name or hr_name == "Use same sampler"
+    hr_sampler = sampler if same else resolve_sampler(hr_name, "hr_sampler_name")
+    hr_prompt, hr_tags = extract_lora_tags(params.hr_prompt) if params.hr_prompt else (prompt, {})
+    hr_negative = params.hr_negative_prompt or params.negative_prompt
+    return hires_plan(params, sampler, hr_sampler, hr_prompt, hr_negative), hr_tags
+
+
+def _sampler_name(params: GenerationParams) -> str:
     """A1111 takes sampler_index when sampler_name is not given; the seed's body fills both with "Euler a",
     so a sampler_index that differs from a default sampler_name is one an older client chose."""
-    default = InferenceRequest.model_fields["sampler_name"].default
+    default = GenerationParams.model_fields["sampler_name"].default
     if params.sampler_name == default and params.sampler_index and params.sampler_index != default:
         return params.sampler_index
     return params.sampler_name
@@ -312,35 +305,26 @@ def _clip_skip(override_settings: dict[str, Any]) -> int | None:
     return layers - 1 if layers > 1 else None
 
 
-def _parameters_used(request: InvocationRequest, prepared: _Prepared) -> dict[str, Any]:
-    """The payload with defaults and the seeds actually used; input images are left out, as A1111 does."""
+def _parameters_used(prepared: _Prepared) -> dict[str, Any]:
+    """The parameters with the seeds actually used; input images are left out, as A1111 does."""
     parameters = prepared.params.model_dump(by_alias=True, mode="json")
-    for name in _PLACEHOLDERS:
-        if name not in request.payload:
-            parameters.pop(name, None)
     parameters["seed"] = prepared.plan.seeds.seed
     parameters["subseed"] = prepared.plan.seeds.subseed
-    if parameters.get("init_images"):
+    if parameters["init_images"]:
         parameters["init_images"] = None
-    scripts = copy.deepcopy(parameters.get("alwayson_scripts") or {})
-    for unit in (scripts.get("controlnet") or {}).get("args") or []:
-        if isinstance(unit, dict) and unit.get("image"):
+    for unit in parameters["alwayson_scripts"]["controlnet"]["args"]:
+        if unit["image"]:
             unit["image"] = None
-    if scripts:
-        parameters["alwayson_scripts"] = scripts
     return parameters
 
 
-def build_info(
-    request: InvocationRequest, prepared: _Prepared, lora_names: list[str], lora_weights: list[float]
-) -> dict[str, Any]:
+def build_info(prepared: _Prepared, lora_names: list[str], lora_weights: list[float]) -> dict[str, Any]:
     """A1111's ``Processed.js()`` fields, with one infotext per image."""
     from sd_runtime.addons import model_stem
 
     params, plan = prepared.params, prepared.plan
     seeds = plan.seeds
-    checkpoint = request.checkpoint
-    model_name = model_stem(checkpoint.name) if checkpoint else ""
+    model_name = model_stem(prepared.checkpoint.name)
     count = len(seeds.all_seeds)
     infotexts = [
         _infotext(plan, params, model_name, seeds.all_seeds[i], seeds.all_subseeds[i], lora_names, lora_weights)
@@ -412,7 +396,7 @@ def _extra_params(plan: Any, lora_names: list[str], lora_weights: list[float]) -
 
 def _infotext(
     plan: Any,
-    params: InferenceRequest,
+    params: GenerationParams,
     model_name: str,
     seed: int,
     subseed: int,

@@ -8,9 +8,9 @@ checkpoints already use; diffusers folders are converted to it first, so any
 mix of folders and files can be merged and the result is always a single
 ``.safetensors`` file A1111 and this runtime can load. As in A1111, only keys
 present in every input are merged (others are kept from A), arithmetic is
-done in float32, and the result keeps A's dtype unless ``save_as_half`` (a
-field of the merge request's payload) asks for float16. An inpainting A with
-a normal B merges B into A's first four input channels. The result keeps A's
+done in float32, and the result keeps A's dtype unless
+``MergeSpec.save_as_half`` asks for float16. An inpainting A with a normal B
+merges B into A's first four input channels. The result keeps A's
 architecture metadata (``sd_runtime.single_file``: the config values the
 weights cannot tell, recorded for a file made from a diffusers folder), so it
 loads as A does.
@@ -28,6 +28,7 @@ from sd_runtime.convert import pipeline_folder_to_ldm
 from sd_runtime.errors import RequestError, load_errors
 from sd_runtime.models import ModelStore
 from sd_runtime.single_file import ARCHITECTURE_METADATA_KEY, architecture_metadata
+from sdmw_contracts.runtime import MergeSpec
 
 
 class Weights:
@@ -127,9 +128,11 @@ def _open(store: ModelStore, ref: Any, what: str) -> Weights:
         raise RequestError(f"{what} {ref.name} ({ref.s3_uri}) cannot be read as a checkpoint: {error}") from None
 
 
-def run_merge(store: ModelStore, spec: Any, work_dir: Path, job_id: str, save_as_half: bool = False) -> dict[str, Any]:
+def run_merge(store: ModelStore, spec: MergeSpec, work_dir: Path, job_id: str) -> dict[str, Any]:
     """Fetch the inputs, merge, write the result to ``spec.output_s3_uri``; returns the ``info`` object."""
     from safetensors.torch import save_file
+
+    save_as_half = spec.save_as_half
 
     if spec.method == "Add difference" and spec.tertiary is None:
         raise RequestError("merge method 'Add difference' needs a tertiary model")

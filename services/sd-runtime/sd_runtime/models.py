@@ -24,15 +24,18 @@ import boto3
 from botocore.exceptions import ClientError
 
 from sd_runtime.errors import ModelNotFound, RequestError
+from sdmw_contracts.s3 import split_s3_uri
 
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 
 
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise RequestError(f"{uri!r} is not an s3:// URI")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    if not bucket or not key:
+def _bucket_and_key(uri: str) -> tuple[str, str]:
+    """A URI the request named: anything but ``s3://bucket/key`` is the client's error (400)."""
+    try:
+        bucket, key = split_s3_uri(uri)
+    except ValueError as error:
+        raise RequestError(str(error)) from None
+    if not key:
         raise RequestError(f"{uri!r} must name a bucket and a key: s3://bucket/key")
     return bucket, key
 
@@ -49,7 +52,7 @@ class ModelStore:
 
     def fetch(self, uri: str, what: str = "model") -> Path:
         """The local path of ``uri``: a file, or a folder for a prefix. ``what`` names it in errors."""
-        bucket, key = parse_s3_uri(uri)
+        bucket, key = _bucket_and_key(uri)
         client = self.client_factory()
         if is_folder_uri(uri):
             return self._fetch_folder(client, bucket, key, uri, what)
@@ -62,8 +65,12 @@ class ModelStore:
         return local
 
     def upload(self, path: Path, uri: str) -> None:
-        bucket, key = parse_s3_uri(uri)
+        bucket, key = _bucket_and_key(uri)
         self.client_factory().upload_file(str(path), bucket, key)
+
+    def put_bytes(self, uri: str, body: bytes, content_type: str) -> None:
+        bucket, key = _bucket_and_key(uri)
+        self.client_factory().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
     def _fetch_folder(self, client: Any, bucket: str, prefix: str, uri: str, what: str) -> Path:
         local_root = self._local_path(bucket, prefix)

@@ -87,7 +87,8 @@ def create_app(runtime: Runtime | None = None, preload: bool = False) -> Starlet
 
 
 def _answer(response: InvocationResponse) -> dict:
-    """The A1111 shape; ``caption`` (A1111's interrogate answer) only when the job was an interrogation."""
+    """The files written, the parameters and info; ``caption`` (A1111's interrogate answer) only when the
+    job was an interrogation."""
     data = response.model_dump()
     if data.get("caption") is None:
         data.pop("caption", None)

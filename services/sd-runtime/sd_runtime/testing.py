@@ -7,7 +7,8 @@ a Stable Diffusion pipeline with the real SD 1.x architecture shrunk to about
 tokenizer), and the
 add-ons the runtime loads on top of it (a kohya-style LoRA, an A1111
 textual-inversion embedding, a ControlNet). Other teams' end-to-end tests can
-upload these to their emulated S3 and run real inference on the CPU.
+upload these to their emulated S3 and run real inference on the CPU;
+``result_files`` says where a job's files go, as inference-dispatcher names them.
 
 Everything here is deterministic for a given ``seed``.
 """
@@ -21,6 +22,7 @@ from typing import Any
 from sd_runtime.convert import CONTROLNET_PREFIX, controlnet_folder_to_ldm, pipeline_folder_to_ldm, read_weights
 from sd_runtime.single_file import SD15_SCHEDULER_CONFIG, architecture_metadata
 from sd_runtime.tokenizer_files import bytes_to_unicode, write_byte_level_tokenizer  # noqa: F401 (re-exported)
+from sdmw_contracts.runtime import ResultFiles
 
 #: The text encoder's width: the UNet's cross-attention dim and embeddings' vector size.
 TINY_HIDDEN = 32
@@ -326,3 +328,13 @@ def build_tiny_blip(path: Path, seed: int = 0) -> Path:
     BlipForConditionalGeneration(config).eval().save_pretrained(path, safe_serialization=True)
     processor.save_pretrained(path)
     return path
+
+
+def result_files(bucket: str, job_id: str, image_count: int) -> ResultFiles:
+    """Where a job's files go, named as inference-dispatcher names them: ``s3://<bucket>/out/<id>/result/``
+    holding ``image_<n>.jpg`` and ``<id>_param.json``."""
+    return ResultFiles(
+        prefix=f"s3://{bucket}/out/{job_id}/result/",
+        images=[f"image_{index}.jpg" for index in range(image_count)],
+        parameters=f"{job_id}_param.json",
+    )

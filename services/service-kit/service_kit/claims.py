@@ -18,19 +18,12 @@ import json
 from typing import Any
 
 from sdmw_contracts.envelope import EventEnvelope
+from sdmw_contracts.s3 import split_s3_uri
 from service_kit import aws
 from service_kit.events import CLAIM_ABOVE_BYTES
 from service_kit.resources import CLAIM_PREFIX
 
-__all__ = ["CLAIM_ABOVE_BYTES", "CLAIM_PREFIX", "EventClaims", "split_s3_uri"]
-
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise ValueError(f"not an s3:// object URI: {uri!r}")
-    bucket, key = uri[5:].split("/", 1)
-    return bucket, key
+__all__ = ["CLAIM_ABOVE_BYTES", "CLAIM_PREFIX", "EventClaims"]
 
 
 class EventClaims:

@@ -1,40 +1,48 @@
-"""What a service reads from its environment.
+"""What a service reads from its environment: one settings model per service.
 
-Only standard AWS configuration (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>,
-AWS_REGION, credentials) tells AWS and the local stack apart; these variables
-only name the resources, and the deployment sets them from the declarations.
+Each service subclasses ``ServiceSettings`` once (``<package>/settings.py``), adding its own variables as
+fields; its bootstrap builds that model, and no other module of the service reads a setting from
+``os.environ``. A field reads the variable of its own name in upper case (``max_autoscaling_instances``
+reads ``MAX_AUTOSCALING_INSTANCES``); the core's names keep their ``SDMW_`` variables through aliases,
+and a keyword argument wins over the environment, so tests pass values directly.
+
+Only standard AWS configuration (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>, AWS_REGION, credentials)
+tells AWS and the local stack apart; these variables only name the resources, and the deployment sets
+them from the declarations.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-def _required(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise RuntimeError(f"environment variable {name} is not set")
-    return value
+def topic_variable(topic: str) -> str:
+    """The variable naming a core SNS topic's ARN: ``SDMW_TOPIC_<NAME>_ARN``."""
+    return f"SDMW_TOPIC_{topic.upper().replace('-', '_')}_ARN"
 
 
-@dataclass(frozen=True)
-class ServiceConfig:
-    service: str
-    event_bus: str
-    bucket: str
-    table: str | None
-    queue_url: str | None
+def topic_arn_field(topic: str) -> Any:
+    """A required settings field: the ARN of the core stack's topic ``topic``, as the deployment sets it."""
+    return Field(validation_alias=topic_variable(topic))
 
-    @classmethod
-    def from_env(cls, service: str) -> ServiceConfig:
-        return cls(
-            service=service,
-            event_bus=_required("SDMW_EVENT_BUS"),
-            bucket=_required("SDMW_BUCKET"),
-            table=os.environ.get("SDMW_TABLE") or None,
-            queue_url=os.environ.get("SDMW_QUEUE_URL") or None,
-        )
+
+class ServiceSettings(BaseSettings):
+    """The core's names (bus, bucket) and the service's own table and queue.
+
+    Subclasses set ``service`` and add their own fields.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", validate_by_name=True)
+
+    service: ClassVar[str]
+
+    event_bus: str = Field(validation_alias="SDMW_EVENT_BUS", min_length=1)
+    bucket: str = Field(validation_alias="SDMW_BUCKET", min_length=1)
+    table: str | None = Field(default=None, validation_alias="SDMW_TABLE")
+    queue_url: str | None = Field(default=None, validation_alias="SDMW_QUEUE_URL")
 
     @property
     def table_name(self) -> str:
@@ -46,15 +54,6 @@ class ServiceConfig:
     @property
     def source(self) -> str:
         return f"sdmw.{self.service}"
-
-
-def topic_variable(topic: str) -> str:
-    return f"SDMW_TOPIC_{topic.upper().replace('-', '_')}_ARN"
-
-
-def topic_arn(topic: str) -> str:
-    """ARN of a core SNS topic, from ``SDMW_TOPIC_<NAME>_ARN``."""
-    return _required(topic_variable(topic))
 
 
 def core_environment(bus: str, bucket: str, topic_arns: dict[str, str]) -> dict[str, str]:

@@ -20,14 +20,46 @@ DEFAULT_BUS = "default"
 
 
 @dataclass(frozen=True)
+class Index:
+    """A global secondary index of a service's table; its key attributes are strings.
+
+    ``projection`` is ``ALL`` (the index answers with whole items) or ``KEYS_ONLY`` (the reader then gets
+    each item it needs from the table, with a consistent read).
+    """
+
+    name: str
+    partition_key: str
+    sort_key: str
+    projection: str = "ALL"
+
+
+#: The indexes ``service_kit.snapshots`` reads. Each is sparse: only the rows that carry its key attributes
+#: are in it, so idempotency records and snapshot parts stay out of all three.
+#: Every snapshot of a type, by id (the list routes).
+BY_TYPE = Index("by-type", partition_key="entity_type", sort_key="entity_id")
+#: Unfinished snapshots of a type by the time they are due (the sweeps).
+BY_DUE = Index("by-due", partition_key="due_type", sort_key="due_at", projection="KEYS_ONLY")
+#: One row per name a snapshot can be found by (lookups by endpoint or model name).
+BY_NAME = Index("by-name", partition_key="name_key", sort_key="pk", projection="KEYS_ONLY")
+
+
+@dataclass(frozen=True)
 class Table:
-    """A DynamoDB table with a string partition key ``pk`` and sort key ``sk``.
+    """A DynamoDB table with a string partition key ``pk`` and sort key ``sk``, and ``indexes``.
 
     One table per service holds its entities and its idempotency records.
     """
 
     name: str
     ttl_attribute: str | None = "expiration"
+    indexes: tuple[Index, ...] = (BY_TYPE, BY_DUE, BY_NAME)
+
+    def key_attributes(self) -> list[str]:
+        """Every attribute a key of the table or of one of its indexes is made of (all strings)."""
+        names = ["pk", "sk"]
+        for index in self.indexes:
+            names += [name for name in (index.partition_key, index.sort_key) if name not in names]
+        return names
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import Any
 from aiobotocore.session import get_session
 from aws_lambda_powertools import Logger
 
-from service_kit.config import ServiceConfig
+from service_kit.config import ServiceSettings
 from service_kit.consumer import Consumer
 from service_kit.resources import ServiceResources
 
@@ -220,8 +220,10 @@ def run_worker(worker: Worker) -> None:
     asyncio.run(main())
 
 
-def run_service_worker(consumer: Consumer, config: ServiceConfig, logger: Logger, resources: ServiceResources) -> None:
+def run_service_worker(
+    consumer: Consumer, settings: ServiceSettings, logger: Logger, resources: ServiceResources
+) -> None:
     """Run a service's consumer on its queue, with the visibility timeout it declared."""
-    if not config.queue_url or resources.queue is None:
-        raise RuntimeError(f"{config.service} has no queue to poll (SDMW_QUEUE_URL)")
-    run_worker(Worker(consumer, config.queue_url, logger, visibility_timeout_s=resources.queue.visibility_timeout_s))
+    if not settings.queue_url or resources.queue is None:
+        raise RuntimeError(f"{settings.service} has no queue to poll (SDMW_QUEUE_URL)")
+    run_worker(Worker(consumer, settings.queue_url, logger, visibility_timeout_s=resources.queue.visibility_timeout_s))

@@ -1,52 +1,49 @@
-"""The one place that wires real adapters into the handlers."""
+"""The one place that wires real adapters into the handlers; tests pass their own."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from service_kit.claims import EventClaims
-from service_kit.config import ServiceConfig
 from service_kit.consumer import Consumer, dynamodb_idempotency
-from service_kit.events import EventBridgePublisher
+from service_kit.events import EventBridgePublisher, EventPublisher
 from service_kit.logging import get_logger
 from service_kit.snapshots import SnapshotTable
-from service_kit.storage import S3Storage
+from service_kit.storage import S3Storage, Storage
 from training_manager import SERVICE
 from training_manager.handlers import Dependencies, router
-from training_manager.sagemaker import SageMakerTraining, TrainingSettings
+from training_manager.sagemaker import SageMakerTraining, TrainingGateway
+from training_manager.settings import TrainingManagerSettings
 
 
 @dataclass(frozen=True)
 class App:
-    config: ServiceConfig
+    settings: TrainingManagerSettings
     deps: Dependencies
     consumer: Consumer
 
 
-def training_settings(config: ServiceConfig) -> TrainingSettings:
-    return TrainingSettings(
-        image_uri=os.environ["SD_RUNTIME_IMAGE"],
-        execution_role_arn=os.environ["SAGEMAKER_ROLE_ARN"],
-        model_creation_instance_type=os.environ.get("MODEL_CREATION_INSTANCE_TYPE", "ml.g4dn.xlarge"),
-        max_runtime_s=int(os.environ.get("TRAINING_MAX_RUNTIME_S", str(24 * 3600))),
-        volume_size_gb=int(os.environ.get("TRAINING_VOLUME_SIZE_GB", "100")),
-        container_environment={"SDMW_BUCKET": config.bucket},
-    )
-
-
-def bootstrap() -> App:
-    config = ServiceConfig.from_env(SERVICE)
+def bootstrap(
+    settings: TrainingManagerSettings | None = None,
+    *,
+    snapshots: SnapshotTable | None = None,
+    storage: Storage | None = None,
+    training: TrainingGateway | None = None,
+    publisher: EventPublisher | None = None,
+) -> App:
+    """The service as deployed; each adapter not given is the real one, made from ``settings``."""
+    settings = settings or TrainingManagerSettings()
     logger = get_logger(SERVICE)
-    settings = training_settings(config)
+    training_settings = settings.training()
     deps = Dependencies(
-        snapshots=SnapshotTable(config.table_name),
-        storage=S3Storage(config.bucket),
-        training=SageMakerTraining(settings),
-        settings=settings,
+        snapshots=snapshots or SnapshotTable(settings.table_name),
+        storage=storage or S3Storage(settings.bucket),
+        training=training or SageMakerTraining(training_settings),
+        settings=training_settings,
         # Facts and commands over EventBridge's 256 KB travel by claim check (service_kit.claims), both ways.
-        publisher=EventBridgePublisher(config.event_bus, config.source, claims=EventClaims(config.bucket)),
+        publisher=publisher
+        or EventBridgePublisher(settings.event_bus, settings.source, claims=EventClaims(settings.bucket)),
         logger=logger,
     )
-    consumer = Consumer(router(deps), logger, dynamodb_idempotency(config.table_name), claims=EventClaims())
-    return App(config=config, deps=deps, consumer=consumer)
+    consumer = Consumer(router(deps), logger, dynamodb_idempotency(settings.table_name), claims=EventClaims())
+    return App(settings=settings, deps=deps, consumer=consumer)

@@ -190,8 +190,13 @@ def on_training_state_change(event: BusEvent, deps: Dependencies) -> None:
 
 
 def on_sweep(event: BusEvent, deps: Dependencies) -> None:
-    """Ask SageMaker about every running job: a missed state-change event must not leave it running forever."""
-    for job in [*deps.snapshots.list(Model), *deps.snapshots.list(TrainJob)]:
+    """Ask SageMaker about every running job: a missed state-change event must not leave it running forever.
+
+    A running job is due from its start (``due_at``), so the table's due index holds exactly the running
+    ones: the sweep never reads the finished jobs, however many there are.
+    """
+    now = deps.clock()
+    for job in [*deps.snapshots.due(Model, now), *deps.snapshots.due(TrainJob, now)]:
         if jobs.is_running(job):
             _follow(job, deps)
 

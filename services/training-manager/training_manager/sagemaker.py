@@ -27,6 +27,7 @@ from sdmw_contracts.training import (
     TrainingHyperparameters,
 )
 from service_kit import aws
+from service_kit.sagemaker import already_exists, describe_error, is_not_found
 
 FINISHED = frozenset({"Completed", "Failed", "Stopped"})
 
@@ -146,24 +147,6 @@ def _channel(name: str, uri: str) -> dict[str, Any]:
     }
 
 
-def describe_error(exc: ClientError) -> str:
-    error = exc.response.get("Error", {})
-    return f"{error.get('Code', 'Error')}: {error.get('Message', str(exc))}"
-
-
-def _already_exists(exc: ClientError) -> bool:
-    error = exc.response.get("Error", {})
-    return error.get("Code") == "ResourceInUse" or "already exists" in error.get("Message", "")
-
-
-def _not_found(exc: ClientError) -> bool:
-    error = exc.response.get("Error", {})
-    return (
-        error.get("Code") in {"ResourceNotFound", "ValidationException"}
-        and "not found" in error.get("Message", "").lower()
-    )
-
-
 class SageMakerTraining:
     """The real gateway: boto3's sagemaker client."""
 
@@ -176,7 +159,7 @@ class SageMakerTraining:
         try:
             self._sagemaker.create_training_job(**create_request(spec, self._settings))
         except ClientError as exc:
-            if _already_exists(exc):
+            if already_exists(exc):
                 return
             raise TrainingRefused(f"SageMaker refused the training job: {describe_error(exc)}") from exc
 
@@ -184,7 +167,7 @@ class SageMakerTraining:
         try:
             answer = self._sagemaker.describe_training_job(TrainingJobName=name)
         except ClientError as exc:
-            if _not_found(exc):
+            if is_not_found(exc):
                 return None
             raise
         return TrainingState(
@@ -199,5 +182,5 @@ class SageMakerTraining:
         try:
             self._sagemaker.stop_training_job(TrainingJobName=name)
         except ClientError as exc:
-            if not _not_found(exc) and "status" not in exc.response.get("Error", {}).get("Message", "").lower():
+            if not is_not_found(exc) and "status" not in exc.response.get("Error", {}).get("Message", "").lower():
                 raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -17,6 +17,9 @@ from api_gateway.dependencies import EdgeDependencies
 from api_gateway.presign import Presigner
 from api_gateway.read_model import ReadModel
 from api_gateway.settings import EdgeSettings
+from sdmw_contracts.events import CheckpointChanged, EndpointDeploymentChanged
+from sdmw_contracts.events.assets import CheckpointFile
+from sdmw_contracts.runtime import plain_model_name
 from service_kit.events import EventPublisher
 from service_kit.snapshots import SnapshotTable
 from tests.conftest import create_service_table
@@ -63,3 +66,44 @@ def in_process_edge(
     if clock is not None:
         deps.clock = clock
     return InProcessEdge(TestClient(create_app(deps)), read_model, s3)
+
+
+# ---------------------------------------------------------------- what a job needs to run
+
+
+def in_service_endpoint(name: str, status: str = "InService", at: datetime | None = None) -> EndpointDeploymentChanged:
+    return EndpointDeploymentChanged(
+        id=f"deployment-{name}",
+        version=3,
+        endpoint_name=name,
+        instance_type="ml.g5.xlarge",
+        initial_instance_count=1,
+        status="success" if status == "InService" else "inprogress",
+        endpoint_status=status,
+        start_time=at or datetime(2024, 1, 1, tzinfo=UTC),
+    )
+
+
+def active_checkpoint(checkpoint_type: str, filename: str, bucket: str = EDGE_BUCKET) -> CheckpointChanged:
+    prefix = f"checkpoint/{checkpoint_type}/{filename}/"
+    return CheckpointChanged(
+        id=f"{checkpoint_type}-{filename}",
+        version=2,
+        checkpoint_type=checkpoint_type,
+        status="Active",
+        s3_location=f"s3://{bucket}/{prefix}",
+        files=[
+            CheckpointFile(
+                filename=filename, key=prefix + filename, s3_uri=f"s3://{bucket}/{prefix}{filename}", parts_number=1
+            )
+        ],
+        created_at=datetime(2024, 1, 1, tzinfo=UTC),
+    )
+
+
+def ready_to_run(read_model: ReadModel, endpoint: str, models: dict[str, list[str]]) -> None:
+    """The endpoint in service and every model named Active, in the edge's read model."""
+    read_model.apply(in_service_endpoint(endpoint))
+    for checkpoint_type, titles in models.items():
+        for title in titles:
+            read_model.apply(active_checkpoint(checkpoint_type, plain_model_name(title)))

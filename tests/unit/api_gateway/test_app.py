@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from api_gateway.app import served_routes
 from api_gateway.auth import key_is_valid
+from sdmw_contracts.api.routes import DATASET_DATA_ALIAS, SEED_ROUTES
 from service_kit.events import PublishError, RecordingPublisher
 from tests.unit.api_gateway.conftest import in_process_edge
 
@@ -107,3 +109,25 @@ def test_double_slashes_in_paths_are_single_ones(mocked_aws):
         response = client.get(path, headers={"x-api-key": "key-one"})
         assert response.status_code == 200, (path, response.text)
     assert client.get("/prod//datasets").status_code == 401
+
+
+# ---------------------------------------------------------------- the seed's routes, as the app serves them
+
+
+def test_the_app_serves_every_seed_route_and_route_29s_second_path():
+    served = set(served_routes())
+    assert [route for route in SEED_ROUTES if (route.method, route.path) not in served] == []
+    assert ("GET", DATASET_DATA_ALIAS) in served
+
+
+def test_the_served_openapi_gives_every_seed_route_its_models(mocked_aws):
+    """What the seed's routes take and answer comes from the app: its OpenAPI document names a model for each."""
+    document = edge(RecordingPublisher()).get("/prod/openapi.json", headers={"x-api-key": "key-one"}).json()
+    for route in SEED_ROUTES:
+        operation = document["paths"][f"/prod{route.path}"][route.method.lower()]
+        answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert answer, route
+        if route.method == "GET":
+            assert "requestBody" not in operation, route
+        else:
+            assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"], route

@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sdmw_contracts.events import CheckpointChanged, EndpointDeploymentChanged, InferenceJobChanged
-from sdmw_contracts.events.assets import CheckpointFile
 from service_kit.events import RecordingPublisher
-from tests.unit.api_gateway.conftest import EDGE_BUCKET, in_process_edge
+from tests.unit.api_gateway.conftest import EDGE_BUCKET, active_checkpoint, in_process_edge, in_service_endpoint
 
 BUCKET = EDGE_BUCKET
 KEY = {"x-api-key": "key"}
@@ -31,33 +30,11 @@ def edge(mocked_aws):
 
 
 def endpoint(status: str) -> EndpointDeploymentChanged:
-    return EndpointDeploymentChanged(
-        id="dep-1",
-        version=3,
-        endpoint_name=ENDPOINT,
-        instance_type="ml.g5.xlarge",
-        initial_instance_count=1,
-        status="success" if status == "InService" else "inprogress",
-        endpoint_status=status,
-        start_time=NOW,
-    )
+    return in_service_endpoint(ENDPOINT, status, NOW)
 
 
 def checkpoint(checkpoint_type: str, filename: str) -> CheckpointChanged:
-    prefix = f"checkpoint/{checkpoint_type}/{filename}/"
-    return CheckpointChanged(
-        id=f"{checkpoint_type}-{filename}",
-        version=2,
-        checkpoint_type=checkpoint_type,
-        status="Active",
-        s3_location=f"s3://{BUCKET}/{prefix}",
-        files=[
-            CheckpointFile(
-                filename=filename, key=prefix + filename, s3_uri=f"s3://{BUCKET}/{prefix}{filename}", parts_number=1
-            )
-        ],
-        created_at=NOW,
-    )
+    return active_checkpoint(checkpoint_type, filename)
 
 
 V2 = {"sagemaker_endpoint_name": ENDPOINT, "task_type": "txt2img", "models": MODELS, "filters": {"creator": "me"}}
@@ -83,7 +60,13 @@ def test_v2_checks_then_starts_the_job_with_the_uploaded_parameters(edge):
     }
     [command] = publisher.of_type("InferenceRequested")
     assert command["data"]["job_id"] == inference["id"] and command["data"]["models"] == MODELS
-    assert command["data"]["payload"]["prompt"] == "a cute panda" and command["data"]["payload"]["steps"] == 3
+    params, resolved = command["data"]["params"], command["data"]["resolved"]
+    assert params["prompt"] == "a cute panda" and params["steps"] == 3
+    assert resolved["checkpoint"] == {
+        "name": "v1-5.safetensors",
+        "s3_uri": f"s3://{BUCKET}/checkpoint/Stable-diffusion/v1-5.safetensors/v1-5.safetensors",
+    }
+    assert [lora["name"] for lora in resolved["loras"]] == ["style.safetensors"]
     again = client.put(f"/prod/inference/v2/{inference['id']}/run", json=V2, headers=KEY)
     assert again.status_code == 200 and len(publisher.of_type("InferenceRequested")) == 1
 
@@ -177,7 +160,7 @@ def test_the_older_client_runs_with_the_parameters_from_config_aigc_json(edge):
     assert started.status_code == 200, started.text
     assert started.json()["status"] == "inprogress" and started.json()["inference_id"]
     [command] = publisher.of_type("InferenceRequested")
-    assert command["data"]["payload"]["prompt"] == "a cute panda"
+    assert command["data"]["params"]["prompt"] == "a cute panda"
 
 
 def test_interrogation_without_an_image_in_config_aigc_json_is_refused(edge):

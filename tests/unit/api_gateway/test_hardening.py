@@ -25,7 +25,8 @@ from sdmw_contracts.events import (
     TrainJobChanged,
 )
 from service_kit.events import RecordingPublisher
-from tests.unit.api_gateway.conftest import in_process_edge
+from service_kit.testing import stored_row
+from tests.unit.api_gateway.conftest import in_process_edge, ready_to_run
 
 KEY = {"x-api-key": "key"}
 JSON_KEY = {**KEY, "content-type": "application/json"}
@@ -66,6 +67,13 @@ def publisher() -> SerializingPublisher:
 @pytest.fixture
 def edge(mocked_aws, publisher):
     return in_process_edge(publisher)
+
+
+@pytest.fixture
+def runnable_edge(edge):
+    """The edge with INFERENCE's endpoint in service and its checkpoint Active."""
+    ready_to_run(edge.read_model, INFERENCE["sagemaker_endpoint_name"], INFERENCE["models"])
+    return edge
 
 
 def post_text(edge, path: str, text: str):
@@ -124,12 +132,13 @@ def test_a_lone_surrogate_in_a_list_item_or_an_object_key_is_named_too(edge):
     assert response.json()["detail"][0]["loc"] == ["body", "params", "\\ud800"]
 
 
-def test_a_proper_surrogate_pair_is_text_and_is_accepted(edge, publisher):
+def test_a_proper_surrogate_pair_is_text_and_is_accepted(runnable_edge, publisher):
+    edge = runnable_edge
     text = json.dumps({**INFERENCE, "prompt": "a panda MARK"}).replace("MARK", "\\ud83d\\udc3c")
     response = post_text(edge, "/inference-api/inference", text)
     assert response.status_code == 200, response.text
     [command] = publisher.of_type("InferenceRequested")
-    assert command["data"]["payload"]["prompt"] == "a panda \U0001f43c"
+    assert command["data"]["params"]["prompt"] == "a panda \U0001f43c"
 
 
 def test_the_catalogues_still_answer_after_such_a_request(edge):
@@ -141,6 +150,7 @@ def test_the_catalogues_still_answer_after_such_a_request(edge):
 
 def test_any_failure_to_publish_removes_what_the_edge_wrote(mocked_aws):
     edge = in_process_edge(BrokenPublisher())
+    ready_to_run(edge.read_model, INFERENCE["sagemaker_endpoint_name"], INFERENCE["models"])
     with pytest.raises(ConnectionResetError):
         edge.client.post("/prod/inference-api/inference", json=INFERENCE, headers=KEY)
     with pytest.raises(ConnectionResetError):
@@ -183,8 +193,8 @@ LISTS = [
 @pytest.mark.parametrize(("model", "path"), LISTS, ids=[path for _, path in LISTS])
 def test_an_unreadable_item_is_skipped_logged_and_counted_not_a_failed_list(edge, model, path, caplog):
     table = boto3.resource("dynamodb").Table("edge")
-    table.put_item(Item={"pk": model.entity_type(), "sk": "bad-1", "version": 1, "data": '{"not": "a snapshot"}'})
-    table.put_item(Item={"pk": model.entity_type(), "sk": "bad-2", "version": 1, "data": "not json at all"})
+    table.put_item(Item=stored_row(model.entity_type(), "bad-1", version=1, data='{"not": "a snapshot"}'))
+    table.put_item(Item=stored_row(model.entity_type(), "bad-2", version=1, data="not json at all"))
     response = edge.client.get("/prod" + path, headers=KEY)
     assert response.status_code == 200, response.text
     assert edge.read_model.unreadable_items == 2
@@ -243,7 +253,8 @@ def test_a_hires_fix_upscaling_past_4096_is_refused(edge):
     assert response.status_code == 422 and "at most 4096" in response.json()["detail"][0]["msg"]
 
 
-def test_the_webui_maximums_are_accepted(edge, publisher):
+def test_the_webui_maximums_are_accepted(runnable_edge, publisher):
+    edge = runnable_edge
     body = {
         **INFERENCE,
         "width": 2048,

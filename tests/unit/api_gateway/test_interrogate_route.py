@@ -67,7 +67,11 @@ def test_an_interrogation_starts_a_job_with_the_image_and_no_checkpoint(edge, ta
     [command] = publisher.of_type("InferenceRequested")
     data = command["data"]
     assert (data["job_id"], data["task_type"], data["endpoint_name"], data["models"]) == (job_id, task, ENDPOINT, {})
-    assert data["payload"] == {"image": f"data:image/png;base64,{image}", "model": task.removeprefix("interrogate_")}
+    assert data["interrogation"] == {
+        "image": f"data:image/png;base64,{image}",
+        "model": task.removeprefix("interrogate_"),
+    }
+    assert data["params"] is None and data["resolved"]["checkpoint"] is None
     shown = client.get("/prod/inference/get-inference-job", params={"jobID": job_id}, headers=KEY).json()
     assert shown["taskType"] == task and shown["status"] == "inprogress"
     assert "caption" not in shown and "error" not in shown
@@ -79,7 +83,7 @@ def test_init_images_is_the_fallback_and_a_jpeg_will_do(edge):
     started = client.post(RUN, json={"task_type": "interrogate_clip", "sagemaker_endpoint": ENDPOINT}, headers=KEY)
     assert started.status_code == 200, started.text
     [command] = publisher.of_type("InferenceRequested")
-    assert command["data"]["payload"]["image"] == png_b64("JPEG")
+    assert command["data"]["interrogation"]["image"] == png_b64("JPEG")
 
 
 @pytest.mark.parametrize(

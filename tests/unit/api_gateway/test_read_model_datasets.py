@@ -17,7 +17,7 @@ from sdmw_contracts.events.assets import DatasetItemSpec
 from service_kit.claims import EventClaims
 from service_kit.consumer import Consumer
 from service_kit.events import EventBridgePublisher, outgoing
-from service_kit.snapshots import SnapshotTable
+from service_kit.snapshots import SnapshotTable, entity_key
 from service_kit.worker import LocalLambdaContext, lambda_record
 from tests.conftest import create_service_table
 
@@ -104,7 +104,7 @@ def test_the_projector_applies_a_claim_checked_dataset_of_5000_items(read_model,
     assert read_model.dataset_items("pets") == big.items
     # The dataset's own row, which lists and the edge's polling read, stays small: its items are kept apart.
     assert read_model.get(DatasetChanged, "pets") == big.model_copy(update={"items": []})
-    row = boto3.resource("dynamodb").Table("read-model").get_item(Key={"pk": "Dataset", "sk": "pets"})["Item"]
+    row = boto3.resource("dynamodb").Table("read-model").get_item(Key=entity_key("Dataset", "pets"))["Item"]
     assert len(row["data"]) < 1024
 
 

@@ -1,4 +1,4 @@
-"""asset-registry handlers against S3 and DynamoDB (moto in-process)."""
+"""asset-registry handlers against S3 (moto in-process) and a fake (test double) of the snapshot table."""
 
 from __future__ import annotations
 
@@ -22,9 +22,8 @@ from sdmw_contracts.events import (
 from sdmw_contracts.events.assets import DatasetItemSpec, FileParts
 from service_kit.events import RecordingPublisher
 from service_kit.messages import BusEvent
-from service_kit.snapshots import SnapshotTable
 from service_kit.storage import S3Storage, UploadRefused
-from tests.conftest import create_service_table
+from service_kit.testing import InMemorySnapshotTable
 
 BUCKET = "assets-bucket"
 MB = 1024 * 1024
@@ -32,12 +31,17 @@ NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def world(mocked_aws):
+def snapshots() -> InMemorySnapshotTable:
+    return InMemorySnapshotTable()
+
+
+@pytest.fixture
+def world(mocked_aws, snapshots):
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=BUCKET)
     publisher = RecordingPublisher()
     deps = Dependencies(
-        snapshots=SnapshotTable(create_service_table("assets"), boto3.resource("dynamodb")),
+        snapshots=snapshots,
         storage=S3Storage(BUCKET, s3),
         publisher=publisher,
         logger=Logger(service="test"),
@@ -141,6 +145,42 @@ def test_bad_etags_are_refused_and_the_upload_can_be_retried(world, spoil):
 
     activate(route, checkpoint_id, {"model.safetensors": tags})
     assert latest(publisher, "CheckpointChanged", checkpoint_id)["status"] == "Active"
+
+
+def test_every_file_of_a_checkpoint_is_completed_before_it_is_active(world):
+    s3, publisher, route = world
+    names = ("a.safetensors", "b.safetensors", "c.safetensors")
+    checkpoint_id = create_checkpoint(route, files=[(name, 1) for name in names])
+    files = latest(publisher, "CheckpointChanged", checkpoint_id)["files"]
+    tags = {file["filename"]: upload_parts(s3, file, [100 + n]) for n, file in enumerate(files)}
+    activate(route, checkpoint_id, tags)
+    checkpoint = latest(publisher, "CheckpointChanged", checkpoint_id)
+    assert checkpoint["status"] == "Active"
+    assert [(f["size"], f["upload_id"]) for f in checkpoint["files"]] == [(100, None), (101, None), (102, None)]
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_a_refused_file_keeps_the_checkpoint_initialed_and_the_retry_finishes_it(world):
+    s3, publisher, route = world
+    checkpoint_id = create_checkpoint(route, files=(("good.safetensors", 1), ("bad.safetensors", 1)))
+    good, bad = latest(publisher, "CheckpointChanged", checkpoint_id)["files"]
+    tags = {"good.safetensors": upload_parts(s3, good, [10]), "bad.safetensors": upload_parts(s3, bad, [20])}
+    spoiled = {**tags, "bad.safetensors": [{"ETag": '"0000"', "PartNumber": 1}]}
+    request_id = activate(route, checkpoint_id, spoiled)
+    refused = latest(publisher, "CheckpointChanged", checkpoint_id)
+    assert refused["status"] == "Initialed" and refused["rejection"]["request_id"] == request_id
+    assert "bad.safetensors" in refused["rejection"]["reason"]
+    assert "good.safetensors" not in refused["rejection"]["reason"]
+    # What completed stays completed; the refused file's parts stay for the retry.
+    assert [(f["filename"], f["upload_id"] is None) for f in refused["files"]] == [
+        ("good.safetensors", True),
+        ("bad.safetensors", False),
+    ]
+    assert len(s3.list_parts(Bucket=BUCKET, Key=bad["key"], UploadId=bad["upload_id"])["Parts"]) == 1
+
+    activate(route, checkpoint_id, tags)
+    checkpoint = latest(publisher, "CheckpointChanged", checkpoint_id)
+    assert checkpoint["status"] == "Active" and [f["size"] for f in checkpoint["files"]] == [10, 20]
 
 
 def test_tags_for_unknown_or_missing_files_are_refused(world):
@@ -253,18 +293,17 @@ def test_a_refusal_names_a_bounded_number_of_missing_files(world):
     assert reason.startswith("files not uploaded yet: img_00000.png, ") and reason.endswith(" and 80 more")
 
 
-def test_a_dataset_stored_before_it_carried_its_items_reads_them_from_their_rows(world):
+def test_a_dataset_stored_before_it_carried_its_items_reads_them_from_their_rows(world, snapshots):
     from sdmw_contracts.events import DatasetChanged, DatasetItemChanged
 
     s3, publisher, route = world
-    deps_table = SnapshotTable("assets", boto3.resource("dynamodb"))
     dataset = DatasetCreationRequested(
         dataset_name="pets",
         items=[DatasetItemSpec(name="a.png", type="image", original_filename="/a.png")],
         requested_at=NOW,
     ).initial_snapshot(BUCKET, version=1)
     legacy_item = DatasetItemChanged(id="pets/a.png", version=1, dataset_name="pets", **dataset.items[0].model_dump())
-    deps_table.save(legacy_item, dataset.model_copy(update={"items": []}))
+    snapshots.save(legacy_item, dataset.model_copy(update={"items": []}))
     assert DatasetChanged.model_validate_json(dataset.model_dump_json()).items
     s3.put_object(Bucket=BUCKET, Key="dataset/pets/a.png", Body=b"png")
     update_dataset(route, "Enabled")

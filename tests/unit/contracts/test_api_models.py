@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,7 +31,6 @@ from sdmw_contracts.api.assets import (
 )
 from sdmw_contracts.api.endpoints import DeleteEndpointsRequest, DeployEndpointRequest, EndpointDeploymentJobView
 from sdmw_contracts.api.inference import (
-    ControlNetUnit,
     GetInferenceJobQuery,
     InferenceJobList,
     InferenceJobView,
@@ -40,7 +41,7 @@ from sdmw_contracts.api.inference import (
     PresignedUrlList,
     seed_complete_time,
 )
-from sdmw_contracts.api.routes import ROUTES, route
+from sdmw_contracts.api.routes import SEED_ROUTES
 from sdmw_contracts.api.training import (
     CreateModelRequest,
     CreateModelResponse,
@@ -53,6 +54,7 @@ from sdmw_contracts.api.training import (
     UpdateTrainJobRequest,
     UpdateTrainJobResponse,
 )
+from sdmw_contracts.generation import ControlNetUnit
 
 # ---------------------------------------------------------------- the seed's documented payloads
 
@@ -687,9 +689,9 @@ def test_inference_defaults_are_the_seeds() -> None:
         assert type(out[key]) is type(default) or isinstance(default, int | float), key
 
 
-def test_inference_fields_are_the_seeds_plus_init_images() -> None:
+def test_inference_fields_are_the_seeds_plus_img2img_inputs() -> None:
     names = {field.alias or name for name, field in InferenceRequest.model_fields.items()}
-    assert names - set(SEED_INFERENCE_DEFAULTS) == {"init_images"}
+    assert names - set(SEED_INFERENCE_DEFAULTS) == {"init_images", "resize_mode"}
     assert set(SEED_INFERENCE_DEFAULTS) <= names
     required = {name for name, field in InferenceRequest.model_fields.items() if field.is_required()}
     assert required == REQUIRED_INFERENCE_FIELDS
@@ -1036,67 +1038,27 @@ def test_the_bodies_the_bad_inputs_start_from_are_valid() -> None:
     InferenceRequest.model_validate(minimal_inference(**{CN: _cn(guidance_start=0.2, guidance_end=0.8)}))
 
 
-# ---------------------------------------------------------------- the routes table
+# ---------------------------------------------------------------- the seed's route numbers
 
-#: (index, method, path) as the seed lists them; 20 is documented as POST.
-SEED_ROUTES = [
-    (1, "GET", "/inference/test-connection"),
-    (2, "GET", "/inference/list-inference-jobs"),
-    (3, "GET", "/inference/get-inference-job"),
-    (4, "GET", "/inference/get-inference-job-image-output"),
-    (5, "GET", "/inference/get-inference-job-param-output"),
-    (6, "POST", "/inference-api/inference"),
-    (7, "POST", "/inference/deploy-sagemaker-endpoint"),
-    (8, "POST", "/inference/delete-sagemaker-endpoint"),
-    (9, "GET", "/inference/list-endpoint-deployment-jobs"),
-    (10, "GET", "/inference/get-endpoint-deployment-job"),
-    (11, "GET", "/inference/generate-s3-presigned-url-for-uploading"),
-    (12, "GET", "/inference/get-texual-inversion-list"),
-    (13, "GET", "/inference/get-lora-list"),
-    (14, "GET", "/inference/get-hypernetwork-list"),
-    (15, "GET", "/inference/get-controlnet-model-list"),
-    (16, "POST", "/inference/run-model-merge"),
-    (17, "POST", "/model"),
-    (18, "PUT", "/model"),
-    (19, "GET", "/models"),
-    (20, "POST", "/checkpoint"),
-    (21, "PUT", "/checkpoint"),
-    (22, "GET", "/checkpoints"),
-    (23, "POST", "/train"),
-    (24, "PUT", "/train"),
-    (25, "GET", "/trains"),
-    (26, "POST", "/dataset"),
-    (27, "PUT", "/dataset"),
-    (28, "GET", "/datasets"),
-    (29, "GET", "/{dataset_name}/data"),
-]
+SEED_DOCUMENT = Path(__file__).resolve().parents[3].parent / "shared" / "seed" / "api.md"
 
 
-def test_routes_table_lists_the_29_seed_routes() -> None:
-    assert len({r.index for r in ROUTES}) == 29
-    documented = [(r.index, r.method, r.path) for r in ROUTES if not r.alias]
-    assert documented == SEED_ROUTES
-    assert [(r.index, r.method, r.path) for r in ROUTES if r.alias] == [(29, "GET", "/dataset/{dataset_name}/data")]
-    assert len({(r.method, r.path) for r in ROUTES}) == len(ROUTES)
-    assert route(20).method == "POST"
-    with pytest.raises(KeyError):
-        route(30)
+@pytest.fixture(scope="module")
+def seed_document() -> str:
+    if not SEED_DOCUMENT.is_file():
+        pytest.skip(f"the seed document is not beside this checkout ({SEED_DOCUMENT})")
+    return SEED_DOCUMENT.read_text(encoding="utf-8")
 
 
-def test_routes_name_pydantic_models_that_fit_their_method() -> None:
-    for r in ROUTES:
-        for model in r.models():
-            assert isinstance(model, type) and issubclass(model, BaseModel), (r.index, model)
-            model.model_json_schema(mode="validation")
-            model.model_json_schema(mode="serialization")
-        if r.method == "GET":
-            assert r.body is None, r.index
-        else:
-            assert r.query is None and r.body is not None, r.index
-        if "{dataset_name}" in r.path:
-            assert r.path_params is DatasetPath
+def test_the_seed_routes_are_the_seed_documents_code_samples(seed_document: str) -> None:
+    """Each route's method and path, as the document's Python samples call them (its route list has slips)."""
+    calls = re.findall(r"requests\.(get|post|put)\(\s*['\"][^'\"]*\{basePath\}(/[^'\"?]*)", seed_document)
+    assert sorted({(method.upper(), path) for method, path in calls}) == sorted(
+        (r.method, r.path) for r in SEED_ROUTES
+    )
 
 
-def test_every_route_but_the_null_answers_has_a_response_model() -> None:
-    without = {r.index for r in ROUTES if r.response is None}
-    assert without == {1, 7, 8}
+def test_the_seed_routes_have_the_numbers_of_the_seed_documents_route_list(seed_document: str) -> None:
+    listed = re.findall(r"\|\s*(\d+)\s*\|\s*(?:[A-Z]+\s*\|)?\s*\[(/[^\]]+)\]", seed_document)
+    assert [(int(index), path) for index, path in listed] == [(r.index, r.path) for r in SEED_ROUTES]
+    assert [r.index for r in SEED_ROUTES] == list(range(1, 30))

@@ -12,12 +12,12 @@ from sdmw_contracts.api.assets import CreateCheckpointRequest, CreateDatasetRequ
 from sdmw_contracts.api.common import MAX_PARAMS_BYTES, lone_surrogates, printable
 from sdmw_contracts.api.inference import InferenceRequest, ModelMergeRequest
 from sdmw_contracts.api.training import CreateTrainJobRequest
-from sdmw_contracts.runtime import (
+from sdmw_contracts.generation import (
     MAX_BATCH_COUNT,
     MAX_BATCH_SIZE,
     MAX_IMAGE_SIDE,
     MAX_STEPS,
-    generation_limit_problems,
+    GenerationParams,
     hires_upscale_size,
 )
 
@@ -98,19 +98,14 @@ def test_the_seed_sample_and_the_webui_defaults_fit_the_limits():
         "s_noise": 1.0,
     }
     request = InferenceRequest.model_validate(seed_sample)
-    assert not generation_limit_problems(
-        width=request.width,
-        height=request.height,
-        steps=request.steps,
-        batch_size=request.batch_size,
-        n_iter=request.n_iter,
-        cfg_scale=request.cfg_scale,
-    )
+    assert request.generation_params() == GenerationParams.model_validate(seed_sample)
 
 
 def test_the_limits_name_each_parameter():
-    problems = generation_limit_problems(width=4096, height=12, steps=0, batch_size=9, n_iter=101, cfg_scale=0.5)
-    assert [p.split(" ")[0] for p in problems] == ["width", "height", "steps", "batch_size", "n_iter", "cfg_scale"]
+    with pytest.raises(ValidationError) as raised:
+        GenerationParams(prompt="p", width=4096, height=12, steps=0, batch_size=9, n_iter=101, cfg_scale=0.5)
+    fields = [error["loc"][0] for error in raised.value.errors()]
+    assert fields == ["batch_size", "n_iter", "steps", "cfg_scale", "width", "height"]
     assert (MAX_IMAGE_SIDE, MAX_STEPS, MAX_BATCH_SIZE, MAX_BATCH_COUNT) == (2048, 150, 8, 100)
 
 

@@ -1,4 +1,4 @@
-"""endpoint-manager handlers over a fake SageMaker (a test double) and a real (mocked) table."""
+"""endpoint-manager handlers over fakes (test doubles) of SageMaker and of the snapshot table."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import boto3
 import pytest
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -18,8 +17,7 @@ from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentRequested
 from service_kit.events import RecordingPublisher
 from service_kit.messages import BusEvent
-from service_kit.snapshots import SnapshotTable
-from tests.conftest import create_service_table
+from service_kit.testing import InMemorySnapshotTable
 
 
 @dataclass
@@ -52,10 +50,10 @@ class FakeEndpoints:
 
 
 @pytest.fixture
-def world(mocked_aws):
+def world():
     publisher = RecordingPublisher()
     endpoints = FakeEndpoints()
-    table = SnapshotTable(create_service_table("endpoint-manager"), boto3.resource("dynamodb"))
+    table = InMemorySnapshotTable()
     deps = Dependencies(jobs=table, endpoints=endpoints, publisher=publisher, logger=Logger(service="test"))
     return deps, endpoints, publisher, router(deps)
 
@@ -155,6 +153,24 @@ def test_autoscaling_is_enabled_once_in_service(world):
     assert endpoints.autoscaled == ["infer-endpoint-job1"]
 
 
+def test_a_state_change_goes_to_the_live_job_of_that_endpoint_among_all_jobs(world):
+    """Found by the endpoint's name: a deleted job of the same name and other endpoints' jobs are passed over."""
+    deps, endpoints, publisher, route = world
+    route.dispatch(command_event(DEPLOY))
+    route.dispatch(command_event(EndpointDeletionRequested(job_id="job-1", endpoint_name="infer-endpoint-job1")))
+    for n in range(2, 6):
+        route.dispatch(command_event(DEPLOY.model_copy(update={"job_id": f"job-{n}", "endpoint_name": f"other-{n}"})))
+    route.dispatch(command_event(DEPLOY.model_copy(update={"job_id": "job-again"})))
+    endpoints.states["infer-endpoint-job1"] = EndpointState("InService")
+    reads_before = deps.jobs.items_read
+    route.dispatch(state_event("infer-endpoint-job1", "InService"))
+    # the two jobs of that name, each found in the index and read; none of the other endpoints' jobs
+    assert deps.jobs.items_read - reads_before == 2 * 2
+    job = last_job(publisher)
+    assert (job["id"], job["status"]) == ("job-again", "success")
+    assert deps.jobs.get(Job, "job-1").status == "deleted"
+
+
 def test_state_change_of_a_foreign_endpoint_is_ignored(world):
     deps, endpoints, publisher, route = world
     route.dispatch(state_event("someone-elses-endpoint", "InService"))
@@ -205,10 +221,13 @@ def test_deleting_an_unknown_job_is_retried_not_dropped(world):
         route.dispatch(command_event(EndpointDeletionRequested(job_id="nope", endpoint_name="x")))
 
 
-def test_the_deployments_runtime_settings_reach_every_endpoints_container():
-    from endpoint_manager.bootstrap import container_environment
-    from service_kit.config import ServiceConfig
+def test_the_deployments_runtime_settings_reach_every_endpoints_container(monkeypatch):
+    from endpoint_manager.settings import EndpointManagerSettings
+    from tests.conftest import SERVICE_ENVIRONMENT
 
-    config = ServiceConfig("endpoint-manager", event_bus="bus", bucket="b", table=None, queue_url=None)
     environ = {"SD_RUNTIME_CAPTION_MODEL": "s3://b/blip/", "SD_RUNTIME_SINGLE_FILE_CONFIG": "", "HOME": "/root"}
-    assert container_environment(config, environ) == {"SDMW_BUCKET": "b", "SD_RUNTIME_CAPTION_MODEL": "s3://b/blip/"}
+    for name, value in {**SERVICE_ENVIRONMENT, **environ, "SDMW_BUCKET": "b"}.items():
+        monkeypatch.setenv(name, value)
+    settings = EndpointManagerSettings()
+    expected = {"SDMW_BUCKET": "b", "SD_RUNTIME_CAPTION_MODEL": "s3://b/blip/"}
+    assert settings.container_environment() == settings.runtime().container_environment == expected

@@ -1,104 +1,113 @@
-"""inference-dispatcher handlers: a fake SageMaker (test double), real S3 and DynamoDB (moto in-process)."""
+"""inference-dispatcher's handlers on test doubles: an in-memory snapshot table, bucket and SageMaker."""
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 from aws_lambda_powertools import Logger
-from botocore.exceptions import ClientError
-from PIL import Image
 
-from inference_dispatcher.adapters import S3Storage
-from inference_dispatcher.handlers import Dependencies, NotYetKnown, UnknownJob, router
-from inference_dispatcher.lookups import Lookups
+from inference_dispatcher.adapters import InvocationRefused
+from inference_dispatcher.handlers import ClaimedElsewhere, Dependencies, UnknownJob, router
+from inference_dispatcher.jobs import Job
 from sdmw_contracts.envelope import EventEnvelope
-from sdmw_contracts.events import CheckpointChanged, EndpointDeploymentChanged, InferenceRequested, ModelMergeRequested
-from sdmw_contracts.events.assets import CheckpointFile
-from sdmw_contracts.runtime import InvocationRequest
+from sdmw_contracts.events import InferenceRequested, ModelMergeRequested
+from sdmw_contracts.generation import ControlNetUnit, GenerationParams, InterrogationParams
+from sdmw_contracts.runtime import InvocationRequest, MergeSpec, ModelRef, ModelSet
 from service_kit.events import RecordingPublisher
 from service_kit.messages import BusEvent, SnsNotification
-from service_kit.snapshots import SnapshotTable
-from tests.conftest import create_service_table
+from service_kit.testing import InMemorySnapshotTable
 
 BUCKET = "dispatch-bucket"
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+BASE = ModelRef(name="base.safetensors", s3_uri=f"s3://{BUCKET}/checkpoint/base.safetensors")
+CANNY = ModelRef(name="canny.pth", s3_uri=f"s3://{BUCKET}/checkpoint/canny.pth")
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+@dataclass
+class FakeBucket:
+    """Test double of the project bucket: objects by URI, and how often it was read."""
+
+    bucket: str = BUCKET
+    objects: dict[str, bytes] = field(default_factory=dict)
+    reads: int = 0
+    broken: bool = False
+
+    def put_json(self, key: str, body: str) -> str:
+        if self.broken:
+            raise ConnectionError("the bucket is unreachable")
+        uri = f"s3://{self.bucket}/{key}"
+        self.objects[uri] = body.encode()
+        return uri
+
+    def get_bytes(self, uri: str) -> bytes:
+        self.reads += 1
+        return self.objects[uri]
 
 
 @dataclass
 class FakeSageMakerAsync:
-    """Test double of SageMaker: endpoint states and the async invocations it was asked for."""
+    """Test double of SageMaker's async runtime: the invocations it took, or a refusal."""
 
     queue_ttl_s: int = 60
     invocation_timeout_s: int = 30
-    states: dict[str, str] = field(default_factory=lambda: {"infer-endpoint-a": "InService"})
     invocations: list[tuple[str, str, str]] = field(default_factory=list)
-    refuse: bool = False
+    refusal: str | None = None
 
-    def status(self, endpoint_name: str) -> str | None:
-        return self.states.get(endpoint_name)
-
-    def invoke_async(self, endpoint_name: str, input_uri: str, inference_id: str) -> str:
-        if self.refuse:
-            raise ClientError({"Error": {"Code": "ValidationError", "Message": "busy"}}, "InvokeEndpointAsync")
+    def invoke_async(self, endpoint_name: str, input_uri: str, inference_id: str) -> None:
+        if self.refusal:
+            raise InvocationRefused(self.refusal)
         self.invocations.append((endpoint_name, input_uri, inference_id))
-        return f"s3://{BUCKET}/sagemaker_output/{inference_id}.out"
 
 
 @dataclass
 class World:
-    s3: object
     deps: Dependencies
+    table: InMemorySnapshotTable
+    bucket: FakeBucket
     sagemaker: FakeSageMakerAsync
     publisher: RecordingPublisher
+    now: list[datetime]
 
     def dispatch(self, message) -> None:
         router(self.deps).dispatch(message)
 
-    def job(self, job_id: str) -> dict:
+    def published_job(self, job_id: str) -> dict:
         return [e["data"] for e in self.publisher.of_type("InferenceJobChanged") if e["data"]["id"] == job_id][-1]
+
+    def sent(self, index: int = -1) -> InvocationRequest:
+        _, input_uri, _ = self.sagemaker.invocations[index]
+        return InvocationRequest.model_validate_json(self.bucket.objects[input_uri])
+
+    def job(self, job_id: str) -> Job:
+        job = self.table.get(Job, job_id)
+        assert job is not None
+        return job
 
 
 @pytest.fixture
-def world(mocked_aws) -> World:
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=BUCKET)
-    table = SnapshotTable(create_service_table("dispatch"), boto3.resource("dynamodb"))
-    sagemaker = FakeSageMakerAsync()
-    publisher = RecordingPublisher()
+def world() -> World:
+    now = [NOW]
+    table, bucket, sagemaker, publisher = (
+        InMemorySnapshotTable(),
+        FakeBucket(),
+        FakeSageMakerAsync(),
+        RecordingPublisher(),
+    )
     deps = Dependencies(
         jobs=table,
-        lookups=Lookups(table),
-        storage=S3Storage(BUCKET, s3),
+        storage=bucket,
         endpoints=sagemaker,
         publisher=publisher,
         logger=Logger(service="test"),
         grace_s=10,
-        model_arrival_grace_s=15,
-        clock=lambda: NOW,
+        claim_lease_s=30,
+        clock=lambda: now[0],
     )
-    world = World(s3, deps, sagemaker, publisher)
-    deps.lookups.apply(checkpoint("Stable-diffusion", "base.safetensors"))
-    deps.lookups.apply(checkpoint("Lora", "style.safetensors"))
-    return world
-
-
-def checkpoint(kind: str, filename: str, status: str = "Active") -> CheckpointChanged:
-    key = f"checkpoint/{kind}/{filename}/{filename}"
-    return CheckpointChanged(
-        id=f"{kind}-{filename}",
-        version=2,
-        checkpoint_type=kind,
-        status=status,
-        s3_location=f"s3://{BUCKET}/checkpoint/{kind}/{filename}/",
-        files=[CheckpointFile(filename=filename, key=key, s3_uri=f"s3://{BUCKET}/{key}", parts_number=1)],
-        created_at=NOW,
-    )
+    return World(deps, table, bucket, sagemaker, publisher, now)
 
 
 def bus(command) -> BusEvent:
@@ -111,24 +120,50 @@ def bus(command) -> BusEvent:
     )
 
 
-def inference(job_id="job-1", endpoint="infer-endpoint-a", models=None, requested_at=NOW, **payload) -> BusEvent:
-    body = {"prompt": "a cute panda", "models": models or {"Stable-diffusion": ["base.safetensors"]}, **payload}
+def generation(job_id: str = "job-1", **params) -> BusEvent:
     return bus(
         InferenceRequested(
-            job_id=job_id, endpoint_name=endpoint, task_type="txt2img", requested_at=requested_at, payload=body
+            job_id=job_id,
+            endpoint_name="infer-endpoint-a",
+            task_type="txt2img",
+            requested_at=NOW,
+            models={"Stable-diffusion": ["base.safetensors [6ce0161689]"]},
+            resolved=ModelSet(checkpoint=BASE),
+            params=GenerationParams(prompt="a cute panda", **params),
+        )
+    )
+
+
+def interrogation(job_id: str = "job-i") -> BusEvent:
+    return bus(
+        InferenceRequested(
+            job_id=job_id,
+            endpoint_name="infer-endpoint-a",
+            task_type="interrogate_clip",
+            requested_at=NOW,
+            interrogation=InterrogationParams(image=PNG),
+        )
+    )
+
+
+def merge(job_id: str = "job-m") -> BusEvent:
+    other = ModelRef(name="other.safetensors", s3_uri=f"s3://{BUCKET}/checkpoint/other.safetensors")
+    output = f"s3://{BUCKET}/out/{job_id}/result/merged.safetensors"
+    return bus(
+        ModelMergeRequested(
+            job_id=job_id,
+            endpoint_name="infer-endpoint-a",
+            requested_at=NOW,
+            models={"Stable-diffusion": ["base.safetensors", "other.safetensors"]},
+            merge=MergeSpec(primary=BASE, secondary=other, output_s3_uri=output),
         )
     )
 
 
 def notification(job_id: str, completed: bool = True, output: str | None = None) -> SnsNotification:
-    raw = {
-        "inferenceId": job_id,
-        "invocationStatus": "Completed" if completed else "Failed",
-        "eventSource": "aws:sagemaker",
-        "eventName": "InferenceResult",
-    }
+    raw = {"inferenceId": job_id, "invocationStatus": "Completed" if completed else "Failed"}
     if completed:
-        raw["responseParameters"] = {"contentType": "application/json", "outputLocation": output}
+        raw["responseParameters"] = {"contentType": "application/json", "outputLocation": output or "s3://x/y.out"}
     else:
         raw["failureReason"] = 'ClientError: Received server error (500) from primary with message "boom"'
     topic = "async-success" if completed else "async-error"
@@ -137,235 +172,191 @@ def notification(job_id: str, completed: bool = True, output: str | None = None)
     )
 
 
-def png_b64(color: str, size=(16, 24)) -> str:
-    out = io.BytesIO()
-    Image.new("RGB", size, color).save(out, format="PNG")
-    return base64.b64encode(out.getvalue()).decode()
+def answer(world: World, uri: str, **body) -> str:
+    world.bucket.objects[uri] = json.dumps(body).encode()
+    return uri
 
 
-def test_a_request_is_sent_with_models_resolved_to_s3(world):
-    world.dispatch(inference(models={"Stable-diffusion": ["base.safetensors"], "Lora": ["style.safetensors"]}))
-    [(endpoint, input_uri, inference_id)] = world.sagemaker.invocations
-    assert (endpoint, inference_id) == ("infer-endpoint-a", "job-1")
-    request = InvocationRequest.model_validate_json(
-        world.s3.get_object(Bucket=BUCKET, Key=input_uri.split("/", 3)[3])["Body"].read()
+# ---------------------------------------------------------------- sending
+
+
+def test_a_request_is_sent_typed_with_its_models_and_where_its_files_go(world):
+    unit = ControlNetUnit(enabled=True, model="canny [abc123]", image=PNG)
+    command = InferenceRequested(
+        job_id="job-1",
+        endpoint_name="infer-endpoint-a",
+        task_type="txt2img",
+        requested_at=NOW,
+        models={"Stable-diffusion": ["base.safetensors"]},
+        resolved=ModelSet(checkpoint=BASE, controlnets={"canny [abc123]": CANNY}),
+        params=GenerationParams(
+            prompt="a cute panda", batch_size=2, n_iter=3, alwayson_scripts={"controlnet": {"args": [unit]}}
+        ),
     )
-    assert request.checkpoint.s3_uri.endswith("checkpoint/Stable-diffusion/base.safetensors/base.safetensors")
-    assert [lora.name for lora in request.loras] == ["style.safetensors"]
-    assert request.payload["prompt"] == "a cute panda"
+    world.dispatch(bus(command))
+
+    assert [(e, i) for e, _, i in world.sagemaker.invocations] == [("infer-endpoint-a", "job-1")]
+    sent = world.sent()
+    assert sent.task == "txt2img" and sent.params == command.params
+    assert sent.models.checkpoint == BASE and sent.models.controlnets == {"canny [abc123]": CANNY}
+    assert sent.results.prefix == f"s3://{BUCKET}/out/job-1/result/"
+    assert sent.results.images == [f"image_{i}.jpg" for i in range(6)]
+    assert sent.results.parameters == "job-1_param.json"
     job = world.job("job-1")
-    assert job["status"] == "inprogress" and job["output_location"].endswith("job-1.out")
+    assert (job.version, job.status, job.claimed_at, job.image_count) == (1, "inprogress", NOW, 6)
+    assert job.deadline == NOW + timedelta(seconds=60 + 30 + 10)
+    assert world.publisher.published == []  # the edge shows it inprogress already
 
 
-def test_a_redelivered_request_is_not_sent_twice(world):
-    world.dispatch(inference())
-    world.dispatch(inference())
+def test_a_duplicate_while_the_job_is_being_sent_waits(world):
+    world.dispatch(generation())
+    with pytest.raises(ClaimedElsewhere):
+        world.dispatch(generation())
     assert len(world.sagemaker.invocations) == 1
 
 
-@pytest.mark.parametrize(
-    ("endpoint", "state", "reason"),
-    [("missing-endpoint", None, "does not exist"), ("infer-endpoint-a", "Creating", "is Creating, not InService")],
-)
-def test_an_endpoint_not_in_service_fails_the_job(world, endpoint, state, reason):
-    if state:
-        world.sagemaker.states[endpoint] = state
-    world.dispatch(inference(endpoint=endpoint))
-    job = world.job("job-1")
-    assert job["status"] == "failed" and reason in job["error"]
-    assert world.sagemaker.invocations == []
+def test_a_command_whose_worker_died_before_sending_is_sent_once_the_claim_lapses(world):
+    world.deps.jobs.save(Job.model_validate({**world_claim(), "version": 1}))
+    world.now[0] = NOW + timedelta(seconds=31)
+    world.dispatch(generation())
+    assert len(world.sagemaker.invocations) == 1
+    assert world.job("job-1").claimed_at == NOW + timedelta(seconds=31)
 
 
-def test_an_unknown_model_is_retried_while_fresh_then_fails(world):
-    with pytest.raises(NotYetKnown):
-        world.dispatch(inference(models={"Stable-diffusion": ["nope.safetensors"]}))
-    world.dispatch(
-        inference(
-            job_id="job-2", models={"Stable-diffusion": ["nope.safetensors"]}, requested_at=NOW - timedelta(minutes=5)
-        )
-    )
-    job = world.job("job-2")
-    assert job["status"] == "failed" and "nope.safetensors" in job["error"]
+def world_claim() -> dict:
+    return {
+        "id": "job-1",
+        "task_type": "txt2img",
+        "endpoint_name": "infer-endpoint-a",
+        "status": "inprogress",
+        "start_time": NOW.isoformat(),
+        "claimed_at": NOW.isoformat(),
+    }
 
 
-def test_a_disabled_checkpoint_is_not_used(world):
-    world.deps.lookups.apply(
-        checkpoint("Lora", "style.safetensors", status="Disabled").model_copy(update={"version": 3})
-    )
-    world.dispatch(
-        inference(
-            models={"Stable-diffusion": ["base.safetensors"], "Lora": ["style.safetensors"]},
-            requested_at=NOW - timedelta(minutes=5),
-        )
-    )
-    assert "style.safetensors" in world.job("job-1")["error"]
+def test_a_failure_while_sending_releases_the_claim_so_the_retry_goes_at_once(world):
+    world.bucket.broken = True
+    with pytest.raises(ConnectionError):
+        world.dispatch(generation())
+    assert world.job("job-1").claimed_at is None
+    world.bucket.broken = False
+    world.dispatch(generation())
+    assert len(world.sagemaker.invocations) == 1
 
 
-def test_sagemaker_refusing_the_call_fails_the_job(world):
-    world.sagemaker.refuse = True
-    world.dispatch(inference())
-    assert "SageMaker refused the request" in world.job("job-1")["error"]
+def test_a_duplicate_of_a_finished_job_publishes_it_again_and_sends_nothing(world):
+    world.dispatch(generation())
+    world.dispatch(notification("job-1"))
+    world.publisher.published.clear()
+    world.dispatch(generation())
+    assert len(world.sagemaker.invocations) == 1
+    assert world.published_job("job-1")["status"] == "succeed"
 
 
-def test_success_notification_writes_jpegs_and_params(world):
-    world.dispatch(inference())
-    output = f"s3://{BUCKET}/sagemaker_output/job-1.out"
-    answer = {"images": [png_b64("red"), png_b64("blue")], "parameters": {"seed": 7}, "info": '{"seed": 7}'}
-    world.s3.put_object(Bucket=BUCKET, Key="sagemaker_output/job-1.out", Body=json.dumps(answer).encode())
-    world.dispatch(notification("job-1", output=output))
-    job = world.job("job-1")
-    assert job["status"] == "succeed" and job["image_names"] == ["image_0.jpg", "image_1.jpg"]
-    assert "'invocationStatus': 'Completed'" in job["sagemaker_raw"]
-    picture = Image.open(
-        io.BytesIO(world.s3.get_object(Bucket=BUCKET, Key="out/job-1/result/image_1.jpg")["Body"].read())
-    )
-    assert picture.format == "JPEG" and picture.size == (16, 24)
-    params = json.loads(world.s3.get_object(Bucket=BUCKET, Key="out/job-1/result/job-1_param.json")["Body"].read())
-    assert params == {"parameters": {"seed": 7}, "info": '{"seed": 7}'}
+def test_sagemaker_refusing_the_job_fails_it_with_the_reason(world):
+    world.sagemaker.refusal = "endpoint infer-endpoint-a does not exist"
+    world.dispatch(generation())
+    published = world.published_job("job-1")
+    assert (published["status"], published["error"]) == ("failed", "endpoint infer-endpoint-a does not exist")
 
 
-def test_error_notification_fails_the_job_with_sagemakers_reason(world):
-    world.dispatch(inference())
+# ---------------------------------------------------------------- SageMaker's answers
+
+
+def test_a_generation_succeeds_on_the_notification_alone(world):
+    world.dispatch(generation(batch_size=2, n_iter=2))
+    world.dispatch(notification("job-1"))
+    published = world.published_job("job-1")
+    assert published["status"] == "succeed"
+    assert published["image_names"] == ["image_0.jpg", "image_1.jpg", "image_2.jpg", "image_3.jpg"]
+    assert published["param_name"] == "job-1_param.json"
+    assert "'invocationStatus': 'Completed'" in published["sagemaker_raw"]
+    assert world.bucket.reads == 0  # the runtime wrote the files; nothing is read or re-encoded
+
+
+def test_an_error_notification_fails_the_job_with_sagemakers_reason(world):
+    world.dispatch(generation())
     world.dispatch(notification("job-1", completed=False))
-    job = world.job("job-1")
-    assert job["status"] == "failed" and "boom" in job["error"]
-
-
-def test_an_unreadable_answer_fails_the_job_instead_of_looping(world):
-    world.dispatch(inference())
-    world.s3.put_object(Bucket=BUCKET, Key="sagemaker_output/job-1.out", Body=b'{"images": ["not an image"]}')
-    world.dispatch(notification("job-1", output=f"s3://{BUCKET}/sagemaker_output/job-1.out"))
-    job = world.job("job-1")
-    assert job["status"] == "failed" and "not a readable picture" in job["error"]
+    published = world.published_job("job-1")
+    assert published["status"] == "failed" and "boom" in published["error"]
+    assert published["image_names"] == []
 
 
 def test_a_notification_for_an_unknown_job_is_not_dropped(world):
     with pytest.raises(UnknownJob):
-        world.dispatch(notification("who-knows", completed=False))
+        world.dispatch(notification("nobody"))
 
 
 def test_a_late_notification_does_not_change_a_finished_job(world):
-    world.dispatch(inference())
+    world.dispatch(generation())
     world.dispatch(notification("job-1", completed=False))
-    versions = len(world.publisher.published)
-    world.dispatch(notification("job-1", output="s3://x/y"))
-    assert world.job("job-1")["status"] == "failed"
-    assert len(world.publisher.published) == versions + 1  # the current snapshot again, unchanged
-    assert (
-        world.publisher.published[-1].envelope.metadata.event_id
-        == world.publisher.published[-2].envelope.metadata.event_id
-    )
+    world.dispatch(notification("job-1"))
+    assert world.job("job-1").status == "failed"
+    assert world.published_job("job-1")["status"] == "failed"
 
 
-def test_the_sweep_fails_overdue_jobs_only(world):
-    world.dispatch(inference(job_id="old", requested_at=NOW - timedelta(hours=1)))
-    world.deps.clock = lambda: NOW - timedelta(hours=1)
-    world.dispatch(inference(job_id="stuck"))
-    world.deps.clock = lambda: NOW
-    world.dispatch(inference(job_id="fresh"))
-    world.dispatch(BusEvent(id="s", source="aws.events", detail_type="Scheduled Event", detail={}))
-    assert world.job("stuck")["status"] == "failed" and "timed out" in world.job("stuck")["error"]
-    assert world.job("fresh")["status"] == "inprogress"
+def test_the_sweep_fails_overdue_jobs_and_reads_only_open_ones(world):
+    for n in range(20):
+        world.dispatch(generation(f"done-{n}"))
+        world.dispatch(notification(f"done-{n}"))
+    world.dispatch(generation("late"))
+    world.table.items_read = 0
+    world.now[0] = NOW + timedelta(seconds=101)
+    world.dispatch(bus_schedule())
+    assert world.published_job("late")["status"] == "failed"
+    assert "timed out" in world.published_job("late")["error"]
+    assert world.table.items_read <= 2  # the open job's index entry and row, not the 20 finished ones
 
 
-def test_merge_goes_to_any_in_service_endpoint(world):
-    world.deps.lookups.apply(
-        EndpointDeploymentChanged(
-            id="dep-1",
-            version=3,
-            endpoint_name="infer-endpoint-a",
-            instance_type="ml.g5.xlarge",
-            initial_instance_count=1,
-            status="success",
-            endpoint_status="InService",
-            start_time=NOW,
-        )
-    )
-    world.deps.lookups.apply(checkpoint("Stable-diffusion", "other.safetensors"))
-    payload = {
-        "primary_model_name": "base.safetensors",
-        "secondary_model_name": "other.safetensors",
-        "interp_method": "Weighted sum",
-        "multiplier": 0.25,
-        "custom_name": "mix",
-    }
-    world.dispatch(bus(ModelMergeRequested(job_id="merge-1", requested_at=NOW, payload=payload)))
-    [(endpoint, input_uri, _)] = world.sagemaker.invocations
-    request = InvocationRequest.model_validate_json(
-        world.s3.get_object(Bucket=BUCKET, Key=input_uri.split("/", 3)[3])["Body"].read()
-    )
-    assert endpoint == "infer-endpoint-a" and request.task == "merge"
-    assert request.merge.multiplier == 0.25 and request.merge.output_s3_uri.endswith(
-        "out/merge-1/result/mix.safetensors"
-    )
+def bus_schedule() -> BusEvent:
+    return BusEvent(id="s", source="aws.scheduler", detail_type="Scheduled Event", detail={})
 
 
-def test_a_finished_merge_registers_the_merged_checkpoint_once_per_job(world):
-    test_merge_goes_to_any_in_service_endpoint(world)
-    merged = f"s3://{BUCKET}/out/merge-1/result/mix.safetensors"
-    answer = {"images": [], "parameters": {}, "info": json.dumps({"output_s3_uri": merged, "merged_keys": 3})}
-    world.s3.put_object(Bucket=BUCKET, Key="sagemaker_output/merge-1.out", Body=json.dumps(answer).encode())
-    for _ in range(2):  # a redelivered notification registers the same checkpoint again
-        world.dispatch(notification("merge-1", output=f"s3://{BUCKET}/sagemaker_output/merge-1.out"))
-    assert world.job("merge-1")["status"] == "succeed"
-    registrations = [r["data"] for r in world.publisher.of_type("CheckpointRegistrationRequested")]
-    assert len({r["checkpoint_id"] for r in registrations}) == 1
-    assert registrations[0]["s3_location"] == f"s3://{BUCKET}/out/merge-1/result/"
-    assert (registrations[0]["filenames"], registrations[0]["checkpoint_type"]) == (
-        ["mix.safetensors"],
-        "Stable-diffusion",
-    )
+def test_the_sweep_leaves_jobs_inside_their_deadline(world):
+    world.dispatch(generation())
+    world.now[0] = NOW + timedelta(seconds=99)
+    world.dispatch(bus_schedule())
+    assert world.job("job-1").status == "inprogress"
 
 
-def test_a_plain_inference_registers_nothing(world):
-    test_success_notification_writes_jpegs_and_params(world)
-    assert world.publisher.of_type("CheckpointRegistrationRequested") == []
+# ---------------------------------------------------------------- interrogation and merge
 
 
-def interrogation(job_id="job-i", task="interrogate_clip", **payload) -> BusEvent:
-    body = {"image": png_b64("green"), "task_type": task, "sagemaker_endpoint_name": "infer-endpoint-a", **payload}
-    return bus(
-        InferenceRequested(
-            job_id=job_id, endpoint_name="infer-endpoint-a", task_type=task, requested_at=NOW, payload=body
-        )
-    )
-
-
-def test_an_interrogation_is_sent_with_its_image_and_no_models(world):
+def test_an_interrogation_is_sent_with_its_image_and_succeeds_with_the_caption(world):
     world.dispatch(interrogation())
-    [(endpoint, input_uri, inference_id)] = world.sagemaker.invocations
-    assert (endpoint, inference_id) == ("infer-endpoint-a", "job-i")
-    request = InvocationRequest.model_validate_json(
-        world.s3.get_object(Bucket=BUCKET, Key=input_uri.split("/", 3)[3])["Body"].read()
-    )
-    assert request.task == "interrogate_clip" and request.checkpoint is None and request.loras == []
-    assert request.payload["image"] == png_b64("green")
-    job = world.job("job-i")
-    assert job["status"] == "inprogress" and job["task_type"] == "interrogate_clip" and job["caption"] is None
-
-
-def test_an_answer_holding_a_caption_succeeds_the_interrogation_with_it(world):
-    world.dispatch(interrogation())
-    answer = {"images": [], "parameters": {}, "info": json.dumps({"caption": "a cat"}), "caption": "a cat"}
-    world.s3.put_object(Bucket=BUCKET, Key="sagemaker_output/job-i.out", Body=json.dumps(answer).encode())
-    world.dispatch(notification("job-i", output=f"s3://{BUCKET}/sagemaker_output/job-i.out"))
-    job = world.job("job-i")
-    assert (job["status"], job["caption"], job["image_names"]) == ("succeed", "a cat", [])
-    assert job["param_name"] == "job-i_param.json"
-    params = json.loads(world.s3.get_object(Bucket=BUCKET, Key="out/job-i/result/job-i_param.json")["Body"].read())
-    assert params == {"parameters": {}, "info": json.dumps({"caption": "a cat"})}
-    assert world.publisher.of_type("CheckpointRegistrationRequested") == []
+    sent = world.sent()
+    assert sent.task == "interrogate_clip" and sent.interrogation.image == PNG and sent.params is None
+    assert sent.results.images == []
+    out = answer(world, "s3://x/job-i.out", caption="a cat on a couch", parameters={}, info="{}")
+    world.dispatch(notification("job-i", output=out))
+    published = world.published_job("job-i")
+    assert (published["status"], published["caption"], published["image_names"]) == ("succeed", "a cat on a couch", [])
 
 
 def test_an_interrogation_answer_without_a_caption_fails_the_job(world):
-    world.dispatch(interrogation(task="interrogate_deepbooru"))
-    answer = {"images": [], "parameters": {}, "info": "{}"}
-    world.s3.put_object(Bucket=BUCKET, Key="sagemaker_output/job-i.out", Body=json.dumps(answer).encode())
-    world.dispatch(notification("job-i", output=f"s3://{BUCKET}/sagemaker_output/job-i.out"))
-    job = world.job("job-i")
-    assert job["status"] == "failed" and "no caption" in job["error"] and job["caption"] is None
+    world.dispatch(interrogation())
+    out = answer(world, "s3://x/job-i.out", parameters={}, info="{}")
+    world.dispatch(notification("job-i", output=out))
+    published = world.published_job("job-i")
+    assert published["status"] == "failed" and "no caption" in published["error"]
 
 
-def test_a_generation_keeps_no_caption(world):
-    test_success_notification_writes_jpegs_and_params(world)
-    assert world.job("job-1")["caption"] is None
+def test_a_finished_merge_registers_the_merged_checkpoint_once_per_job(world):
+    world.dispatch(merge())
+    sent = world.sent()
+    assert sent.task == "merge" and sent.merge.primary == BASE
+    output = sent.merge.output_s3_uri
+    out = answer(world, "s3://x/job-m.out", parameters={}, info=json.dumps({"output_s3_uri": output}))
+    world.dispatch(notification("job-m", output=out))
+    world.dispatch(notification("job-m", output=out))  # redelivered: the same registration again
+    registrations = world.publisher.of_type("CheckpointRegistrationRequested")
+    assert len({r["data"]["checkpoint_id"] for r in registrations}) == 1  # asset-registry keeps one
+    assert registrations[0]["data"]["s3_location"] == f"s3://{BUCKET}/out/job-m/result/"
+    assert registrations[0]["data"]["filenames"] == ["merged.safetensors"]
+
+
+def test_a_generation_registers_nothing_and_keeps_no_caption(world):
+    world.dispatch(generation())
+    world.dispatch(notification("job-1"))
+    assert world.publisher.of_type("CheckpointRegistrationRequested") == []
+    assert world.published_job("job-1").get("caption") is None

@@ -25,7 +25,7 @@ from api_gateway.app import served_routes
 from infra.aws.package import LOCAL_ONLY, SHARED_PACKAGES, service_package
 from infra.catalog import SERVICES
 from infra.core import CORE
-from sdmw_contracts.api.routes import ROUTES
+from sdmw_contracts.api.routes import DATASET_DATA_ALIAS, SEED_ROUTES
 from service_kit.resources import (
     ANY_RESOURCE,
     BUCKET,
@@ -333,8 +333,9 @@ def test_every_statement_names_the_resources_it_is_for(service: str, full_synth:
                 expected = [f"${{{log_group}.Arn}}"]
             elif actions <= BUS_ACTIONS:
                 expected = [BUS_ARN]
-            elif actions <= TABLE_ACTIONS:
-                expected = [f"${{{table_id}.Arn}}"]
+            elif actions <= TABLE_ACTIONS:  # the table and each of its indexes, by name
+                table_arn = f"${{{table_id}.Arn}}"
+                expected = [table_arn, *(f"{table_arn}/index/{index.name}" for index in resources.table.indexes)]
             elif actions <= QUEUE_ACTIONS:
                 expected = [f"${{{queue_id}.Arn}}"]
             elif actions <= SECRET_ACTIONS and len(secrets) == 1:
@@ -643,7 +644,7 @@ def test_every_served_route_and_seed_route_is_a_method(api: dict[str, Any]):
     served = set(served_routes())
     assert served - methods == set(), "routes the edge serves that the API does not front"
     assert methods - served == set(), "methods the API fronts that the edge does not serve"
-    seed = {(route.method, route.path) for route in ROUTES}
+    seed = {(route.method, route.path) for route in SEED_ROUTES} | {("GET", DATASET_DATA_ALIAS)}
     assert seed <= served, f"seed routes not served: {sorted(seed - served)}"
 
 

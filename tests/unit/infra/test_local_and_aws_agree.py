@@ -23,6 +23,7 @@ from infra.catalog import SERVICES
 from infra.core import CORE
 from infra.local.provision import provision
 from infra.local.stack import LocalStack, StackSettings
+from service_kit import resources as declarations
 from tests.unit.infra.conftest import PREFIX, Synth, of_type, ref_id, render, stack_name
 
 SERVICE_NAMES = [resources.service for resources in SERVICES]
@@ -54,6 +55,7 @@ class Local:
     #: Service -> the variables its local processes get beyond the shared AWS configuration.
     process_environments: dict[str, dict[str, str]]
     tables: dict[str, str | None]  # name -> TTL attribute
+    table_keys: dict[str, dict[str, Any]]  # name -> keys, attribute types and indexes (``table_shape``)
     queues: dict[str, dict[str, str]]  # name -> attributes
     queue_names_by_arn: dict[str, str]
     rules: dict[str, dict[str, Any]]  # name -> {bus, pattern, targets}
@@ -95,10 +97,11 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Local:
 def read_back(environments: dict[str, dict[str, str]], run_dir: Path) -> Local:
     sqs, events, sns = boto3.client("sqs"), boto3.client("events"), boto3.client("sns")
     dynamodb, s3 = boto3.client("dynamodb"), boto3.client("s3")
-    tables = {}
+    tables, table_keys = {}, {}
     for table in dynamodb.list_tables()["TableNames"]:
         ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
         tables[table] = ttl.get("AttributeName") if ttl.get("TimeToLiveStatus") == "ENABLED" else None
+        table_keys[table] = table_shape(dynamodb.describe_table(TableName=table)["Table"])
     queues, queue_names_by_arn = {}, {}
     for url in sqs.list_queues().get("QueueUrls", []):
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
@@ -155,6 +158,7 @@ def read_back(environments: dict[str, dict[str, str]], run_dir: Path) -> Local:
         environments=environments,
         process_environments=process_environments,
         tables=tables,
+        table_keys=table_keys,
         queues=queues,
         queue_names_by_arn=queue_names_by_arn,
         rules=rules,
@@ -166,6 +170,23 @@ def read_back(environments: dict[str, dict[str, str]], run_dir: Path) -> Local:
         abort_days=abort_days,
         expiring=expiring,
     )
+
+
+def table_shape(table: dict[str, Any]) -> dict[str, Any]:
+    """A table's keys, attribute types and global secondary indexes, as DescribeTable and CloudFormation both
+    spell them (``KeySchema``, ``AttributeDefinitions``, ``GlobalSecondaryIndexes``)."""
+
+    def keys(schema: list[dict[str, str]]) -> dict[str, str]:
+        return {k["AttributeName"]: k["KeyType"] for k in schema}
+
+    return {
+        "keys": keys(table["KeySchema"]),
+        "attributes": {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]},
+        "indexes": {
+            index["IndexName"]: (keys(index["KeySchema"]), index["Projection"]["ProjectionType"])
+            for index in table.get("GlobalSecondaryIndexes", [])
+        },
+    }
 
 
 def template(full_synth: Synth, service: str) -> dict[str, Any]:
@@ -190,6 +211,21 @@ def test_table_names_and_ttl_agree(service: str, local: Local, full_synth: Synth
     aws_ttl = table.get("TimeToLiveSpecification", {})
     assert local.tables[name] == (aws_ttl.get("AttributeName") if aws_ttl.get("Enabled") else None)
     assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {"pk": "HASH", "sk": "RANGE"}
+
+
+@pytest.mark.parametrize("service", SERVICE_NAMES)
+def test_table_keys_and_indexes_agree_with_the_declaration(service: str, local: Local, full_synth: Synth):
+    resources = BY_NAME[service]
+    (table,) = of_type(template(full_synth, service), "AWS::DynamoDB::Table").values()
+    aws = table_shape(table)
+    assert local.table_keys[resources.table_name(PREFIX)] == aws
+    declared = {
+        index.name: ({index.partition_key: "HASH", index.sort_key: "RANGE"}, index.projection)
+        for index in resources.table.indexes
+    }
+    assert aws["indexes"] == declared
+    snapshot_indexes = (declarations.BY_TYPE, declarations.BY_DUE, declarations.BY_NAME)
+    assert set(declared) == {index.name for index in snapshot_indexes}  # what service_kit.snapshots reads
 
 
 @pytest.mark.parametrize("service", SERVICE_NAMES)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +28,12 @@ from sd_runtime.testing import (
     build_tiny_embedding,
     build_tiny_lora,
     build_tiny_pipeline_dir,
+    result_files,
     write_tiny_single_file,
 )
+from sdmw_contracts.generation import GenerationParams
+from sdmw_contracts.runtime import InvocationRequest, ModelRef, ModelSet
+from sdmw_contracts.s3 import split_s3_uri
 
 BUCKET = "models"
 
@@ -82,8 +88,8 @@ class World:
     runtime: Runtime
     make_runtime: Callable[..., Runtime]
 
-    def ref(self, name: str, key: str | None = None) -> dict[str, str]:
-        return {"name": name, "s3_uri": self.uris[key or name]}
+    def ref(self, name: str, key: str | None = None) -> ModelRef:
+        return ModelRef(name=name, s3_uri=self.uris[key or name])
 
 
 @pytest.fixture
@@ -120,22 +126,64 @@ def world(mocked_aws: None, tiny_models: TinyModels, tmp_path: Path) -> Iterator
     yield World(tiny_models, s3, uris, make_runtime(), make_runtime)
 
 
-def invocation(world: World, task: str = "txt2img", checkpoint: str = "tiny-sd", **payload: Any) -> dict[str, Any]:
-    """An InvocationRequest body with small, fast defaults (32x32, 2 steps, a fixed seed)."""
-    return {
-        "inference_id": "job-1",
-        "task": task,
-        "checkpoint": world.ref(checkpoint),
-        "payload": {"prompt": "a red cube", "width": 32, "height": 32, "steps": 2, "seed": 1234, **payload},
-    }
+_job_numbers = itertools.count(1)
 
 
-def decode(image_b64: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(image_b64))).convert("RGB"), dtype=np.int16)
+def invocation(
+    world: World,
+    task: str = "txt2img",
+    checkpoint: str = "tiny-sd",
+    *,
+    loras: tuple[str, ...] = (),
+    embeddings: tuple[str, ...] = (),
+    controlnets: dict[str, str] | None = None,
+    **params: Any,
+) -> dict[str, Any]:
+    """An InvocationRequest body with small, fast defaults (32x32, 2 steps, a fixed seed), its files in the
+    moto bucket. Each body is a job of its own (``job-<n>``), so its files are not overwritten by the next.
+    ``controlnets`` maps the titles the units use to the uploaded models' names."""
+    job_id = f"job-{next(_job_numbers)}"
+    generation = GenerationParams(
+        **{"prompt": "a red cube", "width": 32, "height": 32, "steps": 2, "seed": 1234, **params}
+    )
+    models = ModelSet(
+        checkpoint=world.ref(checkpoint),
+        loras=[world.ref(name) for name in loras],
+        embeddings=[world.ref(name) for name in embeddings],
+        controlnets={title: world.ref(name) for title, name in (controlnets or {}).items()},
+    )
+    request = InvocationRequest(
+        inference_id=job_id,
+        task=task,
+        models=models,
+        params=generation,
+        results=result_files(BUCKET, job_id, generation.image_count()),
+    )
+    return request.model_dump(mode="json", by_alias=True)
+
+
+def read_object(uri: str) -> bytes:
+    bucket, key = split_s3_uri(uri)
+    return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def pictures_of(response: Any) -> list[Image.Image]:
+    """The images the job wrote to S3, each checked to be a JPEG."""
+    pictures = []
+    for uri in response.files:
+        picture = Image.open(io.BytesIO(read_object(uri)))
+        assert picture.format == "JPEG", uri
+        pictures.append(picture)
+    return pictures
 
 
 def images_of(response: Any) -> list[np.ndarray]:
-    return [decode(image) for image in response.images]
+    return [np.asarray(picture.convert("RGB"), dtype=np.int16) for picture in pictures_of(response)]
+
+
+def parameter_file(results: dict[str, Any]) -> dict[str, Any]:
+    """The job's parameter file, as the seed's clients download it."""
+    return json.loads(read_object(results["prefix"] + results["parameters"]))
 
 
 def png_b64(image: Image.Image, data_url: bool = False) -> str:

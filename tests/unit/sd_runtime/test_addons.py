@@ -16,11 +16,6 @@ def image(world, body):
     return images_of(world.runtime.invoke(body))[0]
 
 
-def with_models(body, **models):
-    body.update(models)
-    return body
-
-
 def test_lora_tags_are_parsed_and_removed_from_the_prompt():
     prompt, weights = extract_lora_tags("a cat, <lora:tinylora:0.6>, sitting <lora:other> <LORA:third:0.5:0.2>")
 
@@ -37,12 +32,12 @@ def test_lora_tags_are_parsed_and_removed_from_the_prompt():
 
 
 def test_lora_changes_the_output_by_its_tag_weight_and_is_unloaded_afterwards(world):
-    lora = [world.ref("tinylora.safetensors")]
+    lora = ("tinylora.safetensors",)
     baseline = image(world, invocation(world, prompt="a red cube"))
 
-    full = world.runtime.invoke(with_models(invocation(world, prompt="a red cube <lora:tinylora:1>"), loras=lora))
-    untagged = image(world, with_models(invocation(world, prompt="a red cube"), loras=lora))
-    zero = image(world, with_models(invocation(world, prompt="a red cube <lora:tinylora:0>"), loras=lora))
+    full = world.runtime.invoke(invocation(world, prompt="a red cube <lora:tinylora:1>", loras=lora))
+    untagged = image(world, invocation(world, prompt="a red cube", loras=lora))
+    zero = image(world, invocation(world, prompt="a red cube <lora:tinylora:0>", loras=lora))
     after = image(world, invocation(world, prompt="a red cube"))
 
     full_image = images_of(full)[0]
@@ -56,23 +51,27 @@ def test_lora_changes_the_output_by_its_tag_weight_and_is_unloaded_afterwards(wo
 
 
 def test_lora_on_a_single_file_checkpoint(world):
-    body = invocation(world, checkpoint="tiny-sd.safetensors", prompt="x <lora:tinylora:0.8>")
+    body = invocation(
+        world, checkpoint="tiny-sd.safetensors", prompt="x <lora:tinylora:0.8>", loras=("tinylora.safetensors",)
+    )
     baseline = image(world, invocation(world, checkpoint="tiny-sd.safetensors", prompt="x"))
 
-    assert np.abs(image(world, with_models(body, loras=[world.ref("tinylora.safetensors")])) - baseline).max() > 10
+    assert np.abs(image(world, body) - baseline).max() > 10
 
 
 def test_textual_inversion_changes_the_output_where_its_name_is_used_and_is_removed_afterwards(world):
-    embeddings = [world.ref("tinyemb.safetensors")]
+    embeddings = ("tinyemb.safetensors",)
     baseline = image(world, invocation(world, prompt="a photo of tinyemb"))
     plain = image(world, invocation(world, prompt="a photo"))
 
-    used = image(world, with_models(invocation(world, prompt="a photo of tinyemb"), embeddings=embeddings))
-    unused = image(world, with_models(invocation(world, prompt="a photo"), embeddings=embeddings))
+    used = image(world, invocation(world, prompt="a photo of tinyemb", embeddings=embeddings))
+    unused = image(world, invocation(world, prompt="a photo", embeddings=embeddings))
     with_clip_skip = image(
         world,
-        with_models(
-            invocation(world, prompt="a photo of tinyemb", override_settings={"CLIP_stop_at_last_layers": 2}),
+        invocation(
+            world,
+            prompt="a photo of tinyemb",
+            override_settings={"CLIP_stop_at_last_layers": 2},
             embeddings=embeddings,
         ),
     )
@@ -94,8 +93,9 @@ def test_lora_and_embedding_together_in_img2img(world):
         prompt="tinyemb <lora:tinylora:0.7>",
         init_images=[png_b64(gradient_image(32, 32))],
         steps=4,
+        loras=("tinylora.safetensors",),
+        embeddings=("tinyemb.safetensors",),
     )
-    body.update(loras=[world.ref("tinylora.safetensors")], embeddings=[world.ref("tinyemb.safetensors")])
 
     assert image(world, body).shape == (32, 32, 3)
 
@@ -104,32 +104,32 @@ def controlnet_unit(model: str, module: str = "canny", **extra):
     return {"enabled": True, "module": module, "model": model, "image": png_b64(gradient_image(64, 64)), **extra}
 
 
-def with_controlnet(world, body, *units, refs=("tiny-controlnet",)):
-    body["payload"]["alwayson_scripts"] = {"controlnet": {"args": list(units)}}
-    body["controlnets"] = [world.ref(ref) for ref in refs]
-    return body
+def with_controlnet(world, *units, controlnets=None, **params):
+    """A request whose units use ``units``; ``controlnets`` maps their titles to models, as the edge resolved
+    them (by default each unit's title to the tiny ControlNet folder)."""
+    if controlnets is None:
+        controlnets = {unit["model"]: "tiny-controlnet" for unit in units}
+    return invocation(world, alwayson_scripts={"controlnet": {"args": list(units)}}, controlnets=controlnets, **params)
 
 
 def test_controlnet_canny_and_none_steer_the_image(world):
     baseline = image(world, invocation(world, width=64, height=64))
 
     canny = world.runtime.invoke(
-        with_controlnet(world, invocation(world, width=64, height=64), controlnet_unit("tiny-controlnet [0f1e2d3c]"))
+        with_controlnet(world, controlnet_unit("tiny-controlnet [0f1e2d3c]"), width=64, height=64)
     )
     none = image(
         world,
         with_controlnet(
             world,
-            invocation(world, width=64, height=64),
             controlnet_unit("tiny_control_canny", module="none", weight=0.8, guidance_end=0.5),
-            refs=("tiny_control_canny.safetensors",),
+            controlnets={"tiny_control_canny": "tiny_control_canny.safetensors"},
+            width=64,
+            height=64,
         ),
     )
     disabled = image(
-        world,
-        with_controlnet(
-            world, invocation(world, width=64, height=64), controlnet_unit("tiny-controlnet", enabled=False)
-        ),
+        world, with_controlnet(world, controlnet_unit("tiny-controlnet", enabled=False), width=64, height=64)
     )
 
     assert np.abs(images_of(canny)[0] - baseline).max() > 10
@@ -141,14 +141,13 @@ def test_controlnet_canny_and_none_steer_the_image(world):
 
 
 def test_controlnet_folder_and_single_file_give_the_same_image(world):
-    folder = image(world, with_controlnet(world, invocation(world), controlnet_unit("tiny-controlnet")))
+    folder = image(world, with_controlnet(world, controlnet_unit("tiny-controlnet")))
     single = image(
         world,
         with_controlnet(
             world,
-            invocation(world),
             controlnet_unit("tiny_control_canny"),
-            refs=("tiny_control_canny.safetensors",),
+            controlnets={"tiny_control_canny": "tiny_control_canny.safetensors"},
         ),
     )
 
@@ -159,13 +158,14 @@ def test_two_controlnet_units_in_img2img_with_hires_and_guess_mode(world):
     init = png_b64(gradient_image(32, 32))
     txt = with_controlnet(
         world,
-        invocation(world, enable_hr=True, hr_scale=2),
         controlnet_unit("tiny-controlnet", threshold_a=50, threshold_b=150),
         controlnet_unit("tiny_control_canny", module="none", control_mode="ControlNet is more important"),
-        refs=("tiny-controlnet", "tiny_control_canny.safetensors"),
+        controlnets={"tiny-controlnet": "tiny-controlnet", "tiny_control_canny": "tiny_control_canny.safetensors"},
+        enable_hr=True,
+        hr_scale=2,
     )
     unit_without_image = {"enabled": True, "module": "canny", "model": "tiny-controlnet"}  # uses the init image
-    img = with_controlnet(world, invocation(world, task="img2img", init_images=[init], steps=4), unit_without_image)
+    img = with_controlnet(world, unit_without_image, task="img2img", init_images=[init], steps=4)
 
     assert image(world, txt).shape == (64, 64, 3)
     assert image(world, img).shape == (32, 32, 3)
@@ -173,9 +173,29 @@ def test_two_controlnet_units_in_img2img_with_hires_and_guess_mode(world):
 
 def test_controlnet_errors_name_the_unit(world):
     with pytest.raises(RequestError, match="preprocessor 'openpose' is not supported; supported: none, canny"):
-        world.runtime.invoke(with_controlnet(world, invocation(world), controlnet_unit("tiny-controlnet", "openpose")))
-    with pytest.raises(RequestError, match=r"ControlNet model 'missing' is not among the request's controlnets"):
-        world.runtime.invoke(with_controlnet(world, invocation(world), controlnet_unit("missing")))
+        world.runtime.invoke(with_controlnet(world, controlnet_unit("tiny-controlnet", "openpose")))
     no_image = {"enabled": True, "module": "canny", "model": "tiny-controlnet"}
     with pytest.raises(RequestError, match="ControlNet unit 0 is enabled but has no image"):
-        world.runtime.invoke(with_controlnet(world, invocation(world), no_image))
+        world.runtime.invoke(with_controlnet(world, no_image))
+
+
+def test_a_unit_whose_model_the_request_does_not_map_is_refused_naming_it_before_any_model_is_fetched(world):
+    # The edge resolved "tiny-controlnet [0f1e2d3c]"; the runtime does not match the second unit's
+    # "tiny-controlnet" to it by any name rule of its own.
+    body = with_controlnet(
+        world,
+        controlnet_unit("tiny-controlnet [0f1e2d3c]"),
+        controlnet_unit("tiny-controlnet"),
+        controlnets={"tiny-controlnet [0f1e2d3c]": "tiny-controlnet"},
+    )
+
+    with pytest.raises(RequestError) as refused:
+        world.runtime.invoke(body)
+
+    assert refused.value.status == 400
+    assert refused.value.message == (
+        "ControlNet unit 1: model 'tiny-controlnet' is not among the request's controlnets "
+        "('tiny-controlnet [0f1e2d3c]')"
+    )
+    assert world.runtime._pipelines is None  # nothing was loaded
+    assert not (world.runtime.settings.cache_dir / "s3").exists()  # nothing was fetched

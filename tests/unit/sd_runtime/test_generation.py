@@ -9,7 +9,15 @@ import pytest
 
 from sd_runtime.errors import RequestError
 from sd_runtime.samplers import SUPPORTED_SAMPLERS
-from tests.unit.sd_runtime.conftest import gradient_image, images_of, invocation, png_b64
+from tests.unit.sd_runtime.conftest import (
+    BUCKET,
+    gradient_image,
+    images_of,
+    invocation,
+    parameter_file,
+    pictures_of,
+    png_b64,
+)
 
 # Equal up to float noise between batched and single runs (pixel values are 0-255).
 CLOSE = 3
@@ -19,12 +27,22 @@ def run(world, **kwargs):
     return world.runtime.invoke(invocation(world, **kwargs))
 
 
-def test_txt2img_gives_batch_size_times_n_iter_images_of_the_requested_size(world):
-    response = run(world, batch_size=2, n_iter=2, width=64, height=32)
+def test_txt2img_writes_batch_size_times_n_iter_jpegs_of_the_requested_size_and_the_parameter_file(world):
+    body = invocation(world, batch_size=2, n_iter=2, width=64, height=32)
+    response = world.runtime.invoke(body)
 
-    images = images_of(response)
-    assert len(images) == 4
-    assert all(image.shape == (32, 64, 3) for image in images)
+    job = body["inference_id"]
+    folder = f"out/{job}/result/"
+    assert response.files == [f"s3://{BUCKET}/{folder}image_{i}.jpg" for i in range(4)]
+    pictures = pictures_of(response)
+    assert [(picture.mode, picture.size) for picture in pictures] == [("RGB", (64, 32))] * 4
+    written = world.s3.list_objects_v2(Bucket=BUCKET, Prefix=folder)["Contents"]
+    assert sorted(item["Key"] for item in written) == sorted(
+        [*(f"{folder}image_{i}.jpg" for i in range(4)), f"{folder}{job}_param.json"]
+    )
+    head = world.s3.head_object(Bucket=BUCKET, Key=f"{folder}image_0.jpg")
+    assert head["ContentType"] == "image/jpeg"
+    assert parameter_file(body["results"]) == {"parameters": response.parameters, "info": response.info}
     info = json.loads(response.info)
     assert info["seed"] == 1234
     assert info["all_seeds"] == [1234, 1235, 1236, 1237]
@@ -170,7 +188,7 @@ def test_img2img_subseed_variation_changes_the_image(world):
 
 
 def test_img2img_needs_an_init_image_and_enough_steps(world):
-    with pytest.raises(RequestError, match="init_images must hold at least one base64 image"):
+    with pytest.raises(RequestError, match=r"img2img needs params\.init_images: at least one base64 image"):
         run(world, task="img2img")
     with pytest.raises(RequestError, match="leave no sampling step"):
         run(world, task="img2img", init_images=[png_b64(gradient_image())], steps=2, denoising_strength=0.2)
@@ -240,6 +258,24 @@ def test_unsupported_inputs_are_refused_or_reported(world):
     assert len(json.loads(response.info)["warnings"]) == 2
 
 
-def test_invalid_payload_is_refused_with_the_field(world):
-    with pytest.raises(RequestError, match=r"invalid payload: width: .*multiple of 8"):
-        run(world, width=30)
+def test_invalid_params_are_refused_with_the_field(world):
+    body = invocation(world)
+    body["params"]["width"] = 30
+
+    with pytest.raises(RequestError, match=r"invalid invocation request: params\.width: .*multiple of 8"):
+        world.runtime.invoke(body)
+
+
+def test_the_runtime_does_not_answer_success_when_it_made_another_number_of_images(world, monkeypatch):
+    from sd_runtime.generate import Generator
+
+    run_plan = Generator.run
+    monkeypatch.setattr(Generator, "run", lambda self, plan: run_plan(self, plan)[:-1])  # one image lost
+    body = invocation(world, batch_size=2)
+
+    with pytest.raises(RuntimeError, match=r"the job made 1 image\(s\) where results\.images names 2"):
+        world.runtime.invoke(body)
+
+    # Nothing is written: a client must not find a parameter file beside a missing picture.
+    written = world.s3.list_objects_v2(Bucket=BUCKET, Prefix=f"out/{body['inference_id']}/")
+    assert written.get("KeyCount") == 0

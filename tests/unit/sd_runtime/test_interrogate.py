@@ -14,7 +14,7 @@ from sd_runtime.errors import RequestError
 from sd_runtime.invocations import Runtime
 from sd_runtime.serve import create_app
 from sd_runtime.settings import Settings
-from sd_runtime.testing import build_tiny_blip
+from sd_runtime.testing import build_tiny_blip, result_files
 from tests.unit.sd_runtime.conftest import BUCKET, gradient_image, png_b64, upload
 
 
@@ -27,8 +27,13 @@ def runtime(tmp_path: Path, caption_model: str | None) -> Runtime:
     return Runtime(Settings(cache_dir=tmp_path / "cache", device="cpu", caption_model=caption_model))
 
 
-def interrogation(task: str = "interrogate_clip", **payload) -> dict:
-    return {"inference_id": "job-1", "task": task, "payload": payload}
+def interrogation(task: str = "interrogate_clip", **params) -> dict:
+    return {
+        "inference_id": "job-1",
+        "task": task,
+        "interrogation": params,
+        "results": result_files(BUCKET, "job-1", 0).model_dump(),
+    }
 
 
 def test_the_tiny_blip_is_a_saved_blip_captioning_model(tiny_blip):
@@ -49,23 +54,29 @@ def test_a_caption_comes_back_from_a_model_in_s3(mocked_aws, tiny_blip, tmp_path
     worker = runtime(tmp_path, uri)
 
     first = worker.invoke(interrogation(image=png_b64(gradient_image(), data_url=True), model="clip"))
-    again = worker.invoke(interrogation(init_images=[png_b64(gradient_image())]))
+    again = worker.invoke(interrogation(image=png_b64(gradient_image())))
 
     assert isinstance(first.caption, str) and first.caption.strip()
     assert again.caption == first.caption  # greedy decoding of the same picture, with the model kept loaded
-    assert first.images == []
+    assert first.files == []
     assert first.parameters == {"model": "clip"}  # the input image is not echoed back
     info = json.loads(first.info)
     assert info["caption"] == first.caption and info["model"] == uri
+    # The parameter file is written as for any job, with the caption in its info; there are no images.
+    written = s3.list_objects_v2(Bucket=BUCKET, Prefix="out/job-1/result/")["Contents"]
+    assert [item["Key"] for item in written] == ["out/job-1/result/job-1_param.json"]
+    document = json.loads(s3.get_object(Bucket=BUCKET, Key="out/job-1/result/job-1_param.json")["Body"].read())
+    assert document == {"parameters": {"model": "clip"}, "info": again.info}
 
 
-def test_a_local_folder_works_too_and_the_server_answers_the_caption(tiny_blip, tmp_path):
+def test_a_local_folder_works_too_and_the_server_answers_the_caption(mocked_aws, tiny_blip, tmp_path):
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
     with TestClient(create_app(runtime(tmp_path, str(tiny_blip)))) as client:
         answer = client.post("/invocations", json=interrogation(image=png_b64(gradient_image())))
         generated = client.post("/invocations", content=b"{}")
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["caption"].strip() and body["images"] == []
+    assert body["caption"].strip() and body["files"] == []
     assert json.loads(body["info"])["caption"] == body["caption"]
     assert generated.status_code == 400 and "caption" not in generated.json()
 
@@ -86,20 +97,19 @@ def test_deepbooru_is_refused_with_a_clear_reason(tiny_blip, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("payload", "message"),
+    ("params", "message"),
     [
-        ({}, "interrogation needs the image"),
-        ({"image": ""}, "interrogation needs the image"),
-        ({"image": "not base64!"}, "image is not a base64-encoded image"),
-        ({"image": "aGVsbG8gd29ybGQ="}, "image is not a base64-encoded image"),
-        ({"init_images": ["aGVsbG8="]}, "init_images[0] is not a base64-encoded image"),
-        ({"image": 42}, "image must be a base64-encoded image"),
+        ({}, "interrogation.image: Field required"),
+        ({"image": ""}, "interrogation.image: Value error, must be base64-encoded data, got an empty string"),
+        ({"image": "not base64!"}, "interrogation.image: Value error, must be base64-encoded data"),
+        ({"image": 42}, "interrogation.image: Input should be a valid string"),
+        ({"image": "aGVsbG8gd29ybGQ="}, "interrogation.image is not a base64-encoded image"),
     ],
 )
-def test_a_bad_or_missing_image_is_a_400_before_any_model_is_loaded(tmp_path, payload, message):
+def test_a_bad_or_missing_image_is_a_400_before_any_model_is_loaded(tmp_path, params, message):
     worker = runtime(tmp_path, str(tmp_path / "no-such-model"))
     with pytest.raises(RequestError) as refused:
-        worker.invoke(interrogation(**payload))
+        worker.invoke(interrogation(**params))
     assert refused.value.status == 400 and message in refused.value.message
     assert worker._captioner is None
 

@@ -10,7 +10,8 @@ from safetensors.torch import load_file, save_file
 
 from sd_runtime.convert import pipeline_folder_to_ldm
 from sd_runtime.errors import RequestError
-from tests.unit.sd_runtime.conftest import BUCKET, images_of, invocation, upload
+from sd_runtime.testing import result_files
+from tests.unit.sd_runtime.conftest import BUCKET, images_of, invocation, parameter_file, upload
 
 W = "model.diffusion_model.w"
 HALF = "first_stage_model.half"
@@ -45,22 +46,23 @@ def small_checkpoints(tmp_path, s3):
     return uris
 
 
-def merge_body(primary, secondary, tertiary=None, method="Weighted sum", multiplier=0.3, **payload):
+def merge_body(primary, secondary, tertiary=None, method="Weighted sum", multiplier=0.3, save_as_half=False):
     def ref(uri):
         return {"name": uri.rsplit("/", 1)[-1], "s3_uri": uri}
 
     return {
         "inference_id": "merge-1",
         "task": "merge",
-        "payload": {"interp_method": method, "multiplier": multiplier, **payload},
         "merge": {
             "primary": ref(primary),
             "secondary": ref(secondary),
             "tertiary": ref(tertiary) if tertiary else None,
             "method": method,
             "multiplier": multiplier,
+            "save_as_half": save_as_half,
             "output_s3_uri": f"s3://{BUCKET}/out/merge-1/merged.safetensors",
         },
+        "results": result_files(BUCKET, "merge-1", 0).model_dump(),
     }
 
 
@@ -84,7 +86,13 @@ def test_weighted_sum_on_small_tensors(world, tmp_path):
     assert torch.equal(out[MISMATCH], torch.zeros(3))  # shapes differ: A's is kept
     assert torch.allclose(out[INPAINT_IN][:, :4], torch.full((2, 4, 1, 1), 1.5))  # shared channels merged
     assert torch.equal(out[INPAINT_IN][:, 4:], torch.ones(2, 5, 1, 1))
-    assert response.images == []
+    assert response.files == []
+    assert response.parameters["multiplier"] == 0.25
+    # The parameter file is written as for any job; a merge makes no images.
+    assert parameter_file(merge_body(uris["a"], uris["b"])["results"]) == {
+        "parameters": response.parameters,
+        "info": response.info,
+    }
     info = json.loads(response.info)
     assert info["output_s3_uri"] == f"s3://{BUCKET}/out/merge-1/merged.safetensors"
     assert info["interp_method"] == "Weighted sum"
@@ -96,7 +104,7 @@ def test_weighted_sum_on_small_tensors(world, tmp_path):
 def test_add_difference_on_small_tensors_and_save_as_half(world, tmp_path):
     uris = small_checkpoints(tmp_path, world.s3)
 
-    world.runtime.invoke(
+    response = world.runtime.invoke(
         merge_body(uris["a"], uris["b"], uris["c"], method="Add difference", multiplier=0.5, save_as_half=True)
     )
 
@@ -106,6 +114,7 @@ def test_add_difference_on_small_tensors_and_save_as_half(world, tmp_path):
     # HALF is in A and B but not C: as in A1111 it contributes no difference.
     assert torch.allclose(out[HALF].float(), torch.tensor([1.0, -1.0]))
     assert torch.allclose(out[INPAINT_IN][:, :4].float(), torch.full((2, 4, 1, 1), 1.5))
+    assert json.loads(response.info)["save_as_half"] is True
 
 
 def test_add_difference_needs_a_tertiary_model(world, tmp_path):
@@ -128,7 +137,7 @@ def test_merging_a_folder_with_a_single_file_gives_a_loadable_single_file(world,
     for key in list(a)[:50] + list(a)[-50:]:
         assert torch.allclose(out[key], 0.7 * a[key] + 0.3 * b[key], atol=1e-6), key
     merged_checkpoint = invocation(world)
-    merged_checkpoint["checkpoint"] = {"name": "merged.safetensors", "s3_uri": info["output_s3_uri"]}
+    merged_checkpoint["models"]["checkpoint"] = {"name": "merged.safetensors", "s3_uri": info["output_s3_uri"]}
     assert images_of(world.runtime.invoke(merged_checkpoint))[0].shape == (32, 32, 3)
 
 

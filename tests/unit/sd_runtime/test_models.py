@@ -43,14 +43,14 @@ def test_the_single_file_layout_converts_back_to_the_same_diffusers_weights(tiny
 
 def test_missing_checkpoints_are_reported_with_their_uri(world):
     missing_file = invocation(world)
-    missing_file["checkpoint"] = {
+    missing_file["models"]["checkpoint"] = {
         "name": "nope.safetensors",
         "s3_uri": f"s3://{BUCKET}/Stable-diffusion/nope.safetensors",
     }
     missing_folder = invocation(world)
-    missing_folder["checkpoint"] = {"name": "nope", "s3_uri": f"s3://{BUCKET}/Stable-diffusion/nope/"}
+    missing_folder["models"]["checkpoint"] = {"name": "nope", "s3_uri": f"s3://{BUCKET}/Stable-diffusion/nope/"}
     missing_bucket = invocation(world)
-    missing_bucket["checkpoint"] = {"name": "x", "s3_uri": "s3://no-such-bucket/x.safetensors"}
+    missing_bucket["models"]["checkpoint"] = {"name": "x", "s3_uri": "s3://no-such-bucket/x.safetensors"}
 
     with pytest.raises(ModelNotFound) as file_error:
         world.runtime.invoke(missing_file)
@@ -66,7 +66,7 @@ def test_missing_checkpoints_are_reported_with_their_uri(world):
 
 def test_missing_lora_is_reported_before_any_generation(world):
     body = invocation(world)
-    body["loras"] = [{"name": "gone.safetensors", "s3_uri": f"s3://{BUCKET}/Lora/gone.safetensors"}]
+    body["models"]["loras"] = [{"name": "gone.safetensors", "s3_uri": f"s3://{BUCKET}/Lora/gone.safetensors"}]
 
     with pytest.raises(ModelNotFound, match=f"LoRA s3://{BUCKET}/Lora/gone.safetensors not found"):
         world.runtime.invoke(body)
@@ -75,7 +75,10 @@ def test_missing_lora_is_reported_before_any_generation(world):
 def test_a_file_that_is_not_a_checkpoint_is_refused_with_a_reason(world):
     world.s3.put_object(Bucket=BUCKET, Key="Stable-diffusion/broken.safetensors", Body=b"not a safetensors file")
     body = invocation(world)
-    body["checkpoint"] = {"name": "broken.safetensors", "s3_uri": f"s3://{BUCKET}/Stable-diffusion/broken.safetensors"}
+    body["models"]["checkpoint"] = {
+        "name": "broken.safetensors",
+        "s3_uri": f"s3://{BUCKET}/Stable-diffusion/broken.safetensors",
+    }
 
     with pytest.raises(RequestError, match=r"checkpoint broken.safetensors \(s3://.*\) could not be loaded"):
         world.runtime.invoke(body)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -11,16 +10,19 @@ import sys
 import time
 
 import httpx
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from sd_runtime.images import decode_image, encode_png, resize_image
+from sd_runtime.images import decode_image, resize_image
 from sd_runtime.samplers import resolve_sampler
 from sd_runtime.seeds import make_noise, plan_seeds, slerp
-from sd_runtime.testing import SD15_SCHEDULER_CONFIG
+from sd_runtime.testing import SD15_SCHEDULER_CONFIG, result_files
+from sdmw_contracts.generation import GenerationParams
+from sdmw_contracts.runtime import InvocationRequest, ModelRef, ModelSet
 from tests.conftest import free_port
-from tests.unit.sd_runtime.conftest import BUCKET, decode, gradient_image, png_b64, upload
+from tests.unit.sd_runtime.conftest import BUCKET, gradient_image, png_b64, upload
 
 
 def test_seed_plan_follows_a1111():
@@ -101,11 +103,13 @@ def test_resize_modes_give_the_requested_size():
         assert resize_image(wide, 64, 16, mode).size == (64, 16)
 
 
-def test_images_round_trip_through_base64_with_the_parameters_chunk():
-    encoded = encode_png(gradient_image(16, 16), "a prompt\nSteps: 2")
+def test_images_are_read_from_base64_or_a_data_url():
+    encoded = png_b64(gradient_image(16, 16))
 
-    assert Image.open(io.BytesIO(base64.b64decode(encoded))).text["parameters"] == "a prompt\nSteps: 2"
-    assert decode_image(f"data:image/png;base64,{encoded}").size == (16, 16)
+    assert decode_image(encoded).size == (16, 16)
+    assert np.array_equal(
+        np.asarray(decode_image(f"data:image/png;base64,{encoded}")), np.asarray(gradient_image(16, 16))
+    )
 
 
 def test_python_m_sd_runtime_serve_answers_ping_and_invocations(moto_server, tiny_models, tmp_path):
@@ -138,18 +142,22 @@ def test_python_m_sd_runtime_serve_answers_ping_and_invocations(moto_server, tin
             assert server.poll() is None, server.stderr.read().decode()
             assert time.monotonic() - started < 30, "no /ping answer within 30 s"
             time.sleep(0.1)
-        body = {
-            "inference_id": "job-http",
-            "task": "img2img",
-            "checkpoint": {"name": "tiny-sd", "s3_uri": checkpoint},
-            "payload": {"prompt": "x", "init_images": [png_b64(gradient_image(32, 32))], "width": 32, "height": 32},
-        }
-        response = httpx.post(
-            f"{url}/invocations", json={**body, "payload": {**body["payload"], "steps": 4}}, timeout=120
+        params = GenerationParams(
+            prompt="x", init_images=[png_b64(gradient_image(32, 32))], width=32, height=32, steps=4
         )
+        request = InvocationRequest(
+            inference_id="job-http",
+            task="img2img",
+            models=ModelSet(checkpoint=ModelRef(name="tiny-sd", s3_uri=checkpoint)),
+            params=params,
+            results=result_files(BUCKET, "job-http", 1),
+        )
+        response = httpx.post(f"{url}/invocations", content=request.model_dump_json(by_alias=True), timeout=120)
 
         assert response.status_code == 200, response.text
-        assert decode(response.json()["images"][0]).shape == (32, 32, 3)
+        assert response.json()["files"] == [f"s3://{BUCKET}/out/job-http/result/image_0.jpg"]
+        written = s3.get_object(Bucket=BUCKET, Key="out/job-http/result/image_0.jpg")["Body"].read()
+        assert Image.open(io.BytesIO(written)).size == (32, 32)
         assert json.loads(response.json()["info"])["sampler_name"] == "Euler a"
     finally:
         server.terminate()

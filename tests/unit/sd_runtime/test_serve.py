@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from sd_runtime.errors import ModelNotFound
 from sd_runtime.serve import create_app
 from sdmw_contracts.runtime import InvocationResponse
-from tests.unit.sd_runtime.conftest import BUCKET, decode, invocation
+from tests.unit.sd_runtime.conftest import BUCKET, images_of, invocation
 
 
 @pytest.fixture
@@ -26,12 +26,16 @@ def test_ping_answers_200(client):
     assert client.get("/ping").status_code == 200
 
 
-def test_invocations_answers_a1111_shaped_json(client, world):
-    response = client.post("/invocations", json=invocation(world, batch_size=2))
+def test_invocations_writes_the_images_and_answers_where_they_are(client, world):
+    request = invocation(world, batch_size=2)
+    response = client.post("/invocations", json=request)
 
     assert response.status_code == 200
+    assert set(response.json()) == {"files", "parameters", "info"}  # no caption: not an interrogation
     body = InvocationResponse.model_validate(response.json())
-    assert [decode(image).shape for image in body.images] == [(32, 32, 3), (32, 32, 3)]
+    prefix = request["results"]["prefix"]
+    assert body.files == [prefix + "image_0.jpg", prefix + "image_1.jpg"]
+    assert [image.shape for image in images_of(body)] == [(32, 32, 3), (32, 32, 3)]
     info = json.loads(body.info)
     assert info["all_seeds"] == [1234, 1235]
     assert body.parameters["prompt"] == "a red cube"
@@ -47,19 +51,21 @@ def test_unknown_sampler_is_a_400_with_a_readable_error(client, world):
 def test_bad_bodies_are_400s(client, world):
     not_json = client.post("/invocations", content=b"{nope", headers={"content-type": "application/json"})
     no_task = client.post("/invocations", json={"inference_id": "x"})
-    bad_payload = client.post("/invocations", json=invocation(world, steps=0))
+    bad_params = invocation(world)
+    bad_params["params"]["steps"] = 0
+    bad_payload = client.post("/invocations", json=bad_params)
 
     assert not_json.status_code == 400
     assert not_json.json()["error"].startswith("the request body is not JSON")
     assert no_task.status_code == 400
     assert "invalid invocation request: task: Field required" in no_task.json()["error"]
     assert bad_payload.status_code == 400
-    assert bad_payload.json()["error"].startswith("invalid payload: steps:")
+    assert bad_payload.json()["error"].startswith("invalid invocation request: params.steps:")
 
 
 def test_missing_checkpoint_is_a_404_naming_it(client, world):
     body = invocation(world)
-    body["checkpoint"] = {"name": "gone", "s3_uri": f"s3://{BUCKET}/Stable-diffusion/gone.safetensors"}
+    body["models"]["checkpoint"] = {"name": "gone", "s3_uri": f"s3://{BUCKET}/Stable-diffusion/gone.safetensors"}
 
     response = client.post("/invocations", json=body)
 

@@ -159,7 +159,7 @@ def test_a_ckpt_single_file_loads_without_the_setting_too(world, tmp_path):
     torch.save(state, tmp_path / "tiny-sd.ckpt")
     uri = upload(world.s3, tmp_path / "tiny-sd.ckpt", "Stable-diffusion/tiny-sd.ckpt")
     body = invocation(world)
-    body["checkpoint"] = {"name": "tiny-sd.ckpt", "s3_uri": uri}
+    body["models"]["checkpoint"] = {"name": "tiny-sd.ckpt", "s3_uri": uri}
 
     runtime = world.make_runtime(single_file_config=None)
     image = images_of(runtime.invoke(body))[0]
@@ -211,7 +211,7 @@ def write_fake(path: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
 def test_other_architectures_are_refused_by_name_with_a_400(world, tmp_path, kind, shapes, named):
     uri = upload(world.s3, write_fake(tmp_path / f"{kind}.safetensors", shapes), f"Stable-diffusion/{kind}.safetensors")
     body = invocation(world)
-    body["checkpoint"] = {"name": f"{kind}.safetensors", "s3_uri": uri}
+    body["models"]["checkpoint"] = {"name": f"{kind}.safetensors", "s3_uri": uri}
 
     with pytest.raises(UnsupportedArchitecture) as refused:
         world.make_runtime(single_file_config=None).invoke(body)
@@ -226,7 +226,7 @@ def test_weights_that_are_not_a_whole_sd1_model_are_a_400_that_says_what_is_miss
     save_file(no_vae, str(tmp_path / "no-vae.safetensors"))
     uri = upload(world.s3, tmp_path / "no-vae.safetensors", "Stable-diffusion/no-vae.safetensors")
     body = invocation(world)
-    body["checkpoint"] = {"name": "no-vae.safetensors", "s3_uri": uri}
+    body["models"]["checkpoint"] = {"name": "no-vae.safetensors", "s3_uri": uri}
 
     with pytest.raises(RequestError, match=r"checkpoint no-vae.safetensors: it has no VAE") as refused:
         world.make_runtime(single_file_config=None).invoke(body)
@@ -245,7 +245,7 @@ def test_merged_single_files_load_without_the_setting(world, tmp_path):
     runtime.invoke(merge_body(world.uris["tiny-sd"], world.uris["tiny-sd-other.safetensors"], multiplier=0.0))
     as_folder = images_of(world.runtime.invoke(invocation(world, checkpoint="tiny-sd")))[0]
     body = invocation(world)
-    body["checkpoint"] = merged
+    body["models"]["checkpoint"] = merged
     assert np.array_equal(images_of(runtime.invoke(body))[0], as_folder)
 
     runtime.invoke(

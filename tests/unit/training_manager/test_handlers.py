@@ -1,4 +1,5 @@
-"""training-manager handlers over a fake SageMaker (a test double) and a real (mocked) table and bucket."""
+"""training-manager handlers over fakes (test doubles) of SageMaker and of the snapshot table, and a real (mocked)
+bucket."""
 
 from __future__ import annotations
 
@@ -23,9 +24,8 @@ from sdmw_contracts.runtime import ModelRef
 from sdmw_contracts.training import TrainingHyperparameters
 from service_kit.events import RecordingPublisher
 from service_kit.messages import BusEvent
-from service_kit.snapshots import SnapshotTable
 from service_kit.storage import S3Storage
-from tests.conftest import create_service_table
+from service_kit.testing import InMemorySnapshotTable
 from training_manager.handlers import Dependencies, UnknownEntity, router
 from training_manager.jobs import TrainJob, checkpoint_id_for
 from training_manager.sagemaker import (
@@ -47,6 +47,7 @@ class FakeTraining:
 
     started: list[TrainingJobSpec] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
+    described: list[str] = field(default_factory=list)
     states: dict[str, TrainingState] = field(default_factory=dict)
     refuse_with: str | None = None
 
@@ -58,6 +59,7 @@ class FakeTraining:
             self.states[spec.name] = TrainingState("InProgress", "Starting")
 
     def describe(self, name: str) -> TrainingState | None:
+        self.described.append(name)
         return self.states.get(name)
 
     def stop(self, name: str) -> None:
@@ -104,7 +106,7 @@ def world(mocked_aws) -> World:
     training = FakeTraining()
     publisher = RecordingPublisher()
     deps = Dependencies(
-        snapshots=SnapshotTable(create_service_table("training-manager"), boto3.resource("dynamodb")),
+        snapshots=InMemorySnapshotTable(),
         storage=S3Storage(BUCKET, s3),
         training=training,
         settings=SETTINGS,
@@ -321,6 +323,23 @@ def test_the_sweep_leaves_running_jobs_alone(world):
     before = len(world.publisher.published)
     world.sweep()
     assert len(world.publisher.published) == before
+
+
+def test_the_sweep_reads_and_asks_about_the_running_jobs_only(world):
+    """Finished jobs, however many, cost the sweep nothing: they are not in the table's due index."""
+    complete_model(world, "m1")
+    done = TrainingState("Completed", "Completed", artifacts=f"s3://{BUCKET}/train/out/")
+    for n in range(20):
+        world.send(train_request(f"done-{n}"), f"done-{n}")
+        world.send(TrainJobUpdateRequested(train_job_id=f"done-{n}", request_id="r", status="Training"), f"done-{n}")
+        world.sagemaker_says(train_job_name(f"done-{n}"), done)
+    world.send(train_request("running"), "running")
+    world.send(TrainJobUpdateRequested(train_job_id="running", request_id="r", status="Training"), "running")
+    world.training.described.clear()
+    reads_before = world.deps.snapshots.items_read
+    world.sweep()
+    assert world.training.described == ["train-running"]
+    assert world.deps.snapshots.items_read - reads_before == 2  # its entry in the due index, and its row
 
 
 def test_events_of_other_training_jobs_are_ignored(world):

@@ -4,6 +4,6 @@ from api_gateway import SERVICE
 from api_gateway.bootstrap import projector
 from service_kit.lambda_entry import lambda_entry
 
-_config, _consumer = projector()
+_settings, _consumer = projector()
 
 handler = lambda_entry(SERVICE, _consumer.handle_batch)

@@ -8,8 +8,8 @@ from service_kit.worker import run_service_worker
 
 
 def main() -> None:
-    config, consumer = projector()
-    run_service_worker(consumer, config, get_logger(SERVICE), RESOURCES)
+    settings, consumer = projector()
+    run_service_worker(consumer, settings, get_logger(SERVICE), RESOURCES)
 
 
 if __name__ == "__main__":

@@ -31,24 +31,15 @@ def deploy_sagemaker_endpoint(body: DeployEndpointRequest, deps: Edge) -> Endpoi
     existing = deps.read_model.endpoint_job_named(endpoint_name, include_failed=False)
     if existing is not None:
         raise conflict(f"endpoint {endpoint_name} already exists (deployment job {existing.id})")
-    initial = EndpointDeploymentChanged(
-        id=job_id,
-        version=0,
-        endpoint_name=endpoint_name,
-        instance_type=body.instance_type,
-        initial_instance_count=body.initial_instance_count,
-        autoscaling_enabled=body.autoscaling_enabled,
-        status="inprogress",
-        start_time=deps.clock(),
-    )
     command = EndpointDeploymentRequested(
         job_id=job_id,
         endpoint_name=endpoint_name,
         instance_type=body.instance_type,
         initial_instance_count=body.initial_instance_count,
         autoscaling_enabled=body.autoscaling_enabled,
-        requested_at=initial.start_time,
+        requested_at=deps.clock(),
     )
+    initial = command.initial_snapshot(version=0)
     record_then_send(deps, [initial], command, correlation_id=job_id)
     return EndpointDeploymentJobView.of(initial)
 

@@ -15,10 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from api_gateway.catalogue import find_model
 from api_gateway.dependencies import EdgeDependencies, edge
-from api_gateway.errors import answers, bounded, not_found
+from api_gateway.errors import ApiError, answers, bounded, not_found
 from api_gateway.routes import JobId, OptionalJobId
+from api_gateway.runnable import CannotRun, resolve_all, resolve_models
 from api_gateway.transitions import record_then_send
 from sdmw_contracts.api.common import seed_time
 from sdmw_contracts.api.inference import (
@@ -39,7 +39,8 @@ from sdmw_contracts.api.inference import (
 )
 from sdmw_contracts.events import InferenceJobChanged, InferenceRequested, ModelMergeRequested
 from sdmw_contracts.events.inference import result_prefix
-from sdmw_contracts.runtime import plain_model_name
+from sdmw_contracts.generation import InterrogationParams
+from sdmw_contracts.runtime import MergeSpec, ModelRef, plain_model_name
 
 router = APIRouter(tags=["inference"])
 Edge = Annotated[EdgeDependencies, Depends(edge)]
@@ -60,56 +61,69 @@ def job_view(job: InferenceJobChanged) -> InferenceJobView:
     )
 
 
-def _initial(
-    deps: EdgeDependencies, job_id: str, task: str, endpoint_name: str | None, models: dict[str, list[str]]
-) -> InferenceJobChanged:
-    return InferenceJobChanged(
-        id=job_id,
-        version=0,
-        task_type=task,
-        endpoint_name=endpoint_name,
-        models=models,
-        status="inprogress",
-        start_time=deps.clock(),
-    )
-
-
 @router.post("/inference-api/inference", responses=answers(503))
 def run_inference(body: InferenceRequest, deps: Edge) -> InferenceResponse:
-    """Starts a txt2img or img2img job on an async endpoint; answers at once with its id."""
+    """Starts a txt2img or img2img job on an async endpoint; answers at once with its id, or with
+    ``status: failed`` and the reason when the endpoint is not in service or a model is unknown."""
     return _submit(deps, str(uuid.uuid4()), body)
 
 
 def _submit(deps: EdgeDependencies, job_id: str, body: InferenceRequest) -> InferenceResponse:
-    initial = _initial(deps, job_id, body.task_type, body.sagemaker_endpoint_name, body.models)
-    payload = body.model_dump(mode="json", by_alias=True)
+    params = body.generation_params()
+    requested_at = deps.clock()
+    endpoint = body.sagemaker_endpoint_name
+    try:
+        deps.directory.endpoint_in_service(endpoint)
+        resolved = resolve_models(deps.directory, body.models, params)
+    except CannotRun as exc:
+        return _failed_at_once(deps, job_id, body.task_type, endpoint, body.models, requested_at, str(exc))
     command = InferenceRequested(
         job_id=job_id,
-        endpoint_name=body.sagemaker_endpoint_name,
+        endpoint_name=endpoint,
         task_type=body.task_type,
-        requested_at=initial.start_time,
+        requested_at=requested_at,
         models=body.models,
-        **deps.claims.hand_over(f"inference-requests/{job_id}.json", payload),
+        resolved=resolved,
+        params=params,
     )
-    record_then_send(deps, [initial], command, correlation_id=job_id)
-    return _started(deps, job_id, body.sagemaker_endpoint_name)
+    record_then_send(deps, [command.initial_snapshot(version=0)], command, correlation_id=job_id)
+    return _started(deps, job_id, endpoint)
 
 
-@router.post("/inference/run-model-merge", responses=answers(503))
+def _failed_at_once(
+    deps: EdgeDependencies,
+    job_id: str,
+    task: str,
+    endpoint: str,
+    models: dict[str, list[str]],
+    requested_at: datetime,
+    reason: str,
+) -> InferenceResponse:
+    """A job that cannot run: recorded as failed, so get-inference-job shows why, and nothing is sent."""
+    job = InferenceJobChanged(
+        id=job_id,
+        version=0,
+        task_type=task,
+        endpoint_name=endpoint,
+        models=models,
+        status="failed",
+        start_time=requested_at,
+        complete_time=requested_at,
+        error=bounded(reason),
+    )
+    deps.read_model.apply(job)
+    return InferenceResponse(inference_id=job_id, status="failed", endpoint_name=endpoint, error=job.error)
+
+
+@router.post("/inference/run-model-merge", responses=answers(400, 503))
 def run_model_merge(body: ModelMergeRequest, deps: Edge) -> ModelMergeResponse:
     """Merges checkpoints on an endpoint as an inference job of task type ``merge``."""
     job_id = str(uuid.uuid4())
-    names = [body.primary_model_name, body.secondary_model_name, body.tertiary_model_name]
-    models = {BASE_MODEL_TYPE: [name for name in names if name]}
-    initial = _initial(deps, job_id, "merge", body.sagemaker_endpoint_name, models)
-    command = ModelMergeRequested(
-        job_id=job_id,
-        endpoint_name=body.sagemaker_endpoint_name,
-        requested_at=initial.start_time,
-        models=models,
-        payload=body.model_dump(mode="json"),
-    )
-    record_then_send(deps, [initial], command, correlation_id=job_id)
+    try:
+        command = _merge_command(deps, job_id, body)
+    except CannotRun as exc:
+        raise ApiError(400, str(exc)) from exc
+    record_then_send(deps, [command.initial_snapshot(version=0)], command, correlation_id=job_id)
     return ModelMergeResponse(
         primary_model_name=body.primary_model_name,
         secondary_model_name=body.secondary_model_name,
@@ -117,6 +131,39 @@ def run_model_merge(body: ModelMergeRequest, deps: Edge) -> ModelMergeResponse:
         inference_id=job_id,
         status="inprogress",
     )
+
+
+def _merge_command(deps: EdgeDependencies, job_id: str, body: ModelMergeRequest) -> ModelMergeRequested:
+    """The merge, its endpoint (the one named, or any in service) and its checkpoints resolved."""
+    directory = deps.directory
+    if body.sagemaker_endpoint_name:
+        endpoint = directory.endpoint_in_service(body.sagemaker_endpoint_name)
+    else:
+        endpoint = directory.any_endpoint_in_service()
+    titles = [name for name in (body.primary_model_name, body.secondary_model_name, body.tertiary_model_name) if name]
+    found = resolve_all(directory, [(BASE_MODEL_TYPE, title) for title in titles])
+
+    def ref(title: str | None) -> ModelRef | None:
+        return found[BASE_MODEL_TYPE, title] if title else None
+
+    merge = MergeSpec(
+        primary=found[BASE_MODEL_TYPE, body.primary_model_name],
+        secondary=found[BASE_MODEL_TYPE, body.secondary_model_name],
+        tertiary=ref(body.tertiary_model_name),
+        method=body.interp_method,
+        multiplier=body.multiplier,
+        save_as_half=body.save_as_half,
+        output_s3_uri=f"s3://{deps.presigner.bucket}/{result_prefix(job_id)}{merged_file_name(job_id, body)}",
+    )
+    return ModelMergeRequested(
+        job_id=job_id, endpoint_name=endpoint, requested_at=deps.clock(), models={BASE_MODEL_TYPE: titles}, merge=merge
+    )
+
+
+def merged_file_name(job_id: str, body: ModelMergeRequest) -> str:
+    """The merged checkpoint's file: the custom name (a safetensors file), or one from the job's id."""
+    name = body.custom_name or f"merged-{job_id[:8]}"
+    return name if name.endswith(".safetensors") else f"{name}.safetensors"
 
 
 @router.get("/inference/list-inference-jobs")
@@ -173,19 +220,11 @@ def _v2_key(job_id: str, what: str) -> str:
 
 def _cannot_run(deps: EdgeDependencies, endpoint_name: str, models: dict[str, list[str]]) -> str | None:
     """Why a job on ``endpoint_name`` with ``models`` cannot run, from the read model; None when it can."""
-    job = deps.read_model.endpoint_job_named(endpoint_name, include_failed=False)
-    if job is None:
-        return f"endpoint {endpoint_name} does not exist"
-    if job.endpoint_status != "InService":
-        return f"endpoint {endpoint_name} is {job.endpoint_status or job.status}, not InService"
-    missing = [
-        f"{name} ({model_type})"
-        for model_type, names in models.items()
-        for name in names
-        if find_model(deps.read_model, model_type, name) is None
-    ]
-    if missing:
-        return f"no Active checkpoint for: {', '.join(missing)}"
+    try:
+        deps.directory.endpoint_in_service(endpoint_name)
+        resolve_models(deps.directory, models, None)
+    except CannotRun as exc:
+        return str(exc)
     return None
 
 
@@ -219,6 +258,8 @@ def run_inference_v2(
 ) -> InferenceV2RunResponse | JSONResponse:
     """Step 3: start the job with the uploaded parameters; it then runs like any inference job."""
     if (existing := deps.read_model.get(InferenceJobChanged, job_id)) is not None:
+        if existing.status == "failed":
+            return _refused(400, existing.error or f"inference job {job_id} failed")
         return InferenceV2RunResponse(inference=_started(deps, existing.id, existing.endpoint_name or ""))
     request = deps.claims.get_json(_v2_key(job_id, "request"))
     if request is None:
@@ -229,16 +270,21 @@ def run_inference_v2(
         return _refused(400, "the parameters uploaded to api_params_s3_upload_url are not JSON")
     if not isinstance(params, dict):
         return _refused(400, "upload the parameters (a JSON object) to api_params_s3_upload_url first")
-    return InferenceV2RunResponse(inference=_start_inference(deps, job_id, {**params, **request}))
+    started = _start_inference(deps, job_id, {**params, **request})
+    return started if isinstance(started, JSONResponse) else InferenceV2RunResponse(inference=started)
 
 
-def _start_inference(deps: EdgeDependencies, job_id: str, body: dict[str, Any]) -> InferenceResponse:
-    """Validate the merged request as ``/inference-api/inference`` does (422 naming the field), then start it."""
+def _start_inference(deps: EdgeDependencies, job_id: str, body: dict[str, Any]) -> InferenceResponse | JSONResponse:
+    """Validate the merged request as ``/inference-api/inference`` does (422 naming the field), then start
+    it; the extension reads a job that cannot run as a 400 with the reason."""
     try:
         request = InferenceRequest.model_validate(body)
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc
-    return _submit(deps, job_id, request)
+    started = _submit(deps, job_id, request)
+    if started.status == "failed":
+        return _refused(400, started.error or "the job cannot run")
+    return started
 
 
 def _started(deps: EdgeDependencies, job_id: str, endpoint_name: str) -> InferenceResponse:
@@ -311,8 +357,6 @@ def run_sagemaker_inference(body: RunSageMakerInferenceRequest, deps: Edge) -> I
     models = body.models or params.get("models") or {}
     if not _is_models_map(models):
         return _refused(400, f"{AIGC_PARAMETERS_KEY}: models must map checkpoint types to lists of names")
-    if reason := _cannot_run(deps, body.sagemaker_endpoint, models):
-        return _refused(400, reason)
     merged = {**params, "task_type": body.task_type, "sagemaker_endpoint_name": body.sagemaker_endpoint}
     return _start_inference(deps, str(uuid.uuid4()), {**merged, "models": models})
 
@@ -352,16 +396,12 @@ def _start_interrogation(
     if reason := _cannot_run(deps, body.sagemaker_endpoint, {}):
         return _refused(400, reason)
     job_id = str(uuid.uuid4())
-    initial = _initial(deps, job_id, body.task_type, body.sagemaker_endpoint, {})
-    # A1111's interrogate body: the image and which interrogator.
-    payload = {"image": image, "model": body.task_type.removeprefix("interrogate_")}
     command = InferenceRequested(
         job_id=job_id,
         endpoint_name=body.sagemaker_endpoint,
         task_type=body.task_type,
-        requested_at=initial.start_time,
-        models={},
-        **deps.claims.hand_over(f"inference-requests/{job_id}.json", payload),
+        requested_at=deps.clock(),
+        interrogation=InterrogationParams(image=image, model=body.task_type.removeprefix("interrogate_")),
     )
-    record_then_send(deps, [initial], command, correlation_id=job_id)
+    record_then_send(deps, [command.initial_snapshot(version=0)], command, correlation_id=job_id)
     return _started(deps, job_id, body.sagemaker_endpoint)

@@ -7,7 +7,7 @@ from training_manager.resources import RESOURCES
 
 def main() -> None:
     app = bootstrap()
-    run_service_worker(app.consumer, app.config, app.deps.logger, RESOURCES)
+    run_service_worker(app.consumer, app.settings, app.deps.logger, RESOURCES)
 
 
 if __name__ == "__main__":
