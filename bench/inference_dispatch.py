@@ -44,6 +44,7 @@ from pathlib import Path
 import boto3
 import requests
 
+from inference_dispatcher.resources import RESOURCES
 from infra.local.stack import REPO_ROOT, LocalStack, StackSettings
 from tests.conftest import free_port
 
@@ -187,7 +188,7 @@ def emulator_ceiling(stack: LocalStack, seconds: float = 5.0) -> float:
     session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=s.region)
     dynamodb = session.client("dynamodb", endpoint_url=s.emulator_url)
     s3 = session.client("s3", endpoint_url=s.emulator_url)
-    table, bucket = f"{s.prefix}-inference-dispatcher", s3.list_buckets()["Buckets"][0]["Name"]
+    table, bucket = RESOURCES.table_name(s.prefix), s3.list_buckets()["Buckets"][0]["Name"]
     key = {"pk": {"S": f"bench-ceiling-{uuid.uuid4()}"}, "sk": {"S": "x"}}
     calls, deadline = 0, time.monotonic() + seconds
     started = time.monotonic()

@@ -13,6 +13,10 @@
 28. ``GET /datasets``
 29. ``GET /{dataset_name}/data`` (also served as ``GET /dataset/{dataset_name}/data``)
 
+Routes 11-15 answer a JSON string (a presigned PUT URL) or a JSON array of
+names, so they have no model here; route 11's bucket rule is
+:data:`BUCKET_NAME_PATTERN`.
+
 Names that end up in object keys (checkpoint file names, multipart tag keys,
 dataset names, dataset item names) are checked by
 :mod:`sdmw_contracts.api.names` so they cannot leave their prefix.
@@ -28,7 +32,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, RootModel, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from sdmw_contracts.api.common import ApiModel, StoredParams
 from sdmw_contracts.api.names import ClientPath, DatasetName, ObjectName, check_unique
@@ -101,47 +105,6 @@ class MultipartUpload(ApiModel):
     s3_signed_urls: list[str] = Field(default_factory=list)
 
 
-# ---------------------------------------------------------------- route 11
-
-
-class PresignedUploadQuery(ApiModel):
-    """``GET /inference/generate-s3-presigned-url-for-uploading?s3_bucket_name=...&key=...``.
-
-    Without ``s3_bucket_name`` the project's bucket is meant; ``key`` is needed
-    (the seed's middleware answered 400 without it).
-    """
-
-    s3_bucket_name: str | None = Field(default=None, examples=["stable-diffusion-aws-extension-aigcbucket"])
-    key: ObjectName = Field(examples=["config/aigc.json"])
-
-    @field_validator("s3_bucket_name")
-    @classmethod
-    def _bucket_name(cls, value: str | None) -> str | None:
-        if value is not None and not BUCKET_NAME_PATTERN.fullmatch(value):
-            raise ValueError("s3_bucket_name must be 3-63 lower-case letters, digits, '.' or '-'")
-        return value
-
-
-class PresignedUploadUrl(RootModel[str]):
-    """A presigned PUT URL, as a JSON string."""
-
-    root: str = Field(
-        examples=[
-            "https://stable-diffusion-aws-extension-aigcbucketa457cb49-1tlr2pqwkosg3.s3.amazonaws.com"
-            "/config/aigc.json?XXX"
-        ]
-    )
-
-
-# ---------------------------------------------------------------- routes 12-15
-
-
-class CatalogueList(RootModel[list[str]]):
-    """The names in one catalogue (LoRA, textual inversion, hypernetwork, ControlNet)."""
-
-    root: list[str] = Field(examples=[["raidenshogun1-000009.safetensors"]])
-
-
 # ---------------------------------------------------------------- routes 20-22
 
 
@@ -203,13 +166,6 @@ class CreateCheckpointResponse(ApiModel):
 class UpdateCheckpointResponse(ApiModel):
     statusCode: int = 200
     checkpoint: CheckpointView
-
-
-class ListCheckpointsQuery(ApiModel):
-    """``GET /checkpoints?status=Active&types=Lora&types=VAE``: repeated parameters, all optional."""
-
-    status: list[str] = Field(default_factory=list, examples=[["Active"]])
-    types: list[str] = Field(default_factory=list, examples=[["Stable-diffusion", "Lora"]])
 
 
 class CheckpointListItem(ApiModel):
@@ -283,12 +239,6 @@ class UpdateDatasetResponse(ApiModel):
     status: DatasetStatus = Field(examples=["Enabled"])
 
 
-class ListDatasetsQuery(ApiModel):
-    """``GET /datasets?dataset_status=Enabled``: repeated parameter, optional."""
-
-    dataset_status: list[str] = Field(default_factory=list, examples=[["Enabled"]])
-
-
 class DatasetListItem(ApiModel):
     """A dataset as ``GET /datasets`` lists it; its ``params`` (``description``...) are merged in, as the
     original system did and the WebUI extension reads."""
@@ -304,12 +254,6 @@ class DatasetListItem(ApiModel):
 class ListDatasetsResponse(ApiModel):
     statusCode: int = 200
     datasets: list[DatasetListItem] = Field(default_factory=list)
-
-
-class DatasetPath(ApiModel):
-    """The path parameter of ``GET /{dataset_name}/data``."""
-
-    dataset_name: DatasetName = Field(examples=["test_dataset"])
 
 
 class DatasetItemView(ApiModel):

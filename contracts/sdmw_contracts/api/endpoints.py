@@ -103,12 +103,6 @@ class DeleteEndpointsRequest(ApiModel):
         return list(dict.fromkeys(names))
 
 
-class GetEndpointDeploymentJobQuery(ApiModel):
-    """GET /inference/get-endpoint-deployment-job?jobID=..."""
-
-    jobID: str
-
-
 class EndpointDeploymentJobView(ApiModel):
     """One job as list-endpoint-deployment-jobs and get-endpoint-deployment-job show it."""
 

@@ -20,7 +20,6 @@ from pydantic import (
     AliasChoices,
     ConfigDict,
     Field,
-    RootModel,
     field_validator,
     model_serializer,
     model_validator,
@@ -151,21 +150,6 @@ class InferenceResponse(_OmitsNoError):
 # ---------------------------------------------------------------- routes 2-5
 
 
-class GetInferenceJobQuery(ApiModel):
-    """``GET /inference/get-inference-job?jobID=...``."""
-
-    jobID: str = Field(min_length=1, examples=["1f9679f3-25b8-4c44-8345-0a845da30094"])
-
-
-class InferenceJobOutputQuery(ApiModel):
-    """``GET /inference/get-inference-job-{image,param}-output?jobID=...``.
-
-    ``jobID`` is optional in the seed: without one the answer is an empty list.
-    """
-
-    jobID: str | None = Field(default=None, examples=["1f9679f3-25b8-4c44-8345-0a845da30094"])
-
-
 class InferenceJobView(_OmitsNoError):
     """One inference job as list-inference-jobs and get-inference-job show it.
 
@@ -191,23 +175,6 @@ class InferenceJobView(_OmitsNoError):
     )
 
     _omitted_when_none: ClassVar[tuple[str, ...]] = ("error", "caption")
-
-
-class InferenceJobList(RootModel[list[InferenceJobView]]):
-    """``GET /inference/list-inference-jobs``: a JSON array of jobs."""
-
-
-class PresignedUrlList(RootModel[list[str]]):
-    """Presigned GET URLs: a job's images, or its one parameter file."""
-
-    root: list[str] = Field(
-        examples=[
-            [
-                "https://stable-diffusion-aws-extension-aigcbucketa457cb49-1tlr2pqwkosg3.s3.amazonaws.com"
-                "/out/1f9679f3-25b8-4c44-8345-0a845da30094/result/image_0.jpg"
-            ]
-        ]
-    )
 
 
 # ---------------------------------------------------------------- route 16

@@ -157,16 +157,6 @@ class UpdateModelResponse(ApiModel):
     job: UpdatedModelJob
 
 
-class ListModelsQuery(ApiModel):
-    """``GET /models?types=Stable-diffusion``: repeated parameters, all optional.
-
-    The seed documents ``types``; its middleware also filtered on ``status``.
-    """
-
-    types: list[str] = Field(default_factory=list, examples=[["Stable-diffusion"]])
-    status: list[str] = Field(default_factory=list, examples=[["Complete"]])
-
-
 class ModelView(ApiModel):
     id: str = Field(examples=[_MODEL_ID_EXAMPLE])
     model_name: str = Field(examples=["testmodelcreation01"])
@@ -302,13 +292,6 @@ class UpdatedTrainJob(ApiModel):
 class UpdateTrainJobResponse(ApiModel):
     statusCode: int = 200
     job: UpdatedTrainJob
-
-
-class ListTrainJobsQuery(ApiModel):
-    """``GET /trains?types=Stable-diffusion&types=Lora``: repeated parameters, optional."""
-
-    types: list[str] = Field(default_factory=list, examples=[["Stable-diffusion"]])
-    status: list[str] = Field(default_factory=list, examples=[["Complete"]])
 
 
 class TrainJobView(ApiModel):

@@ -13,8 +13,9 @@ queue after its caller is gone (``kill -9``, or a poll cancelled at stop): a
 message that arrives meanwhile is received for nobody and stays invisible for
 the visibility it was received with. So messages are received with a lease of
 ``RECEIVE_LEASE_S`` and only the worker that got them extends it to the
-queue's visibility timeout: a message received for nobody is back within the
-lease, not the visibility timeout. The Lambda context's deadline (which
+queue's visibility timeout, while it handles them (the extension is not on a
+job's path): a message received for nobody is back within the lease, not the
+visibility timeout. The Lambda context's deadline (which
 Powertools' idempotency uses as the in-progress record's expiry) is taken
 before the extension, so when a killed worker's messages come back, their
 in-progress records have already expired and they run at once.
@@ -110,9 +111,11 @@ class Worker:
             while not self._stop.is_set():
                 messages = await self._receive(sqs)
                 if messages:
-                    messages, deadline = await self._extend(sqs, messages)
-                if messages:
-                    await self._process(sqs, messages, queue_arn, deadline)
+                    # Taken before the extension: an in-progress record never outlives the message's invisibility.
+                    deadline = time.monotonic() + self._visibility_timeout_s
+                    # Extended while the batch runs, not before: the lease has seconds to spare, a job has not.
+                    extension = asyncio.ensure_future(self._extend(sqs, messages))
+                    await self._process(sqs, messages, queue_arn, deadline, extension)
             self._logger.info("worker stopped")
 
     async def _receive(self, sqs: Any) -> list[dict[str, Any]]:
@@ -160,13 +163,9 @@ class Worker:
         except Exception:
             self._logger.exception("could not hand back what the last poll took; it comes back after the lease")
 
-    async def _extend(self, sqs: Any, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
-        """Extend the lease to the visibility timeout; answers the messages now held and their deadline.
-
-        A message whose extension failed is left alone: it comes back after the lease, untouched.
-        """
-        # Taken before the call: an in-progress record never outlives the message's invisibility.
-        deadline = time.monotonic() + self._visibility_timeout_s
+    async def _extend(self, sqs: Any, messages: list[dict[str, Any]]) -> None:
+        """Extend the lease to the visibility timeout. A message whose extension failed comes back after the
+        lease; its handler is idempotent, as every handler must be for SQS's at-least-once delivery."""
         try:
             answer = await sqs.change_message_visibility_batch(
                 QueueUrl=self._queue_url,
@@ -177,13 +176,13 @@ class Worker:
             )
         except Exception:
             self._logger.exception("could not extend the visibility of received messages; they come back")
-            return [], deadline
-        extended = {entry["Id"] for entry in answer.get("Successful", [])}
+            return
         for failure in answer.get("Failed", []):
             self._logger.warning("could not extend a message's visibility; it comes back", extra={"failure": failure})
-        return [m for i, m in enumerate(messages) if str(i) in extended], deadline
 
-    async def _process(self, sqs: Any, messages: list[dict[str, Any]], queue_arn: str, deadline: float) -> None:
+    async def _process(
+        self, sqs: Any, messages: list[dict[str, Any]], queue_arn: str, deadline: float, extension: asyncio.Future
+    ) -> None:
         event = {"Records": [lambda_record(m, queue_arn, self._region) for m in messages]}
         context = LocalLambdaContext(
             function_name=self._logger.service,
@@ -191,6 +190,7 @@ class Worker:
             aws_request_id=str(uuid.uuid4()),
         )
         result = await asyncio.to_thread(self._consumer.handle_batch, event, context)
+        await extension  # so a later visibility change (a retry's back-off) is not undone by it
         failed = {item["itemIdentifier"] for item in result.get("batchItemFailures", [])}
         done = [m for m in messages if m["MessageId"] not in failed]
         if done:

@@ -131,3 +131,88 @@ def test_the_served_openapi_gives_every_seed_route_its_models(mocked_aws):
             assert "requestBody" not in operation, route
         else:
             assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"], route
+
+
+# ---------------------------------------------------------------- query and path parameters
+
+KEY = {"x-api-key": "key-one"}
+UPLOAD = "/prod/inference/generate-s3-presigned-url-for-uploading"
+SEED_JOB_ID = "1f9679f3-25b8-4c44-8345-0a845da30094"
+
+
+@pytest.mark.parametrize(
+    ("url", "params", "status"),
+    [
+        ("/prod/inference/get-inference-job", {"jobID": SEED_JOB_ID}, 404),
+        ("/prod/inference/get-inference-job-image-output", {"jobID": SEED_JOB_ID}, 404),
+        ("/prod/inference/get-inference-job-param-output", {}, 200),
+        ("/prod/inference/get-endpoint-deployment-job", {"jobID": SEED_JOB_ID}, 404),
+        (UPLOAD, {"key": "config/aigc.json"}, 200),
+        (UPLOAD, {"key": "config/aigc.json", "s3_bucket_name": "edge-bucket"}, 200),
+        ("/prod/checkpoints", [("status", "Active"), ("types", "Stable-diffusion"), ("types", "Lora")], 200),
+        ("/prod/datasets", [("dataset_status", "Enabled"), ("dataset_status", "Disabled")], 200),
+        ("/prod/models", [("types", "Stable-diffusion"), ("status", "Complete")], 200),
+        ("/prod/trains", [("types", "Stable-diffusion"), ("types", "Lora"), ("status", "Complete")], 200),
+        ("/prod/test_dataset/data", {}, 404),
+        ("/prod/dataset/my%20cats/data", {}, 404),
+    ],
+)
+def test_the_seeds_query_and_path_examples_are_accepted(mocked_aws, url, params, status):
+    response = edge(RecordingPublisher()).get(url, params=params, headers=KEY)
+    assert response.status_code == status, response.text
+
+
+@pytest.mark.parametrize(
+    ("url", "params", "field", "fragment"),
+    [
+        ("/prod/inference/get-inference-job", {"jobID": ""}, "jobID", "at least 1 character"),
+        ("/prod/inference/get-endpoint-deployment-job", {"jobID": ""}, "jobID", "at least 1 character"),
+        (UPLOAD, {}, "key", "required"),
+        (UPLOAD, {"key": "/etc/passwd"}, "key", "start with '/'"),
+        (UPLOAD, {"key": "config/../../x"}, "key", "'..'"),
+        (UPLOAD, {"key": "config/a.json", "s3_bucket_name": "Bad_Bucket"}, "s3_bucket_name", "pattern"),
+        (UPLOAD, {"key": "config/a.json", "s3_bucket_name": "ab"}, "s3_bucket_name", "pattern"),
+        ("/prod/dataset/%2E%2E/data", {}, "dataset_name", "'..'"),
+        ("/prod/%2E%2E/data", {}, "dataset_name", "'..'"),
+        ("/prod/dataset/%20cats/data", {}, "dataset_name", "inner space"),
+    ],
+)
+def test_bad_query_and_path_parameters_are_422_naming_them(mocked_aws, url, params, field, fragment):
+    response = edge(RecordingPublisher()).get(url, params=params, headers=KEY)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["detail"]
+    assert problem["loc"][-1] == field and fragment in problem["msg"], problem
+
+
+def test_a_well_formed_bucket_other_than_the_projects_is_400(mocked_aws):
+    params = {"key": "config/a.json", "s3_bucket_name": "someone-elses-bucket"}
+    response = edge(RecordingPublisher()).get(UPLOAD, params=params, headers=KEY)
+    assert response.status_code == 400 and "project's bucket" in response.json()["error"]
+
+
+def test_the_openapi_document_shows_the_seeds_examples_and_the_bucket_rule(mocked_aws):
+    paths = edge(RecordingPublisher()).get("/prod/openapi.json", headers=KEY).json()["paths"]
+
+    def parameter(path: str, name: str) -> dict:
+        [found] = [p for p in paths[path]["get"]["parameters"] if p["name"] == name]
+        return found
+
+    def answer_example(path: str):
+        return paths[path]["get"]["responses"]["200"]["content"]["application/json"]["example"]
+
+    for path in ("/prod/inference/get-inference-job", "/prod/inference/get-endpoint-deployment-job"):
+        assert parameter(path, "jobID")["schema"]["examples"] == [SEED_JOB_ID]
+    assert parameter(UPLOAD, "key")["examples"]["seed"]["value"] == "config/aigc.json"
+    bucket = parameter(UPLOAD, "s3_bucket_name")["schema"]
+    assert bucket["anyOf"][0]["pattern"] == "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+    assert bucket["examples"] == ["stable-diffusion-aws-extension-aigcbucket"]
+    assert parameter("/prod/checkpoints", "types")["schema"]["examples"] == [["Stable-diffusion", "Lora"]]
+    assert parameter("/prod/datasets", "dataset_status")["schema"]["examples"] == [["Enabled"]]
+    assert parameter("/prod/models", "status")["schema"]["examples"] == [["Complete"]]
+    assert parameter("/prod/trains", "types")["schema"]["examples"] == [["Stable-diffusion"]]
+    assert parameter("/prod/{dataset_name}/data", "dataset_name")["examples"]["seed"]["value"] == "test_dataset"
+    assert answer_example(UPLOAD).endswith("/config/aigc.json?XXX")
+    assert answer_example("/prod/inference/get-lora-list") == ["raidenshogun1-000009.safetensors"]
+    for path in ("/prod/inference/get-inference-job-image-output", "/prod/inference/get-inference-job-param-output"):
+        assert answer_example(path)[0].endswith(f"/out/{SEED_JOB_ID}/result/image_0.jpg")
+    assert paths[UPLOAD]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["type"] == "string"

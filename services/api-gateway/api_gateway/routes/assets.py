@@ -5,13 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, conflict, not_found
 from api_gateway.presign import ExpiryTooLong
+from api_gateway.routes import example_answer
 from api_gateway.transitions import await_first_owner_snapshot, await_outcome, record_then_send, send
 from sdmw_contracts.api.assets import (
+    BUCKET_NAME_PATTERN,
     CheckpointListItem,
     CheckpointView,
     CreateCheckpointRequest,
@@ -65,11 +67,26 @@ def _expiry(deps: EdgeDependencies, expires_in: int | None) -> int:
 # ---------------------------------------------------------------- route 11
 
 
-@router.get("/inference/generate-s3-presigned-url-for-uploading", responses=answers(400))
+_UPLOAD_URL_EXAMPLE = (
+    "https://stable-diffusion-aws-extension-aigcbucketa457cb49-1tlr2pqwkosg3.s3.amazonaws.com/config/aigc.json?XXX"
+)
+
+
+@router.get(
+    "/inference/generate-s3-presigned-url-for-uploading",
+    responses={**answers(400), **example_answer(_UPLOAD_URL_EXAMPLE)},
+)
 def generate_s3_presigned_url_for_uploading(
     deps: Edge,
-    key: Annotated[ObjectName, Query()],
-    s3_bucket_name: Annotated[str | None, Query(max_length=63)] = None,
+    key: Annotated[ObjectName, Query(openapi_examples={"seed": {"value": "config/aigc.json"}})],
+    s3_bucket_name: Annotated[
+        str | None,
+        Query(
+            max_length=63,
+            pattern=BUCKET_NAME_PATTERN.pattern,
+            examples=["stable-diffusion-aws-extension-aigcbucket"],
+        ),
+    ] = None,
     expires_in: ExpiresIn = None,
 ) -> str:
     """A presigned PUT URL into the project's bucket, only under the allowed prefixes."""
@@ -97,7 +114,13 @@ def _catalogue(checkpoint_type: str):
 
 
 for _path, _type in CATALOGUES.items():
-    router.add_api_route(_path, _catalogue(_type), methods=["GET"], summary=f"Active {_type} checkpoints")
+    router.add_api_route(
+        _path,
+        _catalogue(_type),
+        methods=["GET"],
+        summary=f"Active {_type} checkpoints",
+        responses=example_answer(["raidenshogun1-000009.safetensors"]),
+    )
 
 
 # ---------------------------------------------------------------- routes 20-22
@@ -164,8 +187,8 @@ def update_checkpoint(body: UpdateCheckpointRequest, deps: Edge) -> UpdateCheckp
 @router.get("/checkpoints")
 def list_checkpoints(
     deps: Edge,
-    status: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies query defaults
-    types: Annotated[list[str], Query()] = [],  # noqa: B006
+    status: Annotated[list[str], Query(examples=[["Active"]])] = [],  # noqa: B006 - FastAPI copies query defaults
+    types: Annotated[list[str], Query(examples=[["Stable-diffusion", "Lora"]])] = [],  # noqa: B006
 ) -> ListCheckpointsResponse:
     found = [
         c
@@ -227,7 +250,7 @@ def update_dataset(body: UpdateDatasetRequest, deps: Edge) -> UpdateDatasetRespo
 @router.get("/datasets")
 def list_datasets(
     deps: Edge,
-    dataset_status: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies query defaults
+    dataset_status: Annotated[list[str], Query(examples=[["Enabled"]])] = [],  # noqa: B006 - FastAPI copies query defaults
 ) -> ListDatasetsResponse:
     found = [d for d in deps.read_model.list(DatasetChanged) if not dataset_status or d.status in dataset_status]
     found.sort(key=lambda d: d.created_at, reverse=True)
@@ -254,7 +277,11 @@ def _shown_params(params: dict) -> dict:
     return {key: value for key, value in params.items() if key not in _DATASET_KEYS}
 
 
-def dataset_data(dataset_name: DatasetName, deps: Edge, expires_in: ExpiresIn = None) -> DatasetDataResponse:
+def dataset_data(
+    dataset_name: Annotated[DatasetName, Path(openapi_examples={"seed": {"value": "test_dataset"}})],
+    deps: Edge,
+    expires_in: ExpiresIn = None,
+) -> DatasetDataResponse:
     """The dataset's items, each with a presigned ``preview_url``."""
     items = deps.read_model.dataset_items(dataset_name)
     if items is None:

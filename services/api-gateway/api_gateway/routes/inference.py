@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, bounded, not_found
-from api_gateway.routes import JobId, OptionalJobId
+from api_gateway.routes import JobId, OptionalJobId, example_answer
 from api_gateway.runnable import CannotRun, resolve_all, resolve_models
 from api_gateway.transitions import record_then_send
 from sdmw_contracts.api.common import seed_time
@@ -184,7 +184,16 @@ def get_inference_job(jobID: JobId, deps: Edge) -> InferenceJobView:
     return job_view(_job(deps, jobID))
 
 
-@router.get("/inference/get-inference-job-image-output", responses=answers(404))
+#: A presigned GET URL of a job's output, as the seed shows it.
+_OUTPUT_URL_EXAMPLE = [
+    "https://stable-diffusion-aws-extension-aigcbucketa457cb49-1tlr2pqwkosg3.s3.amazonaws.com"
+    "/out/1f9679f3-25b8-4c44-8345-0a845da30094/result/image_0.jpg"
+]
+
+
+@router.get(
+    "/inference/get-inference-job-image-output", responses={**answers(404), **example_answer(_OUTPUT_URL_EXAMPLE)}
+)
 def get_inference_job_image_output(deps: Edge, jobID: OptionalJobId = None) -> list[str]:
     """Presigned URLs of the job's images (none until it succeeded)."""
     if not jobID:
@@ -194,7 +203,9 @@ def get_inference_job_image_output(deps: Edge, jobID: OptionalJobId = None) -> l
     return [deps.presigner.get_url(result_prefix(job.id) + name, expires_s) for name in job.image_names]
 
 
-@router.get("/inference/get-inference-job-param-output", responses=answers(404))
+@router.get(
+    "/inference/get-inference-job-param-output", responses={**answers(404), **example_answer(_OUTPUT_URL_EXAMPLE)}
+)
 def get_inference_job_param_output(deps: Edge, jobID: OptionalJobId = None) -> list[str]:
     """A presigned URL of the job's parameter file (none until it succeeded)."""
     if not jobID:

@@ -177,8 +177,8 @@ def _transition(deps: EdgeDependencies, job: Job, wanted: str, started: str, com
 @router.get("/models")
 def list_models(
     deps: Edge,
-    types: Annotated[list[str], Query(max_length=16)] = [],  # noqa: B006 - FastAPI copies query defaults
-    status: Annotated[list[str], Query(max_length=16)] = [],  # noqa: B006
+    types: Annotated[list[str], Query(max_length=16, examples=[["Stable-diffusion"]])] = [],  # noqa: B006 - FastAPI copies query defaults
+    status: Annotated[list[str], Query(max_length=16, examples=[["Complete"]])] = [],  # noqa: B006
 ) -> ListModelsResponse:
     found = [
         m
@@ -343,8 +343,8 @@ def update_train_job(body: UpdateTrainJobRequest, deps: Edge) -> UpdateTrainJobR
 @router.get("/trains")
 def list_train_jobs(
     deps: Edge,
-    types: Annotated[list[str], Query(max_length=16)] = [],  # noqa: B006 - FastAPI copies query defaults
-    status: Annotated[list[str], Query(max_length=16)] = [],  # noqa: B006
+    types: Annotated[list[str], Query(max_length=16, examples=[["Stable-diffusion"]])] = [],  # noqa: B006 - FastAPI copies query defaults
+    status: Annotated[list[str], Query(max_length=16, examples=[["Complete"]])] = [],  # noqa: B006
 ) -> ListTrainJobsResponse:
     found = [
         j
