@@ -10,7 +10,13 @@ from service_kit.config import ServiceSettings, topic_arn_field
 from service_kit.sagemaker import ASYNC_ERROR_TOPIC, ASYNC_SUCCESS_TOPIC
 
 #: sd-runtime's settings that the deployment chooses; every endpoint's container gets those that are set.
-RUNTIME_SETTINGS_PASSED_ON = ("sd_runtime_caption_model", "sd_runtime_single_file_config", "sd_runtime_pipeline_cache")
+RUNTIME_SETTINGS_PASSED_ON = (
+    "sd_runtime_caption_model",
+    "sd_runtime_single_file_config",
+    "sd_runtime_pipeline_cache",
+    "sd_runtime_channels_last",
+    "sd_runtime_compile_unet",
+)
 
 
 class EndpointManagerSettings(ServiceSettings):
@@ -24,6 +30,9 @@ class EndpointManagerSettings(ServiceSettings):
     sd_runtime_caption_model: str = ""
     sd_runtime_single_file_config: str = ""
     sd_runtime_pipeline_cache: str = ""
+    #: Speed settings the GPU benchmark decides (sd-runtime's README, "Performance"); off unless set.
+    sd_runtime_channels_last: str = ""
+    sd_runtime_compile_unet: str = ""
 
     def container_environment(self) -> dict[str, str]:
         """What the container sees: SageMaker gives a container only its model's Environment, nothing else."""

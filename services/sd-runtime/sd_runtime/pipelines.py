@@ -11,6 +11,11 @@ needs the diffusers configs and tokenizer of the architecture, never taken
 from the Hugging Face Hub: ``SD_RUNTIME_SINGLE_FILE_CONFIG`` names them when
 it is set; otherwise ``sd_runtime.single_file`` builds them from SD 1.5's
 configs and the file's own tensor shapes (SD 1.x checkpoints).
+
+Every loaded pipeline gets PyTorch's scaled-dot-product attention
+(``AttnProcessor2_0``) in its UNet and VAE, and, when the settings ask for
+them, channels-last UNet and VAE (``SD_RUNTIME_CHANNELS_LAST``) and a
+``torch.compile``d UNet (``SD_RUNTIME_COMPILE_UNET``); see ``prepare_for_speed``.
 """
 
 from __future__ import annotations
@@ -54,6 +59,31 @@ def pipeline_from_single_file(path: Path, config: Path, dtype: Any, **options: A
         requires_safety_checker=False,
         **options,
     )
+
+
+def prepare_for_speed(pipe: Any, *, channels_last: bool = False, compile_mode: str | None = None) -> Any:
+    """Set ``pipe`` up once, after it is loaded and on its device: SDPA attention always, then
+    channels-last UNet and VAE and a compiled UNet when asked. Returns ``pipe``.
+
+    SDPA is diffusers' default on torch 2; setting it here keeps it so whatever a checkpoint's
+    loading did. The UNet is compiled in place (``unet.compile(mode=...)``, i.e.
+    ``torch.compile`` of its call): ``pipe.unet`` stays a diffusers model, which diffusers'
+    LoRA loading and unloading require (``unload_lora_weights`` skips a ``torch.compile``
+    wrapper, so a LoRA would stay in the cached pipeline). No ``fullgraph``: a graph break (a
+    layer a request adds) then runs eagerly instead of failing the request; with no break the
+    compiled code is the same. Compilation itself happens on the first call for each shape
+    (size, batch), so that request is slow.
+    """
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    pipe.unet.set_attn_processor(AttnProcessor2_0())
+    pipe.vae.set_attn_processor(AttnProcessor2_0())
+    if channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+    if compile_mode and getattr(pipe.unet, "_compiled_call_impl", None) is None:
+        pipe.unet.compile(mode=compile_mode)
+    return pipe
 
 
 class LRUCache(Generic[K, V]):
@@ -133,7 +163,9 @@ class PipelineCache:
             ) from None
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
-        return pipe
+        return prepare_for_speed(
+            pipe, channels_last=self.settings.channels_last, compile_mode=self.settings.compile_unet
+        )
 
     def _load_folder(self, path: Path, uri: str) -> Any:
         from diffusers import StableDiffusionPipeline

@@ -26,6 +26,10 @@ class Settings:
     #: A saved BLIP captioning model (transformers ``BlipForConditionalGeneration`` and ``BlipProcessor``):
     #: an s3:// prefix or a local folder. ``interrogate_clip`` needs it; see README ("Interrogation").
     caption_model: str | None = None
+    #: Put each loaded checkpoint's UNet and VAE in ``torch.channels_last`` memory format.
+    channels_last: bool = False
+    #: ``torch.compile`` mode for each loaded checkpoint's UNet ("max-autotune", ...); None leaves it eager.
+    compile_unet: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -38,6 +42,8 @@ class Settings:
             dtype=os.environ.get("SD_RUNTIME_DTYPE") or None,
             single_file_config=os.environ.get("SD_RUNTIME_SINGLE_FILE_CONFIG") or None,
             caption_model=os.environ.get("SD_RUNTIME_CAPTION_MODEL") or None,
+            channels_last=_flag("SD_RUNTIME_CHANNELS_LAST"),
+            compile_unet=_compile_mode("SD_RUNTIME_COMPILE_UNET"),
         )
 
 
@@ -52,3 +58,32 @@ def _positive_int(name: str, default: int) -> int:
     if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}")
     return value
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+#: torch.compile's modes; "1"/"true" means the first.
+COMPILE_MODES = ("max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead", "default")
+
+
+def _flag(name: str) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if not raw or raw in _FALSE:
+        return False
+    if raw in _TRUE:
+        return True
+    raise ValueError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
+def _compile_mode(name: str) -> str | None:
+    """Unset or false: no compilation; true: "max-autotune"; or one of torch.compile's mode names."""
+    raw = (os.environ.get(name) or "").strip().lower()
+    if not raw or raw in _FALSE:
+        return None
+    if raw in _TRUE:
+        return COMPILE_MODES[0]
+    if raw in COMPILE_MODES:
+        return raw
+    raise ValueError(
+        f"{name} must be 0/false, 1/true or a torch.compile mode ({', '.join(COMPILE_MODES)}), got {raw!r}"
+    )

@@ -225,9 +225,18 @@ def test_the_deployments_runtime_settings_reach_every_endpoints_container(monkey
     from endpoint_manager.settings import EndpointManagerSettings
     from tests.conftest import SERVICE_ENVIRONMENT
 
-    environ = {"SD_RUNTIME_CAPTION_MODEL": "s3://b/blip/", "SD_RUNTIME_SINGLE_FILE_CONFIG": "", "HOME": "/root"}
+    environ = {
+        "SD_RUNTIME_CAPTION_MODEL": "s3://b/blip/",
+        "SD_RUNTIME_SINGLE_FILE_CONFIG": "",
+        "SD_RUNTIME_COMPILE_UNET": "max-autotune-no-cudagraphs",
+        "HOME": "/root",
+    }
     for name, value in {**SERVICE_ENVIRONMENT, **environ, "SDMW_BUCKET": "b"}.items():
         monkeypatch.setenv(name, value)
     settings = EndpointManagerSettings()
-    expected = {"SDMW_BUCKET": "b", "SD_RUNTIME_CAPTION_MODEL": "s3://b/blip/"}
+    expected = {
+        "SDMW_BUCKET": "b",
+        "SD_RUNTIME_CAPTION_MODEL": "s3://b/blip/",
+        "SD_RUNTIME_COMPILE_UNET": "max-autotune-no-cudagraphs",
+    }
     assert settings.container_environment() == settings.runtime().container_environment == expected
