@@ -39,7 +39,13 @@ def title_names_file(title: str, filename: str) -> bool:
     the file's name with or without its extension names it.
     """
     name = plain_model_name(title)
-    return bool(name) and (name == filename or name == filename.rpartition(".")[0])
+    return bool(name) and name in names_of_file(filename)
+
+
+def names_of_file(filename: str) -> tuple[str, ...]:
+    """The names a model file answers to: its file name, and its stem when it has an extension."""
+    stem = filename.rpartition(".")[0]
+    return (filename, stem) if stem else (filename,)
 
 
 class ModelRef(BaseModel):

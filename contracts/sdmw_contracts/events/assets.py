@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from sdmw_contracts.envelope import Command, EntityChanged
-from sdmw_contracts.runtime import ModelRef, plain_model_name, title_names_file
+from sdmw_contracts.runtime import ModelRef, names_of_file, plain_model_name, title_names_file
 
 #: A checkpoint holding this file is a diffusers folder.
 DIFFUSERS_INDEX = "model_index.json"
@@ -163,7 +163,7 @@ class CheckpointChanged(EntityChanged):
 
     def lookup_names(self) -> list[str]:
         """Every name ``model_named`` answers to, under the checkpoint's type: what ``model_lookup_name`` asks for."""
-        names = {name for file in self.files for name in (file.filename, file.filename.rpartition(".")[0]) if name}
+        names = {name for file in self.files for name in names_of_file(file.filename) if name}
         if DIFFUSERS_INDEX in self.filenames and self.params.get("new_model_name"):
             names.add(str(self.params["new_model_name"]))
         return sorted(f"{self.checkpoint_type}/{name}" for name in names)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from sdmw_contracts.events import EndpointDeploymentChanged, InferenceJobChanged
 from service_kit.events import RecordingPublisher
-from tests.unit.api_gateway.conftest import EDGE_BUCKET, in_process_edge
+from tests.unit.api_gateway.conftest import EDGE_BUCKET, in_process_edge, in_service_endpoint
 
 BUCKET = EDGE_BUCKET
 KEY = {"x-api-key": "key"}
@@ -37,16 +37,7 @@ def edge(mocked_aws):
 
 
 def endpoint(status: str, name: str = ENDPOINT) -> EndpointDeploymentChanged:
-    return EndpointDeploymentChanged(
-        id=f"dep-{name}",
-        version=3,
-        endpoint_name=name,
-        instance_type="ml.g5.xlarge",
-        initial_instance_count=1,
-        status="success" if status == "InService" else "inprogress",
-        endpoint_status=status,
-        start_time=NOW,
-    )
+    return in_service_endpoint(name, status, NOW)
 
 
 def upload_params(s3, params: dict) -> None:

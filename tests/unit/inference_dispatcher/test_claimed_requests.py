@@ -8,7 +8,6 @@ import io
 import json
 import os
 import time
-import uuid
 
 import boto3
 import pytest
@@ -22,10 +21,10 @@ from sdmw_contracts.runtime import InvocationRequest
 from service_kit.claims import CLAIM_ABOVE_BYTES, EventClaims
 from service_kit.events import EventBridgePublisher, RecordingPublisher
 from service_kit.testing import InMemorySnapshotTable
-from service_kit.worker import LocalLambdaContext, lambda_record
+from service_kit.worker import LocalLambdaContext
 from tests.unit.api_gateway.conftest import EDGE_BUCKET, in_process_edge, ready_to_run
 from tests.unit.inference_dispatcher.test_handlers import FakeSageMakerAsync
-from tests.unit.service_kit.test_claims import FakeEvents
+from tests.unit.service_kit.test_claims import FakeEvents, as_sqs_event
 
 ENDPOINT = "infer-endpoint-a"
 MODELS = {"Stable-diffusion": ["v1-5.safetensors"]}
@@ -49,20 +48,6 @@ def edge_events(mocked_aws):
     made.client.app.state.deps.commands = CommandSender(publisher)
     ready_to_run(made.read_model, ENDPOINT, MODELS)
     return made, events, s3
-
-
-def as_sqs_event(entry: dict) -> dict:
-    body = json.dumps(
-        {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "source": entry["Source"],
-            "detail-type": entry["DetailType"],
-            "detail": json.loads(entry["Detail"]),
-        }
-    )
-    message = {"MessageId": "m0", "ReceiptHandle": "r0", "Body": body, "Attributes": {"ApproximateReceiveCount": "1"}}
-    return {"Records": [lambda_record(message, "arn:aws:sqs:us-east-1:123456789012:q", "us-east-1")]}
 
 
 def test_a_request_over_the_limit_goes_through_s3_and_reaches_sagemaker_whole(edge_events):
