@@ -1,0 +1,3 @@
+"""webhooks: delivers events to subscribers' HTTP endpoints, signed, retried, never to internal addresses."""
+
+SERVICE = "webhooks"

@@ -1,0 +1,49 @@
+"""Signing a delivery as the Standard Webhooks specification says (https://www.standardwebhooks.com/).
+
+A receiver checks a delivery with any Standard Webhooks library and the subscription's secret:
+``standardwebhooks.Webhook(secret).verify(body, headers)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import uuid
+from datetime import UTC, datetime
+
+from standardwebhooks import Webhook
+
+SECRET_PREFIX = "whsec_"
+#: The specification asks for 24 to 64 random bytes.
+SECRET_BYTES = 24
+
+
+def new_secret() -> str:
+    """A subscription's signing secret, made once when the subscription is created and kept with it."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
+
+
+def webhook_id(event_id: str, subscription_id: str) -> str:
+    """The ``webhook-id`` of one event sent to one subscription.
+
+    The same on every attempt, so a receiver can drop a repeat; different per subscription, so one
+    receiver holding two subscriptions sees two messages. The pair is JSON-encoded before hashing so
+    that no two different pairs can spell the same key.
+    """
+    key = json.dumps([event_id, subscription_id])
+    return "msg_" + uuid.uuid5(uuid.NAMESPACE_URL, key).hex
+
+
+def signed_headers(secret: str, message_id: str, body: str, now: datetime | None = None) -> dict[str, str]:
+    """The three Standard Webhooks headers for ``body``, signed with ``secret`` at ``now``.
+
+    The timestamp is part of what is signed; a retry signs again with its own time, because receivers
+    refuse timestamps more than a few minutes away from their clock.
+    """
+    signed_at = (now or datetime.now(UTC)).astimezone(UTC)
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(signed_at.timestamp())),
+        "webhook-signature": Webhook(secret).sign(message_id, signed_at, body),
+    }
