@@ -1,0 +1,1 @@
+"""Command-line client and small SDK for the middleware's HTTP API."""
