@@ -30,6 +30,11 @@ from sdmw_contracts.events.training import (
     TrainJobRequested,
     TrainJobUpdateRequested,
 )
+from sdmw_contracts.events.webhooks import (
+    WebhookSubscriptionChanged,
+    WebhookSubscriptionDeletionRequested,
+    WebhookSubscriptionRequested,
+)
 
 #: Events published on the project's bus, by detail-type.
 ALL_EVENTS: dict[str, type[Event]] = {
@@ -55,6 +60,9 @@ ALL_EVENTS: dict[str, type[Event]] = {
         TrainJobRequested,
         TrainJobUpdateRequested,
         TrainJobChanged,
+        WebhookSubscriptionRequested,
+        WebhookSubscriptionDeletionRequested,
+        WebhookSubscriptionChanged,
     )
 }
 
@@ -82,4 +90,7 @@ __all__ = [
     "TrainJobChanged",
     "TrainJobRequested",
     "TrainJobUpdateRequested",
+    "WebhookSubscriptionChanged",
+    "WebhookSubscriptionDeletionRequested",
+    "WebhookSubscriptionRequested",
 ]

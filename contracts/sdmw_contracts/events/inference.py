@@ -15,6 +15,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from sdmw_contracts.envelope import Command, EntityChanged
+from sdmw_contracts.events.webhooks import JobWebhook
 from sdmw_contracts.generation import GenerationParams, InterrogationParams
 from sdmw_contracts.runtime import MergeSpec, ModelSet
 
@@ -40,6 +41,7 @@ class _StartsJob(Command):
     models: dict[str, list[str]] = Field(
         default_factory=dict, description="Checkpoint type -> the model names the job uses, as named (for queries)."
     )
+    webhook: JobWebhook | None = Field(default=None, description="Where this job's changes are also sent.")
 
     def task(self) -> InferenceTask:
         raise NotImplementedError
@@ -59,6 +61,7 @@ class _StartsJob(Command):
             status="inprogress",
             start_time=self.requested_at,
             image_count=self.image_count(),
+            webhook=self.webhook,
         )
 
 
@@ -122,6 +125,7 @@ class InferenceJobChanged(EntityChanged):
         default=None, description="A merge's output file, registered with asset-registry as a checkpoint."
     )
     caption: str | None = Field(default=None, description="An interrogate_* job's answer, once it succeeded.")
+    webhook: JobWebhook | None = Field(default=None, description="Where the job's changes are also sent.")
 
     def due_at(self) -> datetime | None:
         """The deadline while the job runs: the dispatcher's sweep fails it if no result came by then."""

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from sdmw_contracts.envelope import Command, EntityChanged
 from sdmw_contracts.events.assets import CheckpointFile, FileParts, PartTag, Rejection
+from sdmw_contracts.events.webhooks import JobWebhook
 from sdmw_contracts.runtime import ModelRef
 from sdmw_contracts.training import TrainingHyperparameters
 
@@ -158,6 +159,7 @@ class TrainJobRequested(Command):
     filenames: list[str] = Field(default_factory=list, description="Files the client uploads with the job.")
     params: dict[str, Any] = Field(default_factory=dict)
     requested_at: datetime
+    webhook: JobWebhook | None = Field(default=None, description="Where this job's changes are also sent.")
 
     def initial_snapshot(self, bucket: str, version: int) -> TrainJobChanged:
         """The train job as this command creates it: the edge's version 0, the owner's version 1."""
@@ -179,6 +181,7 @@ class TrainJobRequested(Command):
             output_path=f"s3://{bucket}/{prefix}",
             params=self.params,
             created_at=self.requested_at,
+            webhook=self.webhook,
         )
 
 
@@ -214,6 +217,7 @@ class TrainJobChanged(EntityChanged):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     rejection: Rejection | None = None
+    webhook: JobWebhook | None = Field(default=None, description="Where the job's changes are also sent.")
 
     @property
     def output_name(self) -> str:
