@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 PACKAGES := contracts services/service-kit services/api-gateway services/endpoint-manager services/asset-registry \
-	services/inference-dispatcher services/training-manager services/sd-runtime
+	services/inference-dispatcher services/training-manager services/webhooks services/sd-runtime clients/sdmw-cli
 
 export API_PORT ?= 8000
 export API_KEY ?= local-dev-key

@@ -29,6 +29,22 @@ def topic_arn_field(topic: str) -> Any:
     return Field(validation_alias=topic_variable(topic))
 
 
+#: The variable naming the Secrets Manager secret webhook secrets are derived from (``signs_webhooks``).
+WEBHOOK_SIGNING_KEY_VARIABLE = "SDMW_WEBHOOK_SIGNING_KEY_SECRET"
+#: Set by the local stack alone: webhook targets on this machine's loopback addresses are accepted.
+WEBHOOKS_ALLOW_LOOPBACK_VARIABLE = "WEBHOOKS_ALLOW_LOOPBACK"
+
+
+def webhook_signing_key_field() -> Any:
+    """The name of the webhook signing key's secret, as the deployment sets it for ``signs_webhooks`` services."""
+    return Field(default="", validation_alias=WEBHOOK_SIGNING_KEY_VARIABLE)
+
+
+def webhooks_allow_loopback_field() -> Any:
+    """Whether webhook targets may be loopback addresses (the local stack only; never on AWS)."""
+    return Field(default=False, validation_alias=WEBHOOKS_ALLOW_LOOPBACK_VARIABLE)
+
+
 class ServiceSettings(BaseSettings):
     """The core's names (bus, bucket) and the service's own table and queue.
 

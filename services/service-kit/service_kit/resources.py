@@ -175,6 +175,9 @@ class ServiceResources:
     grants: tuple[Grant, ...] = ()
     #: Starts SageMaker work with the sd-runtime image (SD_RUNTIME_IMAGE, SAGEMAKER_ROLE_ARN).
     runs_sd_runtime: bool = False
+    #: Reads the core's webhook signing key (``service_kit.webhook_secrets``): its secret's name is in
+    #: SDMW_WEBHOOK_SIGNING_KEY_SECRET and the service may read that secret alone.
+    signs_webhooks: bool = False
 
     def __post_init__(self) -> None:
         for function in self.functions:
@@ -219,6 +222,8 @@ class CoreResources:
     alarm_topic: str = "alarms"
     #: The ECR repository of the sd-runtime image.
     runtime_repository: str = "sd-runtime"
+    #: The Secrets Manager secret every webhook subscription's signing secret is derived from.
+    webhook_signing_key: str = "webhook-signing-key"
 
     def role_arn(self, prefix: str, account: str, partition: str = "aws") -> str:
         return f"arn:{partition}:iam::{account}:role/{physical_name(prefix, self.sagemaker_role)}"

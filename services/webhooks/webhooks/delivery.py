@@ -20,7 +20,7 @@ import httpx
 
 from webhooks.signing import signed_headers, webhook_id
 from webhooks.transport import CheckedNetworkBackend, CheckedTransport
-from webhooks.urls import GetAddrInfo, HostNotResolved, RefusedTarget, check_target
+from service_kit.webhook_targets import GetAddrInfo, HostNotResolved, RefusedTarget, check_target
 
 #: Per network operation (connect, each read, each write), so a receiver that stops answering is left soon.
 TIMEOUT_S = 10.0

@@ -15,7 +15,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from webhooks.urls import GetAddrInfo, HostNotResolved, RefusedTarget, check_host
+from service_kit.webhook_targets import GetAddrInfo, HostNotResolved, RefusedTarget, check_host
 
 
 class CheckedNetworkBackend(httpcore.SyncBackend):

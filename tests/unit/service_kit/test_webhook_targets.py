@@ -6,7 +6,7 @@ import ipaddress
 import socket
 
 import pytest
-from webhooks.urls import HostNotResolved, RefusedTarget, check_target
+from service_kit.webhook_targets import HostNotResolved, RefusedTarget, check_target
 
 
 def resolving(table: dict[str, list[str]]):
