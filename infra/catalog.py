@@ -11,6 +11,7 @@ from endpoint_manager.resources import RESOURCES as ENDPOINT_MANAGER
 from inference_dispatcher.resources import RESOURCES as INFERENCE_DISPATCHER
 from service_kit.resources import ServiceResources
 from training_manager.resources import RESOURCES as TRAINING_MANAGER
+from webhooks.resources import RESOURCES as WEBHOOKS
 
 SERVICES: tuple[ServiceResources, ...] = (
     API_GATEWAY,
@@ -18,4 +19,5 @@ SERVICES: tuple[ServiceResources, ...] = (
     ASSET_REGISTRY,
     INFERENCE_DISPATCHER,
     TRAINING_MANAGER,
+    WEBHOOKS,
 )

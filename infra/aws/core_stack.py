@@ -21,6 +21,7 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
@@ -72,6 +73,25 @@ class CoreStack(Stack):
         image_uri = runtime_image_uri or self._image_asset(image_context)
         self.role = self._sagemaker_role()
         self._parameter(RUNTIME_IMAGE_PARAMETER, image_uri, "The sd-runtime image SageMaker runs.")
+        self.webhook_signing_key = self._webhook_signing_key(removal)
+
+    def _webhook_signing_key(self, removal: RemovalPolicy) -> secretsmanager.Secret:
+        """Every webhook subscription's secret is derived from it (service_kit.webhook_secrets)."""
+        secret = secretsmanager.Secret(
+            self,
+            "WebhookSigningKey",
+            secret_name=physical_name(self.prefix, self.core.webhook_signing_key),
+            description="Webhook subscriptions' signing secrets are derived from this key.",
+            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=64, exclude_punctuation=True),
+            removal_policy=removal,
+        )
+        nag.acknowledge(
+            secret,
+            "SMG4",
+            "Not rotated automatically: a new key changes every subscription's secret, which their receivers "
+            "hold; rotation is a deliberate operation (new subscriptions, then the old ones deleted).",
+        )
+        return secret
 
     def _bucket(self, removal: RemovalPolicy, retain_data: bool) -> s3.Bucket:
         logs = s3.Bucket(

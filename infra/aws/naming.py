@@ -34,6 +34,8 @@ class CoreReferences:
     sagemaker_role_arn: str
     #: Only for services that start SageMaker work (an unused parameter is a template warning).
     runtime_image_uri: str | None
+    #: The name of the secret webhook signing secrets are derived from.
+    webhook_signing_key: str = ""
 
     @property
     def bus_arn(self) -> str:
@@ -42,6 +44,13 @@ class CoreReferences:
     @property
     def bucket_arn(self) -> str:
         return f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}"
+
+    @property
+    def webhook_signing_key_arn(self) -> str:
+        """Secrets Manager ends a secret's ARN with six random characters of its own."""
+        return (
+            f"arn:{Aws.PARTITION}:secretsmanager:{Aws.REGION}:{Aws.ACCOUNT_ID}:secret:{self.webhook_signing_key}-??????"
+        )
 
 
 def topic_arn(prefix: str, topic: str) -> str:
@@ -67,6 +76,7 @@ def core_references(scope: Construct, prefix: str, core: CoreResources, runs_sd_
         alarm_topic_arn=topic_arn(prefix, core.alarm_topic),
         sagemaker_role_arn=core.role_arn(prefix, Aws.ACCOUNT_ID, Aws.PARTITION),
         runtime_image_uri=parameter(RUNTIME_IMAGE_PARAMETER) if runs_sd_runtime else None,
+        webhook_signing_key=physical_name(prefix, core.webhook_signing_key),
     )
 
 

@@ -29,6 +29,7 @@ from infra.aws.grants import nag_finding, policy_statement, wildcard_reason
 from infra.aws.naming import core_references, service_environment
 from infra.aws.package import LAMBDA_ARCHITECTURE, LAMBDA_PYTHON
 from infra.aws.rest_api import RestApiFront
+from service_kit.config import WEBHOOK_SIGNING_KEY_VARIABLE
 from service_kit.resources import (
     DEFAULT_BUS,
     CoreResources,
@@ -131,6 +132,7 @@ class ServiceStack(Stack):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
         )
+        self.dlq = dlq
         queue = sqs.Queue(
             self,
             "Queue",
@@ -254,6 +256,10 @@ class ServiceStack(Stack):
             env["SDMW_TABLE"] = self.table.table_name
         if self.queue:
             env["SDMW_QUEUE_URL"] = self.queue.queue_url
+            if self.resources.queue.sends_to_itself:
+                env["SDMW_DLQ_URL"] = self.dlq.queue_url
+        if self.resources.signs_webhooks:
+            env[WEBHOOK_SIGNING_KEY_VARIABLE] = self.core.webhook_signing_key
         if self.resources.runs_sd_runtime:
             env["SD_RUNTIME_IMAGE"] = self.core.runtime_image_uri
             env["SAGEMAKER_ROLE_ARN"] = self.core.sagemaker_role_arn
@@ -270,6 +276,15 @@ class ServiceStack(Stack):
         function.add_to_role_policy(
             iam.PolicyStatement(actions=["events:PutEvents"], resources=[self.core.bus_arn])
         )
+        if self.queue and self.resources.queue.sends_to_itself:
+            self.queue.grant_send_messages(function)
+            self.dlq.grant_send_messages(function)
+        if self.resources.signs_webhooks:
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["secretsmanager:GetSecretValue"], resources=[self.core.webhook_signing_key_arn]
+                )
+            )
         for grant in self.resources.grants:
             function.add_to_role_policy(policy_statement(grant, self.core))
             reason = wildcard_reason(grant)

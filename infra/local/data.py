@@ -18,6 +18,9 @@ declarations are provisioned:
   one still invisible after that is not kept. Consumers are idempotent, so a
   message delivered twice has no second effect.
 
+- Secrets Manager: every secret's value (the webhook signing key), put back over the one
+  provisioning made.
+
 Not kept: multipart uploads in progress, SNS/EventBridge/IAM (provisioned
 from the declarations again), the local SageMaker's endpoints and training
 jobs (in its process's memory; its instances stop with it).
@@ -69,15 +72,19 @@ def _loads(text: str) -> Any:
     return json.loads(text, object_hook=_object_hook)
 
 
+def _client(service: str, endpoint_url: str, region: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(retries={"max_attempts": 3}),
+    )
+
+
 def _clients(endpoint_url: str, region: str) -> tuple[Any, Any, Any]:
-    kwargs = {
-        "endpoint_url": endpoint_url,
-        "region_name": region,
-        "aws_access_key_id": "local",
-        "aws_secret_access_key": "local",
-        "config": Config(retries={"max_attempts": 3}),
-    }
-    return boto3.client("s3", **kwargs), boto3.client("dynamodb", **kwargs), boto3.client("sqs", **kwargs)
+    return tuple(_client(service, endpoint_url, region) for service in ("s3", "dynamodb", "sqs"))
 
 
 def save(data_dir: Path, endpoint_url: str, region: str, inflight_wait_s: float = 12) -> dict[str, int]:
@@ -90,7 +97,7 @@ def save(data_dir: Path, endpoint_url: str, region: str, inflight_wait_s: float 
     work = data_dir.with_name(data_dir.name + ".new")
     shutil.rmtree(work, ignore_errors=True)
     (work / S3_DIR).mkdir(parents=True)
-    snapshot: dict[str, Any] = {"buckets": {}, "tables": {}, "queues": {}}
+    snapshot: dict[str, Any] = {"buckets": {}, "tables": {}, "queues": {}, "secrets": _secrets(endpoint_url, region)}
     counts = {"objects": 0, "items": 0, "messages": 0}
 
     for bucket in s3.list_buckets().get("Buckets", []):
@@ -180,6 +187,23 @@ def _in_current_layout(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{name: _SERIALIZE.serialize(value) for name, value in row.items()} for row in upgrade_rows(plain)]
 
 
+def _secrets(endpoint_url: str, region: str) -> dict[str, str]:
+    """Every secret's value (the webhook signing key: every subscription's secret is derived from it)."""
+    client = _client("secretsmanager", endpoint_url, region)
+    names = [entry["Name"] for page in client.get_paginator("list_secrets").paginate() for entry in page["SecretList"]]
+    return {name: client.get_secret_value(SecretId=name)["SecretString"] for name in names}
+
+
+def _put_back_secrets(saved: dict[str, str], endpoint_url: str, region: str) -> None:
+    """Over the values provisioning just made, so that secrets handed out before stay valid."""
+    client = _client("secretsmanager", endpoint_url, region)
+    for name, value in saved.items():
+        try:
+            client.put_secret_value(SecretId=name, SecretString=value)
+        except client.exceptions.ResourceNotFoundException:
+            client.create_secret(Name=name, SecretString=value)
+
+
 def restore(data_dir: Path, endpoint_url: str, region: str) -> dict[str, int]:
     """Put a snapshot back into a freshly provisioned emulator; answers counts of what came back."""
     snapshot_file = data_dir / SNAPSHOT
@@ -217,6 +241,8 @@ def restore(data_dir: Path, endpoint_url: str, region: str) -> dict[str, int]:
             while requests:
                 requests = dynamodb.batch_write_item(RequestItems=requests).get("UnprocessedItems") or {}
         counts["items"] += len(items)
+
+    _put_back_secrets(snapshot.get("secrets", {}), endpoint_url, region)
 
     for queue, messages in snapshot["queues"].items():
         if not messages:

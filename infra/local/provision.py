@@ -9,12 +9,13 @@ Returns the environment each service needs to find its resources.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 
-from service_kit.config import core_environment
+from service_kit.config import WEBHOOK_SIGNING_KEY_VARIABLE, core_environment
 from service_kit.resources import DEFAULT_BUS, CoreResources, Rule, ServiceResources, Table, physical_name
 
 
@@ -23,6 +24,7 @@ class CoreNames:
     bus: str
     bucket: str
     topic_arns: dict[str, str]
+    webhook_signing_key: str = ""
 
     def environment(self) -> dict[str, str]:
         return core_environment(self.bus, self.bucket, self.topic_arns)
@@ -61,6 +63,7 @@ class Provisioner:
         self._sns = session.client("sns")
         self._s3 = session.client("s3")
         self._dynamodb = session.client("dynamodb")
+        self._secrets = session.client("secretsmanager")
         self._region = session.region_name or "us-east-1"
 
     def name(self, logical: str) -> str:
@@ -100,15 +103,28 @@ class Provisioner:
             },
         )
         topic_arns = {topic: self._sns.create_topic(Name=self.name(topic))["TopicArn"] for topic in core.topics}
-        return CoreNames(bus=bus, bucket=bucket, topic_arns=topic_arns)
+        signing_key = self._signing_key(self.name(core.webhook_signing_key))
+        return CoreNames(bus=bus, bucket=bucket, topic_arns=topic_arns, webhook_signing_key=signing_key)
+
+    def _signing_key(self, name: str) -> str:
+        """The webhook signing key's secret, made once with a random value (as the core stack's is)."""
+        try:
+            self._secrets.describe_secret(SecretId=name)
+        except self._secrets.exceptions.ResourceNotFoundException:
+            self._secrets.create_secret(Name=name, SecretString=secrets.token_urlsafe(48))
+        return name
 
     def service(self, resources: ServiceResources, core: CoreNames) -> dict[str, str]:
         env = {**core.environment(), **resources.environment}
         if resources.table:
             env["SDMW_TABLE"] = self._table(resources.table_name(self._prefix), resources.table)
+        if resources.signs_webhooks:
+            env[WEBHOOK_SIGNING_KEY_VARIABLE] = core.webhook_signing_key
         if resources.queue:
-            queue_url, queue_arn = self._queue_with_dlq(resources)
+            queue_url, queue_arn, dlq_url = self._queue_with_dlq(resources)
             env["SDMW_QUEUE_URL"] = queue_url
+            if resources.queue.sends_to_itself:
+                env["SDMW_DLQ_URL"] = dlq_url
             for rule in resources.rules:
                 self._rule(resources.rule_name(self._prefix, rule), rule, core.bus, queue_arn)
             for subscription in resources.topic_subscriptions:
@@ -131,7 +147,7 @@ class Provisioner:
             )
         return name
 
-    def _queue_with_dlq(self, resources: ServiceResources) -> tuple[str, str]:
+    def _queue_with_dlq(self, resources: ServiceResources) -> tuple[str, str, str]:
         queue = resources.queue
         dlq_url = self._sqs.create_queue(
             QueueName=resources.dlq_name(self._prefix),
@@ -147,7 +163,7 @@ class Provisioner:
         )["QueueUrl"]
         arn = self._queue_arn(url)
         self._sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(_queue_policy(arn))})
-        return url, arn
+        return url, arn, dlq_url
 
     def _queue_arn(self, url: str) -> str:
         return self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

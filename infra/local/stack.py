@@ -33,6 +33,7 @@ from infra.catalog import SERVICES
 from infra.core import CORE
 from infra.local import data
 from infra.local.provision import provision
+from service_kit.config import WEBHOOKS_ALLOW_LOOPBACK_VARIABLE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_ACCOUNT = "123456789012"
@@ -45,6 +46,7 @@ LOCAL_WORKERS = {
     "asset-registry": "asset_registry.entrypoints.worker",
     "inference-dispatcher": "inference_dispatcher.entrypoints.worker",
     "training-manager": "training_manager.entrypoints.worker",
+    "webhooks": "webhooks.entrypoints.worker",
 }
 
 
@@ -284,10 +286,13 @@ class LocalStack:
             "SD_RUNTIME_IMAGE": LOCAL_RUNTIME_IMAGE,
             "SAGEMAKER_ROLE_ARN": CORE.role_arn(self.settings.prefix, LOCAL_ACCOUNT),
         }
+        # A webhook receiver on this machine is accepted locally; on AWS loopback targets are refused.
+        loopback = {WEBHOOKS_ALLOW_LOOPBACK_VARIABLE: "1"}
         extra = {
-            "api-gateway": {"API_KEY": self.settings.api_key, "API_STAGE": self.settings.stage},
+            "api-gateway": {"API_KEY": self.settings.api_key, "API_STAGE": self.settings.stage, **loopback},
             "endpoint-manager": sagemaker_settings,
             "training-manager": sagemaker_settings,
+            "webhooks": loopback,
         }
         env = {name: {**base, **service_env, **extra.get(name, {})} for name, service_env in environments.items()}
         workers = [

@@ -70,6 +70,9 @@ class Queue:
     visibility_timeout_s: int = 60
     max_receive_count: int = 5
     dlq_retention_s: int = 14 * 24 * 3600
+    #: The service itself sends to its queue (delayed retries) and to its DLQ (what it gives up on, with
+    #: why): it is told both URLs (SDMW_QUEUE_URL, SDMW_DLQ_URL) and may send to both.
+    sends_to_itself: bool = False
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ class Worker:
         visibility_timeout_s: int = 60,
         long_poll_s: int = LONG_POLL_S,
         receive_lease_s: int = RECEIVE_LEASE_S,
+        batch_size: int = RECEIVE_BATCH,
     ) -> None:
         self._consumer = consumer
         self._queue_url = queue_url
@@ -96,6 +97,7 @@ class Worker:
         self._visibility_timeout_s = visibility_timeout_s
         self._long_poll_s = long_poll_s
         self._receive_lease_s = max(1, min(receive_lease_s, visibility_timeout_s))
+        self._batch_size = max(1, min(batch_size, RECEIVE_BATCH))
         self._stop = asyncio.Event()
         self._region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
 
@@ -122,7 +124,7 @@ class Worker:
         receive = asyncio.ensure_future(
             sqs.receive_message(
                 QueueUrl=self._queue_url,
-                MaxNumberOfMessages=RECEIVE_BATCH,
+                MaxNumberOfMessages=self._batch_size,
                 WaitTimeSeconds=self._long_poll_s,
                 VisibilityTimeout=self._receive_lease_s,
                 AttributeNames=["All"],
@@ -208,22 +210,48 @@ class Worker:
                 )
 
 
-def run_worker(worker: Worker) -> None:
-    """Run until SIGTERM or SIGINT, then finish the batch in hand and exit."""
+def run_worker(*workers: Worker) -> None:
+    """Run the workers side by side until SIGTERM or SIGINT, then let each finish its batch in hand and exit."""
+
+    def stop() -> None:
+        for worker in workers:
+            worker.stop()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, worker.stop)
-        await worker.run()
+            loop.add_signal_handler(sig, stop)
+        await asyncio.gather(*(worker.run() for worker in workers))
 
     asyncio.run(main())
 
 
 def run_service_worker(
-    consumer: Consumer, settings: ServiceSettings, logger: Logger, resources: ServiceResources
+    consumer: Consumer,
+    settings: ServiceSettings,
+    logger: Logger,
+    resources: ServiceResources,
+    *more_consumers: Consumer,
 ) -> None:
-    """Run a service's consumer on its queue, with the visibility timeout it declared."""
+    """Run a service's consumer on its queue, with the visibility timeout and batch size it declared.
+
+    Each of ``more_consumers`` polls the same queue beside the first, as Lambda runs several invocations
+    of a function at once: a service whose messages may each take long (a webhook delivery waiting on a
+    slow receiver) declares batches of one and runs several, so one slow message holds up no other.
+    """
     if not settings.queue_url or resources.queue is None:
         raise RuntimeError(f"{settings.service} has no queue to poll (SDMW_QUEUE_URL)")
-    run_worker(Worker(consumer, settings.queue_url, logger, visibility_timeout_s=resources.queue.visibility_timeout_s))
+    queue_functions = [function for function in resources.functions if function.trigger == "queue"]
+    batch_size = queue_functions[0].batch_size if queue_functions else RECEIVE_BATCH
+    run_worker(
+        *(
+            Worker(
+                each,
+                settings.queue_url,
+                logger,
+                visibility_timeout_s=resources.queue.visibility_timeout_s,
+                batch_size=batch_size,
+            )
+            for each in (consumer, *more_consumers)
+        )
+    )

@@ -18,9 +18,9 @@ from enum import StrEnum
 
 import httpx
 
+from service_kit.webhook_targets import GetAddrInfo, HostNotResolved, RefusedTarget, check_target
 from webhooks.signing import signed_headers, webhook_id
 from webhooks.transport import CheckedNetworkBackend, CheckedTransport
-from service_kit.webhook_targets import GetAddrInfo, HostNotResolved, RefusedTarget, check_target
 
 #: Per network operation (connect, each read, each write), so a receiver that stops answering is left soon.
 TIMEOUT_S = 10.0

@@ -6,6 +6,7 @@ import ipaddress
 import socket
 
 import pytest
+
 from service_kit.webhook_targets import HostNotResolved, RefusedTarget, check_target
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from standardwebhooks import Webhook
+
 from webhooks.delivery import (
     FIRST_DELAY_S,
     GIVE_UP_AFTER_S,

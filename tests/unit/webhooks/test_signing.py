@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
+
 from webhooks.signing import new_secret, signed_headers, webhook_id
 
 BODY = json.dumps({"type": "InferenceJobChanged", "data": {"id": "job-1", "status": "succeeded"}})

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+
 from webhooks.delivery import Deliverer, Delivery, Outcome
 from webhooks.signing import new_secret
 from webhooks.transport import CheckedNetworkBackend, CheckedTransport
