@@ -27,6 +27,8 @@ SERVICE_ENVIRONMENT = {
     "SDMW_BUCKET": "sdmw-bucket",
     "SDMW_TABLE": "sdmw-table",
     "SDMW_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/sdmw-queue",
+    "SDMW_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/sdmw-queue-dlq",
+    "SDMW_WEBHOOK_SIGNING_KEY_SECRET": "sdmw-webhook-signing-key",
     "SDMW_TOPIC_ASYNC_SUCCESS_ARN": "arn:aws:sns:us-east-1:123456789012:sdmw-async-success",
     "SDMW_TOPIC_ASYNC_ERROR_ARN": "arn:aws:sns:us-east-1:123456789012:sdmw-async-error",
     "SD_RUNTIME_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/sd-runtime:test",

@@ -69,7 +69,6 @@ LAYER_REQUIREMENTS = (
     "mangum",
     "Pillow",  # inference-dispatcher turns the runtime's images into JPEGs
     "httpx",  # webhooks: deliveries
-    "standardwebhooks",  # webhooks: signing
 )
 
 #: The project's packages every function carries, beside its service's own package.

@@ -2,7 +2,16 @@
 
 from sdmw_contracts.events import WebhookSubscriptionDeletionRequested, WebhookSubscriptionRequested
 from sdmw_contracts.events.webhooks import EVENT_KINDS
-from service_kit.resources import LambdaFunction, Queue, Rule, ServiceResources, Table, project_events
+from service_kit.resources import (
+    BUCKET_OBJECTS,
+    Grant,
+    LambdaFunction,
+    Queue,
+    Rule,
+    ServiceResources,
+    Table,
+    project_events,
+)
 from webhooks import SERVICE
 
 COMMANDS = (WebhookSubscriptionRequested, WebhookSubscriptionDeletionRequested)
@@ -22,5 +31,7 @@ RESOURCES = ServiceResources(
     ),
     # One message per invocation: a delivery that waits on a slow receiver holds up no other delivery.
     functions=(LambdaFunction("worker", "webhooks.entrypoints.lambda_handler.handler", timeout_s=45, batch_size=1),),
+    # Claim checks: facts over EventBridge's limit are read back, deliveries over SQS's are parked.
+    grants=(Grant(("s3:PutObject", "s3:GetObject"), BUCKET_OBJECTS),),
     signs_webhooks=True,
 )

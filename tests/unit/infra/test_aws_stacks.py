@@ -239,6 +239,12 @@ QUEUE_ACTIONS = frozenset(
 )
 #: The edge reads the API key's secret (API_KEYS_SECRET_ARN).
 SECRET_ACTIONS = frozenset({"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"})
+#: What a service that sends to its own queue and DLQ gets on each (``Queue.sends_to_itself``).
+SEND_ACTIONS = frozenset({"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"})
+#: The core's webhook signing key, by name: Secrets Manager adds six characters of its own.
+WEBHOOK_SIGNING_KEY_ARN = (
+    f"arn:${{AWS::Partition}}:secretsmanager:${{AWS::Region}}:${{AWS::AccountId}}:secret:{PREFIX}-webhook-signing-key-??????"
+)
 
 
 def grant_arns(resource: str) -> list[str]:
@@ -286,6 +292,10 @@ def baseline(resources: ServiceResources, trigger: str) -> frozenset[str]:
         actions |= QUEUE_ACTIONS
     if trigger == "http":
         actions |= SECRET_ACTIONS
+    if resources.signs_webhooks:
+        actions |= {"secretsmanager:GetSecretValue"}
+    if resources.queue and resources.queue.sends_to_itself:
+        actions |= SEND_ACTIONS
     return actions
 
 
@@ -314,8 +324,9 @@ def test_every_statement_names_the_resources_it_is_for(service: str, full_synth:
     resources = BY_NAME[service]
     template = service_template(full_synth, service)
     (table_id,) = of_type(template, "AWS::DynamoDB::Table") or [None]
-    fed, _ = queues(template)
+    fed, dead_letters = queues(template)
     (queue_id,) = fed
+    dlq_id = next(iter(dead_letters), None)
     secrets = of_type(template, "AWS::SecretsManager::Secret")
     for name, (_, props) in functions_by_name(template).items():
         log_group = ref_id(props["LoggingConfig"]["LogGroup"])
@@ -338,6 +349,10 @@ def test_every_statement_names_the_resources_it_is_for(service: str, full_synth:
                 expected = [table_arn, *(f"{table_arn}/index/{index.name}" for index in resources.table.indexes)]
             elif actions <= QUEUE_ACTIONS:
                 expected = [f"${{{queue_id}.Arn}}"]
+            elif actions <= SEND_ACTIONS and resources.queue.sends_to_itself:  # its queue, or its DLQ
+                expected = arns if arns in ([f"${{{queue_id}.Arn}}"], [f"${{{dlq_id}.Arn}}"]) else ["queue or DLQ"]
+            elif actions == {"secretsmanager:GetSecretValue"} and resources.signs_webhooks:
+                expected = [WEBHOOK_SIGNING_KEY_ARN]
             elif actions <= SECRET_ACTIONS and len(secrets) == 1:
                 expected = [f"${{{next(iter(secrets))}}}"]
             else:
@@ -431,6 +446,7 @@ OPERATION_ACTIONS = {
     "change_message_visibility": "sqs:ChangeMessageVisibility",
     "get_queue_attributes": "sqs:GetQueueAttributes",
     "send_message": "sqs:SendMessage",
+    "send_message_batch": "sqs:SendMessage",
 }
 
 #: Methods of boto3 resources that are no operation of their client (the client's own are found by name).

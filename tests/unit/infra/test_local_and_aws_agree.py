@@ -44,6 +44,8 @@ AWS_ONLY = {
 LOCAL_ONLY = {
     # The local API key in plain text (make up's API_KEY); on AWS it lives in the secret (API_KEYS_SECRET_ARN).
     "API_KEY": ["api-gateway"],
+    # Webhook targets on this machine's loopback are accepted locally; on AWS they are refused.
+    "WEBHOOKS_ALLOW_LOOPBACK": ["api-gateway", "webhooks"],
 }
 
 
