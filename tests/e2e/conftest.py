@@ -47,6 +47,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
             "LOCAL_SAGEMAKER_MAX_INSTANCES": str(LOCAL_INSTANCE_QUOTA),
             "TRANSITION_WAIT_S": "20",
             "SD_RUNTIME_CAPTION_MODEL": "s3://sdmw-bucket/test-models/blip/",
+            # Webhook retries after seconds, not half a minute (tests/e2e/test_webhooks.py).
+            "WEBHOOKS_FIRST_RETRY_S": "2",
         },
     )
     local = LocalStack(settings)

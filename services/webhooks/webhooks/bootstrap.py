@@ -49,6 +49,7 @@ def bootstrap(
         deliverer=deliverer or Deliverer(new_client(allow_loopback=allow_loopback), allow_loopback=allow_loopback),
         keys=keys or SigningKey(settings.webhook_signing_key_secret),
         logger=logger,
+        first_retry_s=settings.first_retry_s,
     )
     consumer = Consumer(router(deps), logger, dynamodb_idempotency(settings.table_name), claims=claims)
     return App(settings=settings, deps=deps, consumer=consumer)

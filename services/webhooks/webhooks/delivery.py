@@ -78,9 +78,11 @@ def should_retry(outcome: Outcome) -> bool:
     return outcome is Outcome.RETRY
 
 
-def next_delay(attempt: int, rand: Callable[[], float] = random.random) -> float:
+def next_delay(
+    attempt: int, rand: Callable[[], float] = random.random, first_delay_s: float = FIRST_DELAY_S
+) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1 for the first): 30 s, 1 min, 2 min, ... 1 h."""
-    base = min(MAX_DELAY_S, FIRST_DELAY_S * 2 ** min(attempt - 1, 32))
+    base = min(MAX_DELAY_S, first_delay_s * 2 ** min(attempt - 1, 32))
     return base * (1 - JITTER * rand())
 
 
@@ -90,11 +92,12 @@ def retry_delay(
     first_attempt_at: datetime,
     now: datetime,
     rand: Callable[[], float] = random.random,
+    first_delay_s: float = FIRST_DELAY_S,
 ) -> float | None:
     """Seconds until the next attempt, or None when there is none: delivered, final, or a day has passed."""
     if not should_retry(attempt.outcome):
         return None
-    delay = next_delay(attempts_made, rand)
+    delay = next_delay(attempts_made, rand, first_delay_s)
     if (now - first_attempt_at).total_seconds() + delay > GIVE_UP_AFTER_S:
         return None
     return delay

@@ -32,7 +32,7 @@ from service_kit.snapshots import SnapshotTable, StaleWrite
 from service_kit.webhook_secrets import SigningKey
 from webhooks import SERVICE
 from webhooks.deliveries import DeliveryDue, Outbox
-from webhooks.delivery import Attempt, Deliverer, Delivery, Outcome, retry_delay
+from webhooks.delivery import FIRST_DELAY_S, Attempt, Deliverer, Delivery, Outcome, retry_delay
 
 
 @dataclass
@@ -44,6 +44,8 @@ class Dependencies:
     keys: SigningKey
     logger: Logger
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: The wait after a first failed attempt; each next one doubles it, up to an hour.
+    first_retry_s: float = FIRST_DELAY_S
 
 
 # ---------------------------------------------------------------- subscriptions
@@ -156,7 +158,7 @@ def _after(deps: Dependencies, delivery: DeliveryDue, attempt: Attempt, now: dat
     if attempt.outcome is Outcome.DELIVERED:
         deps.logger.info("webhook delivered", extra=log)
         return
-    delay = retry_delay(attempt, delivery.attempt, delivery.first_attempt_at, now)
+    delay = retry_delay(attempt, delivery.attempt, delivery.first_attempt_at, now, first_delay_s=deps.first_retry_s)
     if delay is None:
         deps.logger.warning("webhook given up; sent to the DLQ", extra={**log, "error": attempt.error})
         deps.outbox.dead_letter(delivery.given_up(attempt.status_code, attempt.error))

@@ -19,5 +19,7 @@ class WebhooksSettings(ServiceSettings):
     webhooks_allow_loopback: bool = webhooks_allow_loopback_field()
     #: The service's dead-letter queue: where a delivery that will not succeed ends, with its last error.
     dlq_url: str | None = Field(default=None, validation_alias="SDMW_DLQ_URL")
+    #: The wait after a first failed attempt (doubling after each next one, up to an hour); tests shorten it.
+    first_retry_s: float = Field(30.0, gt=0, le=3600, validation_alias="WEBHOOKS_FIRST_RETRY_S")
     #: Local stack only: how many deliveries run at once (Lambda runs one invocation per message instead).
     concurrent_deliveries: int = Field(4, ge=1, le=64, validation_alias="WEBHOOKS_CONCURRENT_DELIVERIES")

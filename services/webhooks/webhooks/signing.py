@@ -17,7 +17,6 @@ import secrets
 import uuid
 from datetime import UTC, datetime
 
-
 SECRET_PREFIX = "whsec_"
 #: The specification asks for 24 to 64 random bytes.
 SECRET_BYTES = 24
