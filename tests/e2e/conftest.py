@@ -34,6 +34,9 @@ class ApiClient:
     def put(self, path: str, **kwargs) -> requests.Response:
         return requests.put(self.base_url + path, headers=self._headers(), timeout=60, **kwargs)
 
+    def delete(self, path: str, **kwargs) -> requests.Response:
+        return requests.delete(self.base_url + path, headers=self._headers(), timeout=60, **kwargs)
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:

@@ -86,6 +86,19 @@ def test_objects_items_and_queued_messages_survive_a_wiped_emulator(moto_server,
     assert data.restore(tmp_path / "data", moto_server, "us-east-1")["messages"] == 0
 
 
+def test_the_webhook_signing_key_survives_so_secrets_handed_out_stay_valid(moto_server, tmp_path):
+    secrets = boto3.client("secretsmanager")
+    secrets.create_secret(Name="sdmw-webhook-signing-key", SecretString="the key subscriptions were derived from")
+    data.save(tmp_path / "data", moto_server, "us-east-1", inflight_wait_s=0)
+
+    requests.post(f"{moto_server}/moto-api/reset", timeout=10)
+    # `up` provisions a new random key before restoring; the saved one goes back over it.
+    secrets.create_secret(Name="sdmw-webhook-signing-key", SecretString="a new random key")
+    data.restore(tmp_path / "data", moto_server, "us-east-1")
+    value = secrets.get_secret_value(SecretId="sdmw-webhook-signing-key")["SecretString"]
+    assert value == "the key subscriptions were derived from"
+
+
 def test_snapshots_saved_in_the_layout_before_partitions_per_entity_come_back_in_todays(moto_server, tmp_path):
     """One partition per entity type then, one per entity now: a restore rewrites the rows, names and parts."""
     when = datetime(2024, 1, 1, tzinfo=UTC)
