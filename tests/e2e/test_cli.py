@@ -5,7 +5,8 @@ command uploads a tiny (real) Stable Diffusion folder as a checkpoint,
 deploys an endpoint and waits for it, runs txt2img and downloads its images
 and parameter file, and shows the job; the tail must have printed the
 endpoint's and the inference job's facts, and removed its queue and rule
-when stopped.
+when stopped. A second scenario uploads a dataset, creates a model from an
+uploaded checkpoint and trains a LoRA on it with ``sdmw train --wait``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import boto3
@@ -33,6 +35,7 @@ pytestmark = pytest.mark.e2e
 MODEL_NAME = "tiny-sd-cli"
 ENDPOINT = "e2e-cli"
 SIZE = 64
+TRAIN_SIZE = 32
 
 
 def sdmw_executable() -> list[str]:
@@ -175,3 +178,45 @@ def _succeeded(tail_out: Path, job_id: str) -> bool:
         if event["detail-type"] == "InferenceJobChanged" and data.get("id") == job_id and data["status"] == "succeed":
             return True
     return False
+
+
+def test_dataset_model_and_lora_training_through_the_cli(cli_env, tmp_path):
+    folder = testing.build_tiny_pipeline_dir(tmp_path / "tiny-train-cli")
+    uploaded = sdmw(cli_env, "checkpoint", "upload", str(folder), "--type", "Stable-diffusion")
+    assert uploaded.returncode == 0, uploaded.stderr
+    checkpoint_id = uploaded.stdout.strip()
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name, color in {"red.png": (220, 30, 30), "blue.png": (30, 30, 220)}.items():
+        Image.new("RGB", (TRAIN_SIZE + 8, TRAIN_SIZE), color).save(images / name)
+    (images / "red.txt").write_text("a photo of sks square")
+    dataset = f"cli-{uuid.uuid4().hex[:8]}"
+    stored = sdmw(cli_env, "dataset", "upload", str(images), "--name", dataset, "--description", "from the CLI")
+    assert stored.returncode == 0, stored.stderr
+    assert stored.stdout.split() == [dataset, "Enabled", "(3", "files)"]
+
+    created = sdmw(
+        cli_env,
+        *("model", "create", "--name", "tiny-cli-model", "--ckpt", "tiny-train-cli"),
+        *("--checkpoint-id", checkpoint_id, "--wait", "--poll-s", "0.5", "--timeout", "120"),
+        timeout=180,
+    )
+    assert created.returncode == 0, created.stderr
+    model_id, status = created.stdout.split()
+    assert status == "Complete"
+
+    trained = sdmw(
+        cli_env,
+        *("train", "--model-id", model_id, "--type", "lora", "--dataset", dataset),
+        *("--instance-prompt", "a photo of sks square", "--output-name", "tiny-cli-lora", "--steps", "2"),
+        *("--set", f"resolution={TRAIN_SIZE}", "--set", "train_batch_size=1", "--set", "lora_rank=4"),
+        *("--wait", "--poll-s", "1", "--timeout", "240"),
+        timeout=300,
+    )
+    assert trained.returncode == 0, trained.stderr
+    job_id, status, _, trained_checkpoint = trained.stdout.split()
+    assert status == "Complete"
+    assert [line.split()[-1] for line in trained.stderr.splitlines()][-1] == "Complete"
+    shown = sdmw(cli_env, "checkpoint", "show", trained_checkpoint, "--json")
+    assert json.loads(shown.stdout)["name"] == ["tiny-cli-lora.safetensors"]

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -110,8 +111,17 @@ class Client:
             response = self.http.request(method, url, headers=headers, **kwargs)
         except httpx.TransportError as error:
             raise UnreachableError(f"cannot reach {self.base_url}: {error}") from error
+        except httpx.InvalidURL as error:
+            raise UnreachableError(f"{self.base_url!r} is not a usable URL: {error}") from error
         raise_for_answer(response)
-        return response.json() if response.content else None
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(
+                response.status_code, f"the answer to {method} {url} is not JSON: is {self.base_url} the API's URL?"
+            ) from None
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -213,3 +223,146 @@ class Client:
         raise_for_answer(response)
         target.write_bytes(response.content)
         return target
+
+    def list_inference_jobs(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/inference/list-inference-jobs")
+
+    # ---------------------------------------------------------------- uploads to presigned URLs
+
+    def put_object(self, url: str, data: bytes) -> None:
+        """One PUT of a whole file to its presigned URL; retried with back-off like a part."""
+        for attempt in range(1, PART_TRIES + 1):
+            try:
+                response = self.storage.put(url, content=data)
+                if response.status_code < 400:
+                    return
+                failure: Exception = ApiError(response.status_code, response.text.strip() or "upload failed")
+            except httpx.TransportError as error:
+                failure = UnreachableError(f"upload failed: {error}")
+            if attempt < PART_TRIES:
+                time.sleep(self.retry_pause_s * 2 ** (attempt - 1))
+        raise failure
+
+    # ---------------------------------------------------------------- datasets
+
+    def create_dataset(self, name: str, content: list[dict[str, str]], params: dict[str, Any]) -> Any:
+        return self.request("POST", "/dataset", json={"dataset_name": name, "content": content, "params": params})
+
+    def set_dataset_status(self, name: str, status: str) -> Any:
+        return self.request("PUT", "/dataset", json={"dataset_name": name, "status": status})
+
+    def list_datasets(self) -> Any:
+        return self.request("GET", "/datasets")
+
+    def upload_dataset(
+        self,
+        name: str,
+        files: Iterable[LocalFile],
+        *,
+        params: dict[str, Any] | None = None,
+        workers: int = 4,
+        on_bytes: Callable[[int], None] = lambda sent: None,
+    ) -> Any:
+        """The seed's flow: ``POST /dataset``, one presigned PUT per file, then ``PUT /dataset`` Enabled."""
+        files = list(files)
+        content = [{"filename": f.name, "name": f.name, "type": item_type(f.name)} for f in files]
+        created = self.create_dataset(name, content, params or {})
+        urls = presigned_urls(created)
+
+        def send(file: LocalFile) -> None:
+            data = file.path.read_bytes()
+            self.put_object(urls[file.name], data)
+            on_bytes(len(data))
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(send, files))
+        return self.set_dataset_status(name, "Enabled")
+
+    # ---------------------------------------------------------------- models and training
+
+    def list_models(self) -> Any:
+        return self.request("GET", "/models")
+
+    def create_model(self, name: str, ckpt_path: str, checkpoint_id: str | None = None) -> Any:
+        body: dict[str, Any] = {
+            "model_type": "Stable-diffusion",
+            "name": name,
+            "params": {"create_model_params": {"new_model_name": name, "ckpt_path": ckpt_path}},
+        }
+        if checkpoint_id:
+            body["checkpoint_id"] = checkpoint_id
+        return self.request("POST", "/model", json=body)
+
+    def set_model_status(self, model_id: str, status: str) -> Any:
+        return self.request("PUT", "/model", json={"model_id": model_id, "status": status, "multi_parts_tags": {}})
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        """The API has no route for one model: it is found in ``GET /models``."""
+        for model in self.list_models()["models"]:
+            if model["id"] == model_id:
+                return model
+        raise ApiError(404, f"no model {model_id}")
+
+    def create_train_job(self, body: dict[str, Any]) -> Any:
+        return self.request("POST", "/train", json=body)
+
+    def set_train_job_status(self, job_id: str, status: str) -> Any:
+        return self.request("PUT", "/train", json={"train_job_id": job_id, "status": status})
+
+    def list_train_jobs(self) -> Any:
+        return self.request("GET", "/trains")
+
+    def train_job(self, job_id: str) -> dict[str, Any]:
+        """The API has no route for one training job: it is found in ``GET /trains``."""
+        for job in self.list_train_jobs()["trainJobs"]:
+            if job["id"] == job_id:
+                return job
+        raise ApiError(404, f"no training job {job_id}")
+
+    def checkpoint(self, checkpoint_id: str) -> dict[str, Any]:
+        """The API has no route for one checkpoint: it is found in ``GET /checkpoints``."""
+        for checkpoint in self.list_checkpoints()["checkpoints"]:
+            if checkpoint["id"] == checkpoint_id:
+                return checkpoint
+        raise ApiError(404, f"no checkpoint {checkpoint_id}")
+
+    # ---------------------------------------------------------------- webhooks
+
+    def create_webhook(
+        self, url: str, event_types: list[str], *, terminal_only: bool = False, description: str = ""
+    ) -> Any:
+        body = {"url": url, "event_types": event_types, "terminal_only": terminal_only, "description": description}
+        return self.request("POST", "/webhooks", json=body)
+
+    def list_webhooks(self) -> Any:
+        return self.request("GET", "/webhooks")
+
+    def webhook(self, webhook_id: str) -> Any:
+        return self.request("GET", f"/webhooks/{quote(webhook_id, safe='')}")
+
+    def delete_webhook(self, webhook_id: str) -> Any:
+        return self.request("DELETE", f"/webhooks/{quote(webhook_id, safe='')}")
+
+    def default_webhook_secret(self) -> Any:
+        return self.request("GET", "/webhooks/default/secret")
+
+
+#: A dataset item's ``type`` by file extension; other files are typed by their extension.
+ITEM_TYPES = {
+    **dict.fromkeys((".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"), "image"),
+    ".txt": "text",
+    ".caption": "text",
+}
+
+
+def item_type(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    return ITEM_TYPES.get(suffix, suffix.lstrip(".") or "file")
+
+
+def presigned_urls(answer: dict[str, Any]) -> dict[str, str]:
+    """``s3PresignUrl`` as ``{file: URL}``: one object, or the seed's list of one-key objects."""
+    urls = answer["s3PresignUrl"]
+    if isinstance(urls, dict):
+        return urls
+    return {name: url for entry in urls for name, url in entry.items()}

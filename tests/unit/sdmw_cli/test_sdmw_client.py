@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
+
 from sdmw_cli.client import ApiError, AuthError, Client, LocalFile, UnreachableError, files_to_upload, parts_of
 
 URL = "http://api.test/prod"
@@ -113,3 +115,15 @@ def test_a_part_failing_three_times_fails_the_upload(tmp_path):
     with pytest.raises(ApiError, match="SlowDown"):
         client_over(handle).upload_checkpoint([LocalFile("m.bin", model)], "Lora", part_size=10)
     assert len(bodies) == 1  # never activated
+
+
+def test_an_answer_that_is_not_json_is_an_api_error_naming_the_url():
+    client = client_over(lambda request: httpx.Response(200, text="<html>a web page</html>"))
+    with pytest.raises(ApiError, match=re.escape("not JSON: is http://api.test/prod the API's URL?")):
+        client.list_checkpoints()
+
+
+@pytest.mark.parametrize("url", ["api.test/prod", "ftp://api.test/prod", "http://"])
+def test_a_url_that_cannot_be_used_is_unreachable(url):
+    with pytest.raises(UnreachableError):
+        Client(url, "key").list_checkpoints()

@@ -13,10 +13,10 @@ from urllib.parse import unquote, urlparse
 import boto3
 import httpx
 import pytest
-from sdmw_cli import main
-from sdmw_cli.client import MIB, Client
 from typer.testing import CliRunner
 
+from sdmw_cli import main
+from sdmw_cli.client import MIB, Client
 from sdmw_contracts.events import CheckpointChanged, CheckpointCreationRequested, CheckpointUpdateRequested
 from service_kit.events import RecordingPublisher
 from tests.conftest import aws_credentials, fresh_aws_clients, mocked_aws  # noqa: F401 - the repo's moto fixtures

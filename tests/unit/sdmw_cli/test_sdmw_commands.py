@@ -7,9 +7,10 @@ import stat
 
 import httpx
 import pytest
+from typer.testing import CliRunner
+
 from sdmw_cli import config, main
 from sdmw_cli.client import Client
-from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -19,6 +20,7 @@ def isolated_config(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.delenv("SDMW_URL", raising=False)
     monkeypatch.delenv("SDMW_API_KEY", raising=False)
+    monkeypatch.delenv("SDMW_EVENT_BUS", raising=False)
 
 
 def serve(monkeypatch, handler) -> list[httpx.Request]:
