@@ -11,6 +11,7 @@ DLQ with its last error, where it can be read and moved back to the queue.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -103,7 +104,8 @@ class SqsOutbox:
         self._sqs = sqs or aws.client("sqs")
 
     def send(self, deliveries: list[DeliveryDue], delay_s: float = 0) -> None:
-        delay = int(min(MAX_SQS_DELAY_S, max(0, delay_s)))
+        # Rounded up: a message back early is only sent on again, one back late is a late attempt.
+        delay = math.ceil(min(MAX_SQS_DELAY_S, max(0, delay_s)))
         for start in range(0, len(deliveries), 10):  # SendMessageBatch takes ten at most
             entries = [
                 {"Id": str(index), "MessageBody": message_body(delivery, self._claims), "DelaySeconds": delay}

@@ -145,7 +145,8 @@ def on_delivery_due(event: BusEvent, deps: Dependencies) -> None:
             body=delivery.body,
         )
     )
-    _after(deps, delivery, attempt, now)
+    # The next wait counts from the end of this attempt, which a slow receiver can make late.
+    _after(deps, delivery, attempt, deps.clock())
 
 
 def _still_subscribed(deps: Dependencies, subscription_id: str) -> bool:
