@@ -28,6 +28,7 @@ from pydantic import (
 from sdmw_contracts.api.common import ApiModel
 from sdmw_contracts.api.endpoints import ENDPOINT_NAME_PATTERN, ENDPOINT_NAME_SCHEMA_PATTERN
 from sdmw_contracts.api.names import ObjectName
+from sdmw_contracts.api.webhooks import JobWebhookFields
 from sdmw_contracts.generation import GenerationParams
 
 InferenceTaskType = Literal["txt2img", "img2img"]
@@ -82,12 +83,13 @@ class _OmitsNoError(ApiModel):
         return data
 
 
-class InferenceRequest(GenerationParams):
+class InferenceRequest(GenerationParams, JobWebhookFields):
     """``POST /inference-api/inference``: txt2img or img2img on an async endpoint.
 
     ``sagemaker_endpoint_name``, ``task_type``, ``prompt`` and
     ``models["Stable-diffusion"]`` are required; every other field has the
     default the seed documents. img2img also needs ``init_images``.
+    ``webhook`` and ``webhook_events_filter`` (beyond the seed) name where the job's changes are also sent.
     """
 
     sagemaker_endpoint_name: str = Field(json_schema_extra=_ENDPOINT_NAME, examples=["infer-endpoint-cb821ea"])
@@ -180,12 +182,13 @@ class InferenceJobView(_OmitsNoError):
 # ---------------------------------------------------------------- route 16
 
 
-class ModelMergeRequest(ApiModel):
+class ModelMergeRequest(JobWebhookFields):
     """``POST /inference/run-model-merge``: merge two or three Stable Diffusion checkpoints.
 
     The seed documents no body; these are the checkpoint merger's inputs.
     ``interp_method`` is also accepted as ``merge_method``. The merge runs on
-    an in-service endpoint: the one named, or any when none is.
+    an in-service endpoint: the one named, or any when none is. ``webhook`` and
+    ``webhook_events_filter`` name where the job's changes are also sent.
     """
 
     primary_model_name: ObjectName = Field(examples=["v1-5-pruned-emaonly.safetensors"])

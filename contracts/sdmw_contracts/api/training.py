@@ -29,6 +29,7 @@ from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_v
 from sdmw_contracts.api.assets import MultipartFiles, MultiPartsTags, MultipartUpload
 from sdmw_contracts.api.common import ApiModel, check_params_size
 from sdmw_contracts.api.names import DatasetName, ObjectName, ResourceName, check_unique
+from sdmw_contracts.api.webhooks import JobWebhookFields
 
 #: A model-creation job: waiting for its files, creating, finished or failed.
 ModelJobStatus = Literal["Initialed", "Creating", "Created", "Complete", "Fail"]
@@ -234,8 +235,11 @@ class TrainJobParams(ApiModel):
         return merged
 
 
-class CreateTrainJobRequest(ApiModel):
-    """``POST /train``: a training job on a Complete model, and presigned URLs for its input files."""
+class CreateTrainJobRequest(JobWebhookFields):
+    """``POST /train``: a training job on a Complete model, and presigned URLs for its input files.
+
+    ``webhook`` and ``webhook_events_filter`` (beyond the seed) name where the job's changes are also sent.
+    """
 
     train_type: str = Field(examples=["dreambooth"], description="dreambooth or Stable-diffusion; lora or Lora.")
     model_id: str = Field(min_length=1, max_length=128, examples=["36c9d05e-3445-42a6-8be1-d7d054df7b9d"])

@@ -18,6 +18,7 @@ from service_kit.consumer import Consumer
 from service_kit.events import EventBridgePublisher, EventPublisher
 from service_kit.logging import get_logger
 from service_kit.snapshots import SnapshotTable
+from service_kit.webhook_secrets import SigningKey
 
 
 def http_app(
@@ -27,6 +28,7 @@ def http_app(
     publisher: EventPublisher | None = None,
     presigner: Presigner | None = None,
     claims: ClaimCheck | None = None,
+    webhook_keys: SigningKey | None = None,
 ) -> FastAPI:
     """The edge as deployed; each adapter not given is the real one, made from ``settings``."""
     settings = settings or ApiGatewaySettings()
@@ -40,6 +42,8 @@ def http_app(
         ),
         presigner=presigner or Presigner(settings.bucket, edge.presign_expiry_s, edge.presign_max_expiry_s),
         claims=claims or ClaimCheck(settings.bucket, aws.client("s3")),
+        # Read from Secrets Manager when a secret is first shown, not when the edge starts.
+        webhook_keys=webhook_keys or SigningKey(settings.webhook_signing_key_secret),
     )
     return create_app(deps)
 

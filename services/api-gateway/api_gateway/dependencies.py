@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,6 +15,8 @@ from api_gateway.presign import Presigner
 from api_gateway.read_model import ReadModel
 from api_gateway.runnable import Directory
 from api_gateway.settings import EdgeSettings
+from service_kit.webhook_secrets import SigningKey
+from service_kit.webhook_targets import GetAddrInfo
 
 
 @dataclass
@@ -23,7 +26,13 @@ class EdgeDependencies:
     commands: CommandSender
     presigner: Presigner
     claims: ClaimCheck
+    #: Webhook signing secrets: a subscription's, shown when it is created, and the default one jobs' own
+    #: webhooks are signed with (service_kit.webhook_secrets).
+    webhook_keys: SigningKey
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: How a webhook target's host name is resolved to be checked (service_kit.webhook_targets); tests
+    #: pass their own, so that none depends on real DNS.
+    resolve: GetAddrInfo = socket.getaddrinfo
     #: Endpoints and models by name for the jobs submitted, read through a short cache (api_gateway.runnable).
     directory: Directory = field(init=False)
 

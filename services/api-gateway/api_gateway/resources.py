@@ -32,4 +32,6 @@ RESOURCES = ServiceResources(
         # a presigned URL carries the signer's permissions.
         Grant(("s3:PutObject", "s3:GetObject"), BUCKET_OBJECTS),
     ),
+    # Shows webhook subscriptions' signing secrets (POST /webhooks) and the default one.
+    signs_webhooks=True,
 )

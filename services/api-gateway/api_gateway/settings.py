@@ -10,7 +10,7 @@ from pydantic_settings import NoDecode
 
 from api_gateway import SERVICE
 from service_kit import aws
-from service_kit.config import ServiceSettings
+from service_kit.config import ServiceSettings, webhook_signing_key_field, webhooks_allow_loopback_field
 
 #: A comma-separated list in the environment (``API_KEYS=one,two``), not JSON.
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -28,6 +28,8 @@ class EdgeSettings:
     upload_key_prefixes: tuple[str, ...]
     #: The instance type of a training job that names none.
     training_instance_type: str = "ml.g4dn.2xlarge"
+    #: Webhook targets on loopback addresses are accepted (the local stack only; never on AWS).
+    webhooks_allow_loopback: bool = False
 
     @property
     def prefix(self) -> str:
@@ -47,6 +49,10 @@ class ApiGatewaySettings(ServiceSettings):
     presign_max_expiry_s: int = 12 * 3600
     upload_key_prefixes: CommaList = ("config/",)
     training_instance_type: str = "ml.g4dn.2xlarge"
+    #: The Secrets Manager secret webhook signing secrets are derived from (the edge shows them).
+    webhook_signing_key_secret: str = webhook_signing_key_field()
+    #: Loopback webhook targets accepted (the local stack, so that a receiver on the same machine works).
+    webhooks_allow_loopback: bool = webhooks_allow_loopback_field()
 
     @field_validator("api_keys", "upload_key_prefixes", mode="before")
     @classmethod
@@ -68,6 +74,7 @@ class ApiGatewaySettings(ServiceSettings):
             presign_max_expiry_s=self.presign_max_expiry_s,
             upload_key_prefixes=self.upload_key_prefixes,
             training_instance_type=self.training_instance_type,
+            webhooks_allow_loopback=self.webhooks_allow_loopback,
         )
 
 

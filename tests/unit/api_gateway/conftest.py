@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,9 +23,18 @@ from sdmw_contracts.events.assets import CheckpointFile
 from sdmw_contracts.runtime import plain_model_name
 from service_kit.events import EventPublisher
 from service_kit.snapshots import SnapshotTable
+from service_kit.webhook_secrets import StaticSigningKey
+from service_kit.webhook_targets import GetAddrInfo
 from tests.conftest import create_service_table
 
 EDGE_BUCKET = "edge-bucket"
+#: The edge's webhook signing key in tests.
+WEBHOOK_KEY = b"k" * 32
+
+
+def no_dns(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+    """A resolver for which no name exists, so that no test reaches real DNS (literal addresses need none)."""
+    raise socket.gaierror(socket.EAI_NONAME, f"{host} is unknown to the tests' resolver")
 
 
 @dataclass
@@ -40,6 +50,8 @@ def in_process_edge(
     keys: tuple[str, ...] = ("key",),
     transition_wait_s: float = 0.2,
     clock: Callable[[], datetime] | None = None,
+    webhooks_allow_loopback: bool = False,
+    resolve: GetAddrInfo = no_dns,
 ) -> InProcessEdge:
     """The ASGI app with real (mocked) S3 and DynamoDB, sending its commands to ``publisher``.
 
@@ -54,6 +66,7 @@ def in_process_edge(
         presign_expiry_s=60,
         presign_max_expiry_s=120,
         upload_key_prefixes=("config/",),
+        webhooks_allow_loopback=webhooks_allow_loopback,
     )
     read_model = ReadModel(SnapshotTable(create_service_table("edge"), boto3.resource("dynamodb")))
     deps = EdgeDependencies(
@@ -62,6 +75,8 @@ def in_process_edge(
         commands=CommandSender(publisher),
         presigner=Presigner(EDGE_BUCKET, 60, 120, s3),
         claims=ClaimCheck(EDGE_BUCKET, s3),
+        webhook_keys=StaticSigningKey(WEBHOOK_KEY),
+        resolve=resolve,
     )
     if clock is not None:
         deps.clock = clock

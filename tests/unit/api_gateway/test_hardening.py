@@ -382,8 +382,8 @@ EXPECTED_STATUSES = {
     ("post", "/prod/inference/deploy-sagemaker-endpoint"): {"409", "413", "422", "503"},
     ("post", "/prod/inference/delete-sagemaker-endpoint"): {"413", "422", "503"},
     ("get", "/prod/inference/get-endpoint-deployment-job"): {"404", "422"},
-    ("post", "/prod/inference-api/inference"): {"413", "422", "503"},
-    ("post", "/prod/inference/run-model-merge"): {"413", "422", "503"},
+    ("post", "/prod/inference-api/inference"): {"400", "413", "422", "503"},
+    ("post", "/prod/inference/run-model-merge"): {"400", "413", "422", "503"},
     ("get", "/prod/inference/get-inference-job"): {"404", "422"},
     ("put", "/prod/inference/v2/{job_id}/run"): {"400", "404", "413", "422", "503"},
     ("post", "/prod/inference/run-sagemaker-inference"): {"400", "413", "422", "503"},
@@ -395,8 +395,10 @@ EXPECTED_STATUSES = {
     ("get", "/prod/{dataset_name}/data"): {"400", "404", "422"},
     ("post", "/prod/model"): {"400", "404", "413", "422", "503", "504"},
     ("put", "/prod/model"): {"400", "404", "409", "413", "422", "503", "504"},
-    ("post", "/prod/train"): {"404", "409", "413", "422", "503"},
+    ("post", "/prod/train"): {"400", "404", "409", "413", "422", "503"},
     ("put", "/prod/train"): {"400", "404", "409", "413", "422", "503", "504"},
+    ("get", "/prod/webhooks/{webhook_id}"): {"404", "422"},
+    ("delete", "/prod/webhooks/{webhook_id}"): {"404", "422", "503"},
 }
 
 

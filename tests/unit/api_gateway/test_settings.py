@@ -17,6 +17,8 @@ EDGE_VARIABLES = (
     "PRESIGN_MAX_EXPIRY_S",
     "UPLOAD_KEY_PREFIXES",
     "TRAINING_INSTANCE_TYPE",
+    "SDMW_WEBHOOK_SIGNING_KEY_SECRET",
+    "WEBHOOKS_ALLOW_LOOPBACK",
 )
 
 
@@ -57,6 +59,15 @@ def test_the_defaults(environment):
         12 * 3600,
     )
     assert edge.upload_key_prefixes == ("config/",)
+    assert edge.webhooks_allow_loopback is False
+
+
+def test_the_webhook_settings_come_from_the_shared_variables(environment):
+    environment.setenv("SDMW_WEBHOOK_SIGNING_KEY_SECRET", "sdmw-webhook-signing-key")
+    environment.setenv("WEBHOOKS_ALLOW_LOOPBACK", "1")
+    settings = ApiGatewaySettings(api_key="k")
+    assert settings.webhook_signing_key_secret == "sdmw-webhook-signing-key"
+    assert settings.edge().webhooks_allow_loopback is True
 
 
 def test_the_core_names_are_required(environment):

@@ -669,7 +669,7 @@ def test_inference_defaults_are_the_seeds() -> None:
 
 def test_inference_fields_are_the_seeds_plus_img2img_inputs() -> None:
     names = {field.alias or name for name, field in InferenceRequest.model_fields.items()}
-    assert names - set(SEED_INFERENCE_DEFAULTS) == {"init_images", "resize_mode"}
+    assert names - set(SEED_INFERENCE_DEFAULTS) == {"init_images", "resize_mode", "webhook", "webhook_events_filter"}
     assert set(SEED_INFERENCE_DEFAULTS) <= names
     required = {name for name, field in InferenceRequest.model_fields.items() if field.is_required()}
     assert required == REQUIRED_INFERENCE_FIELDS

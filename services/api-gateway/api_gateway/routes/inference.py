@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, bounded, not_found
 from api_gateway.routes import JobId, OptionalJobId, example_answer
+from api_gateway.routes.webhooks import refuse_unsafe_target
 from api_gateway.runnable import CannotRun, resolve_all, resolve_models
 from api_gateway.transitions import record_then_send
 from sdmw_contracts.api.common import seed_time
@@ -37,8 +38,10 @@ from sdmw_contracts.api.inference import (
     RunSageMakerInferenceRequest,
     seed_complete_time,
 )
+from sdmw_contracts.api.webhooks import JobWebhookFields
 from sdmw_contracts.events import InferenceJobChanged, InferenceRequested, ModelMergeRequested
 from sdmw_contracts.events.inference import result_prefix
+from sdmw_contracts.events.webhooks import JobWebhook
 from sdmw_contracts.generation import InterrogationParams
 from sdmw_contracts.runtime import MergeSpec, ModelRef, plain_model_name
 
@@ -61,14 +64,26 @@ def job_view(job: InferenceJobChanged) -> InferenceJobView:
     )
 
 
-@router.post("/inference-api/inference", responses=answers(503))
+@router.post("/inference-api/inference", responses=answers(400, 503))
 def run_inference(body: InferenceRequest, deps: Edge) -> InferenceResponse:
     """Starts a txt2img or img2img job on an async endpoint; answers at once with its id, or with
-    ``status: failed`` and the reason when the endpoint is not in service or a model is unknown."""
-    return _submit(deps, str(uuid.uuid4()), body)
+    ``status: failed`` and the reason when the endpoint is not in service or a model is unknown.
+
+    A ``webhook`` that may not be a target (not public http(s)) is refused with 400, and nothing is started.
+    """
+    return _submit(deps, str(uuid.uuid4()), body, _job_webhook(deps, body))
 
 
-def _submit(deps: EdgeDependencies, job_id: str, body: InferenceRequest) -> InferenceResponse:
+def _job_webhook(deps: EdgeDependencies, body: JobWebhookFields) -> JobWebhook | None:
+    """The request's own webhook, checked (400 naming why it is refused); None when it names none."""
+    if body.webhook is not None:
+        refuse_unsafe_target(deps, body.webhook, "webhook")
+    return body.job_webhook()
+
+
+def _submit(
+    deps: EdgeDependencies, job_id: str, body: InferenceRequest, webhook: JobWebhook | None = None
+) -> InferenceResponse:
     params = body.generation_params()
     requested_at = deps.clock()
     endpoint = body.sagemaker_endpoint_name
@@ -85,6 +100,7 @@ def _submit(deps: EdgeDependencies, job_id: str, body: InferenceRequest) -> Infe
         models=body.models,
         resolved=resolved,
         params=params,
+        webhook=webhook,
     )
     record_then_send(deps, [command.initial_snapshot(version=0)], command, correlation_id=job_id)
     return _started(deps, job_id, endpoint)
@@ -119,8 +135,9 @@ def _failed_at_once(
 def run_model_merge(body: ModelMergeRequest, deps: Edge) -> ModelMergeResponse:
     """Merges checkpoints on an endpoint as an inference job of task type ``merge``."""
     job_id = str(uuid.uuid4())
+    webhook = _job_webhook(deps, body)
     try:
-        command = _merge_command(deps, job_id, body)
+        command = _merge_command(deps, job_id, body, webhook)
     except CannotRun as exc:
         raise ApiError(400, str(exc)) from exc
     record_then_send(deps, [command.initial_snapshot(version=0)], command, correlation_id=job_id)
@@ -133,7 +150,9 @@ def run_model_merge(body: ModelMergeRequest, deps: Edge) -> ModelMergeResponse:
     )
 
 
-def _merge_command(deps: EdgeDependencies, job_id: str, body: ModelMergeRequest) -> ModelMergeRequested:
+def _merge_command(
+    deps: EdgeDependencies, job_id: str, body: ModelMergeRequest, webhook: JobWebhook | None
+) -> ModelMergeRequested:
     """The merge, its endpoint (the one named, or any in service) and its checkpoints resolved."""
     directory = deps.directory
     if body.sagemaker_endpoint_name:
@@ -156,7 +175,12 @@ def _merge_command(deps: EdgeDependencies, job_id: str, body: ModelMergeRequest)
         output_s3_uri=f"s3://{deps.presigner.bucket}/{result_prefix(job_id)}{merged_file_name(job_id, body)}",
     )
     return ModelMergeRequested(
-        job_id=job_id, endpoint_name=endpoint, requested_at=deps.clock(), models={BASE_MODEL_TYPE: titles}, merge=merge
+        job_id=job_id,
+        endpoint_name=endpoint,
+        requested_at=deps.clock(),
+        models={BASE_MODEL_TYPE: titles},
+        merge=merge,
+        webhook=webhook,
     )
 
 
@@ -287,7 +311,11 @@ def run_inference_v2(
 
 def _start_inference(deps: EdgeDependencies, job_id: str, body: dict[str, Any]) -> InferenceResponse | JSONResponse:
     """Validate the merged request as ``/inference-api/inference`` does (422 naming the field), then start
-    it; the extension reads a job that cannot run as a 400 with the reason."""
+    it; the extension reads a job that cannot run as a 400 with the reason.
+
+    The extension's routes take no webhook: ``webhook`` fields in its parameters are ignored.
+    """
+    body = {key: value for key, value in body.items() if key not in JobWebhookFields.webhook_fields}
     try:
         request = InferenceRequest.model_validate(body)
     except ValidationError as exc:

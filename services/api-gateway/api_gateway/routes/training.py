@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from api_gateway.catalogue import find_model
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, conflict, not_found
+from api_gateway.routes.webhooks import refuse_unsafe_target
 from api_gateway.transitions import await_first_owner_snapshot, await_outcome, record_then_send, send
 from sdmw_contracts.api.training import (
     PRODUCED_TYPE,
@@ -233,9 +234,14 @@ def _default_db_config(model: ModelChanged) -> dict[str, Any]:
 # ---------------------------------------------------------------- routes 23-25
 
 
-@router.post("/train", responses=answers(404, 409, 503))
+@router.post("/train", responses=answers(400, 404, 409, 503))
 def create_train_job(body: CreateTrainJobRequest, deps: Edge) -> CreateTrainJobResponse:
-    """A training job on a Complete model; answers a presigned PUT URL per file to upload with it."""
+    """A training job on a Complete model; answers a presigned PUT URL per file to upload with it.
+
+    A ``webhook`` that may not be a target (not public http(s)) is refused with 400, and nothing is started.
+    """
+    if body.webhook is not None:
+        refuse_unsafe_target(deps, body.webhook, "webhook")
     model = deps.read_model.get(ModelChanged, body.model_id)
     if model is None:
         raise not_found(f"model_id: no model {body.model_id}")
@@ -261,6 +267,7 @@ def create_train_job(body: CreateTrainJobRequest, deps: Edge) -> CreateTrainJobR
         filenames=list(body.filenames),
         params=body.params.model_dump(mode="json", exclude_unset=True),
         requested_at=deps.clock(),
+        webhook=body.job_webhook(),
     )
     job = command.initial_snapshot(deps.presigner.bucket, version=0)
     record_then_send(deps, [job], command, correlation_id=train_job_id)
