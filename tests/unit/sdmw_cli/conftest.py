@@ -7,7 +7,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from sdmw_cli import main
+from sdmw_cli import cli
 from sdmw_cli.client import Client
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -33,7 +33,7 @@ def fake_api(monkeypatch) -> Callable[[Handler], list[httpx.Request]]:
 
         transport = httpx.MockTransport(record)
         monkeypatch.setattr(
-            main,
+            cli,
             "client_factory",
             lambda s: Client(
                 s.url,

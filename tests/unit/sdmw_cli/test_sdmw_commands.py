@@ -9,7 +9,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from sdmw_cli import config, main
+from sdmw_cli import cli, config, main
 from sdmw_cli.client import Client
 
 runner = CliRunner()
@@ -33,7 +33,7 @@ def serve(monkeypatch, handler) -> list[httpx.Request]:
 
     transport = httpx.MockTransport(record)
     monkeypatch.setattr(
-        main,
+        cli,
         "client_factory",
         lambda s: Client(
             s.url, s.api_key, http=httpx.Client(transport=transport), storage=httpx.Client(transport=transport)
@@ -68,7 +68,7 @@ def test_list_prints_json_with_json(monkeypatch):
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(403, main.EXIT_UNREACHABLE), (401, main.EXIT_UNREACHABLE), (404, main.EXIT_API), (500, main.EXIT_API)],
+    [(403, cli.EXIT_UNREACHABLE), (401, cli.EXIT_UNREACHABLE), (404, cli.EXIT_API), (500, cli.EXIT_API)],
 )
 def test_refusals_map_to_exit_codes(monkeypatch, status, code):
     serve(monkeypatch, lambda request: httpx.Response(status, json={"message": "nope"}))
@@ -81,13 +81,13 @@ def test_an_unreachable_api_exits_3(monkeypatch):
         raise httpx.ConnectError("refused", request=request)
 
     serve(monkeypatch, refuse)
-    assert runner.invoke(main.app, ["endpoint", "list"]).exit_code == main.EXIT_UNREACHABLE
+    assert runner.invoke(main.app, ["endpoint", "list"]).exit_code == cli.EXIT_UNREACHABLE
 
 
 def test_a_missing_file_exits_4(monkeypatch, tmp_path):
     seen = serve(monkeypatch, lambda request: httpx.Response(200, json={}))
     result = runner.invoke(main.app, ["checkpoint", "upload", str(tmp_path / "absent.safetensors"), "--type", "Lora"])
-    assert result.exit_code == main.EXIT_MISSING_FILE and seen == []
+    assert result.exit_code == cli.EXIT_MISSING_FILE and seen == []
 
 
 def test_a_bad_option_is_typers_usage_error():
@@ -98,7 +98,7 @@ def test_jobs_wait_polls_until_finished_and_a_failed_job_exits_1(monkeypatch):
     statuses = iter(["inprogress", "inprogress", "failed"])
     serve(monkeypatch, lambda request: httpx.Response(200, json={"status": next(statuses), "error": "OOM"}))
     result = runner.invoke(main.app, ["jobs", "wait", "j1", "--poll-s", "0"])
-    assert result.exit_code == main.EXIT_API and "OOM" in result.output
+    assert result.exit_code == cli.EXIT_API and "OOM" in result.output
 
 
 def test_endpoint_deploy_wait_polls_the_deployment_job(monkeypatch):

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from sdmw_cli import main
+from sdmw_cli import cli, main
 from sdmw_cli.client import MIB, Client
 from sdmw_contracts.events import CheckpointChanged, CheckpointCreationRequested, CheckpointUpdateRequested
 from service_kit.events import RecordingPublisher
@@ -83,7 +83,7 @@ def edge(mocked_aws, monkeypatch, tmp_path):  # noqa: F811 - the imported fixtur
     monkeypatch.setenv("SDMW_URL", "http://testserver/prod")
     monkeypatch.setenv("SDMW_API_KEY", "key")
     storage = s3_behind_presigned_urls(made.s3)
-    monkeypatch.setattr(main, "client_factory", lambda s: Client(s.url, s.api_key, http=made.client, storage=storage))
+    monkeypatch.setattr(cli, "client_factory", lambda s: Client(s.url, s.api_key, http=made.client, storage=storage))
     return made, registry
 
 
@@ -109,4 +109,4 @@ def test_a_two_part_file_is_uploaded_and_activated_through_the_edge(edge, tmp_pa
 
 def test_a_wrong_key_against_the_edge_exits_3(edge, monkeypatch, tmp_path):
     monkeypatch.setenv("SDMW_API_KEY", "wrong")
-    assert CliRunner().invoke(main.app, ["checkpoint", "list"]).exit_code == main.EXIT_UNREACHABLE
+    assert CliRunner().invoke(main.app, ["checkpoint", "list"]).exit_code == cli.EXIT_UNREACHABLE

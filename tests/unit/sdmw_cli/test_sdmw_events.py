@@ -1,7 +1,7 @@
 """``sdmw events tail`` and ``sdmw webhooks listen`` on moto's EventBridge, SQS and S3 (``mock_aws``).
 
 moto delivers ``put_events`` to the rule's SQS target at once, so each test
-puts its events from ``main.on_tap_ready`` (called once the queue and the rule
+puts its events from ``following.on_tap_ready`` (called once the queue and the rule
 exist) and stops the command with ``--max-events`` (or Ctrl-C, SIGTERM, an
 error), then checks that the queue and the rule are gone.
 """
@@ -19,7 +19,8 @@ import pytest
 from standardwebhooks import Webhook
 from typer.testing import CliRunner
 
-from sdmw_cli import events, main
+from sdmw_cli import cli, events, following, main
+from sdmw_cli.commands import webhooks as webhook_commands
 from tests.conftest import aws_credentials, fresh_aws_clients, mocked_aws  # noqa: F401 - the repo's moto fixtures
 
 runner = CliRunner()
@@ -62,7 +63,7 @@ def on_ready(monkeypatch, hook) -> list[events.EventTap]:
         taps.append(tap)
         hook(tap)
 
-    monkeypatch.setattr(main, "on_tap_ready", ready)
+    monkeypatch.setattr(following, "on_tap_ready", ready)
     return taps
 
 
@@ -145,7 +146,7 @@ def test_tail_reads_claimed_data_back_from_s3(bus, monkeypatch):
 def test_tail_uses_the_bus_from_the_environment(bus, monkeypatch):
     monkeypatch.setenv("SDMW_EVENT_BUS", "other-bus")
     result = runner.invoke(main.app, ["events", "tail", "--max-events", "1", "--wait-s", "0"])
-    assert result.exit_code == main.EXIT_API
+    assert result.exit_code == cli.EXIT_API
     assert "other-bus" in result.output and "Traceback" not in result.output
     assert boto3.client("sqs").list_queues(QueueNamePrefix="sdmw-tail-").get("QueueUrls", []) == []
 
@@ -162,7 +163,7 @@ def test_ctrl_c_stops_the_tail_and_removes_everything(bus, monkeypatch):
 
 def test_sigterm_stops_the_tail_and_removes_everything(bus, monkeypatch):
     def terminate(tap):
-        if signal.getsignal(signal.SIGTERM) is not main._raise_stopped:
+        if signal.getsignal(signal.SIGTERM) is not following._raise_stopped:
             pytest.skip("SIGTERM handler not installed (not the main thread)")
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -170,7 +171,7 @@ def test_sigterm_stops_the_tail_and_removes_everything(bus, monkeypatch):
     result = runner.invoke(main.app, ["events", "tail", "--wait-s", "0"])
     assert result.exit_code == 0, result.output
     assert_removed(taps[0])
-    assert signal.getsignal(signal.SIGTERM) is not main._raise_stopped  # put back
+    assert signal.getsignal(signal.SIGTERM) is not following._raise_stopped  # put back
 
 
 def test_an_error_while_polling_still_removes_the_rule(bus, monkeypatch):
@@ -179,7 +180,7 @@ def test_an_error_while_polling_still_removes_the_rule(bus, monkeypatch):
 
     taps = on_ready(monkeypatch, lose_the_queue)
     result = runner.invoke(main.app, ["events", "tail", "--wait-s", "0"])
-    assert result.exit_code == main.EXIT_API, result.output
+    assert result.exit_code == cli.EXIT_API, result.output
     assert "error:" in result.output and "Traceback" not in result.output
     assert_removed(taps[0])
 
@@ -194,7 +195,9 @@ def receiver(monkeypatch, handler) -> list[httpx.Request]:
         received.append(request)
         return handler(request)
 
-    monkeypatch.setattr(main, "forward_http_factory", lambda: httpx.Client(transport=httpx.MockTransport(record)))
+    monkeypatch.setattr(
+        webhook_commands, "forward_http_factory", lambda: httpx.Client(transport=httpx.MockTransport(record))
+    )
     return received
 
 
@@ -255,7 +258,7 @@ def test_a_receiver_that_is_down_is_reported_not_fatal(bus, monkeypatch):
 
 def test_listen_refuses_a_secret_that_is_not_whsec(bus):
     result = runner.invoke(main.app, ["webhooks", "listen", "--forward-to", "http://x", "--secret", "nope"])
-    assert result.exit_code == main.EXIT_USAGE and "whsec_" in result.output
+    assert result.exit_code == cli.EXIT_USAGE and "whsec_" in result.output
     assert boto3.client("sqs").list_queues(QueueNamePrefix="sdmw-tail-").get("QueueUrls", []) == []
 
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from sdmw_cli import config, main
+from sdmw_cli import cli, config, main
 
 runner = CliRunner()
 
@@ -41,7 +41,7 @@ def test_checkpoint_show_finds_the_checkpoint_in_the_list(fake_api):
 def test_checkpoint_show_of_an_unknown_id_exits_1(fake_api):
     fake_api(lambda request: httpx.Response(200, json=CHECKPOINTS))
     result = runner.invoke(main.app, ["checkpoint", "show", "nope"])
-    assert result.exit_code == main.EXIT_API and "no checkpoint nope" in result.output
+    assert result.exit_code == cli.EXIT_API and "no checkpoint nope" in result.output
 
 
 def test_jobs_list_lists_inference_jobs(fake_api):
@@ -92,7 +92,7 @@ def test_a_wait_that_runs_out_of_time_exits_5_with_a_message(fake_api, args, tmp
     monkeypatch.chdir(tmp_path)
     fake_api(always_in_progress)
     result = runner.invoke(main.app, [*args, "--timeout", "0.05", "--poll-s", "0.01"])
-    assert result.exit_code == main.EXIT_TIMEOUT, result.output
+    assert result.exit_code == cli.EXIT_TIMEOUT, result.output
     assert "gave up waiting after 0.05 s" in result.output and "goes on" in result.output
     assert not (tmp_path / "unused-dir").exists()
 
@@ -135,7 +135,7 @@ def test_a_missing_init_image_exits_4_before_any_request(fake_api, tmp_path):
     seen = fake_api(started)
     args = ["infer", "--endpoint", "e", "--model", "m", "--prompt", "p", "--init-image", str(tmp_path / "no.png")]
     result = runner.invoke(main.app, args)
-    assert result.exit_code == main.EXIT_MISSING_FILE and "no.png" in result.output and seen == []
+    assert result.exit_code == cli.EXIT_MISSING_FILE and "no.png" in result.output and seen == []
 
 
 def test_infer_loras_go_in_models_lora_and_a_weight_adds_a_prompt_tag(fake_api):
@@ -223,7 +223,7 @@ def test_dataset_upload_of_a_missing_or_empty_folder_exits_4(fake_api, tmp_path)
     missing = runner.invoke(main.app, ["dataset", "upload", str(tmp_path / "absent"), "--name", "d"])
     (tmp_path / "empty").mkdir()
     empty = runner.invoke(main.app, ["dataset", "upload", str(tmp_path / "empty"), "--name", "d"])
-    assert missing.exit_code == empty.exit_code == main.EXIT_MISSING_FILE
+    assert missing.exit_code == empty.exit_code == cli.EXIT_MISSING_FILE
     assert "holds no files" in empty.output and seen == []
 
 
@@ -239,7 +239,7 @@ def test_a_refused_dataset_part_is_retried_then_fails_with_exit_1(fake_api, tmp_
 
     seen = fake_api(handle)
     result = runner.invoke(main.app, ["dataset", "upload", str(folder), "--name", "d"])
-    assert result.exit_code == main.EXIT_API and "SignatureDoesNotMatch" in result.output
+    assert result.exit_code == cli.EXIT_API and "SignatureDoesNotMatch" in result.output
     assert len([r for r in seen if r.url.host == "s3.test"]) == 3
     assert [r.method for r in seen if r.url.host == "api.test"] == ["POST"]  # never enabled
 
@@ -295,7 +295,7 @@ def test_train_creates_starts_and_waits_showing_each_status_change(fake_api):
 def test_train_that_fails_exits_1_with_its_reason(fake_api):
     fake_api(training_api(["Fail"], error="CUDA out of memory"))
     result = runner.invoke(main.app, ["train", "--model-id", "m1", "--dataset", "d", "--wait", "--poll-s", "0"])
-    assert result.exit_code == main.EXIT_API and "CUDA out of memory" in result.output
+    assert result.exit_code == cli.EXIT_API and "CUDA out of memory" in result.output
 
 
 def test_train_uploads_its_files_to_the_presigned_urls(fake_api, tmp_path):
@@ -313,7 +313,7 @@ def test_train_uploads_its_files_to_the_presigned_urls(fake_api, tmp_path):
 def test_train_without_data_is_a_usage_error(fake_api):
     seen = fake_api(training_api([]))
     result = runner.invoke(main.app, ["train", "--model-id", "m1"])
-    assert result.exit_code == main.EXIT_USAGE and "--dataset" in result.output and seen == []
+    assert result.exit_code == cli.EXIT_USAGE and "--dataset" in result.output and seen == []
 
 
 # ---------------------------------------------------------------- webhooks
@@ -362,7 +362,7 @@ def test_webhooks_create_sends_the_subscription_and_prints_the_secret(fake_api):
 def test_webhooks_create_refuses_an_unknown_kind_without_a_request(fake_api):
     seen = fake_api(webhooks_api)
     result = runner.invoke(main.app, ["webhooks", "create", "https://x.test", "--type", "invoices"])
-    assert result.exit_code == main.EXIT_USAGE and "invoices" in result.output and seen == []
+    assert result.exit_code == cli.EXIT_USAGE and "invoices" in result.output and seen == []
 
 
 def test_webhooks_list_show_delete_and_default_secret(fake_api):
@@ -384,7 +384,7 @@ def test_webhooks_list_show_delete_and_default_secret(fake_api):
 def test_webhooks_show_of_an_unknown_id_exits_1(fake_api):
     fake_api(webhooks_api)
     result = runner.invoke(main.app, ["webhooks", "show", "wh_404"])
-    assert result.exit_code == main.EXIT_API and "no webhook wh_404" in result.output
+    assert result.exit_code == cli.EXIT_API and "no webhook wh_404" in result.output
 
 
 # ---------------------------------------------------------------- clear errors
@@ -396,7 +396,7 @@ def test_a_corrupt_config_file_exits_2_with_a_message(content):
     path.parent.mkdir(parents=True)
     path.write_bytes(content.encode("latin-1"))
     result = runner.invoke(main.app, ["checkpoint", "list"])
-    assert result.exit_code == main.EXIT_USAGE, result.output
+    assert result.exit_code == cli.EXIT_USAGE, result.output
     assert (str(path) in result.output and result.exception is None) or isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output
 
@@ -413,7 +413,7 @@ def test_a_url_that_is_not_a_url_exits_3_with_a_message(monkeypatch):
     monkeypatch.setenv("SDMW_URL", "api.test/prod")
     monkeypatch.setenv("SDMW_API_KEY", "key")
     result = runner.invoke(main.app, ["jobs", "list"])
-    assert result.exit_code == main.EXIT_UNREACHABLE and "api.test/prod" in result.output
+    assert result.exit_code == cli.EXIT_UNREACHABLE and "api.test/prod" in result.output
 
 
 # ---------------------------------------------------------------- model create
@@ -456,7 +456,7 @@ def test_model_create_that_fails_exits_1_and_one_that_takes_too_long_exits_5(fak
     fake_api(models_api(["Fail"]))
     args = ["model", "create", "--name", "base", "--ckpt", "x.ckpt", "--wait", "--poll-s", "0"]
     failed = runner.invoke(main.app, args)
-    assert failed.exit_code == main.EXIT_API and "bad checkpoint" in failed.output
+    assert failed.exit_code == cli.EXIT_API and "bad checkpoint" in failed.output
     fake_api(models_api(["Creating"] * 100))
     slow = runner.invoke(main.app, [*args, "--timeout", "0"])
-    assert slow.exit_code == main.EXIT_TIMEOUT and "model m1 is still Creating" in slow.output
+    assert slow.exit_code == cli.EXIT_TIMEOUT and "model m1 is still Creating" in slow.output
