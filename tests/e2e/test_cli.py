@@ -220,3 +220,19 @@ def test_dataset_model_and_lora_training_through_the_cli(cli_env, tmp_path):
     assert [line.split()[-1] for line in trained.stderr.splitlines()][-1] == "Complete"
     shown = sdmw(cli_env, "checkpoint", "show", trained_checkpoint, "--json")
     assert json.loads(shown.stdout)["name"] == ["tiny-cli-lora.safetensors"]
+
+
+def test_webhook_subscriptions_through_the_cli(cli_env):
+    created = sdmw(
+        cli_env, "webhooks", "create", "http://127.0.0.1:9/hook", "--type", "inference", "--terminal-only", "--json"
+    )
+    assert created.returncode == 0, created.stderr
+    subscription = json.loads(created.stdout)
+    assert subscription["secret"].startswith("whsec_") and subscription["terminal_only"] is True
+    listed = json.loads(sdmw(cli_env, "webhooks", "list", "--json").stdout)
+    assert subscription["id"] in [w["id"] for w in listed["webhooks"]]
+    assert "secret" not in json.dumps(listed)
+    deleted = sdmw(cli_env, "webhooks", "delete", subscription["id"], "--json")
+    assert deleted.returncode == 0, deleted.stderr
+    refused = sdmw(cli_env, "webhooks", "create", "http://169.254.169.254/", "--type", "inference")
+    assert refused.returncode == 1 and "link-local" in refused.stderr, refused.stderr
