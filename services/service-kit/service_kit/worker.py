@@ -28,6 +28,7 @@ import os
 import signal
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,6 +220,9 @@ def run_worker(*workers: Worker) -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        # Each worker hands its batch to a thread; the default pool (a few threads on a small machine)
+        # would make more workers wait for one.
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=len(workers) + 4))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop)
         await asyncio.gather(*(worker.run() for worker in workers))

@@ -13,6 +13,7 @@ from service_kit.webhook_secrets import SigningKey
 from webhooks import SERVICE
 from webhooks.deliveries import Outbox, SqsOutbox
 from webhooks.delivery import Deliverer, new_client
+from webhooks.gate import TargetGate
 from webhooks.handlers import Dependencies, router
 from webhooks.settings import WebhooksSettings
 
@@ -32,6 +33,7 @@ def bootstrap(
     outbox: Outbox | None = None,
     deliverer: Deliverer | None = None,
     keys: SigningKey | None = None,
+    gate: TargetGate | None = None,
 ) -> App:
     """The service as deployed; each adapter not given is the real one, made from ``settings``."""
     settings = settings or WebhooksSettings()
@@ -50,6 +52,7 @@ def bootstrap(
         keys=keys or SigningKey(settings.webhook_signing_key_secret),
         logger=logger,
         first_retry_s=settings.first_retry_s,
+        gate=gate or TargetGate(),
     )
     consumer = Consumer(router(deps), logger, dynamodb_idempotency(settings.table_name), claims=claims)
     return App(settings=settings, deps=deps, consumer=consumer)

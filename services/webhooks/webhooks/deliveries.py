@@ -62,6 +62,10 @@ class DeliveryDue(Command):
             }
         )
 
+    def waiting(self, now: datetime, wait_s: float) -> DeliveryDue:
+        """The same attempt, not before ``wait_s`` from now."""
+        return self.model_copy(update={"not_before": now + timedelta(seconds=wait_s)})
+
     def given_up(self, status_code: int | None, error: str | None) -> DeliveryDue:
         return self.model_copy(update={"last_status_code": status_code, "last_error": error})
 

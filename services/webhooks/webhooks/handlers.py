@@ -33,6 +33,7 @@ from service_kit.webhook_secrets import SigningKey
 from webhooks import SERVICE
 from webhooks.deliveries import DeliveryDue, Outbox
 from webhooks.delivery import FIRST_DELAY_S, Attempt, Deliverer, Delivery, Outcome, retry_delay
+from webhooks.gate import TargetGate
 
 
 @dataclass
@@ -46,6 +47,8 @@ class Dependencies:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     #: The wait after a first failed attempt; each next one doubles it, up to an hour.
     first_retry_s: float = FIRST_DELAY_S
+    #: Shared by every consumer of one process, so that they keep to one limit per receiver.
+    gate: TargetGate = field(default_factory=TargetGate)
 
 
 # ---------------------------------------------------------------- subscriptions
@@ -135,8 +138,23 @@ def on_delivery_due(event: BusEvent, deps: Dependencies) -> None:
     if delivery.subscription_id is not None and not _still_subscribed(deps, delivery.subscription_id):
         deps.logger.info("subscription gone; delivery dropped", extra={"subscription_id": delivery.subscription_id})
         return
+    wait = deps.gate.admit(delivery.url)
+    if wait is not None:
+        # Its receiver is busy or not answering: back in the queue without an attempt, the slot freed at once.
+        deps.outbox.send([delivery.waiting(now, wait)], wait)
+        return
+    attempt = Attempt(Outcome.RETRY, error="the attempt did not finish")
+    try:
+        attempt = _attempt(deps, delivery)
+    finally:
+        deps.gate.done(delivery.url, answered=attempt.status_code is not None)
+    # The next wait counts from the end of this attempt, which a slow receiver can make late.
+    _after(deps, delivery, attempt, deps.clock())
+
+
+def _attempt(deps: Dependencies, delivery: DeliveryDue) -> Attempt:
     # Signed at the moment it is sent (the wall clock, not the handler's): receivers compare the two.
-    attempt = deps.deliverer.deliver(
+    return deps.deliverer.deliver(
         Delivery(
             event_id=delivery.event_id,
             subscription_id=delivery.target_key,
@@ -145,8 +163,6 @@ def on_delivery_due(event: BusEvent, deps: Dependencies) -> None:
             body=delivery.body,
         )
     )
-    # The next wait counts from the end of this attempt, which a slow receiver can make late.
-    _after(deps, delivery, attempt, deps.clock())
 
 
 def _still_subscribed(deps: Dependencies, subscription_id: str) -> bool:

@@ -22,4 +22,4 @@ class WebhooksSettings(ServiceSettings):
     #: The wait after a first failed attempt (doubling after each next one, up to an hour); tests shorten it.
     first_retry_s: float = Field(30.0, gt=0, le=3600, validation_alias="WEBHOOKS_FIRST_RETRY_S")
     #: Local stack only: how many deliveries run at once (Lambda runs one invocation per message instead).
-    concurrent_deliveries: int = Field(4, ge=1, le=64, validation_alias="WEBHOOKS_CONCURRENT_DELIVERIES")
+    concurrent_deliveries: int = Field(8, ge=1, le=64, validation_alias="WEBHOOKS_CONCURRENT_DELIVERIES")

@@ -272,3 +272,29 @@ def test_a_private_target_is_never_contacted(world):
     assert world.receiver.received == []
     [dead] = world.outbox.dead
     assert "private" in dead.last_error
+
+
+def test_after_a_receiver_did_not_answer_its_deliveries_wait_without_an_attempt(world):
+    world.subscribe("sub-1")
+    world.receiver.signed_as[OTHER_URL] = "sub-2"
+    world.subscribe("sub-2", OTHER_URL)
+    world.deps.gate.done(URL, answered=False)  # as after a timeout of an attempt to URL
+    world.dispatch(bus(job(), source="sdmw.inference-dispatcher"))
+    world.run_deliveries()
+    assert [url for url, _, _ in world.receiver.received] == [OTHER_URL]
+    [(waiting, delay)] = world.outbox.sent
+    assert waiting.url == URL and waiting.attempt == 1 and waiting.last_error is None
+    assert 0 < delay <= 5 and waiting.not_before == NOW + timedelta(seconds=delay)
+
+
+def test_a_timed_out_attempt_pauses_its_receiver(world):
+    def hangs(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    world.deps.deliverer = Deliverer(httpx.Client(transport=httpx.MockTransport(hangs)), getaddrinfo=public_dns)
+    world.subscribe("sub-1")
+    world.dispatch(bus(job(), source="sdmw.inference-dispatcher"))
+    world.run_deliveries()
+    [(retry, _)] = world.outbox.sent
+    assert retry.attempt == 2 and "timed out" in retry.last_error
+    assert world.deps.gate.admit(URL) is not None

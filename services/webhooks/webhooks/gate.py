@@ -1,0 +1,76 @@
+"""Keeps a receiver that hangs or is down from taking every delivery slot.
+
+Deliveries run in a fixed number of slots (the local worker's pollers; on AWS, concurrent Lambda
+invocations). A receiver that never answers holds a slot for the whole timeout on every attempt, so a
+few such receivers with many deliveries pending would take every slot and hold up healthy ones. Two
+rules, per target (a URL's scheme, host and port):
+
+- at most ``MAX_IN_FLIGHT`` attempts to one target at once; a delivery beyond that waits its turn;
+- after an attempt that got no answer (a timeout, a refused connection), the target is left alone for
+  a while (5 s, doubling with each further such attempt, up to a minute): its deliveries wait without
+  being attempted, and the first attempt after the pause probes whether it is back.
+
+A delivery that waits is sent back to the queue, delayed; waiting is not an attempt, so the retry
+schedule and the day's limit are unchanged. The state is per process: on AWS each Lambda container
+keeps its own, which is enough because there each invocation takes one message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+MAX_IN_FLIGHT = 2
+#: How soon a delivery that found its target busy looks again.
+BUSY_WAIT_S = 2.0
+FIRST_PAUSE_S = 5.0
+MAX_PAUSE_S = 60.0
+
+
+def target_of(url: str) -> str:
+    """What one receiver is, for this purpose: the URL's scheme, host and port."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}".lower()
+
+
+@dataclass
+class _TargetState:
+    in_flight: int = 0
+    unanswered: int = 0
+    paused_until: float = 0.0
+
+
+class TargetGate:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._targets: dict[str, _TargetState] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, url: str) -> float | None:
+        """None: go ahead (and call ``done`` after); else the seconds to wait before trying again."""
+        with self._lock:
+            state = self._targets.setdefault(target_of(url), _TargetState())
+            now = self._clock()
+            if state.paused_until > now:
+                return state.paused_until - now
+            # A target that has not answered lately gets one probe at a time.
+            limit = 1 if state.unanswered else MAX_IN_FLIGHT
+            if state.in_flight >= limit:
+                return BUSY_WAIT_S
+            state.in_flight += 1
+            return None
+
+    def done(self, url: str, answered: bool) -> None:
+        """``answered``: the receiver sent an HTTP answer, whatever its status."""
+        with self._lock:
+            state = self._targets.setdefault(target_of(url), _TargetState())
+            state.in_flight = max(0, state.in_flight - 1)
+            if answered:
+                state.unanswered, state.paused_until = 0, 0.0
+                return
+            state.unanswered += 1
+            pause = min(MAX_PAUSE_S, FIRST_PAUSE_S * 2 ** (state.unanswered - 1))
+            state.paused_until = max(state.paused_until, self._clock() + pause)

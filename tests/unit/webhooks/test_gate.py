@@ -1,0 +1,60 @@
+"""The per-receiver gate: a receiver that hangs or is down cannot take every delivery slot."""
+
+from __future__ import annotations
+
+from webhooks.gate import BUSY_WAIT_S, FIRST_PAUSE_S, MAX_IN_FLIGHT, MAX_PAUSE_S, TargetGate, target_of
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_target_is_its_scheme_host_and_port():
+    assert target_of("https://Hooks.Example.com/a?x=1") == target_of("https://hooks.example.com/b")
+    assert target_of("https://hooks.example.com/a") != target_of("https://hooks.example.com:8443/a")
+    assert target_of("http://hooks.example.com/a") != target_of("https://hooks.example.com/a")
+
+
+def test_at_most_a_few_attempts_to_one_target_at_once_and_others_are_not_affected():
+    gate = TargetGate(Clock())
+    for _ in range(MAX_IN_FLIGHT):
+        assert gate.admit("https://slow.example.com/in") is None
+    assert gate.admit("https://slow.example.com/in") == BUSY_WAIT_S
+    assert gate.admit("https://fine.example.com/in") is None
+    gate.done("https://slow.example.com/in", answered=True)
+    assert gate.admit("https://slow.example.com/in") is None
+
+
+def test_a_target_that_did_not_answer_is_paused_longer_each_time_then_probed_once():
+    clock = Clock()
+    gate = TargetGate(clock)
+    url = "https://dead.example.com/in"
+    assert gate.admit(url) is None
+    gate.done(url, answered=False)
+    assert gate.admit(url) == FIRST_PAUSE_S
+    clock.now += FIRST_PAUSE_S
+    assert gate.admit(url) is None  # the probe
+    assert gate.admit(url) == BUSY_WAIT_S  # one probe at a time
+    gate.done(url, answered=False)
+    assert gate.admit(url) == 2 * FIRST_PAUSE_S
+    for _ in range(10):
+        clock.now += MAX_PAUSE_S
+        assert gate.admit(url) is None
+        gate.done(url, answered=False)
+    assert gate.admit(url) == MAX_PAUSE_S
+
+
+def test_an_answer_of_any_status_ends_the_pause():
+    clock = Clock()
+    gate = TargetGate(clock)
+    url = "https://back.example.com/in"
+    gate.admit(url)
+    gate.done(url, answered=False)
+    clock.now += FIRST_PAUSE_S
+    gate.admit(url)
+    gate.done(url, answered=True)  # a 500 is an answer: the receiver is there
+    assert [gate.admit(url) for _ in range(MAX_IN_FLIGHT)] == [None] * MAX_IN_FLIGHT
