@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service_kit.claims import EventClaims
-from service_kit.consumer import Consumer, dynamodb_idempotency
+from service_kit.consumer import Consumer
 from service_kit.events import EventBridgePublisher, EventPublisher
 from service_kit.logging import get_logger
 from service_kit.snapshots import SnapshotTable
@@ -54,7 +54,10 @@ def bootstrap(
         first_retry_s=settings.first_retry_s,
         gate=gate or TargetGate(),
     )
-    consumer = Consumer(router(deps), logger, dynamodb_idempotency(settings.table_name), claims=claims)
+    # No idempotency records: a repeated message is harmless here (a subscription command finds its work
+    # done, a repeated delivery carries the same webhook-id), and each delivery message is unique anyway,
+    # so the records would only add two table writes to every attempt and every wait.
+    consumer = Consumer(router(deps), logger, idempotency_store=None, claims=claims)
     return App(settings=settings, deps=deps, consumer=consumer)
 
 

@@ -7,16 +7,19 @@ rules, per target (a URL's scheme, host and port):
 
 - at most ``MAX_IN_FLIGHT`` attempts to one target at once; a delivery beyond that waits its turn;
 - after an attempt that got no answer (a timeout, a refused connection), the target is left alone for
-  a while (5 s, doubling with each further such attempt, up to a minute): its deliveries wait without
-  being attempted, and the first attempt after the pause probes whether it is back.
+  a while (10 s, doubling with each further such attempt, up to 5 min): its deliveries wait without
+  being attempted, and one attempt at a time probes whether it is back.
 
-A delivery that waits is sent back to the queue, delayed; waiting is not an attempt, so the retry
-schedule and the day's limit are unchanged. The state is per process: on AWS each Lambda container
+A delivery that waits is sent back to the queue, delayed by the pause (spread by up to half again at
+random, so that many waiting deliveries do not all come back at once); waiting is not an attempt, so
+the retry schedule and the day's limit are unchanged. Each wait costs a few queue calls, which is why
+the pause grows: a receiver that stays down costs little. The state is per process: on AWS each Lambda container
 keeps its own, which is enough because there each invocation takes one message.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -26,8 +29,9 @@ from urllib.parse import urlsplit
 MAX_IN_FLIGHT = 2
 #: How soon a delivery that found its target busy looks again.
 BUSY_WAIT_S = 2.0
-FIRST_PAUSE_S = 5.0
-MAX_PAUSE_S = 60.0
+FIRST_PAUSE_S = 10.0
+MAX_PAUSE_S = 300.0
+SPREAD = 0.5
 
 
 def target_of(url: str) -> str:
@@ -44,8 +48,9 @@ class _TargetState:
 
 
 class TargetGate:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, rand: Callable[[], float] = random.random) -> None:
         self._clock = clock
+        self._rand = rand
         self._targets: dict[str, _TargetState] = {}
         self._lock = threading.Lock()
 
@@ -55,13 +60,17 @@ class TargetGate:
             state = self._targets.setdefault(target_of(url), _TargetState())
             now = self._clock()
             if state.paused_until > now:
-                return state.paused_until - now
-            # A target that has not answered lately gets one probe at a time.
-            limit = 1 if state.unanswered else MAX_IN_FLIGHT
-            if state.in_flight >= limit:
+                return self._spread(state.paused_until - now)
+            if state.unanswered and state.in_flight:
+                # One probe at a time to a target that has not answered lately; the rest wait a pause.
+                return self._spread(_pause(state.unanswered))
+            if state.in_flight >= MAX_IN_FLIGHT:
                 return BUSY_WAIT_S
             state.in_flight += 1
             return None
+
+    def _spread(self, wait_s: float) -> float:
+        return wait_s * (1 + SPREAD * self._rand())
 
     def done(self, url: str, answered: bool) -> None:
         """``answered``: the receiver sent an HTTP answer, whatever its status."""
@@ -72,5 +81,8 @@ class TargetGate:
                 state.unanswered, state.paused_until = 0, 0.0
                 return
             state.unanswered += 1
-            pause = min(MAX_PAUSE_S, FIRST_PAUSE_S * 2 ** (state.unanswered - 1))
-            state.paused_until = max(state.paused_until, self._clock() + pause)
+            state.paused_until = max(state.paused_until, self._clock() + _pause(state.unanswered))
+
+
+def _pause(unanswered: int) -> float:
+    return min(MAX_PAUSE_S, FIRST_PAUSE_S * 2 ** min(unanswered - 1, 16))

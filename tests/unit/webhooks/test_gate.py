@@ -20,7 +20,7 @@ def test_a_target_is_its_scheme_host_and_port():
 
 
 def test_at_most_a_few_attempts_to_one_target_at_once_and_others_are_not_affected():
-    gate = TargetGate(Clock())
+    gate = TargetGate(Clock(), rand=lambda: 0.0)
     for _ in range(MAX_IN_FLIGHT):
         assert gate.admit("https://slow.example.com/in") is None
     assert gate.admit("https://slow.example.com/in") == BUSY_WAIT_S
@@ -31,14 +31,14 @@ def test_at_most_a_few_attempts_to_one_target_at_once_and_others_are_not_affecte
 
 def test_a_target_that_did_not_answer_is_paused_longer_each_time_then_probed_once():
     clock = Clock()
-    gate = TargetGate(clock)
+    gate = TargetGate(clock, rand=lambda: 0.0)
     url = "https://dead.example.com/in"
     assert gate.admit(url) is None
     gate.done(url, answered=False)
     assert gate.admit(url) == FIRST_PAUSE_S
     clock.now += FIRST_PAUSE_S
     assert gate.admit(url) is None  # the probe
-    assert gate.admit(url) == BUSY_WAIT_S  # one probe at a time
+    assert gate.admit(url) == FIRST_PAUSE_S  # one probe at a time; the others wait a pause
     gate.done(url, answered=False)
     assert gate.admit(url) == 2 * FIRST_PAUSE_S
     for _ in range(10):
@@ -48,9 +48,17 @@ def test_a_target_that_did_not_answer_is_paused_longer_each_time_then_probed_onc
     assert gate.admit(url) == MAX_PAUSE_S
 
 
+def test_waits_are_spread_so_waiting_deliveries_do_not_return_together():
+    gate = TargetGate(Clock(), rand=lambda: 1.0)
+    url = "https://dead.example.com/in"
+    gate.admit(url)
+    gate.done(url, answered=False)
+    assert gate.admit(url) == FIRST_PAUSE_S * 1.5
+
+
 def test_an_answer_of_any_status_ends_the_pause():
     clock = Clock()
-    gate = TargetGate(clock)
+    gate = TargetGate(clock, rand=lambda: 0.0)
     url = "https://back.example.com/in"
     gate.admit(url)
     gate.done(url, answered=False)

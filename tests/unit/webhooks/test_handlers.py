@@ -284,7 +284,7 @@ def test_after_a_receiver_did_not_answer_its_deliveries_wait_without_an_attempt(
     assert [url for url, _, _ in world.receiver.received] == [OTHER_URL]
     [(waiting, delay)] = world.outbox.sent
     assert waiting.url == URL and waiting.attempt == 1 and waiting.last_error is None
-    assert 0 < delay <= 5 and waiting.not_before == NOW + timedelta(seconds=delay)
+    assert 0 < delay <= 15 and waiting.not_before == NOW + timedelta(seconds=delay)
 
 
 def test_a_timed_out_attempt_pauses_its_receiver(world):
