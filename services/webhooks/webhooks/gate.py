@@ -3,7 +3,7 @@
 Deliveries run in a fixed number of slots (the local worker's pollers; on AWS, concurrent Lambda
 invocations). A receiver that never answers holds a slot for the whole timeout on every attempt, so a
 few such receivers with many deliveries pending would take every slot and hold up healthy ones. Two
-rules, per target (a URL's scheme, host and port):
+rules, per target (a URL without its query: one receiver, even where several share a host):
 
 - at most ``MAX_IN_FLIGHT`` attempts to one target at once; a delivery beyond that waits its turn;
 - after an attempt that got no answer (a timeout, a refused connection), the target is left alone for
@@ -35,9 +35,9 @@ SPREAD = 0.5
 
 
 def target_of(url: str) -> str:
-    """What one receiver is, for this purpose: the URL's scheme, host and port."""
+    """What one receiver is, for this purpose: the URL's scheme, host, port and path."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}".lower()
+    return f"{parts.scheme}://{parts.netloc.lower()}{parts.path or '/'}"
 
 
 @dataclass

@@ -13,8 +13,9 @@ class Clock:
         return self.now
 
 
-def test_a_target_is_its_scheme_host_and_port():
-    assert target_of("https://Hooks.Example.com/a?x=1") == target_of("https://hooks.example.com/b")
+def test_a_target_is_its_scheme_host_port_and_path():
+    assert target_of("https://Hooks.Example.com/a?x=1") == target_of("https://hooks.example.com/a")
+    assert target_of("https://hooks.example.com/a") != target_of("https://hooks.example.com/b")
     assert target_of("https://hooks.example.com/a") != target_of("https://hooks.example.com:8443/a")
     assert target_of("http://hooks.example.com/a") != target_of("https://hooks.example.com/a")
 
