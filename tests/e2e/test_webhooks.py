@@ -185,8 +185,9 @@ def test_receivers_get_each_event_once_signed_retried_after_500_never_after_410_
     errors = [m["MessageAttributes"]["last_error"]["StringValue"] for m in dead_letters(stack)]
     assert sum("HTTP 410" in error for error in errors) >= 2
 
-    # The hanging receiver got its requests too, and held up nothing: the jobs took as long as jobs take.
-    assert len(receivers.at("/hang")) >= 2
+    # The hanging receiver was tried (its other delivery waits while it does not answer), and held up
+    # nothing: the jobs took as long as jobs take.
+    assert len(receivers.at("/hang")) >= 1
     assert jobs_took_s < 60, f"two jobs took {jobs_took_s:.0f}s while a receiver hung"
 
 
