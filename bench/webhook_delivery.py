@@ -17,7 +17,7 @@ secret the API showed at the subscription's creation; failures are counted (ther
    jobs' latency again, and the ratios to phase 1. Waits at most ``--wait-s`` after the last job for
    the healthy deliveries; any still missing then are counted as missing, not measured.
 
-``--pollers`` sets the webhooks worker's ``WEBHOOKS_CONCURRENT_DELIVERIES`` (the stack's default, 4,
+``--pollers`` sets the webhooks worker's ``WEBHOOKS_CONCURRENT_DELIVERIES`` (the stack's default, 8,
 if left out): locally, each attempt waiting on a hanging receiver holds one poller for the timeout.
 """
 
