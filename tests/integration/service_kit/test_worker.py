@@ -63,7 +63,7 @@ def queues(moto_server):
 
     provisioner = Provisioner("it")
     resources = ServiceResources("svc", queue=Queue("svc", visibility_timeout_s=5, max_receive_count=2))
-    url, _ = provisioner._queue_with_dlq(resources)
+    url, _, _ = provisioner._queue_with_dlq(resources)
     dlq_url = boto3.client("sqs").get_queue_url(QueueName=resources.dlq_name("it"))["QueueUrl"]
     return url, dlq_url
 
