@@ -102,6 +102,7 @@ def on_fact(event: BusEvent, deps: Dependencies) -> None:
     envelope = event.envelope()
     status = str(envelope.data.get("status", ""))
     now = deps.clock()
+    body = payload(event.detail_type, envelope)  # one body for every target: the signatures cover it
 
     def due(url: str, subscription_id: str | None) -> DeliveryDue:
         return DeliveryDue(
@@ -109,7 +110,7 @@ def on_fact(event: BusEvent, deps: Dependencies) -> None:
             event_type=event.detail_type,
             subscription_id=subscription_id,
             url=url,
-            body=payload(event.detail_type, envelope),
+            body=body,
             first_attempt_at=now,
         )
 

@@ -13,18 +13,10 @@ import base64
 import hashlib
 import hmac
 import json
-import secrets
 import uuid
 from datetime import UTC, datetime
 
-SECRET_PREFIX = "whsec_"
-#: The specification asks for 24 to 64 random bytes.
-SECRET_BYTES = 24
-
-
-def new_secret() -> str:
-    """A subscription's signing secret, made once when the subscription is created and kept with it."""
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
+from service_kit.webhook_secrets import SECRET_PREFIX
 
 
 def webhook_id(event_id: str, subscription_id: str) -> str:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
+from tests.unit.webhooks.secrets import new_secret
 from webhooks.delivery import (
     FIRST_DELAY_S,
     GIVE_UP_AFTER_S,
@@ -25,7 +26,7 @@ from webhooks.delivery import (
     retry_delay,
     should_retry,
 )
-from webhooks.signing import new_secret, webhook_id
+from webhooks.signing import webhook_id
 from webhooks.transport import CheckedTransport
 
 SECRET = new_secret()

@@ -9,16 +9,23 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from webhooks.signing import new_secret, signed_headers, webhook_id
+from service_kit.webhook_secrets import subscription_secret
+from tests.unit.webhooks.secrets import new_secret
+from webhooks.signing import signed_headers, webhook_id
 
 BODY = json.dumps({"type": "InferenceJobChanged", "data": {"id": "job-1", "status": "succeeded"}})
 
 
-def test_a_new_secret_is_whsec_and_24_random_bytes():
-    secret = new_secret()
+def test_a_subscriptions_secret_is_whsec_and_32_bytes_of_its_own():
+    key = b"k" * 32
+    secret = subscription_secret(key, "sub-1")
     assert secret.startswith("whsec_")
-    assert len(base64.b64decode(secret.removeprefix("whsec_"), validate=True)) == 24
-    assert new_secret() != secret
+    assert len(base64.b64decode(secret.removeprefix("whsec_"), validate=True)) == 32
+    assert subscription_secret(key, "sub-1") == secret
+    assert subscription_secret(key, "sub-2") != secret
+    assert subscription_secret(b"j" * 32, "sub-1") != secret
+    with pytest.raises(ValueError):
+        subscription_secret(b"short", "sub-1")
 
 
 def test_the_webhook_id_is_stable_per_event_and_subscription():

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
+from tests.unit.webhooks.secrets import new_secret
 from webhooks.delivery import Deliverer, Delivery, Outcome
-from webhooks.signing import new_secret
 from webhooks.transport import CheckedNetworkBackend, CheckedTransport
 
 
