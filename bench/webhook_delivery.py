@@ -32,12 +32,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from standardwebhooks import Webhook
 
 from bench.inference_dispatch import JOB_BODY, Client, percentile, set_up, start_stack, wait_for
+from tests.e2e.receivers import serve_receivers
 
 HEALTHY = ("/ok-1", "/ok-2", "/ok-3")
 HANGING = ("/hang-1", "/hang-2")
@@ -102,27 +103,14 @@ def _epoch(value: str) -> float:
 
 
 def serve(state: Receivers) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["content-length"]))
-            at = time.time()
-            state.receive(self.path, dict(self.headers.items()), body, at)
-            if self.path in HANGING:
-                time.sleep(HANG_S)
-            try:
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-            except OSError:
-                pass  # the deliverer gave up on a hanging receiver
+    def on_post(path: str, headers: dict[str, str], body: bytes) -> int:
+        state.receive(path, headers, body, time.time())
+        if path in HANGING:
+            time.sleep(HANG_S)
+        return 200
 
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    server = serve_receivers(on_post)
     state.port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
 

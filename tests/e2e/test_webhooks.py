@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
@@ -21,6 +20,7 @@ from standardwebhooks import Webhook
 
 from infra.local.stack import LocalStack
 from tests.e2e.conftest import ApiClient
+from tests.e2e.receivers import serve_receivers
 from tests.e2e.test_inference import endpoint, infer  # noqa: F401 - the module's endpoint fixture
 from webhooks.resources import RESOURCES
 
@@ -72,26 +72,13 @@ class Receivers:
 def receivers() -> Iterator[Receivers]:
     state = Receivers()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["content-length"]))
-            with state.lock:
-                state.received.append(Received(self.path, dict(self.headers.items()), body, time.monotonic()))
-            status = state.status_for(self.path, body)
-            try:
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-            except OSError:
-                pass  # the hanging path's caller gave up
+    def on_post(path: str, headers: dict[str, str], body: bytes) -> int:
+        with state.lock:
+            state.received.append(Received(path, headers, body, time.monotonic()))
+        return state.status_for(path, body)
 
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    server = serve_receivers(on_post)
     state.port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     yield state
     server.shutdown()
 
