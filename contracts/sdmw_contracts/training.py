@@ -18,8 +18,9 @@ What each task leaves in ``/opt/ml/model/``:
 - ``create-model``: the diffusers working model (``model_index.json``,
   ``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``)
   converted from the base checkpoint in the ``model`` channel;
-- ``dreambooth``: the fine-tuned model as a diffusers folder, the same layout,
-  which inference loads as a folder checkpoint;
+- ``dreambooth``: one ``<model_name>.safetensors``, the whole fine-tuned model
+  (UNet, VAE, text encoder) as an A1111 single-file checkpoint (LDM key
+  layout), which inference loads as a ``Stable-diffusion`` model by that name;
 - ``lora``: one ``<model_name>.safetensors`` LoRA file that inference loads as
   a ``Lora`` model.
 """

@@ -3,8 +3,9 @@
 A base checkpoint and a dataset of small images are uploaded through the
 public API; a model is created from the checkpoint; DreamBooth and LoRA train
 on it as SageMaker training jobs (the local SageMaker runs the real
-``sd_runtime train``); the trained checkpoints are listed Active and an
-endpoint generates images with them. The WebUI extension's way (a model from
+``sd_runtime train``); the trained checkpoints are listed Active, each one
+file ``<output_name>.safetensors``, and an endpoint generates images with
+them by that name. The WebUI extension's way (a model from
 a checkpoint already in the cloud, then ``db_config.tar`` and image tars to
 the presigned URLs) trains too, and failures end ``Fail`` with their reason.
 """
@@ -19,10 +20,12 @@ import uuid
 
 import pytest
 import requests
+import safetensors.torch
 from PIL import Image
 
 from sd_runtime import testing
 from tests.e2e.conftest import ApiClient
+from tests.e2e.test_assets import emulator_s3
 from tests.e2e.test_endpoint_deployment import in_service_endpoint
 from tests.e2e.test_inference import images_of, upload_folder_checkpoint, wait_for_job
 
@@ -178,7 +181,7 @@ def generate(api: ApiClient, endpoint: str, models: dict, prompt: str = "a photo
     return wait_for_job(api, started.json()["inference_id"])
 
 
-def test_dreambooth_trains_a_checkpoint_that_inference_then_uses(api: ApiClient, model, dataset, endpoint):
+def test_dreambooth_trains_a_checkpoint_that_inference_then_uses(api: ApiClient, stack, model, dataset, endpoint):
     params = {"dataset_names": [dataset], "instance_prompt": "a photo of sks square", "output_name": "tiny-db"}
     job = train(
         api, {"train_type": "dreambooth", "model_id": model["id"], "params": {"train_params": TRAINING | params}}
@@ -186,12 +189,21 @@ def test_dreambooth_trains_a_checkpoint_that_inference_then_uses(api: ApiClient,
     assert job["status"] == "Complete", job
     assert (job["trainType"], job["sagemakerTrainName"]) == ("Stable-diffusion", f"train-{job['id']}")
     checkpoint = active_checkpoint(api, job["checkpoint_id"])
-    assert checkpoint["type"] == "Stable-diffusion" and "model_index.json" in checkpoint["name"]
+    # One A1111 single file, listed (and picked in the WebUI's dropdown) by the name inference resolves.
+    assert (checkpoint["type"], checkpoint["name"]) == ("Stable-diffusion", ["tiny-db.safetensors"])
+    bucket, _, prefix = checkpoint["s3Location"].removeprefix("s3://").partition("/")
+    body = emulator_s3(stack).get_object(Bucket=bucket, Key=f"{prefix}/tiny-db.safetensors")["Body"].read()
+    keys = {key.split(".")[0] for key in safetensors.torch.load(body)}
+    assert keys == {"model", "first_stage_model", "cond_stage_model"}  # UNet, VAE and text encoder, LDM layout
 
-    result = generate(api, endpoint, {"Stable-diffusion": ["tiny-db"]})
-    assert result["status"] == "succeed", result
-    [picture] = images_of(api, result["InferenceJobId"])
-    assert picture.size == (SIZE, SIZE)
+    pictures = []
+    for title in ("tiny-db.safetensors", "tiny-db", "tiny-db.safetensors [0123456789]"):
+        result = generate(api, endpoint, {"Stable-diffusion": [title]})
+        assert result["status"] == "succeed", (title, result)
+        [picture] = images_of(api, result["InferenceJobId"])
+        assert picture.size == (SIZE, SIZE)
+        pictures.append(picture.tobytes())
+    assert len(set(pictures)) == 1  # the same model, whichever way it is named
 
 
 def test_lora_trains_a_lora_that_changes_the_base_models_images(api: ApiClient, model, dataset, endpoint):
@@ -276,7 +288,7 @@ def test_the_webui_extensions_dreambooth_flow_trains_and_registers(api: ApiClien
     listed = api.get("/trains", params=[("types", "Stable-diffusion"), ("types", "Lora")]).json()["trainJobs"]
     assert job["id"] in [j["id"] for j in listed]
     checkpoint = active_checkpoint(api, job["checkpoint_id"])
-    assert "model_index.json" in checkpoint["name"]
+    assert (checkpoint["type"], checkpoint["name"]) == ("Stable-diffusion", ["ext-dreambooth.safetensors"])
     log = training_log(stack, job["sagemakerTrainName"])
     assert "use_ema" in log and "loss=" in log
 

@@ -4,9 +4,10 @@ A1111 checkpoints, and everything that loads them (``from_single_file``, the
 checkpoint merger, other UIs), use the CompVis key layout:
 ``model.diffusion_model.*`` (UNet), ``first_stage_model.*`` (VAE) and
 ``cond_stage_model.transformer.*`` (CLIP text encoder). Diffusers folders use
-other names. The merger needs this direction so that a merge of folder
-checkpoints is written as a single file the runtime (and A1111) can load, and
-the test support uses it to make single-file checkpoints of tiny models.
+other names. The merger and DreamBooth training need this direction so that
+a merge of folder checkpoints and a trained model are written as a single file
+the runtime (and A1111) can load, and the test support uses it to make
+single-file checkpoints of tiny models.
 
 This is the inverse of diffusers' ``convert_ldm_*_checkpoint`` functions. The
 block numbering is derived from each model's config rather than hard-coded
@@ -261,9 +262,29 @@ def pipeline_folder_to_ldm(folder: Path) -> dict[str, Any]:
     missing = [part for part in ("unet", "vae", "text_encoder") if not (folder / part / "config.json").is_file()]
     if missing:
         raise ConversionError(f"{folder} is not a Stable Diffusion diffusers folder: no {', '.join(missing)}")
-    unet = unet_to_ldm(read_weights(folder / "unet"), _read_config(folder / "unet"))
-    vae = vae_to_ldm(read_weights(folder / "vae"), _read_config(folder / "vae"))
-    clip = clip_to_ldm(read_weights(folder / "text_encoder"))
+    return components_to_ldm(
+        read_weights(folder / "unet"),
+        _read_config(folder / "unet"),
+        read_weights(folder / "vae"),
+        _read_config(folder / "vae"),
+        read_weights(folder / "text_encoder"),
+    )
+
+
+def components_to_ldm(
+    unet: dict[str, Any],
+    unet_config: dict[str, Any],
+    vae: dict[str, Any],
+    vae_config: dict[str, Any],
+    text: dict[str, Any],
+) -> dict[str, Any]:
+    """The UNet's, VAE's and text encoder's diffusers/transformers state dicts as one LDM state dict.
+
+    That is a whole A1111 single-file checkpoint (a merge of folders, a trained DreamBooth model).
+    """
+    unet = unet_to_ldm(unet, unet_config)
+    vae = vae_to_ldm(vae, vae_config)
+    clip = clip_to_ldm(text)
     return {
         **{UNET_PREFIX + k: v for k, v in unet.items()},
         **{VAE_PREFIX + k: v for k, v in vae.items()},

@@ -237,11 +237,16 @@ def _publish(job: Model | TrainJob, cause: EventEnvelope | None, deps: Dependenc
 
 
 def registration(job: TrainJob) -> CheckpointRegistrationRequested:
-    """asset-registry registers the output as a checkpoint; the same id each time, so repeats change nothing."""
+    """asset-registry registers the output as a checkpoint; the same id each time, so repeats change nothing.
+
+    DreamBooth and LoRA jobs alike leave one file, ``<output_name>.safetensors`` (an A1111 single-file
+    checkpoint or a kohya LoRA): the checkpoint is that file, found by that name, and nothing else.
+    """
     return CheckpointRegistrationRequested(
         checkpoint_id=job.checkpoint_id or jobs.checkpoint_id_for(job),
         checkpoint_type=CHECKPOINT_TYPE_OF[job.train_type],
         s3_location=job.output_s3_location or "",
+        filenames=[trained_filename(job)],
         params={
             "new_model_name": job.output_name,
             "train_job_id": job.id,
@@ -250,6 +255,11 @@ def registration(job: TrainJob) -> CheckpointRegistrationRequested:
         },
         requested_at=job.completed_at or job.created_at,
     )
+
+
+def trained_filename(job: TrainJob) -> str:
+    """The one file a train job writes (sd-runtime's ``train``: ``model/<model_name>.safetensors``)."""
+    return f"{job.output_name}.safetensors"
 
 
 def router(deps: Dependencies) -> Router:

@@ -19,7 +19,8 @@ from sdmw_contracts.events import (
     DatasetCreationRequested,
     DatasetUpdateRequested,
 )
-from sdmw_contracts.events.assets import DatasetItemSpec, FileParts
+from sdmw_contracts.events.assets import CheckpointChanged, DatasetItemSpec, FileParts
+from sdmw_contracts.runtime import ModelRef
 from service_kit.events import RecordingPublisher
 from service_kit.messages import BusEvent
 from service_kit.storage import S3Storage, UploadRefused
@@ -326,7 +327,28 @@ def register(route, location: str, filenames=(), checkpoint_type="Stable-diffusi
     route.dispatch(as_event(command))
 
 
-def test_a_trained_folder_becomes_an_active_checkpoint_of_every_file_under_its_prefix(world):
+def test_a_trained_single_file_becomes_an_active_checkpoint_of_that_file_found_by_its_name(world):
+    # What training-manager sends for a finished DreamBooth or LoRA job: the one file <output_name>.safetensors.
+    s3, publisher, route = world
+    location = f"s3://{BUCKET}/train/t1/train-t1/output/model/"
+    s3.put_object(Bucket=BUCKET, Key="train/t1/train-t1/output/model/my-dog.safetensors", Body=b"weights")
+    register(route, location, filenames=["my-dog.safetensors"])
+    data = latest(publisher, "CheckpointChanged", "trained-1")
+    assert (data["status"], data["checkpoint_type"], data["s3_location"]) == ("Active", "Stable-diffusion", location)
+    assert [(f["filename"], f["size"], f["s3_uri"]) for f in data["files"]] == [
+        ("my-dog.safetensors", 7, location + "my-dog.safetensors")
+    ]
+    checkpoint = CheckpointChanged.model_validate(data)
+    assert checkpoint.filenames == ["my-dog.safetensors"]
+    for title in ("my-dog.safetensors", "my-dog", "my-dog.safetensors [0123abcd]"):
+        assert checkpoint.model_named(title) == ModelRef(
+            name="my-dog.safetensors", s3_uri=location + "my-dog.safetensors"
+        )
+    assert checkpoint.model_named("model_index.json") is None
+    assert checkpoint.lookup_names() == ["Stable-diffusion/my-dog", "Stable-diffusion/my-dog.safetensors"]
+
+
+def test_a_registration_without_names_takes_every_file_under_its_prefix(world):
     s3, publisher, route = world
     for key in ("model_index.json", "unet/diffusion_pytorch_model.safetensors"):
         s3.put_object(Bucket=BUCKET, Key=f"train/t1/job/output/model/{key}", Body=b"12345")

@@ -22,21 +22,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from sd_runtime.__main__ import main
 from sd_runtime.addons import LoadedFile, applied
+from sd_runtime.convert import CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
+from sd_runtime.single_file import ARCHITECTURE_METADATA_KEY
 from sd_runtime.testing import (
     build_tiny_pipeline_dir,
     write_extension_upload,
     write_tiny_single_file,
     write_training_images,
 )
+from sd_runtime.training.checkpoint import load_folder, load_single_file
+from sd_runtime.training.dreambooth import DreamBooth
+from sd_runtime.training.loop import Models
+from sd_runtime.training.options import options_from_hyperparameters
 from sdmw_contracts.training import LOSS_METRIC_REGEX, TrainingHyperparameters
+from tests.unit.sd_runtime.conftest import images_of, invocation, upload
 
 UNET_FILE = "unet/diffusion_pytorch_model.safetensors"
 VAE_FILE = "vae/diffusion_pytorch_model.safetensors"
-TEXT_FILE = "text_encoder/model.safetensors"
 #: Small and fast: what every training job here shares unless it says otherwise.
 FAST = {"resolution": 32, "max_train_steps": 3, "learning_rate": 1e-3, "seed": 7}
 
@@ -184,7 +191,7 @@ def test_create_model_from_the_extensions_tar(job, base, monkeypatch):
 # ----------------------------------------------------------------------------------------------- dreambooth
 
 
-def test_dreambooth_fine_tunes_the_unet_and_text_encoder_into_a_loadable_folder(job, base):
+def test_dreambooth_fine_tunes_the_unet_and_text_encoder_into_one_a1111_single_file(job, base, tmp_path, monkeypatch):
     job.with_base(base)
     write_training_images(job.channel("instance"), 3, captions=["a zwx dog on grass", None, None])
     job.hyperparameters(
@@ -199,12 +206,57 @@ def test_dreambooth_fine_tunes_the_unet_and_text_encoder_into_a_loadable_folder(
         "step=3/3 loss=" in log
         and "3 instance images from the instance channels and plain uploads (1 captioned by a .txt)" in log
     )
-    assert not tensors_equal(job.model / UNET_FILE, base.folder / UNET_FILE)
-    assert not tensors_equal(job.model / TEXT_FILE, base.folder / TEXT_FILE)
-    assert sha(job.model / VAE_FILE) == sha(base.folder / VAE_FILE)  # frozen parts are copied as they were
-    assert json.loads((job.model / "model_index.json").read_text())["unet"] == ["diffusers", "UNet2DConditionModel"]
-    image = generate(job.model)
+    assert "wrote 1 files" in log and "dog.safetensors" in log
+    assert sorted(p.name for p in job.model.rglob("*")) == ["dog.safetensors"]  # no diffusers folder is kept
+    trained, before = load_file(str(job.model / "dog.safetensors")), load_file(str(base.single_file))
+    assert trained.keys() == before.keys()  # the whole model, in the LDM layout of an A1111 checkpoint
+    assert {k.split(".")[0] for k in trained} == {"model", "first_stage_model", "cond_stage_model"}
+    assert all(v.dtype == torch.float32 for v in trained.values())
+
+    def changed(prefix: str) -> bool:
+        return any(not torch.equal(v, before[k]) for k, v in trained.items() if k.startswith(prefix))
+
+    assert changed(UNET_PREFIX) and changed(CLIP_PREFIX)
+    assert not changed(VAE_PREFIX)  # the frozen VAE is the working model's, as it was
+    with safe_open(str(job.model / "dog.safetensors"), framework="pt") as handle:
+        assert ARCHITECTURE_METADATA_KEY in handle.metadata()
+
+    # The runtime's own single-file loading (no SD_RUNTIME_SINGLE_FILE_CONFIG) takes it back.
+    monkeypatch.setenv("SD_RUNTIME_CACHE_DIR", str(tmp_path / "cache"))
+    pipe = load_single_file(job.model / "dog.safetensors", extract_ema=False)
+    assert pipe.unet.config.attention_head_dim == 4 and pipe.vae.config.norm_num_groups == 8
+    image = sample(pipe)
     assert image.shape == (32, 32, 3) and np.isfinite(image).all()
+
+
+def test_a_trained_models_single_file_generates_the_images_its_diffusers_folder_did(world, tmp_path):
+    """DreamBooth's file is the trained model exactly: the runtime gives it the folder's images, seed for seed."""
+    pipe = load_folder(world.models.pipeline_dir)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # "training": the UNet and the text encoder move away from the working model
+        for parameter in [*pipe.unet.parameters(), *pipe.text_encoder.parameters()]:
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.05)
+    folder = tmp_path / "trained-folder"
+    pipe.save_pretrained(folder, safe_serialization=True)  # what a DreamBooth job used to write
+    task = DreamBooth()
+    task.trained = {"unet", "text_encoder"}
+    models = Models(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, None)
+    options = options_from_hyperparameters(TrainingHyperparameters(task="dreambooth", model_name="trained"))
+    task.save(models, options, world.models.pipeline_dir, tmp_path / "model")
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["trained.safetensors"]
+    world.uris["trained"] = upload(world.s3, folder, "Stable-diffusion/trained")
+    world.uris["trained.safetensors"] = upload(
+        world.s3, tmp_path / "model" / "trained.safetensors", "Stable-diffusion/trained.safetensors"
+    )
+    runtime = world.make_runtime(single_file_config=None)
+
+    single = images_of(runtime.invoke(invocation(world, checkpoint="trained.safetensors", batch_size=2)))
+    as_folder = images_of(world.runtime.invoke(invocation(world, checkpoint="trained", batch_size=2)))
+    untrained = images_of(world.runtime.invoke(invocation(world, checkpoint="tiny-sd", batch_size=2)))
+
+    assert len(single) == len(as_folder) == 2
+    assert all(np.array_equal(a, b) for a, b in zip(single, as_folder, strict=True))
+    assert not np.array_equal(single[0], untrained[0])
 
 
 def test_prior_preservation_generates_the_missing_class_images(job, base):
@@ -244,7 +296,9 @@ def test_dreambooth_accepts_the_model_as_a_tar_gz(job, base):
 
     assert code == 0, job.failure
     assert "unpacking model.tar.gz" in log and "step=1/1 loss=" in log
-    assert (job.model / UNET_FILE).is_file() and sha(job.model / VAE_FILE) == sha(base.folder / VAE_FILE)
+    assert sorted(p.name for p in job.model.iterdir()) == ["dog.safetensors"]
+    trained, before = load_file(str(job.model / "dog.safetensors")), load_file(str(base.single_file))
+    assert all(torch.equal(v, before[k]) for k, v in trained.items() if k.startswith(VAE_PREFIX))
 
 
 # ----------------------------------------------------------------------------------------------------- lora

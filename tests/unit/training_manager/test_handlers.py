@@ -282,6 +282,7 @@ def test_a_finished_job_registers_its_output_as_a_checkpoint(world, train_type, 
     registration = world.last("CheckpointRegistrationRequested")
     assert registration["checkpoint_id"] == job["checkpoint_id"]
     assert (registration["checkpoint_type"], registration["s3_location"]) == (checkpoint_type, output)
+    assert registration["filenames"] == ["my-dog.safetensors"]  # the job's one file, <output_name>.safetensors
     assert registration["params"]["new_model_name"] == "my-dog"
 
 

@@ -3,7 +3,8 @@
 Tasks (hyperparameter ``task``, see ``sdmw_contracts.training``):
 
 - ``create-model``: the base checkpoint in the ``model`` channel becomes a diffusers folder in ``model/``;
-- ``dreambooth``: the whole UNet (and text encoder) fine-tuned, written as a diffusers folder;
+- ``dreambooth``: the whole UNet (and text encoder) fine-tuned, written as one A1111 single-file checkpoint
+  ``model/<model_name>.safetensors`` (UNet, VAE and text encoder in the LDM key layout);
 - ``lora``: LoRA adapters trained on the frozen model, written as ``model/<model_name>.safetensors``.
 
 ``run`` returns the process's exit status: 0 with the result in ``model/``,

@@ -1,15 +1,20 @@
 """DreamBooth: fine-tune the whole UNet (and the text encoder with ``train_text_encoder``).
 
-The result is the whole model as a diffusers folder, the same layout as the
-working model it started from: the trained parts are written anew
-(safetensors, float32), the others are copied as they were.
+The result is one A1111 single-file checkpoint, ``<model_name>.safetensors``:
+the whole model (UNet, VAE, text encoder) in the original LDM key layout
+(``sd_runtime.convert``), float32 as trained, which A1111 and this runtime's
+single-file loading take. The trained parts are the trained weights; the
+others are the working model's, as they were. Its metadata records what the
+weights' shapes cannot tell (``sd_runtime.single_file.architecture_metadata``),
+so the runtime loads it exactly as it would the diffusers folder. No diffusers
+folder is kept: nothing resumes from one.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -50,22 +55,34 @@ class DreamBooth:
         return unet, text
 
     def save(self, models: Models, options: TrainOptions, source: Path, target: Path) -> None:
-        write_model(source, {name: getattr(models, name) for name in self.trained}, target)
+        trained = {name: getattr(models, name) for name in self.trained}
+        write_single_file(source, trained, target / f"{options.model_name}.safetensors")
 
 
-def write_model(source: Path, trained: dict[str, object], target: Path) -> None:
-    """``source``'s diffusers folder in ``target``, with the ``trained`` components saved anew."""
-    index = json.loads((source / "model_index.json").read_text())
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(source / "model_index.json", target / "model_index.json")
-    for name, value in index.items():
-        if name.startswith("_") or not isinstance(value, list) or not value or value[0] is None:
-            continue
-        destination = target / name
-        if destination.exists():
-            shutil.rmtree(destination)
-        module = trained.get(name)
-        if module is not None:
-            module.save_pretrained(str(destination), safe_serialization=True)  # type: ignore[attr-defined]
-        elif (source / name).is_dir():
-            shutil.copytree(source / name, destination)
+#: The weighted components of a Stable Diffusion folder, all of them in a single file.
+COMPONENTS = ("unet", "vae", "text_encoder")
+
+
+def write_single_file(source: Path, trained: dict[str, Any], path: Path) -> Path:
+    """``source``'s diffusers model with the ``trained`` modules' weights, as one A1111 ``.safetensors`` (float32).
+
+    The untrained components are read from ``source``'s files; the configs are ``source``'s (training changes
+    no architecture).
+    """
+    from safetensors.torch import save_file
+
+    from sd_runtime.convert import components_to_ldm, read_weights
+    from sd_runtime.single_file import architecture_metadata
+
+    weights = {
+        name: trained[name].state_dict() if name in trained else read_weights(source / name) for name in COMPONENTS
+    }
+    configs = {name: json.loads((source / name / "config.json").read_text()) for name in ("unet", "vae")}
+    state = components_to_ldm(weights["unet"], configs["unet"], weights["vae"], configs["vae"], weights["text_encoder"])
+    state = {
+        key: (value.to("cpu", torch.float32) if value.is_floating_point() else value.to("cpu")).contiguous()
+        for key, value in state.items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata={"format": "pt", **architecture_metadata(source)})
+    return path
