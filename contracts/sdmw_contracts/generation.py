@@ -10,7 +10,9 @@ the edge and the runtime cannot disagree on what may run.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+import typing
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -80,17 +82,75 @@ _RESIZE_MODES: tuple[str, ...] = ("Just Resize", "Crop and Resize", "Resize and 
 _CONTROL_MODES: tuple[str, ...] = ("Balanced", "My prompt is more important", "ControlNet is more important")
 
 
+# ---------------------------------------------------------------- what A1111 sends
+
+
+class A1111Params(ApiModel):
+    """Parameters as the A1111 WebUI sends them: ``null`` for a field that has a default means that default.
+
+    A1111's processing objects hold None where "the setting's value" is meant (``hr_sampler_name``,
+    ``eta``, ``denoising_strength`` without hires fix, ControlNet's unset options), and clients such as the
+    WebUI's AWS extension send an object's attributes as they are. A required field stays required, and
+    no bound is loosened: a number outside its range, and NaN or infinity anywhere (except where a field
+    says otherwise), is refused.
+    """
+
+    model_config = ConfigDict(allow_inf_nan=False)
+    _defaulted_keys: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        keys: set[str] = set()
+        for name, info in cls.model_fields.items():
+            if info.is_required() or type(None) in typing.get_args(info.annotation):
+                continue
+            keys.update(k for k in (name, info.alias) if k)
+        cls._defaulted_keys = frozenset(keys)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_the_default(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or k not in cls._defaulted_keys}
+        return data
+
+
+def _unbounded_is_none(value: Any) -> Any:
+    """A1111's "no limit" is ``float('inf')`` (JSON ``Infinity``): kept as None, which JSON can carry."""
+    return None if isinstance(value, float) and math.isinf(value) and value > 0 else value
+
+
+#: A picture as an array of rows of pixels (``[[[r, g, b], ...], ...]``, or rows of grey values), 0-255.
+PixelArray = Annotated[
+    list[list[list[Annotated[int, Field(ge=0, le=255)]]]] | list[list[Annotated[int, Field(ge=0, le=255)]]],
+    Field(description="An image as rows of pixels: [[[r, g, b], ...], ...] (or [r, g, b, a]; or grey values)."),
+]
+
+
+class ControlNetImage(ApiModel):
+    """What ControlNet's UI hands over for a unit's image (gradio's sketch value): the picture, and the
+    strokes drawn on it (``mask``, transparent where nothing was drawn), each base64 or pixel arrays."""
+
+    image: Base64Data | PixelArray
+    mask: Base64Data | PixelArray | None = None
+
+
 # ---------------------------------------------------------------- ControlNet and other scripts
 
 
-class ControlNetUnit(ApiModel):
+class ControlNetUnit(A1111Params):
     """One entry of ``alwayson_scripts.controlnet.args``; defaults as the seed lists them."""
 
     enabled: bool = False
     module: str = Field(default="none", examples=["none", "canny", "openpose"])
     model: str = Field(default="None", examples=["None", "control_v11p_sd15_canny"])
     weight: float = Field(default=1, ge=0, le=MAX_CONTROLNET_WEIGHT)
-    image: Base64Data | None = Field(default=None, description="Control image, base64 (a data URL is accepted).")
+    image: Base64Data | ControlNetImage | None = Field(
+        default=None,
+        description="Control image: base64 (a data URL is accepted), or ControlNet's UI value "
+        "{image, mask} (each base64 or pixel arrays; strokes in the mask are drawn white into the image).",
+    )
     resize_mode: ControlNetResizeMode = "Crop and Resize"
     low_vram: bool = False
     processor_res: int = Field(default=-1, ge=-1, le=MAX_CONTROLNET_PROCESSOR_RES)
@@ -170,8 +230,8 @@ class AlwaysOnScripts(ApiModel):
 IMG2IMG_RESIZE_MODES: tuple[str, ...] = ("Just resize", "Crop and resize", "Resize and fill")
 
 
-class GenerationParams(ApiModel):
-    """txt2img/img2img parameters with the defaults the seed documents."""
+class GenerationParams(A1111Params):
+    """txt2img/img2img parameters with the defaults the seed documents; ``null`` means the default."""
 
     prompt: str = Field(examples=["a cute panda"])
     init_images: list[Base64Data] = Field(
@@ -217,7 +277,12 @@ class GenerationParams(ApiModel):
     eta: float | None = Field(default=None, ge=0, le=MAX_ETA)
     s_min_uncond: float = Field(default=0.0, ge=0, le=MAX_S_MIN_UNCOND)
     s_churn: float = Field(default=0.0, ge=0, le=MAX_S_CHURN)
-    s_tmax: float = Field(default=1.0, ge=0, le=MAX_S_TMAX)
+    s_tmax: float | None = Field(
+        default=1.0,
+        ge=0,
+        le=MAX_S_TMAX,
+        description="null or Infinity (A1111's default, JSON's non-standard literal): no limit.",
+    )
     s_tmin: float = Field(default=0.0, ge=0, le=MAX_S_TMIN)
     s_noise: float = Field(default=1.0, ge=0, le=MAX_S_NOISE)
     override_settings: dict[str, Any] = Field(default_factory=dict)
@@ -234,6 +299,11 @@ class GenerationParams(ApiModel):
         le=len(IMG2IMG_RESIZE_MODES) - 1,
         description="img2img: how init images are fitted (0 just resize, 1 crop and resize, 2 resize and fill).",
     )
+
+    @field_validator("s_tmax", mode="before")
+    @classmethod
+    def _s_tmax_unbounded(cls, value: Any) -> Any:
+        return _unbounded_is_none(value)
 
     def hires_problem(self) -> str | None:
         """Why hires fix cannot run as asked (its upscaled size is too large); None when it can or is off."""

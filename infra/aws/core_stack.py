@@ -28,16 +28,19 @@ from constructs import Construct
 
 from infra.aws import nag
 from infra.aws.naming import RUNTIME_IMAGE_PARAMETER, bucket_name
-from service_kit.resources import CoreResources, physical_name
+from service_kit.resources import BucketCors, CoreResources, physical_name
 
-#: Browsers upload checkpoint and dataset parts straight to presigned URLs, and need the ETag of each part back.
-UPLOAD_CORS = s3.CorsRule(
-    allowed_methods=[s3.HttpMethods.PUT, s3.HttpMethods.GET, s3.HttpMethods.HEAD],
-    allowed_origins=["*"],
-    allowed_headers=["*"],
-    exposed_headers=["ETag"],
-    max_age=3000,
-)
+
+
+def cors_rule(cors: BucketCors) -> s3.CorsRule:
+    """The bucket's CORS rule as declared once (``CoreResources.upload_cors``), for CloudFormation."""
+    return s3.CorsRule(
+        allowed_methods=[s3.HttpMethods(method) for method in cors.allowed_methods],
+        allowed_origins=list(cors.allowed_origins),
+        allowed_headers=list(cors.allowed_headers),
+        exposed_headers=list(cors.exposed_headers),
+        max_age=cors.max_age_s,
+    )
 
 
 class CoreStack(Stack):
@@ -111,7 +114,7 @@ class CoreStack(Stack):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             encryption=s3.BucketEncryption.S3_MANAGED,
             enforce_ssl=True,
-            cors=[UPLOAD_CORS],
+            cors=[cors_rule(self.core.upload_cors)],
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="abort-incomplete-multipart-uploads",

@@ -78,6 +78,21 @@ class Provisioner:
             self._s3.create_bucket(Bucket=bucket)
         else:
             self._s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": self._region})
+        cors = core.upload_cors
+        self._s3.put_bucket_cors(
+            Bucket=bucket,
+            CORSConfiguration={
+                "CORSRules": [
+                    {
+                        "AllowedMethods": list(cors.allowed_methods),
+                        "AllowedOrigins": list(cors.allowed_origins),
+                        "AllowedHeaders": list(cors.allowed_headers),
+                        "ExposeHeaders": list(cors.exposed_headers),
+                        "MaxAgeSeconds": cors.max_age_s,
+                    }
+                ]
+            },
+        )
         self._s3.put_bucket_lifecycle_configuration(
             Bucket=bucket,
             LifecycleConfiguration={

@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from sdmw_contracts.api.common import ApiModel, StoredParams
 from sdmw_contracts.api.names import ClientPath, DatasetName, ObjectName, check_unique
@@ -108,10 +108,31 @@ class MultipartUpload(ApiModel):
 # ---------------------------------------------------------------- routes 20-22
 
 
+#: The WebUI extension's "Upload Model to S3 from Laptop" sends its "Model Type" dropdown's label as the type.
+EXTENSION_TYPE_LABELS: dict[str, str] = {
+    "SD Checkpoints": "Stable-diffusion",
+    "Textual Inversion": "embeddings",
+    "LoRA model": "Lora",
+    "ControlNet model": "ControlNet",
+    "Hypernetwork": "hypernetworks",
+    "VAE": "VAE",
+}
+
+
 class CreateCheckpointRequest(ApiModel):
-    """``POST /checkpoint``: register a checkpoint and start its multipart uploads."""
+    """``POST /checkpoint``: register a checkpoint and start its multipart uploads.
+
+    ``checkpoint_type`` may also be one of the WebUI extension's labels for the types
+    (``SD Checkpoints``, ``Textual Inversion``, ``LoRA model``, ``ControlNet model``, ``Hypernetwork``).
+    """
 
     checkpoint_type: CheckpointType = Field(examples=["Stable-diffusion"])
+
+    @field_validator("checkpoint_type", mode="before")
+    @classmethod
+    def _extension_label(cls, value: Any) -> Any:
+        return EXTENSION_TYPE_LABELS.get(value, value) if isinstance(value, str) else value
+
     filenames: MultipartFiles = Field(min_length=1)
     params: StoredParams = Field(
         default_factory=dict,

@@ -103,6 +103,16 @@ class DeleteEndpointsRequest(ApiModel):
         return list(dict.fromkeys(names))
 
 
+def shown_endpoint_status(job: EndpointDeploymentChanged) -> str:
+    """The endpoint's status as the seed's clients read it, never null: SageMaker's own (``Creating``,
+    ``InService``, ...) while the job stands, ``Creating`` before SageMaker has said anything, and the job's
+    own ``failed`` or ``deleted`` once it ended so (the WebUI extension shows a failed deployment's reason,
+    and hides a deleted endpoint, by exactly these words)."""
+    if job.status in ("failed", "deleted"):
+        return job.status
+    return job.endpoint_status or "Creating"
+
+
 class EndpointDeploymentJobView(ApiModel):
     """One job as list-endpoint-deployment-jobs and get-endpoint-deployment-job show it."""
 
@@ -110,7 +120,11 @@ class EndpointDeploymentJobView(ApiModel):
     startTime: str | None
     endTime: str | None = None
     endpoint_name: str
-    endpoint_status: str | None = None
+    endpoint_status: str = Field(
+        examples=["InService"],
+        description="SageMaker's EndpointStatus (Creating, InService, Updating, ...); 'failed' or 'deleted' "
+        "once the job ended so.",
+    )
     instance_type: str
     initial_instance_count: int
     autoscaling_enabled: bool = False
@@ -132,7 +146,7 @@ class EndpointDeploymentJobView(ApiModel):
             startTime=seed_time(job.start_time),
             endTime=seed_time(job.end_time),
             endpoint_name=job.endpoint_name,
-            endpoint_status=job.endpoint_status,
+            endpoint_status=shown_endpoint_status(job),
             instance_type=job.instance_type,
             initial_instance_count=job.initial_instance_count,
             autoscaling_enabled=job.autoscaling_enabled,

@@ -171,8 +171,8 @@ class InferenceJobView(_OmitsNoError):
     image_names: list[str] = Field(default_factory=list, examples=[["image_0.jpg"]])
     caption: str | None = Field(
         default=None,
-        description="What an interrogate_clip/interrogate_deepbooru job found; absent for other jobs "
-        "and until it succeeded.",
+        description="What an interrogate_clip/interrogate_deepbooru job found (\"\" until it succeeded); "
+        "absent for other jobs.",
         examples=["a cat sitting on a couch"],
     )
 
@@ -293,11 +293,15 @@ class InferenceV2RunResponse(ApiModel):
 
 
 class RefusedInference(ApiModel):
-    """A refusal in the shape the extension checks (``status`` other than 200, and ``error``)."""
+    """``POST /inference/v2``'s refusal, in the shape the WebUI extension shows: answered with HTTP 200
+    (it raises on any HTTP error), ``status`` other than 200 (400: it cannot run; 422: the body is not a
+    valid request), and ``error``, the messages (it joins them with ", ")."""
 
-    statusCode: int
-    status: int
-    error: str
+    statusCode: int = Field(examples=[400])
+    status: int = Field(examples=[400])
+    error: list[str] = Field(
+        examples=[["no Active checkpoint for: v1-5-pruned-emaonly.safetensors (Stable-diffusion)"]]
+    )
 
 
 class QueryInferenceJobsRequest(ApiModel):
@@ -313,12 +317,21 @@ class QueryInferenceJobsRequest(ApiModel):
     end_time: datetime | None = Field(default=None, description="Jobs started at or before this.")
     endpoint: str | None = Field(default=None, max_length=63)
     checkpoint: str | None = Field(default=None, max_length=1024)
-    limit: int | None = Field(default=None, ge=1, le=10_000)
+    limit: int | None = Field(
+        default=None, ge=1, le=10_000, description="At most this many jobs; -1 (the extension's \"Show All\"), "
+        "0, null or absent: no limit."
+    )
 
     @field_validator("status", "task_type", "endpoint", "checkpoint", "start_time", "end_time", "limit", mode="before")
     @classmethod
     def _empty_is_absent(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _no_limit(cls, value: Any) -> Any:
+        """The WebUI extension's "Show All" sends ``limit: -1``."""
+        return None if value in (-1, 0, "-1", "0") else value
 
 
 class RunSageMakerInferenceRequest(ApiModel):

@@ -147,15 +147,20 @@ class CheckpointChanged(EntityChanged):
     def model_named(self, title: str) -> ModelRef | None:
         """This checkpoint's model called ``title``, by the one rule every service uses.
 
-        A checkpoint holding ``model_index.json`` is a diffusers folder named by its params'
-        ``new_model_name``; any other names each of its files (``title_names_file``: the name with or without
-        its extension; A1111's `` [hash]`` suffix ignored).
+        A checkpoint holding ``model_index.json`` is a diffusers folder: it is one model, named by its
+        params' ``new_model_name`` and by any of its files (a client that lists the files offers those), and
+        any of those names means the folder, never one file in it. Any other checkpoint names each of its
+        files (``title_names_file``: the name with or without its extension; A1111's `` [hash]`` suffix
+        ignored).
         """
         name = plain_model_name(title)
         if not name:
             return None
-        if DIFFUSERS_INDEX in self.filenames and self.params.get("new_model_name") == name:
-            return ModelRef(name=name, s3_uri=self.s3_location)
+        if DIFFUSERS_INDEX in self.filenames:
+            folder_name = str(self.params.get("new_model_name") or "")
+            if name == folder_name or any(title_names_file(title, file.filename) for file in self.files):
+                return ModelRef(name=folder_name or name, s3_uri=self.s3_location)
+            return None
         for file in self.files:
             if title_names_file(title, file.filename):
                 return ModelRef(name=file.filename, s3_uri=file.s3_uri)

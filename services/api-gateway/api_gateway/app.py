@@ -6,7 +6,8 @@ Middleware, outermost first:
    Gateway's CORS did; adds ``Access-Control-Allow-Origin: *`` to every other
    answer (a 401/403 included, so a browser can read it).
 2. ``CollapseSlashesMiddleware``: ``//`` in a path is ``/`` (the extension asks
-   for ``/prod//dataset``).
+   for ``/prod//dataset``); ``JsonBodiesMiddleware``: a body is JSON whatever its
+   ``Content-Type`` (a browser labels the extension's JSON strings ``text/plain``).
 3. ``BodyLimitMiddleware``: a body over 10 MB gets 413, as API Gateway answers
    it, before the key is looked at (a declared ``Content-Length``; a chunked
    body is counted as it is read, after the key check).
@@ -24,6 +25,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from api_gateway.auth import ApiKeyMiddleware
+from api_gateway.bodies import JsonBodiesMiddleware
 from api_gateway.cors import ApiGatewayCors
 from api_gateway.dependencies import EdgeDependencies
 from api_gateway.errors import install_error_handlers
@@ -80,6 +82,7 @@ def create_app(deps: EdgeDependencies) -> FastAPI:
     app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(ApiKeyMiddleware, keys=deps.settings.api_keys)
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(JsonBodiesMiddleware)
     app.add_middleware(CollapseSlashesMiddleware)
     app.add_middleware(ApiGatewayCors)
     return app

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from api_gateway.catalogue import find_model
+from api_gateway.catalogue import AmbiguousName, find_model
 from api_gateway.read_model import ReadModel
 from sdmw_contracts.api.inference import BASE_MODEL_TYPE
 from sdmw_contracts.generation import GenerationParams
@@ -29,10 +29,17 @@ from sdmw_contracts.runtime import ModelRef, ModelSet, plain_model_name
 
 #: Long enough that a stream of jobs costs no lookups, short enough that a removal is soon noticed.
 DEFAULT_TTL_S = 10.0
+#: The WebUI extension names every ControlNet model ``<ControlNet's title>.pth``, whatever its file is
+#: (a ``.safetensors`` too): such a name that no file has means the model of that stem.
+CONTROLNET_ASSUMED_SUFFIX = ".pth"
 
 
 class CannotRun(Exception):
     """The job cannot run; the message says why, for the user."""
+
+
+class ModelNotFound(CannotRun):
+    """No Active checkpoint of the type holds the model the name means."""
 
 
 class Directory:
@@ -70,9 +77,14 @@ class Directory:
         return name
 
     def _find_model(self, model_type: str, title: str) -> ModelRef:
-        found = find_model(self._read_model, model_type, title)
+        try:
+            found = find_model(self._read_model, model_type, title)
+            if found is None and model_type == "ControlNet" and title.endswith(CONTROLNET_ASSUMED_SUFFIX):
+                found = find_model(self._read_model, model_type, title.removesuffix(CONTROLNET_ASSUMED_SUFFIX))
+        except AmbiguousName as exc:
+            raise CannotRun(str(exc)) from None
         if found is None:
-            raise CannotRun(f"no Active checkpoint for: {plain_model_name(title)} ({model_type})")
+            raise ModelNotFound(f"no Active checkpoint for: {plain_model_name(title)} ({model_type})")
         return found
 
     def _cached(self, key: tuple[str, ...], look_up: Callable[[], Any]) -> Any:
@@ -112,11 +124,15 @@ def resolve_all(directory: Directory, wanted: list[tuple[str, str]]) -> dict[tup
     """(type, title) -> the model; CannotRun naming every one that is not Active, not just the first."""
     found: dict[tuple[str, str], ModelRef] = {}
     missing: list[str] = []
+    ambiguous: list[str] = []
     for kind, title in dict.fromkeys(wanted):
         try:
             found[kind, title] = directory.model(kind, title)
-        except CannotRun:
+        except ModelNotFound:
             missing.append(f"{plain_model_name(title)} ({kind})")
-    if missing:
-        raise CannotRun(f"no Active checkpoint for: {', '.join(missing)}")
+        except CannotRun as exc:
+            ambiguous.append(str(exc))
+    problems = ([f"no Active checkpoint for: {', '.join(missing)}"] if missing else []) + ambiguous
+    if problems:
+        raise CannotRun("; ".join(problems))
     return found

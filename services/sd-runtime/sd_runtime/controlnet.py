@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from sd_runtime.errors import RequestError, UnsupportedFeature, is_out_of_memory, load_errors
-from sd_runtime.images import decode_image, resize_image
+from sd_runtime.images import decode_any_image, decode_image, resize_image, with_strokes
 from sd_runtime.models import ModelStore, is_folder_uri
 from sd_runtime.pipelines import LRUCache
 from sdmw_contracts.generation import ControlNetUnit
@@ -122,8 +122,11 @@ def _model_ref(index: int, title: str, refs: dict[str, ModelRef]) -> ModelRef:
 
 def _source_image(index: int, unit: ControlNetUnit, init_image: Image.Image | None) -> Image.Image:
     """The unit's own image, else (img2img) the init image."""
-    if unit.image:
-        return decode_image(unit.image, f"ControlNet unit {index} image")
+    what = f"ControlNet unit {index} image"
+    if isinstance(unit.image, str) and unit.image:
+        return decode_image(unit.image, what)
+    if unit.image is not None:  # ControlNet's UI value: the picture and the strokes drawn on it
+        return with_strokes(decode_any_image(unit.image.image, what), unit.image.mask, what)
     if init_image is not None:
         return init_image
     raise RequestError(f"ControlNet unit {index} is enabled but has no image")

@@ -14,7 +14,8 @@ from sd_runtime.errors import RequestError
 RESIZE_MODES = ("Just Resize", "Crop and Resize", "Resize and Fill")
 
 
-def decode_image(data: str, what: str = "image") -> Image.Image:
+def open_base64(data: str, what: str = "image") -> Image.Image:
+    """The picture a base64 string (a data URL too) holds, as it is (its own mode: RGBA keeps its alpha)."""
     payload = data.split(",", 1)[1] if data.startswith("data:") and "," in data else data
     try:
         raw = base64.b64decode("".join(payload.split()), validate=True)
@@ -22,7 +23,48 @@ def decode_image(data: str, what: str = "image") -> Image.Image:
         image.load()
     except (binascii.Error, ValueError, OSError) as error:
         raise RequestError(f"{what} is not a base64-encoded image: {error}") from None
-    return image.convert("RGB")
+    return image
+
+
+def decode_image(data: str, what: str = "image") -> Image.Image:
+    return open_base64(data, what).convert("RGB")
+
+
+def decode_pixels(data: list, what: str = "image") -> Image.Image:
+    """An image sent as rows of pixels (``[[[r, g, b], ...], ...]``, RGBA or grey values too)."""
+    import numpy as np
+
+    try:
+        array = np.asarray(data, dtype=np.uint8)
+        image = Image.fromarray(array if array.ndim == 2 or array.shape[2] != 1 else array[:, :, 0])
+    except (ValueError, TypeError, IndexError) as error:
+        raise RequestError(f"{what} is not an array of pixel rows of one width: {error}") from None
+    return image
+
+
+def decode_any_image(data: str | list, what: str = "image") -> Image.Image:
+    """base64 (a data URL too) or pixel rows, as RGB."""
+    return decode_image(data, what) if isinstance(data, str) else decode_pixels(data, what).convert("RGB")
+
+
+def with_strokes(image: Image.Image, mask: str | list | None, what: str = "image") -> Image.Image:
+    """ControlNet's UI value ``{image, mask}``: the strokes the user drew over the image (where the mask is
+    not transparent, or not black for a mask without alpha) are painted white into it, as ControlNet's UI
+    hands a sketched-on image to its preprocessor. A mask with no strokes leaves the image as it is."""
+    if mask is None:
+        return image
+    import numpy as np
+
+    layer = open_base64(mask, f"{what} mask") if isinstance(mask, str) else decode_pixels(mask, f"{what} mask")
+    if layer.size != image.size:
+        width, height = layer.size
+        raise RequestError(f"{what} mask is {width}x{height}, its image {image.size[0]}x{image.size[1]}")
+    strokes = np.asarray(layer.getchannel("A") if "A" in layer.getbands() else layer.convert("L")) > 127
+    if not strokes.any():
+        return image
+    pixels = np.asarray(image.convert("RGB")).copy()
+    pixels[strokes] = 255
+    return Image.fromarray(pixels)
 
 
 def resize_mode_name(mode: int | str | None) -> str:

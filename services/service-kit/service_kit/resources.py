@@ -208,6 +208,18 @@ class ServiceResources:
 
 
 @dataclass(frozen=True)
+class BucketCors:
+    """A CORS rule of the bucket: browsers upload checkpoint and dataset parts (and the WebUI extension's
+    parameters) straight to presigned URLs from another origin, and read back each part's ETag."""
+
+    allowed_methods: tuple[str, ...] = ("PUT", "GET", "HEAD")
+    allowed_origins: tuple[str, ...] = ("*",)
+    allowed_headers: tuple[str, ...] = ("*",)
+    exposed_headers: tuple[str, ...] = ("ETag",)
+    max_age_s: int = 3000
+
+
+@dataclass(frozen=True)
 class CoreResources:
     """What the core stack owns and every service may use."""
 
@@ -216,6 +228,8 @@ class CoreResources:
     topics: tuple[str, ...] = ()
     #: Multipart uploads nobody completed or disabled are aborted after this many days.
     abort_incomplete_uploads_after_days: int = 1
+    #: The bucket's CORS rule, the same locally (the emulator applies it) and in AWS.
+    upload_cors: BucketCors = BucketCors()
     #: Objects under these prefixes are deleted after so many days: claimed event data outlives every
     #: queue's retention (DLQs keep 14 days) and then serves no one.
     expiring_prefixes: tuple[tuple[str, int], ...] = ((CLAIM_PREFIX, 30),)

@@ -383,16 +383,18 @@ def test_delete_skips_unknown_already_deleted_and_repeated_names_and_deletes_the
     gone = client.post(
         URL + "inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [second]}, headers=KEY
     )
-    assert gone.status_code == 200 and gone.json()[0]["endpoint_status"] == "deleted"
+    # The extension shows the answer in a text label: a sentence, as the original middleware answered.
+    assert gone.status_code == 200 and gone.json() == f"Endpoint delete completed: {second}"
 
     names = ["no-such-endpoint", second, first, first]
     response = client.post(
         URL + "inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": names}, headers=KEY
     )
     assert response.status_code == 200, response.text
-    assert [(j["endpoint_name"], j["status"], j["endpoint_status"]) for j in response.json()] == [
-        (first, "deleted", "deleted")
-    ]
+    assert response.json() == (
+        f"Endpoint delete completed: {first}; "
+        f"skipped (no such endpoint, or already deleted): no-such-endpoint, {second}"
+    )
     assert [c["data"]["endpoint_name"] for c in owners.of_type("EndpointDeletionRequested")] == [second, first]
     # The client's list hides what it shows as deleted.
     listed = client.get(URL + "inference/list-endpoint-deployment-jobs", headers=KEY).json()
@@ -404,5 +406,74 @@ def test_deleting_only_unknown_names_is_200_and_sends_nothing(edge):
     client, _, owners = edge
     body = {"delete_endpoint_list": ["no-such-endpoint", "nor-this-one"]}
     response = client.post(URL + "inference/delete-sagemaker-endpoint", json=body, headers=KEY)
-    assert response.status_code == 200 and response.json() == []
+    assert response.status_code == 200
+    assert response.json() == (
+        "Endpoint delete completed; skipped (no such endpoint, or already deleted): no-such-endpoint, nor-this-one"
+    )
     assert owners.published == []
+
+
+def test_a_deletion_not_done_within_the_wait_is_said_to_be_still_deleting(edge):
+    client, _, owners = edge
+    name = deploy(client)["endpoint_name"]
+    owners.read_model = None  # the owner does not answer
+    owners.publish = lambda events: None
+    response = client.post(
+        URL + "inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [name]}, headers=KEY
+    )
+    assert response.json() == f"Endpoint delete completed; still deleting: {name}"
+
+
+def test_the_endpoint_status_is_never_null(edge):
+    """The extension shows ``name+endpoint_status+time``: never ``None`` (defect 9)."""
+    client, read_model, _ = edge
+    job_id = deploy(client)["EndpointDeploymentJobId"]
+    shown = lambda: client.get(URL + f"inference/get-endpoint-deployment-job?jobID={job_id}", headers=KEY).json()  # noqa: E731
+    listed = lambda: client.get(URL + "inference/list-endpoint-deployment-jobs", headers=KEY).json()[0]  # noqa: E731
+    assert shown()["endpoint_status"] == listed()["endpoint_status"] == "Creating"
+    job = read_model.get(EndpointDeploymentChanged, job_id)
+    failed = {"status": "failed", "error": "ResourceLimitExceeded: quota", "end_time": NOW, "version": 2}
+    read_model.apply(job.model_copy(update=failed))
+    # ``failed``, the word the extension looks for before it shows the reason.
+    assert shown()["endpoint_status"] == listed()["endpoint_status"] == "failed"
+
+
+def test_a_deployment_job_is_found_by_its_endpoints_name_with_its_reason(edge):
+    """The extension asks get-endpoint-deployment-job with the endpoint's name to show why it failed."""
+    client, read_model, _ = edge
+    job = deploy(client, endpoint_name="my-endpoint")
+    stored = read_model.get(EndpointDeploymentChanged, job["EndpointDeploymentJobId"])
+    read_model.apply(stored.model_copy(update={"status": "failed", "error": "no capacity", "version": 2}))
+    answer = client.get(URL + "inference/get-endpoint-deployment-job", params={"jobID": "my-endpoint"}, headers=KEY)
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["EndpointDeploymentJobId"], answer.json()["error"]) == (
+        job["EndpointDeploymentJobId"],
+        "no capacity",
+    )
+    missing = client.get(URL + "inference/get-endpoint-deployment-job", params={"jobID": "nothing"}, headers=KEY)
+    assert missing.status_code == 404
+
+
+def test_a_name_in_use_is_a_deployment_that_failed_at_once_with_the_reason(edge):
+    """The extension shows any answer as "started": the refusal is a failed job the user can read."""
+    client, read_model, owners = edge
+    first = deploy(client, endpoint_name="taken")
+    refused = deploy(client, endpoint_name="taken")
+    assert refused["status"] == refused["endpoint_status"] == "failed"
+    assert "taken already exists" in refused["error"] and first["EndpointDeploymentJobId"] in refused["error"]
+    assert len(owners.of_type("EndpointDeploymentRequested")) == 1  # nothing sent for the refusal
+    # What the extension's endpoint dropdown then shows, and the reason it shows for the failed entry.
+    listed = client.get(URL + "inference/list-endpoint-deployment-jobs", headers=KEY).json()
+    assert sorted((j["endpoint_name"], j["status"]) for j in listed) == [("taken", "failed"), ("taken", "inprogress")]
+    why = client.get(URL + "inference/get-endpoint-deployment-job", params={"jobID": "taken"}, headers=KEY).json()
+    assert why["error"] == refused["error"]
+    # Deleting the name deletes the endpoint that stands, and the refusal with it, without a command for
+    # the refusal (its owner never heard of it).
+    gone = client.post(
+        URL + "inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": ["taken"]}, headers=KEY
+    )
+    assert gone.json() == "Endpoint delete completed: taken"
+    [deletion] = owners.of_type("EndpointDeletionRequested")
+    assert deletion["data"]["job_id"] == first["EndpointDeploymentJobId"]
+    listed = client.get(URL + "inference/list-endpoint-deployment-jobs", headers=KEY).json()
+    assert {(j["status"], j["endpoint_status"]) for j in listed} == {("deleted", "deleted")}

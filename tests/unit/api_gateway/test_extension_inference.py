@@ -79,32 +79,78 @@ def test_v2_checks_then_starts_the_job_with_the_uploaded_parameters(edge):
     ],
 )
 def test_v2_refuses_in_the_shape_the_extension_checks(edge, change, fragment):
+    """HTTP 200 with ``status`` and a list ``error``: the extension raises on HTTP errors (and then shows
+    the exception's text joined character by character) and shows ``', '.join(error)`` (defect 6)."""
     client, _, publisher, _ = edge
     refused = client.post("/prod/inference/v2", json={**V2, **change}, headers=KEY)
-    assert refused.status_code == 400
-    assert refused.json()["status"] == 400 and fragment in refused.json()["error"]
-    assert publisher.published == []
+    assert refused.status_code == 200
+    assert refused.json()["status"] == 400 and isinstance(refused.json()["error"], list)
+    assert any(fragment in message for message in refused.json()["error"])
+    assert "inference" not in refused.json() and publisher.published == []
 
 
 def test_v2_refuses_an_endpoint_not_in_service(edge):
     client, read_model, _, _ = edge
     read_model.apply(endpoint("Updating").model_copy(update={"version": 4}))
     refused = client.post("/prod/inference/v2", json=V2, headers=KEY)
-    assert refused.status_code == 400 and "not InService" in refused.json()["error"]
+    assert refused.status_code == 200 and refused.json()["status"] == 400
+    assert refused.json()["error"] == [f"endpoint {ENDPOINT} is Updating, not InService"]
 
 
-def test_running_without_uploaded_parameters_or_with_bad_ones_changes_nothing(edge):
-    client, _, publisher, s3 = edge
+def test_v2_refuses_a_body_that_is_not_a_request_in_the_same_shape(edge):
+    client, _, publisher, _ = edge
+    refused = client.post("/prod/inference/v2", json={**V2, "task_type": "paint", "models": {}}, headers=KEY)
+    assert refused.status_code == 200 and refused.json()["status"] == 422
+    assert any(message.startswith("task_type: ") for message in refused.json()["error"])
+    assert any(message.startswith("models: ") for message in refused.json()["error"])
+    assert publisher.published == []
+
+
+def uploaded_job(client, s3, params: dict | None) -> str:
     inference = client.post("/prod/inference/v2", json=V2, headers=KEY).json()["inference"]
-    run = f"/prod/inference/v2/{inference['id']}/run"
-    early = client.put(run, json=V2, headers=KEY)
-    assert early.status_code == 400 and "upload the parameters" in early.json()["error"]
-    key = inference["api_params_s3_location"].removeprefix(f"s3://{BUCKET}/")
-    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({**PARAMS, "width": 7}).encode())
-    bad = client.put(run, json=V2, headers=KEY)
-    assert bad.status_code == 422 and "width" in bad.text
+    if params is not None:
+        key = inference["api_params_s3_location"].removeprefix(f"s3://{BUCKET}/")
+        s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(params).encode())
+    return inference["id"]
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        (None, "upload the parameters to api_params_s3_upload_url first"),
+        ({**PARAMS, "width": 7}, "width: Input should be a multiple of 8"),
+        ({**PARAMS, "cfg_scale": 99}, "cfg_scale: Input should be less than or equal to 30"),
+    ],
+    ids=["not-uploaded", "bad-width", "cfg-out-of-bounds"],
+)
+def test_a_run_that_cannot_start_ends_the_job_failed_with_the_reason_and_sends_nothing(edge, params, reason):
+    """The extension ignores the run's answer and raises on HTTP errors: the job it created fails, and
+    get-inference-job (which it polls) says why."""
+    client, _, publisher, s3 = edge
+    job_id = uploaded_job(client, s3, params)
+    run = client.put(f"/prod/inference/v2/{job_id}/run", json=V2, headers=KEY)
+    assert run.status_code == 200, run.text
+    assert run.json()["inference"]["status"] == "failed" and reason in run.json()["inference"]["error"]
+    shown = client.get("/prod/inference/get-inference-job", params={"jobID": job_id}, headers=KEY).json()
+    assert (shown["status"], shown["taskType"]) == ("failed", "txt2img") and reason in shown["error"]
+    again = client.put(f"/prod/inference/v2/{job_id}/run", json=V2, headers=KEY)
+    assert again.json()["inference"]["status"] == "failed"
+    assert publisher.published == []
+
+
+def test_an_unknown_run_is_404(edge):
+    client, _, publisher, _ = edge
     assert client.put("/prod/inference/v2/unknown-id/run", json=V2, headers=KEY).status_code == 404
     assert publisher.published == []
+
+
+def test_the_run_takes_any_body(edge):
+    """The run's body (step 1's request again) is not needed: a browser's text/plain or none is fine."""
+    client, _, publisher, s3 = edge
+    job_id = uploaded_job(client, s3, PARAMS)
+    run = client.put(f"/prod/inference/v2/{job_id}/run", content=b"", headers=KEY)
+    assert run.status_code == 200 and run.json()["inference"]["status"] == "inprogress"
+    assert len(publisher.of_type("InferenceRequested")) == 1
 
 
 def job(job_id: str, started: datetime, **changes) -> InferenceJobChanged:
@@ -147,14 +193,28 @@ def test_query_filters_by_every_field_given_and_ignores_empty_ones(edge):
         "failed",
     ]
     assert query(limit=2) == ["img", "other-model"]
-    assert client.post("/prod/inference/query-inference-jobs", json={"limit": 0}, headers=KEY).status_code == 422
+    # The extension's "Show All" sends -1 (defect 8); 0 means no limit too; below -1 is refused.
+    assert query(limit=-1) == query(limit=0) == query(limit="-1") == ["img", "other-model", "failed", "old"]
+    assert client.post("/prod/inference/query-inference-jobs", json={"limit": -5}, headers=KEY).status_code == 422
+
+
+def test_merges_are_listed_only_when_asked_for(edge):
+    """The extension's job list fails on a merge job (its result is a checkpoint, not images)."""
+    client, read_model, _, _ = edge
+    read_model.apply(job("image", NOW))
+    read_model.apply(job("merge", NOW + timedelta(minutes=1), task_type="merge"))
+    listed = client.post("/prod/inference/query-inference-jobs", json={}, headers=KEY).json()
+    assert [j["InferenceJobId"] for j in listed] == ["image"]
+    merges = client.post("/prod/inference/query-inference-jobs", json={"task_type": "merge"}, headers=KEY).json()
+    assert [j["InferenceJobId"] for j in merges] == ["merge"]
 
 
 def test_the_older_client_runs_with_the_parameters_from_config_aigc_json(edge):
     client, _, publisher, s3 = edge
     body = {"task_type": "txt2img", "sagemaker_endpoint": ENDPOINT, "models": MODELS}
     early = client.post("/prod/inference/run-sagemaker-inference", json=body, headers=KEY)
-    assert early.status_code == 400 and "config/aigc.json" in early.json()["error"]
+    assert early.status_code == 200 and early.json()["status"] == "failed"
+    assert "config/aigc.json" in early.json()["error"]
     s3.put_object(Bucket=BUCKET, Key="config/aigc.json", Body=json.dumps(PARAMS).encode())
     started = client.post("/prod/inference/run-sagemaker-inference", json=body, headers=KEY)
     assert started.status_code == 200, started.text
@@ -167,5 +227,11 @@ def test_interrogation_without_an_image_in_config_aigc_json_is_refused(edge):
     client, _, publisher, _ = edge
     body = {"task_type": "interrogate_clip", "sagemaker_endpoint": ENDPOINT}
     refused = client.post("/prod/inference/run-sagemaker-inference", json=body, headers=KEY)
-    assert refused.status_code == 400 and "interrogate_clip" in refused.json()["error"]
+    assert refused.status_code == 200 and refused.json()["status"] == "failed"
+    assert "interrogate_clip" in refused.json()["error"]
+    # The extension follows the id it gets: the job says why it failed, with its caption (none).
+    shown = client.get(
+        "/prod/inference/get-inference-job", params={"jobID": refused.json()["inference_id"]}, headers=KEY
+    ).json()
+    assert (shown["taskType"], shown["status"], shown["caption"]) == ("interrogate_clip", "failed", "")
     assert publisher.published == []

@@ -65,7 +65,8 @@ def test_an_interrogation_starts_a_job_with_the_image_and_no_checkpoint(edge, ta
     assert data["params"] is None and data["resolved"]["checkpoint"] is None
     shown = client.get("/prod/inference/get-inference-job", params={"jobID": job_id}, headers=KEY).json()
     assert shown["taskType"] == task and shown["status"] == "inprogress"
-    assert "caption" not in shown and "error" not in shown
+    # The extension reads an interrogation's caption whatever became of the job: "" until there is one.
+    assert shown["caption"] == "" and "error" not in shown
 
 
 def test_init_images_is_the_fallback_and_a_jpeg_will_do(edge):
@@ -89,13 +90,18 @@ def test_init_images_is_the_fallback_and_a_jpeg_will_do(edge):
         ({"image": 7}, "image must be a base64-encoded image"),
     ],
 )
-def test_no_image_or_not_an_image_is_refused(edge, params, reason):
+def test_no_image_or_not_an_image_fails_the_job_with_the_reason(edge, params, reason):
+    """The extension follows the id it is answered: the job it shows failed says why, and nothing runs."""
     client, _, publisher, s3 = edge
     if params is not None:
         upload_params(s3, params)
     refused = client.post(RUN, json={"task_type": "interrogate_clip", "sagemaker_endpoint": ENDPOINT}, headers=KEY)
-    assert refused.status_code == 400
-    assert reason in refused.json()["error"] and refused.json()["status"] == 400
+    assert refused.status_code == 200
+    assert reason in refused.json()["error"] and refused.json()["status"] == "failed"
+    shown = client.get(
+        "/prod/inference/get-inference-job", params={"jobID": refused.json()["inference_id"]}, headers=KEY
+    )
+    assert shown.json()["status"] == "failed" and reason in shown.json()["error"]
     assert publisher.published == []
 
 
@@ -106,8 +112,36 @@ def test_the_endpoint_must_be_in_service(edge):
     for name, reason in (("infer-endpoint-new", "not InService"), ("infer-endpoint-nope", "does not exist")):
         body = {"task_type": "interrogate_clip", "sagemaker_endpoint": name}
         refused = client.post(RUN, json=body, headers=KEY)
-        assert refused.status_code == 400 and reason in refused.json()["error"]
+        assert refused.json()["status"] == "failed" and reason in refused.json()["error"]
     assert publisher.published == []
+
+
+def extension_page_values(tab: str, image: object) -> dict:
+    """``config/aigc.json`` as the extension's img2img page writes it (``img2img_config_save``): the image
+    under the key of the img2img tab selected, the other tabs' keys empty."""
+    keys = {
+        "img2img": "img2img_init_img",
+        "Sketch": "img2img_sketch",
+        "Inpaint": "img2img_init_img_with_mask",
+        "Inpaint_sketch": "img2img_inpaint_color_sketch",
+        "Inpaint_upload": "img2img_init_img_inpaint",
+    }
+    values = {key: "" for key in keys.values()} | {"img2img_init_mask_inpaint": ""}
+    return {**values, keys[tab]: image, "img2img_selected_tab_name": tab, "aws_api_token": "key", "txt2img_prompt": ""}
+
+
+@pytest.mark.parametrize("tab", ["img2img", "Sketch", "Inpaint", "Inpaint_sketch", "Inpaint_upload"])
+def test_the_extensions_img2img_page_values_are_interrogated(edge, tab):
+    """Defect 7: the extension stores the image as img2img_init_img (or its sketch and inpaint variants,
+    the Inpaint tab as {image, mask}), never as image or init_images."""
+    client, _, publisher, s3 = edge
+    data_url = f"data:image/png;base64,{png_b64()}"
+    image = {"image": data_url, "mask": data_url} if tab == "Inpaint" else data_url
+    upload_params(s3, extension_page_values(tab, image))
+    started = client.post(RUN, json={"task_type": "interrogate_clip", "sagemaker_endpoint": ENDPOINT}, headers=KEY)
+    assert started.json()["status"] == "inprogress", started.text
+    [command] = publisher.of_type("InferenceRequested")
+    assert command["data"]["interrogation"]["image"] == data_url
 
 
 def test_a_succeeded_interrogation_shows_its_caption(edge):

@@ -68,6 +68,7 @@ class Local:
     bucket: str
     abort_days: int
     expiring: set[tuple[str, int]]
+    cors: list[dict[str, object]]
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +172,7 @@ def read_back(environments: dict[str, dict[str, str]], run_dir: Path) -> Local:
         bucket=bucket,
         abort_days=abort_days,
         expiring=expiring,
+        cors=s3.get_bucket_cors(Bucket=bucket)["CORSRules"],
     )
 
 
@@ -371,3 +373,11 @@ def test_the_core_agrees(local: Local, full_synth: Synth):
         if "ExpirationInDays" in r
     }
     assert aws_expiring == local.expiring == set(CORE.expiring_prefixes)
+    # The browser's uploads: the same CORS rule, the ETag exposed.
+    [aws_cors] = bucket["CorsConfiguration"]["CorsRules"]
+    [local_cors] = local.cors
+    assert aws_cors["AllowedMethods"] == local_cors["AllowedMethods"] == list(CORE.upload_cors.allowed_methods)
+    assert aws_cors["AllowedOrigins"] == local_cors["AllowedOrigins"]
+    assert aws_cors["AllowedHeaders"] == local_cors["AllowedHeaders"]
+    assert aws_cors["ExposedHeaders"] == local_cors["ExposeHeaders"] == ["ETag"]
+    assert aws_cors["MaxAge"] == local_cors["MaxAgeSeconds"]

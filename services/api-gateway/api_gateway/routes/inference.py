@@ -10,8 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Body, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -60,7 +59,8 @@ def job_view(job: InferenceJobChanged) -> InferenceJobView:
         sagemakerRaw=job.sagemaker_raw,
         image_names=job.image_names,
         error=job.error if job.status == "failed" else None,
-        caption=job.caption,
+        # The WebUI extension reads an interrogation's caption whatever became of the job.
+        caption=(job.caption or "") if job.task_type.startswith("interrogate") else job.caption,
     )
 
 
@@ -241,12 +241,18 @@ def get_inference_job_param_output(deps: Edge, jobID: OptionalJobId = None) -> l
 
 
 # ---------------------------------------------------------------- the WebUI extension's inference routes
+#
+# The extension raises on any HTTP error status and shows ``', '.join(error)`` of a refusal, so these
+# routes answer what it can show: POST /inference/v2 refuses with HTTP 200 and ``{"status": 400,
+# "error": [messages]}``, as the original middleware did; a job that cannot run once it has an id
+# (PUT .../run, run-sagemaker-inference) is recorded failed with the reason, which the extension then
+# shows as a failed job, and get-inference-job shows why.
 
 
-def _refused(status: int, error: str) -> JSONResponse:
-    """A refusal the extension can read (it checks ``status`` and ``error`` in the body)."""
-    error = bounded(error)
-    return JSONResponse(status_code=status, content={"statusCode": status, "status": status, "error": error})
+def _extension_refusal(status: int, messages: list[str]) -> JSONResponse:
+    """A refusal of POST /inference/v2 as the extension reads it: HTTP 200, ``status`` and a list ``error``."""
+    errors = [bounded(message) for message in messages]
+    return JSONResponse(status_code=200, content={"statusCode": status, "status": status, "error": errors})
 
 
 def _v2_key(job_id: str, what: str) -> str:
@@ -263,55 +269,90 @@ def _cannot_run(deps: EdgeDependencies, endpoint_name: str, models: dict[str, li
     return None
 
 
-@router.post("/inference/v2", response_model=InferenceV2Response, responses=answers(400, _400=RefusedInference))
-def create_inference_v2(body: InferenceV2Request, deps: Edge) -> InferenceV2Response | JSONResponse:
-    """Step 1 of the extension's inference: check the endpoint and models, answer where the parameters go."""
-    if reason := _cannot_run(deps, body.sagemaker_endpoint_name, body.models):
-        return _refused(400, reason)
+def _validation_messages(exc: ValidationError) -> list[str]:
+    """Each problem as ``field.path: what is wrong``, for a person to read."""
+    return [f"{'.'.join(str(part) for part in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
+
+
+_V2_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": InferenceV2Request.model_json_schema()}},
+    }
+}
+
+
+@router.post(
+    "/inference/v2",
+    response_model=InferenceV2Response,
+    responses={200: {"model": InferenceV2Response | RefusedInference}},
+    openapi_extra=_V2_BODY,
+)
+def create_inference_v2(deps: Edge, body: Annotated[Any, Body()] = None) -> InferenceV2Response | JSONResponse:
+    """Step 1 of the extension's inference: check the request, the endpoint and the models, answer where
+    the parameters go. A request that cannot run is answered HTTP 200 with ``status`` 400 (422 for a body
+    that is not a valid request) and ``error``, a list of messages, as the original middleware answered it."""
+    try:
+        request = InferenceV2Request.model_validate(body)
+    except ValidationError as exc:
+        return _extension_refusal(422, _validation_messages(exc))
+    if reason := _cannot_run(deps, request.sagemaker_endpoint_name, request.models):
+        return _extension_refusal(400, [reason])
     job_id = str(uuid.uuid4())
-    deps.claims.put_json(_v2_key(job_id, "request"), body.model_dump(mode="json"))
+    deps.claims.put_json(_v2_key(job_id, "request"), request.model_dump(mode="json"))
     params_key = _v2_key(job_id, "api_params")
     return InferenceV2Response(
         inference=CreatedInferenceV2(
             id=job_id,
-            type=body.task_type,
-            endpoint_name=body.sagemaker_endpoint_name,
-            models=body.models,
+            type=request.task_type,
+            endpoint_name=request.sagemaker_endpoint_name,
+            models=request.models,
             api_params_s3_location=f"s3://{deps.presigner.bucket}/{params_key}",
             api_params_s3_upload_url=deps.presigner.put_url(params_key, deps.presigner.expiry(None)),
         )
     )
 
 
-@router.put(
-    "/inference/v2/{job_id}/run",
-    response_model=InferenceV2RunResponse,
-    responses=answers(400, 404, 503, _400=RefusedInference),
-)
-def run_inference_v2(
-    job_id: Annotated[str, Path(max_length=64)], deps: Edge, body: InferenceV2Request | None = None
-) -> InferenceV2RunResponse | JSONResponse:
-    """Step 3: start the job with the uploaded parameters; it then runs like any inference job."""
+@router.put("/inference/v2/{job_id}/run", response_model=InferenceV2RunResponse, responses=answers(404, 503))
+def run_inference_v2(job_id: Annotated[str, Path(max_length=64)], deps: Edge) -> InferenceV2RunResponse:
+    """Step 3: start the job with the parameters uploaded to its URL (the body, the request of step 1
+    again, is not needed). It then runs like any inference job; one that cannot run (no parameters,
+    parameters that are not valid, an endpoint or model gone) ends ``failed`` at once with the reason, and
+    is answered so. Asking again answers the job as it is."""
     if (existing := deps.read_model.get(InferenceJobChanged, job_id)) is not None:
-        if existing.status == "failed":
-            return _refused(400, existing.error or f"inference job {job_id} failed")
-        return InferenceV2RunResponse(inference=_started(deps, existing.id, existing.endpoint_name or ""))
+        return InferenceV2RunResponse(inference=_as_started(deps, existing))
     request = deps.claims.get_json(_v2_key(job_id, "request"))
     if request is None:
         raise not_found(f"no inference job {job_id}: create it with POST /inference/v2 first")
     try:
         params = deps.claims.get_json(_v2_key(job_id, "api_params"))
     except ValueError:
-        return _refused(400, "the parameters uploaded to api_params_s3_upload_url are not JSON")
+        params = "the parameters uploaded to api_params_s3_upload_url are not JSON"
     if not isinstance(params, dict):
-        return _refused(400, "upload the parameters (a JSON object) to api_params_s3_upload_url first")
-    started = _start_inference(deps, job_id, {**params, **request})
-    return started if isinstance(started, JSONResponse) else InferenceV2RunResponse(inference=started)
+        reason = params if isinstance(params, str) else "upload the parameters to api_params_s3_upload_url first"
+        return InferenceV2RunResponse(inference=_failed_request(deps, job_id, request, reason))
+    return InferenceV2RunResponse(inference=_start_inference(deps, job_id, {**params, **request}))
 
 
-def _start_inference(deps: EdgeDependencies, job_id: str, body: dict[str, Any]) -> InferenceResponse | JSONResponse:
-    """Validate the merged request as ``/inference-api/inference`` does (422 naming the field), then start
-    it; the extension reads a job that cannot run as a 400 with the reason.
+def _as_started(deps: EdgeDependencies, job: InferenceJobChanged) -> InferenceResponse:
+    if job.status == "failed":
+        return InferenceResponse(
+            inference_id=job.id, status="failed", endpoint_name=job.endpoint_name or "", error=job.error
+        )
+    return _started(deps, job.id, job.endpoint_name or "")
+
+
+def _failed_request(deps: EdgeDependencies, job_id: str, request: dict[str, Any], reason: str) -> InferenceResponse:
+    """A job the client asked for that cannot run: recorded failed, with what the request said of it."""
+    task = request.get("task_type") if request.get("task_type") in {"txt2img", "img2img"} else "txt2img"
+    models = request.get("models") if _is_models_map(request.get("models")) else {}
+    endpoint = str(request.get("sagemaker_endpoint_name") or request.get("sagemaker_endpoint") or "")
+    return _failed_at_once(deps, job_id, task, endpoint, models, deps.clock(), reason)
+
+
+def _start_inference(deps: EdgeDependencies, job_id: str, body: dict[str, Any]) -> InferenceResponse:
+    """Validate the merged request as ``/inference-api/inference`` does, then start it; parameters that
+    are not valid end the job failed at once, naming each field and what is wrong with it.
 
     The extension's routes take no webhook: ``webhook`` fields in its parameters are ignored.
     """
@@ -319,11 +360,8 @@ def _start_inference(deps: EdgeDependencies, job_id: str, body: dict[str, Any]) 
     try:
         request = InferenceRequest.model_validate(body)
     except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc
-    started = _submit(deps, job_id, request)
-    if started.status == "failed":
-        return _refused(400, started.error or "the job cannot run")
-    return started
+        return _failed_request(deps, job_id, body, "; ".join(_validation_messages(exc)))
+    return _submit(deps, job_id, request)
 
 
 def _started(deps: EdgeDependencies, job_id: str, endpoint_name: str) -> InferenceResponse:
@@ -335,16 +373,22 @@ def _started(deps: EdgeDependencies, job_id: str, endpoint_name: str) -> Inferen
     )
 
 
+#: What query-inference-jobs lists unless asked for a task type: the jobs whose results the WebUI
+#: extension's job list can show (it fails on any other task type); a merge's result is a checkpoint.
+_IMAGE_TASKS = frozenset({"txt2img", "img2img", "interrogate_clip", "interrogate_deepbooru"})
+
+
 @router.post("/inference/query-inference-jobs")
 def query_inference_jobs(body: QueryInferenceJobsRequest, deps: Edge) -> list[InferenceJobView]:
-    """Jobs newest first, filtered by every field given (an empty one filters nothing)."""
+    """Jobs newest first, filtered by every field given (an empty one filters nothing); merges only when
+    ``task_type`` asks for them (the WebUI extension's list fails on a merge job)."""
     found = sorted(deps.read_model.list(InferenceJobChanged), key=lambda j: j.start_time, reverse=True)
     start, end = _aware(body.start_time), _aware(body.end_time)
     matching = [
         job
         for job in found
         if (body.status is None or job.status == body.status)
-        and (body.task_type is None or job.task_type == body.task_type)
+        and (job.task_type == body.task_type if body.task_type is not None else job.task_type in _IMAGE_TASKS)
         and (body.endpoint is None or job.endpoint_name == body.endpoint)
         and (body.checkpoint is None or _uses(job, body.checkpoint))
         and (start is None or job.start_time >= start)
@@ -375,43 +419,67 @@ def _aware(value: datetime | None) -> datetime | None:
 AIGC_PARAMETERS_KEY = "config/aigc.json"
 
 
-@router.post(
-    "/inference/run-sagemaker-inference",
-    response_model=InferenceResponse,
-    responses=answers(400, 503, _400=RefusedInference),
-)
-def run_sagemaker_inference(body: RunSageMakerInferenceRequest, deps: Edge) -> InferenceResponse | JSONResponse:
+@router.post("/inference/run-sagemaker-inference", response_model=InferenceResponse, responses=answers(503))
+def run_sagemaker_inference(body: RunSageMakerInferenceRequest, deps: Edge) -> InferenceResponse:
     """The v1.0 client's inference with the parameters from ``config/aigc.json``: txt2img/img2img, or
-    A1111's interrogation (``interrogate_clip``/``interrogate_deepbooru``) of the image they carry."""
-    interrogation = body.task_type.startswith("interrogate")
+    A1111's interrogation (``interrogate_clip``/``interrogate_deepbooru``) of the image they carry.
+
+    A job that cannot run (no parameters, no image, an endpoint not in service) is answered, and shown by
+    get-inference-job, as ``failed`` with the reason: the extension follows the id it gets."""
+    job_id = str(uuid.uuid4())
     try:
         params = deps.claims.get_json(AIGC_PARAMETERS_KEY)
     except ValueError:
-        return _refused(400, f"{AIGC_PARAMETERS_KEY} is not JSON")
+        params = None
+        reason = f"{AIGC_PARAMETERS_KEY} is not JSON"
+    else:
+        needs = f"{body.task_type} needs the image: " if body.task_type.startswith("interrogate") else ""
+        reason = f"{needs}upload the parameters to {AIGC_PARAMETERS_KEY} first"
     if not isinstance(params, dict):
-        needs = f"{body.task_type} needs the image: " if interrogation else ""
-        return _refused(400, f"{needs}upload the parameters to {AIGC_PARAMETERS_KEY} first")
-    if interrogation:
-        return _start_interrogation(deps, body, params)
+        return _failed_at_once(deps, job_id, body.task_type, body.sagemaker_endpoint, {}, deps.clock(), reason)
+    if body.task_type.startswith("interrogate"):
+        return _start_interrogation(deps, job_id, body, params)
     models = body.models or params.get("models") or {}
     if not _is_models_map(models):
-        return _refused(400, f"{AIGC_PARAMETERS_KEY}: models must map checkpoint types to lists of names")
+        reason = f"{AIGC_PARAMETERS_KEY}: models must map checkpoint types to lists of names"
+        return _failed_at_once(deps, job_id, body.task_type, body.sagemaker_endpoint, {}, deps.clock(), reason)
     merged = {**params, "task_type": body.task_type, "sagemaker_endpoint_name": body.sagemaker_endpoint}
-    return _start_inference(deps, str(uuid.uuid4()), {**merged, "models": models})
+    return _start_inference(deps, job_id, {**merged, "models": models})
 
 
 #: How the picture formats the runtime reads begin (PNG, JPEG, GIF, BMP, TIFF, WebP).
 _IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+#: Where the extension's img2img page puts its image in ``config/aigc.json``, by the img2img tab selected
+#: (``img2img_selected_tab_name``): the Inpaint tabs hand over ``{image, mask}``.
+_IMG2IMG_TAB_IMAGES = {
+    "img2img": "img2img_init_img",
+    "Sketch": "img2img_sketch",
+    "Inpaint": "img2img_init_img_with_mask",
+    "Inpaint_sketch": "img2img_inpaint_color_sketch",
+    "Inpaint_upload": "img2img_init_img_inpaint",
+}
+
+
+def _image_candidates(params: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Where an image to interrogate may be, most specific first: A1111's interrogate ``image``, the
+    extension's image of the img2img tab it says was selected, its other tabs' images, ``init_images[0]``."""
+    selected = _IMG2IMG_TAB_IMAGES.get(str(params.get("img2img_selected_tab_name")))
+    keys = ["image", *([selected] if selected else []), *_IMG2IMG_TAB_IMAGES.values()]
+    found = [(key, params.get(key)) for key in dict.fromkeys(keys)]
+    images = params.get("init_images")
+    if isinstance(images, list) and images:
+        found.append(("init_images[0]", images[0]))
+    return [(key, value["image"] if isinstance(value, dict) and "image" in value else value) for key, value in found]
 
 
 def _interrogation_image(task: str, params: dict[str, Any]) -> tuple[str | None, str]:
-    """A1111's interrogate ``image`` from the parameters (``init_images[0]`` when there is none), or a refusal."""
-    image, what = params.get("image"), "image"
+    """The image to interrogate from the uploaded parameters (``_image_candidates``), or why there is none."""
+    what, image = next(((key, value) for key, value in _image_candidates(params) if value), ("image", None))
     if not image:
-        images = params.get("init_images")
-        image, what = (images[0], "init_images[0]") if isinstance(images, list) and images else (None, "image")
-    if not image:
-        return None, f"{task} needs the image: put it in {AIGC_PARAMETERS_KEY} as 'image' (base64 or a data URL)"
+        return None, (
+            f"{task} needs the image: put it in {AIGC_PARAMETERS_KEY} as 'image' (base64 or a data URL), or "
+            "as the extension's img2img page does (img2img_init_img)"
+        )
     if not isinstance(image, str):
         return None, f"{AIGC_PARAMETERS_KEY}: {what} must be a base64-encoded image"
     data = image.split(",", 1)[1] if image.startswith("data:") and "," in image else image
@@ -426,15 +494,14 @@ def _interrogation_image(task: str, params: dict[str, Any]) -> tuple[str | None,
 
 
 def _start_interrogation(
-    deps: EdgeDependencies, body: RunSageMakerInferenceRequest, params: dict[str, Any]
-) -> InferenceResponse | JSONResponse:
+    deps: EdgeDependencies, job_id: str, body: RunSageMakerInferenceRequest, params: dict[str, Any]
+) -> InferenceResponse:
     """An inference job whose task is the interrogation; the runtime's own caption model needs no checkpoint."""
     image, reason = _interrogation_image(body.task_type, params)
-    if image is None:
-        return _refused(400, reason)
-    if reason := _cannot_run(deps, body.sagemaker_endpoint, {}):
-        return _refused(400, reason)
-    job_id = str(uuid.uuid4())
+    if image is not None:
+        reason = _cannot_run(deps, body.sagemaker_endpoint, {}) or ""
+    if image is None or reason:
+        return _failed_at_once(deps, job_id, body.task_type, body.sagemaker_endpoint, {}, deps.clock(), reason)
     command = InferenceRequested(
         job_id=job_id,
         endpoint_name=body.sagemaker_endpoint,

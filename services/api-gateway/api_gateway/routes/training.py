@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api_gateway.catalogue import find_model
+from api_gateway.catalogue import AmbiguousName, find_model
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, conflict, not_found
 from api_gateway.routes.webhooks import refuse_unsafe_target
@@ -120,7 +120,11 @@ def _base_checkpoint(body: CreateModelRequest, deps: EdgeDependencies) -> ModelR
         if ref is None:
             raise ApiError(400, f"params.create_model_params.ckpt_path: checkpoint {checkpoint.id} has no {wanted}")
         return ref
-    if ref := find_model(deps.read_model, "Stable-diffusion", wanted):
+    try:
+        ref = find_model(deps.read_model, "Stable-diffusion", wanted)
+    except AmbiguousName as exc:
+        raise ApiError(400, f"params.create_model_params.ckpt_path: {exc}") from None
+    if ref:
         return ref
     raise ApiError(
         400,

@@ -1,0 +1,3 @@
+"""The DreamBooth extension's ``dreambooth.shared``: where its models live."""
+
+dreambooth_models_path = "models/dreambooth"
