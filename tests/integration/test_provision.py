@@ -55,3 +55,26 @@ def test_each_provisioned_table_serves_the_snapshot_lists_sweeps_and_lookups(mot
     assert table.list(EndpointDeploymentChanged) == [job]
     assert table.named(EndpointDeploymentChanged, "infer-endpoint-a") == [job]
     assert table.due(EndpointDeploymentChanged, now) == []  # no sweep looks at deployments
+
+
+def test_a_browser_may_upload_parts_to_the_bucket_and_read_their_etags(moto_server):
+    """The WebUI extension's browser uploads (its "Upload from Laptop") PUT each part to a presigned URL from
+    the WebUI's origin and read the part's ETag: the emulator answers the preflight and exposes ETag, as the
+    bucket's CORS rule in AWS does (the same declaration, ``CoreResources.upload_cors``)."""
+    import requests
+
+    provision("it", CORE, SERVICES)
+    s3 = boto3.client("s3")
+    upload = s3.create_multipart_upload(Bucket="it-bucket", Key="checkpoint/Lora/x/style.safetensors")
+    url = s3.generate_presigned_url(
+        "upload_part",
+        Params={"Bucket": "it-bucket", "Key": upload["Key"], "UploadId": upload["UploadId"], "PartNumber": 1},
+    )
+    origin = {"Origin": "http://127.0.0.1:7860"}
+    preflight = requests.options(url, headers={**origin, "Access-Control-Request-Method": "PUT"}, timeout=10)
+    assert preflight.status_code == 200
+    assert "PUT" in preflight.headers["Access-Control-Allow-Methods"]
+    put = requests.put(url, data=b"part", headers=origin, timeout=10)  # a Blob: no Content-Type
+    assert put.status_code == 200 and put.headers["ETag"]
+    assert put.headers["Access-Control-Allow-Origin"] in {"*", origin["Origin"]}
+    assert "ETag" in put.headers["Access-Control-Expose-Headers"].split(",")

@@ -89,7 +89,7 @@ def parse_units(
                 f"{', '.join(PREPROCESSORS)} (send an already preprocessed image with 'none')"
             )
         ref = _model_ref(index, unit.model, refs)
-        source = _source_image(index, unit, init_image)
+        source = source_image(index, unit, init_image)
         if unit.control_mode == "My prompt is more important":
             warnings.append(f"ControlNet unit {index}: control_mode {unit.control_mode!r} runs as 'Balanced'")
         control_units.append(
@@ -120,7 +120,7 @@ def _model_ref(index: int, title: str, refs: dict[str, ModelRef]) -> ModelRef:
     return ref
 
 
-def _source_image(index: int, unit: ControlNetUnit, init_image: Image.Image | None) -> Image.Image:
+def source_image(index: int, unit: ControlNetUnit, init_image: Image.Image | None) -> Image.Image:
     """The unit's own image, else (img2img) the init image."""
     what = f"ControlNet unit {index} image"
     if isinstance(unit.image, str) and unit.image:

@@ -190,6 +190,41 @@ def test_checkpoint_answers_part_urls_keyed_by_file_name_and_the_seeds_list_besi
         assert upload["key"] == f"checkpoint/Stable-diffusion/{checkpoint['id']}/{filename}"
 
 
+@pytest.mark.parametrize(
+    ("label", "checkpoint_type"),
+    [
+        ("SD Checkpoints", "Stable-diffusion"),
+        ("Textual Inversion", "embeddings"),
+        ("LoRA model", "Lora"),
+        ("ControlNet model", "ControlNet"),
+        ("Hypernetwork", "hypernetworks"),
+        ("VAE", "VAE"),
+    ],
+)
+def test_the_laptop_upload_as_the_browser_sends_it(edge, label, checkpoint_type):
+    """ "Upload Model to S3 from Laptop": a fetch with a JSON string body (so the browser says text/plain,
+    defect 4) and the Model Type dropdown's label as the type."""
+    client, _, _ = edge
+    body = {
+        "checkpoint_type": label,
+        "filenames": [{"filename": "model.safetensors", "parts_number": 1}],
+        "params": {"message": "placeholder for chkpts upload test"},
+    }
+    headers = {"x-api-key": "key", "Content-Type": "text/plain;charset=UTF-8", "Origin": ORIGIN}
+    response = client.post(URL + "checkpoint", content=json.dumps(body), headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["checkpoint"]["s3_location"].startswith(f"s3://{BUCKET}/checkpoint/{checkpoint_type}/")
+    assert response.headers["access-control-allow-origin"] == "*"
+
+
+def test_a_text_plain_body_that_is_not_json_is_still_a_422(edge):
+    client, _, owners = edge
+    headers = {"x-api-key": "key", "Content-Type": "text/plain"}
+    response = client.post(URL + "checkpoint", content=b"checkpoint_type=Lora", headers=headers)
+    assert response.status_code == 422 and response.json()["detail"][0]["type"] == "json_invalid"
+    assert owners.published == []
+
+
 def test_checkpoints_list_s3_location_without_a_trailing_slash(edge):
     client, read_model, _ = edge
     command = CheckpointCreationRequested(

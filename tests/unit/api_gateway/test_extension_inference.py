@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -136,6 +137,24 @@ def test_a_run_that_cannot_start_ends_the_job_failed_with_the_reason_and_sends_n
     again = client.put(f"/prod/inference/v2/{job_id}/run", json=V2, headers=KEY)
     assert again.json()["inference"]["status"] == "failed"
     assert publisher.published == []
+
+
+SENT_BY_THE_WEBUI = Path(__file__).parents[1] / "contracts" / "a1111"
+
+
+@pytest.mark.parametrize("name", ["txt2img", "img2img", "txt2img-controlnet"])
+def test_the_parameters_the_webui_sends_start_the_job(edge, name):
+    """The parameter files the extension's own code wrote (A1111 1.5's values: ``s_tmax`` Infinity, nulls,
+    ControlNet's UI units), uploaded as it uploads them, start the job (defect 1: every one was a 422)."""
+    client, read_model, publisher, s3 = edge
+    read_model.apply(checkpoint("ControlNet", "control_real_canny.pth"))
+    inference = client.post("/prod/inference/v2", json={**V2, "task_type": name[:7]}, headers=KEY).json()["inference"]
+    key = inference["api_params_s3_location"].removeprefix(f"s3://{BUCKET}/")
+    s3.put_object(Bucket=BUCKET, Key=key, Body=(SENT_BY_THE_WEBUI / f"{name}.json").read_bytes())
+    run = client.put(f"/prod/inference/v2/{inference['id']}/run", json=V2, headers=KEY)
+    assert run.json()["inference"]["status"] == "inprogress", run.text
+    [command] = publisher.of_type("InferenceRequested")
+    assert command["data"]["params"]["s_tmax"] is None
 
 
 def test_an_unknown_run_is_404(edge):

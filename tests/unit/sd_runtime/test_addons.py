@@ -6,9 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from sd_runtime.addons import LoadedFile, extract_lora_tags, lora_weights
+from sd_runtime.controlnet import source_image
 from sd_runtime.errors import RequestError
+from sdmw_contracts.generation import ControlNetUnit
 from tests.unit.sd_runtime.conftest import gradient_image, images_of, invocation, png_b64
 
 
@@ -138,6 +141,41 @@ def test_controlnet_canny_and_none_steer_the_image(world):
     extra = json.loads(canny.info)["extra_generation_params"]
     assert extra["ControlNet 0"].startswith("Module: canny, Model: tiny-controlnet [0f1e2d3c], Weight: 1")
     assert canny.parameters["alwayson_scripts"]["controlnet"]["args"][0]["image"] is None
+
+
+def test_the_controlnet_uis_value_is_its_image_with_the_strokes_drawn_in(world):
+    """ControlNet's UI hands a unit's image over as gradio's sketch value, ``{image, mask}`` (base64, or pixel
+    arrays): the control image is the picture, with the strokes drawn on it (the mask's opaque pixels)
+    painted white; the request runs with it."""
+    picture = gradient_image(64, 64)
+    nothing_drawn = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    strokes = nothing_drawn.copy()
+    strokes.paste((255, 255, 255, 255), (8, 8, 40, 24))
+    painted = np.asarray(picture).copy()
+    painted[8:24, 8:40] = 255
+
+    def control_image(value) -> np.ndarray:
+        unit = ControlNetUnit.model_validate({"enabled": True, "image": value})
+        return np.asarray(source_image(0, unit, None))
+
+    as_base64 = {"image": png_b64(picture, data_url=True), "mask": png_b64(nothing_drawn, data_url=True)}
+    as_arrays = {"image": np.asarray(picture).tolist(), "mask": np.asarray(nothing_drawn).tolist()}
+    assert np.array_equal(control_image(as_base64), np.asarray(picture))
+    assert np.array_equal(control_image(as_arrays), np.asarray(picture))
+    drawn_on = {"image": png_b64(picture, data_url=True), "mask": png_b64(strokes, data_url=True)}
+    assert np.array_equal(control_image(drawn_on), painted)
+    assert np.array_equal(control_image({"image": as_arrays["image"], "mask": np.asarray(strokes).tolist()}), painted)
+
+    unit = controlnet_unit("tiny-controlnet", module="none", image=drawn_on)
+    assert image(world, with_controlnet(world, unit, width=64, height=64)).shape == (64, 64, 3)
+
+
+def test_a_ui_mask_of_another_size_is_refused_naming_the_unit():
+    picture = png_b64(gradient_image(64, 64), data_url=True)
+    mask = png_b64(Image.new("RGBA", (32, 32)), data_url=True)
+    unit = ControlNetUnit.model_validate({"enabled": True, "image": {"image": picture, "mask": mask}})
+    with pytest.raises(RequestError, match="ControlNet unit 1 image mask is 32x32, its image 64x64"):
+        source_image(1, unit, None)
 
 
 def test_controlnet_folder_and_single_file_give_the_same_image(world):
