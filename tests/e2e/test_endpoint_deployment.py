@@ -69,7 +69,7 @@ def test_deploy_list_get_and_delete_an_endpoint(api: ApiClient):
 
     deleted = api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [endpoint_name]})
     assert deleted.status_code == 200, deleted.text
-    assert [(j["EndpointDeploymentJobId"], j["status"]) for j in deleted.json()] == [(job_id, "deleted")]
+    assert deleted.json() == f"Endpoint delete completed: {endpoint_name}"
     listed = api.get("/inference/list-endpoint-deployment-jobs").json()
     assert next(j for j in listed if j["EndpointDeploymentJobId"] == job_id)["status"] == "deleted"
 
@@ -90,13 +90,18 @@ def test_deploy_with_the_old_middlewares_fields(api: ApiClient):
         "/inference/deploy-sagemaker-endpoint",
         json={"instance_type": "ml.g5.xlarge", "initial_instance_count": 1, "endpoint_name": "e2e-named-endpoint"},
     )
-    assert again.status_code == 409, again.text
+    # The name is in use: a deployment that failed at once, saying why (nothing is sent to SageMaker).
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == again.json()["endpoint_status"] == "failed"
+    assert f"(deployment job {job_id})" in again.json()["error"]
 
     finished = poll_until_finished(api, job_id)
     assert (finished["status"], finished["endpoint_name"]) == ("success", "e2e-named-endpoint"), finished
     assert finished["autoscaling_enabled"] is True and finished["error"] == ""
     deleted = api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": ["e2e-named-endpoint"]})
-    assert deleted.json()[0]["status"] == "deleted"
+    assert deleted.json() == "Endpoint delete completed: e2e-named-endpoint"
+    listed = api.get("/inference/list-endpoint-deployment-jobs").json()
+    assert {j["status"] for j in listed if j["endpoint_name"] == "e2e-named-endpoint"} == {"deleted"}
 
 
 def test_a_deployment_over_quota_fails_with_the_reason(api: ApiClient):
@@ -132,8 +137,10 @@ def test_a_deployment_over_quota_fails_with_the_reason(api: ApiClient):
         "/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [name, failed["endpoint_name"]]}
     )
     assert deleted.status_code == 200
+    assert deleted.json() == f"Endpoint delete completed: {name}, {failed['endpoint_name']}"
     # Both leave the extension's list: a failed job it deletes shows endpoint_status "deleted" too.
-    assert sorted(j["endpoint_status"] for j in deleted.json()) == ["deleted", "deleted"]
+    listed = {j["EndpointDeploymentJobId"]: j for j in api.get("/inference/list-endpoint-deployment-jobs").json()}
+    assert [listed[i]["endpoint_status"] for i in (job_id, second_id)] == ["deleted", "deleted"]
 
 
 def test_an_unknown_job_is_404_and_deleting_unknown_endpoints_deletes_nothing(api: ApiClient):
@@ -141,7 +148,10 @@ def test_an_unknown_job_is_404_and_deleting_unknown_endpoints_deletes_nothing(ap
     before = api.get("/inference/list-endpoint-deployment-jobs").json()
     # The WebUI extension sends whatever was ticked: unknown and already deleted names are skipped.
     missing = api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": ["no-such-endpoint"]})
-    assert missing.status_code == 200 and missing.json() == []
+    assert missing.status_code == 200
+    assert (
+        missing.json() == "Endpoint delete completed; skipped (no such endpoint, or already deleted): no-such-endpoint"
+    )
     assert api.get("/inference/list-endpoint-deployment-jobs").json() == before
 
 
@@ -176,9 +186,11 @@ def test_the_extensions_deploy_an_empty_name_a_string_count_and_no_end_time_unti
     deleted = api.post(
         "/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [name, "no-such-endpoint"]}
     )
-    assert [j["endpoint_name"] for j in deleted.json()] == [name]
+    assert deleted.json() == (
+        f"Endpoint delete completed: {name}; skipped (no such endpoint, or already deleted): no-such-endpoint"
+    )
     listed = api.get("/inference/list-endpoint-deployment-jobs").json()
     assert next(j for j in listed if j["endpoint_name"] == name)["endpoint_status"] == "deleted"
     # Already deleted: skipped, still 200.
     again = api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": [name]})
-    assert again.status_code == 200 and again.json() == []
+    assert again.status_code == 200 and again.json().endswith(f"already deleted): {name}")

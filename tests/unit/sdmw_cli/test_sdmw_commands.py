@@ -117,10 +117,10 @@ def test_endpoint_deploy_wait_polls_the_deployment_job(monkeypatch):
 
 
 def test_endpoint_delete_sends_every_name(monkeypatch):
-    deleted = [{"endpoint_name": "a", "status": "deleted"}]  # "b" is unknown: the API skips it
-    seen = serve(monkeypatch, lambda request: httpx.Response(200, json=deleted))
+    said = "Endpoint delete completed: a; skipped (no such endpoint, or already deleted): b"
+    seen = serve(monkeypatch, lambda request: httpx.Response(200, json=said))
     result = runner.invoke(main.app, ["endpoint", "delete", "a", "b"])
-    assert result.exit_code == 0 and "deleted" in result.stdout and "b " not in result.stdout
+    assert result.exit_code == 0 and result.stdout.strip() == said
     assert json.loads(seen[0].content) == {"delete_endpoint_list": ["a", "b"]}
 
 

@@ -54,7 +54,7 @@ def endpoint_deploy(
 @endpoint_app.command("delete")
 @mapped_errors
 def endpoint_delete(names: Annotated[list[str], typer.Argument()], as_json: JsonOption = False) -> None:
-    """Deletes endpoints by name; the API skips names it does not know, so only those it took are shown."""
+    """Deletes endpoints by name; prints what the API says became of each (deleted, still deleting, or
+    skipped as unknown or already deleted)."""
     answer = connect().delete_endpoints(names)
-    lines = [f"{e['endpoint_name']:<32} {e['status']}" for e in answer]
-    show(answer, as_json, "\n".join(lines) or "no endpoint of those names")
+    show(answer, as_json, str(answer))

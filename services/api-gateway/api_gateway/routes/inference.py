@@ -282,12 +282,7 @@ _V2_BODY = {
 }
 
 
-@router.post(
-    "/inference/v2",
-    response_model=InferenceV2Response,
-    responses={200: {"model": InferenceV2Response | RefusedInference}},
-    openapi_extra=_V2_BODY,
-)
+@router.post("/inference/v2", response_model=InferenceV2Response | RefusedInference, openapi_extra=_V2_BODY)
 def create_inference_v2(deps: Edge, body: Annotated[Any, Body()] = None) -> InferenceV2Response | JSONResponse:
     """Step 1 of the extension's inference: check the request, the endpoint and the models, answer where
     the parameters go. A request that cannot run is answered HTTP 200 with ``status`` 400 (422 for a body
