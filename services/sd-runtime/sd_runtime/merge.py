@@ -13,7 +13,10 @@ done in float32, and the result keeps A's dtype unless
 merges B into A's first four input channels. The result keeps A's
 architecture metadata (``sd_runtime.single_file``: the config values the
 weights cannot tell, recorded for a file made from a diffusers folder), so it
-loads as A does.
+loads as A does. Older SD 1.x files whose CLIP keys lack the ``text_model.``
+level are read with it inserted (as A1111's merger reads them), so they merge
+with any other SD 1.x checkpoint. An input uploaded as a tar (the WebUI's AWS
+extension's way) is unpacked by ``ModelStore.fetch``.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ import torch
 from sd_runtime.convert import pipeline_folder_to_ldm
 from sd_runtime.errors import RequestError, load_errors
 from sd_runtime.models import ModelStore
-from sd_runtime.single_file import ARCHITECTURE_METADATA_KEY, architecture_metadata
+from sd_runtime.single_file import ARCHITECTURE_METADATA_KEY, architecture_metadata, text_model_level_keys
 from sdmw_contracts.runtime import MergeSpec
 
 
 class Weights:
-    """A checkpoint's tensors by LDM key; safetensors files are read one tensor at a time."""
+    """A checkpoint's tensors by LDM key (CLIP's with the ``text_model.`` level); safetensors files are read one
+    tensor at a time."""
 
     def __init__(self, path: Path) -> None:
         self._handle: Any = None
@@ -54,16 +58,19 @@ class Weights:
             if not isinstance(loaded, dict):
                 raise RequestError(f"{path.name} does not hold a state dict")
             self._tensors = {k: v for k, v in loaded.items() if isinstance(v, torch.Tensor)}
-        self._keys = set(self.keys())
+        stored = list(self._handle.keys()) if self._handle is not None else list(self._tensors)
+        #: Each key as merged -> the key in the file (they differ for older files' CLIP keys).
+        self._stored = text_model_level_keys(stored)
 
     def keys(self) -> list[str]:
-        return list(self._handle.keys()) if self._handle is not None else list(self._tensors)
+        return list(self._stored)
 
     def __contains__(self, key: str) -> bool:
-        return key in self._keys
+        return key in self._stored
 
     def __getitem__(self, key: str) -> torch.Tensor:
-        return self._handle.get_tensor(key) if self._handle is not None else self._tensors[key]
+        stored = self._stored[key]
+        return self._handle.get_tensor(stored) if self._handle is not None else self._tensors[stored]
 
 
 def merge_tensors(

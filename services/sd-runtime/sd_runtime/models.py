@@ -6,6 +6,16 @@ is one file. Files already in the cache are reused while their ETag and size
 still match the object in S3, so a model is downloaded once per instance
 unless it changes.
 
+A file that is a tar archive by its content (``sd_runtime.archives.is_tar``:
+the WebUI's AWS extension uploads every model as a tar named like the model,
+``x.safetensors`` holding ``models/Lora/x.safetensors``) is unpacked safely
+once, next to where it was downloaded, in a folder named after the object's
+ETag and size (``<file>.unpacked/<version>/``), and the archive is deleted;
+``fetch`` then answers the model file inside (``sd_runtime.archives.model_file_in``),
+and the next ``fetch`` of the same object version answers it without
+downloading anything. A changed object is downloaded and unpacked again, and
+the older unpacked versions are removed.
+
 The S3 client comes from boto3's standard configuration, so
 ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) points it at a local
 emulator and nothing here knows which one it talks to.
@@ -13,8 +23,11 @@ emulator and nothing here knows which one it talks to.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +36,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from sd_runtime.archives import ArchiveError, is_tar, model_file_in, safe_extract
 from sd_runtime.errors import ModelNotFound, RequestError
 from sdmw_contracts.s3 import split_s3_uri
 
@@ -51,7 +65,11 @@ class ModelStore:
     client_factory: Callable[[], Any] = lambda: boto3.client("s3")
 
     def fetch(self, uri: str, what: str = "model") -> Path:
-        """The local path of ``uri``: a file, or a folder for a prefix. ``what`` names it in errors."""
+        """The local path of ``uri``: a file, or a folder for a prefix. ``what`` names it in errors.
+
+        A file that is a tar archive (by its content, whatever its name) is unpacked and the model file it
+        holds is answered instead (see the module's docstring).
+        """
         bucket, key = _bucket_and_key(uri)
         client = self.client_factory()
         if is_folder_uri(uri):
@@ -61,7 +79,14 @@ class ModelStore:
             head = client.head_object(Bucket=bucket, Key=key)
         except ClientError as error:
             raise self._not_found(error, uri, what) from None
-        self._download(client, bucket, key, local, head["ETag"], head["ContentLength"])
+        etag, size = head["ETag"], head["ContentLength"]
+        unpacked = _unpacked_model(local, etag, size)
+        if unpacked is not None:
+            return unpacked
+        self._download(client, bucket, key, local, etag, size)
+        if is_tar(local):
+            return _unpack_model(local, etag, size, f"{what} {uri}")
+        shutil.rmtree(_unpacked_root(local), ignore_errors=True)  # the object was an archive before
         return local
 
     def upload(self, path: Path, uri: str) -> None:
@@ -120,6 +145,66 @@ class ModelStore:
         if code in {"403", "AccessDenied"}:
             return ModelNotFound(f"{what} {uri} cannot be read: access denied")
         return RequestError(f"{what} {uri} could not be fetched: {error}")
+
+
+def _unpacked_root(local: Path) -> Path:
+    return local.with_name(local.name + ".unpacked")
+
+
+def _version(etag: str, size: int) -> str:
+    return hashlib.sha256(f"{etag}|{size}".encode()).hexdigest()[:16]
+
+
+def _unpacked_model(local: Path, etag: str, size: int) -> Path | None:
+    """The model file unpacked earlier from this version (ETag and size) of the archive at ``local``, if any."""
+    root = _unpacked_root(local)
+    version = _version(etag, size)
+    record = _read_json(root / f"{version}.json")
+    if not isinstance(record, dict) or record.get("etag") != etag or record.get("size") != size:
+        return None
+    model = root / version / str(record.get("model", ""))
+    folder = (root / version).resolve()
+    if not model.resolve().is_relative_to(folder) or not model.is_file():
+        return None
+    return model
+
+
+def _unpack_model(local: Path, etag: str, size: int, described: str) -> Path:
+    """Unpack the archive downloaded to ``local`` beside it, and answer the model file it holds.
+
+    The archive is unpacked into a scratch folder renamed into place when the
+    model file is found, then a record naming it is written (so a half-done
+    unpack is never used); older versions and the archive itself are removed.
+    An archive without a usable model is kept (it is not fetched again) and
+    its ``ArchiveError`` says what it holds.
+    """
+    root = _unpacked_root(local)
+    root.mkdir(parents=True, exist_ok=True)
+    version = _version(etag, size)
+    scratch = Path(tempfile.mkdtemp(dir=root, prefix=".unpacking-"))
+    try:
+        try:
+            safe_extract(local, scratch, outside_links="refuse")
+        except ArchiveError as error:
+            raise ArchiveError(f"{described}: {error.message}") from None
+        model = model_file_in(scratch, local.name, described)
+        relative = model.relative_to(scratch).as_posix()
+        target = root / version
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(scratch, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    (root / f"{version}.json").write_text(json.dumps({"etag": etag, "size": size, "model": relative}))
+    for other in root.iterdir():
+        if other.name in (version, f"{version}.json"):
+            continue
+        if other.is_dir():
+            shutil.rmtree(other, ignore_errors=True)
+        else:
+            other.unlink(missing_ok=True)
+    local.unlink(missing_ok=True)
+    local.with_name(local.name + ".s3meta").unlink(missing_ok=True)
+    return target / relative
 
 
 def _read_json(path: Path) -> Any:

@@ -12,6 +12,12 @@ from the Hugging Face Hub: ``SD_RUNTIME_SINGLE_FILE_CONFIG`` names them when
 it is set; otherwise ``sd_runtime.single_file`` builds them from SD 1.5's
 configs and the file's own tensor shapes (SD 1.x checkpoints).
 
+A single file whose text encoder's keys lack the ``text_model.`` level (older
+SD 1.x checkpoints) is loaded from a copy with the level inserted, as A1111
+loads it (``sd_runtime.single_file.text_model_level_inserted``). A checkpoint
+uploaded as a tar (the WebUI's AWS extension's way) is unpacked by
+``ModelStore.fetch``, which answers the model file inside.
+
 Every loaded pipeline gets PyTorch's scaled-dot-product attention
 (``AttnProcessor2_0``) in its UNet and VAE, and, when the settings ask for
 them, channels-last UNet and VAE (``SD_RUNTIME_CHANNELS_LAST``) and a
@@ -21,6 +27,7 @@ them, channels-last UNet and VAE (``SD_RUNTIME_CHANNELS_LAST``) and a
 from __future__ import annotations
 
 import gc
+import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -28,11 +35,13 @@ from typing import Any, Generic, TypeVar
 
 import torch
 
+from sd_runtime.archives import MODEL_FILE_SUFFIXES
 from sd_runtime.errors import RequestError, is_out_of_memory, load_errors
 from sd_runtime.models import ModelStore, is_folder_uri
 from sd_runtime.settings import Settings
 
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+SINGLE_FILE_SUFFIXES = MODEL_FILE_SUFFIXES
+logger = logging.getLogger("sd_runtime")
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -44,11 +53,25 @@ class ConfigurationError(RequestError):
     status = 500
 
 
-def pipeline_from_single_file(path: Path, config: Path, dtype: Any, **options: Any) -> Any:
+def pipeline_from_single_file(
+    path: Path,
+    config: Path,
+    dtype: Any,
+    *,
+    cache_dir: Path,
+    note: Callable[[str], None] | None = None,
+    **options: Any,
+) -> Any:
     """A StableDiffusionPipeline converted from one A1111 file with the configs in ``config``:
-    offline, and without a safety checker (inference and training load single files the same way)."""
+    offline, and without a safety checker (inference and training load single files the same way).
+
+    An older SD 1.x file whose CLIP keys lack the ``text_model.`` level is loaded from a copy with it
+    inserted, written once under ``cache_dir`` (``note`` is told)."""
     from diffusers import StableDiffusionPipeline
 
+    from sd_runtime.single_file import text_model_level_inserted
+
+    path = text_model_level_inserted(path, cache_dir, note)
     return StableDiffusionPipeline.from_single_file(
         str(path),
         config=str(config),
@@ -189,7 +212,7 @@ class PipelineCache:
                 f"({', '.join(SINGLE_FILE_SUFFIXES)})"
             )
         config, _ = self.single_file_config(uri, path, name)
-        return pipeline_from_single_file(path, config, self.dtype)
+        return pipeline_from_single_file(path, config, self.dtype, cache_dir=self.settings.cache_dir, note=logger.info)
 
     def single_file_config(self, uri: str, path: Path, name: str | None = None) -> tuple[Path, str]:
         """The diffusers folder describing single file ``path`` (configs and tokenizer, no weights), and how it

@@ -29,6 +29,15 @@ that ``from_single_file`` needs. This module supplies them offline:
   CLIP's BPE (``sd_runtime.tokenizer_files``); a smaller vocabulary is a
   byte-level tokenizer of that size (the tests' tiny models).
 
+Older SD 1.x files store CLIP's keys without transformers' ``text_model.``
+level (``cond_stage_model.transformer.embeddings.*``, ``.encoder.*``,
+``.final_layer_norm.*``); A1111 inserts it when it loads them, and so does
+this module: ``infer_architecture`` reads their shapes as if it were there,
+and ``text_model_level_inserted`` gives ``from_single_file`` (which does not
+know that layout) a copy of the file with the level inserted, written once
+under the cache folder (a safetensors file's header is rewritten and its
+tensor bytes copied as they are; a torch file is loaded and saved again).
+
 Architectures this cannot build are refused with their name: SD 2.x
 (OpenCLIP text encoder, ``cond_stage_model.model.*``), SDXL
 (``conditioner.embedders.*``), SD 3 / FLUX, inpainting (9-channel UNet) and
@@ -46,7 +55,9 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,6 +178,8 @@ UNREADABLE_KEYS: dict[str, tuple[str, ...]] = {
 }
 _CONFIG_FILES = {"unet": "unet/config.json", "vae": "vae/config.json", "text_encoder": "text_encoder/config.json"}
 _TEXT_MODEL = CLIP_PREFIX + "text_model."
+#: The old SD 1.x layout of CLIP's keys, without the ``text_model.`` level (A1111 inserts it when loading).
+_LEVELLESS_CLIP = tuple(CLIP_PREFIX + part for part in ("embeddings.", "encoder.", "final_layer_norm."))
 
 
 class UnsupportedArchitecture(UnsupportedFeature):
@@ -224,6 +237,135 @@ def read_shapes(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]
     if not isinstance(loaded, dict):
         raise ValueError(f"{path.name} does not hold a state dict")
     return {k: tuple(v.shape) for k, v in loaded.items() if isinstance(v, torch.Tensor)}, {}
+
+
+# ----------------------------------------------------------------------------------------------- old CLIP keys
+
+
+def with_text_model_level(key: str) -> str:
+    """``key`` with the ``text_model.`` level A1111 inserts into older SD 1.x files' CLIP keys (others as they are):
+    ``cond_stage_model.transformer.encoder.x`` -> ``cond_stage_model.transformer.text_model.encoder.x``."""
+    return _TEXT_MODEL + key[len(CLIP_PREFIX) :] if key.startswith(_LEVELLESS_CLIP) else key
+
+
+def lacks_text_model_level(keys: Iterable[str]) -> bool:
+    """Whether a checkpoint's keys have CLIP's weights in the old layout, without the ``text_model.`` level."""
+    return any(key.startswith(_LEVELLESS_CLIP) for key in keys)
+
+
+def text_model_level_keys(keys: Iterable[str]) -> dict[str, str]:
+    """Each key as it is once the ``text_model.`` level is in (new key -> key in the file); a ``ValueError`` when
+    the file has a weight in both layouts (two keys that would become one)."""
+    renamed: dict[str, str] = {}
+    for key in keys:
+        new = with_text_model_level(key)
+        if new in renamed:
+            raise ValueError(
+                f"its text encoder has {new!r} both with and without the text_model level; it is not a "
+                "checkpoint that can be loaded"
+            )
+        renamed[new] = key
+    return renamed
+
+
+def _safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
+    """A safetensors file's header (JSON) and where its tensor bytes begin."""
+    with open(path, "rb") as file:
+        raw = file.read(8)
+        if len(raw) != 8:
+            raise ValueError(f"{path.name} is not a safetensors file: it is too short")
+        (length,) = struct.unpack("<Q", raw)
+        if length > 100 * 2**20:
+            raise ValueError(f"{path.name} is not a safetensors file: its header would be {length} bytes")
+        try:
+            header = json.loads(file.read(length))
+        except ValueError:
+            raise ValueError(f"{path.name} is not a safetensors file: its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path.name} is not a safetensors file: its header is not a JSON object")
+    return header, 8 + length
+
+
+def _write_safetensors_renamed(source: Path, header: dict[str, Any], start: int, target: Path) -> None:
+    """``source`` with the CLIP keys of its header renamed; the tensor bytes are copied as they are (their offsets
+    are relative to the end of the header, so they still hold)."""
+    renamed = text_model_level_keys(k for k in header if k != "__metadata__")
+    new_header = {new: header[old] for new, old in renamed.items()}
+    if "__metadata__" in header:
+        new_header["__metadata__"] = header["__metadata__"]
+    body = json.dumps(new_header, separators=(",", ":")).encode()
+    body += b" " * (-len(body) % 8)  # the format allows trailing spaces; writers keep the tensors 8-byte aligned
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        dst.write(struct.pack("<Q", len(body)))
+        dst.write(body)
+        src.seek(start)
+        shutil.copyfileobj(src, dst, 16 * 2**20)
+
+
+def _torch_state(path: Path) -> dict[str, Any]:
+    import torch
+
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # an old (non-zip) torch file cannot be memory-mapped
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    while isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path.name} does not hold a state dict")
+    return loaded
+
+
+def _fixed_copy_path(path: Path, cache_dir: Path) -> Path:
+    """Where the copy of ``path`` with the text_model level goes: by the file's place, then by its size and
+    modification time (a file downloaded anew gets a new copy), under its own name (its suffix says its format)."""
+    stat = path.stat()
+    place = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    version = hashlib.sha256(f"{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return Path(cache_dir) / "single-file-text-model" / place / version / path.name
+
+
+def _write_once(target: Path, write: Callable[[Path], None]) -> Path:
+    """``write`` a scratch file beside ``target`` and rename it into place; older versions of it are removed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = target.with_name(f".writing-{os.getpid()}-{target.name}")
+    try:
+        write(scratch)
+        os.replace(scratch, target)
+    finally:
+        scratch.unlink(missing_ok=True)
+    for other in target.parent.parent.iterdir():
+        if other != target.parent:
+            shutil.rmtree(other, ignore_errors=True)
+    return target
+
+
+def text_model_level_inserted(path: Path, cache_dir: Path, note: Callable[[str], None] | None = None) -> Path:
+    """``path`` itself, or for an older SD 1.x file whose CLIP keys lack the ``text_model.`` level, a copy of it
+    with the level inserted (as A1111 does when it loads one), written once under ``cache_dir``; ``note`` is told
+    when a copy is used. diffusers' ``from_single_file`` only knows the layout with the level."""
+    path = Path(path)
+    target = _fixed_copy_path(path, cache_dir)
+    if path.name.lower().endswith(".safetensors"):
+        header, start = _safetensors_header(path)
+        if not lacks_text_model_level(header):
+            return path
+        if not target.is_file():
+            _write_once(target, lambda scratch: _write_safetensors_renamed(path, header, start, scratch))
+    elif not target.is_file():
+        state = _torch_state(path)
+        if not lacks_text_model_level(state):
+            return path
+        import torch
+
+        renamed = {new: state[old] for new, old in text_model_level_keys(state).items()}
+        _write_once(target, lambda scratch: torch.save(renamed, scratch))
+    if note is not None:
+        note(
+            f"{path.name}: its text encoder's keys lack the text_model level (an older SD 1.x layout); loading a "
+            f"copy with it inserted, as A1111 does ({target})"
+        )
+    return target
 
 
 def architecture_metadata(folder: Path) -> dict[str, str]:
@@ -428,12 +570,7 @@ def infer_vae(shapes: dict[str, tuple[int, ...]], recorded: dict[str, Any]) -> d
 
 def infer_text_encoder(shapes: dict[str, tuple[int, ...]], recorded: dict[str, Any]) -> dict[str, Any]:
     """The CLIPTextConfig: CLIP ViT-L/14's, with what the text encoder's shapes tell."""
-    p = _TEXT_MODEL if any(k.startswith(_TEXT_MODEL) for k in shapes) else CLIP_PREFIX
-    if p != _TEXT_MODEL:
-        raise ValueError(
-            "its text encoder's keys lack the text_model level (cond_stage_model.transformer.text_model.*), "
-            "an old layout diffusers does not convert"
-        )
+    p = _TEXT_MODEL  # infer_architecture put the text_model level into an older file's keys
     vocab, hidden = _shape(shapes, p + "embeddings.token_embedding.weight", "text encoder token embedding")
     positions = _shape(shapes, p + "embeddings.position_embedding.weight", "text encoder position embedding")[0]
     config = copy.deepcopy(SD15_TEXT_ENCODER_CONFIG)
@@ -457,6 +594,8 @@ def infer_text_encoder(shapes: dict[str, tuple[int, ...]], recorded: dict[str, A
 def infer_architecture(shapes: dict[str, tuple[int, ...]], metadata: dict[str, str] | None = None) -> Architecture:
     """The configs of an SD 1.x single file from its tensors' shapes (``UnsupportedArchitecture`` if it is not one)."""
     refuse_unsupported(shapes)
+    if lacks_text_model_level(shapes):  # an older SD 1.x layout: read it as A1111 loads it
+        shapes = {new: shapes[old] for new, old in text_model_level_keys(shapes).items()}
     recorded = _recorded(metadata)
     unet = infer_unet(shapes, recorded.get("unet", {}))
     vae = infer_vae(shapes, recorded.get("vae", {}))

@@ -170,6 +170,77 @@ def test_a_ckpt_single_file_loads_without_the_setting_too(world, tmp_path):
     assert pipe.text_encoder.config.num_attention_heads == 1  # CLIP's width / 64, at least 1
 
 
+def without_text_model_level(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An older SD 1.x file's layout: CLIP's keys without the ``text_model.`` level
+    (``cond_stage_model.transformer.encoder.*`` instead of ``cond_stage_model.transformer.text_model.encoder.*``)."""
+    level = CLIP_PREFIX + "text_model."
+    return {CLIP_PREFIX + k[len(level) :] if k.startswith(level) else k: v for k, v in state.items()}
+
+
+def test_an_older_file_whose_clip_keys_lack_the_text_model_level_gives_the_same_image(world, tmp_path):
+    from safetensors import safe_open
+
+    with safe_open(str(world.models.single_file), "pt") as handle:
+        metadata = handle.metadata()
+    old = without_text_model_level(load_file(str(world.models.single_file)))
+    assert any(k.startswith(CLIP_PREFIX + "encoder.layers.") for k in old)
+    assert not any(k.startswith(CLIP_PREFIX + "text_model.") for k in old)
+    save_file(old, str(tmp_path / "old-clip.safetensors"), metadata=metadata)
+    uri = upload(world.s3, tmp_path / "old-clip.safetensors", "Stable-diffusion/old-clip.safetensors")
+    body = invocation(world, seed=99)
+    body["models"]["checkpoint"] = {"name": "old-clip.safetensors", "s3_uri": uri}
+    runtime = world.make_runtime(single_file_config=None)
+
+    without_setting = images_of(runtime.invoke(body))[0]
+    with_setting = images_of(world.runtime.invoke(body))[0]
+    original = images_of(runtime.invoke(invocation(world, checkpoint="tiny-sd.safetensors", seed=99)))[0]
+
+    assert np.array_equal(without_setting, original)
+    assert np.array_equal(with_setting, original)
+    shapes, _ = read_shapes(tmp_path / "old-clip.safetensors")
+    assert infer_architecture(shapes, metadata) == infer_architecture(*read_shapes(world.models.single_file))
+    # The copy with the level inserted is written once, in the cache.
+    copies = list((runtime.settings.cache_dir / "single-file-text-model").rglob("old-clip.safetensors"))
+    assert len(copies) == 1
+    assert load_file(str(copies[0])).keys() == load_file(str(world.models.single_file)).keys()
+
+
+def test_an_older_ckpt_whose_clip_keys_lack_the_text_model_level_loads_too(world, tmp_path):
+    original = load_file(str(world.models.single_file))
+    torch.save({"state_dict": without_text_model_level(original), "global_step": 1}, tmp_path / "old-clip.ckpt")
+    uri = upload(world.s3, tmp_path / "old-clip.ckpt", "Stable-diffusion/old-clip.ckpt")
+    body = invocation(world)
+    body["models"]["checkpoint"] = {"name": "old-clip.ckpt", "s3_uri": uri}
+
+    image = images_of(world.runtime.invoke(body))[0]  # the setting gives the tiny model's exact configs
+
+    assert np.array_equal(image, images_of(world.runtime.invoke(invocation(world, checkpoint="tiny-sd")))[0])
+    pipe = world.runtime.pipelines.get(uri, "old-clip.ckpt")
+    text_encoder = pipe.text_encoder.state_dict()
+    layer = next(k for k in text_encoder if k.endswith("layers.0.mlp.fc1.weight"))
+    stored = CLIP_PREFIX + "text_model." + layer.removeprefix("text_model.")
+    assert torch.equal(text_encoder[layer], original[stored])
+
+
+def test_an_older_file_merges_as_the_file_with_the_text_model_level(world, tmp_path):
+    from tests.unit.sd_runtime.test_merge import merged_output
+
+    save_file(without_text_model_level(load_file(str(world.models.single_file))), str(tmp_path / "old.safetensors"))
+    uri = upload(world.s3, tmp_path / "old.safetensors", "Stable-diffusion/old-merge.safetensors")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+
+    world.runtime.invoke(merge_body(uri, world.uris["tiny-sd-other.safetensors"], multiplier=0.4))
+    from_old = merged_output(world, tmp_path / "a")
+    world.runtime.invoke(
+        merge_body(world.uris["tiny-sd.safetensors"], world.uris["tiny-sd-other.safetensors"], multiplier=0.4)
+    )
+    from_new = merged_output(world, tmp_path / "b")
+
+    assert from_old.keys() == from_new.keys()
+    assert all(torch.equal(from_old[k], from_new[k]) for k in from_new)
+
+
 def test_the_setting_wins_when_it_is_set(world, tmp_path):
     runtime = world.make_runtime(single_file_config=str(tmp_path / "no-such-config"))
 
@@ -298,6 +369,25 @@ def test_create_model_from_a_single_file_without_the_setting(ml_root, tiny_model
     tokenizer = CLIPTokenizer.from_pretrained(model / "tokenizer")
     original = CLIPTokenizer.from_pretrained(tiny_models.pipeline_dir / "tokenizer")
     assert tokenizer("a zwx dog").input_ids == original("a zwx dog").input_ids
+
+
+def test_create_model_from_an_older_file_whose_clip_keys_lack_the_text_model_level(ml_root, tiny_models, capsys):
+    from safetensors import safe_open
+
+    with safe_open(str(tiny_models.single_file), "pt") as handle:
+        metadata = handle.metadata()
+    old = without_text_model_level(load_file(str(tiny_models.single_file)))
+    save_file(old, str(ml_root / "input" / "data" / "model" / "old-clip.safetensors"), metadata=metadata)
+
+    code = main(["train"])
+
+    log = capsys.readouterr().out
+    failure = ml_root / "output" / "failure"
+    assert code == 0, failure.read_text() if failure.is_file() else log
+    assert "old-clip.safetensors: its text encoder's keys lack the text_model level" in log
+    ours = load_file(str(ml_root / "model" / "text_encoder" / "model.safetensors"))
+    theirs = load_file(str(tiny_models.pipeline_dir / "text_encoder" / "model.safetensors"))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
 def test_create_model_refuses_an_sdxl_file_with_a_failure_naming_it(ml_root, tmp_path):

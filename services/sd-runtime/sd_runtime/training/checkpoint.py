@@ -6,6 +6,14 @@ Single files are converted with the inference path's own loading
 ``SD_RUNTIME_SINGLE_FILE_CONFIG`` when it is set, else built from SD 1.5's
 configs and the file's own tensor shapes), so a checkpoint trains exactly as
 it would generate.
+
+A tar is recognised by its content, not its name: the WebUI's AWS extension
+uploads a checkpoint as a tar named like the checkpoint itself
+(``x.safetensors`` holding ``models/Stable-diffusion/x.safetensors`` and
+perhaps ``x.yaml``). It is unpacked (``sd_runtime.archives.safe_extract``:
+no absolute paths, ``..`` or links pointing outside) into the scratch folder,
+and the model inside is used: the file named like the archive, else a
+diffusers folder, else its one model file.
 """
 
 from __future__ import annotations
@@ -16,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sd_runtime.archives import ArchiveError, is_tar, model_file_in, named_files, safe_extract
 from sd_runtime.errors import RequestError, is_out_of_memory, load_errors
 from sd_runtime.pipelines import SINGLE_FILE_SUFFIXES
 from sd_runtime.training.contract import TrainingError, log
-from sd_runtime.training.data import safe_extract
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 MODEL_INDEX = "model_index.json"
@@ -62,13 +70,19 @@ def locate_model(channel: Path | None, scratch: Path, folder_only: bool = False)
             "or the working model to train (dreambooth, lora)"
         )
     source = _find(channel)
+    if source is not None and source.kind == "file" and is_tar(source.path):
+        log(
+            f"{source.path.name} in the model channel is a tar archive (as the WebUI extension uploads models); "
+            "unpacking it"
+        )
+        source = _from_archive(source.path, scratch / "model-archive")
     if source is None:
         archives = _files(channel, ARCHIVE_SUFFIXES)
         if len(archives) > 1:
             raise TrainingError(f"the model channel holds several archives ({_names(archives)}); send one")
         if archives:
             log(f"unpacking {archives[0].name} from the model channel")
-            source = _find(safe_extract(archives[0], scratch / "model-archive"))
+            source = _find(_extract(archives[0], scratch / "model-archive"))
     if source is None:
         present = _names(sorted(p for p in channel.rglob("*") if p.is_file())) or "nothing"
         raise TrainingError(
@@ -78,6 +92,31 @@ def locate_model(channel: Path | None, scratch: Path, folder_only: bool = False)
     if folder_only and source.kind != "folder":
         raise TrainingError(f"the model channel holds {source.describe()}, but a diffusers folder is needed")
     return source
+
+
+def _extract(archive: Path, target: Path) -> Path:
+    try:
+        return safe_extract(archive, target, outside_links="refuse", note=log)
+    except ArchiveError as error:
+        raise TrainingError(f"the model channel's {error.message}") from None
+
+
+def _from_archive(archive: Path, target: Path) -> ModelSource:
+    """The model in a tar named like a model file: the file of the archive's own name, else a diffusers folder,
+    else its one model file (a TrainingError saying what it holds when there is none, or several)."""
+    root = _extract(archive, target)
+    if len(named_files(root, archive.name)) != 1:
+        folders = _folders(root)
+        if len(folders) > 1:
+            raise TrainingError(
+                f"{archive.name} in the model channel holds several diffusers folders ({_names(folders)})"
+            )
+        if folders:
+            return ModelSource("folder", folders[0])
+    try:
+        return ModelSource("file", model_file_in(root, archive.name, f"{archive.name} in the model channel"))
+    except ArchiveError as error:
+        raise TrainingError(error.message) from None
 
 
 def _find(root: Path) -> ModelSource | None:
@@ -166,7 +205,9 @@ def load_single_file(path: Path, extract_ema: bool) -> Any:
     elif ema_keys and ema_keys > 100:
         log("the checkpoint also has EMA weights; they are not used (set extract_ema to take them)")
     with _loading(f"checkpoint {path.name}"):
-        return pipeline_from_single_file(path, config, torch.float32, extract_ema=extract_ema)
+        return pipeline_from_single_file(
+            path, config, torch.float32, cache_dir=settings.cache_dir, note=log, extract_ema=extract_ema
+        )
 
 
 def _ema_key_count(path: Path) -> int | None:

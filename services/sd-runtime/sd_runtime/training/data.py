@@ -15,12 +15,12 @@ from __future__ import annotations
 import math
 import random
 import re
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
+from sd_runtime import archives
 from sd_runtime.training.contract import TrainingError, log
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -30,28 +30,12 @@ IMAGE_CACHE_LIMIT = 1024
 
 
 def safe_extract(archive: Path, target: Path) -> Path:
-    """Unpack a tar (plain or compressed) into ``target``, refusing absolute paths, ``..`` and links."""
-    target.mkdir(parents=True, exist_ok=True)
-    root = target.resolve()
+    """Unpack a tar (plain or compressed) into ``target``, refusing absolute paths, ``..``, members that would
+    leave it and sizes the disk cannot take; links and special files are skipped (``sd_runtime.archives``)."""
     try:
-        with tarfile.open(archive) as tar:
-            members, skipped = [], []
-            for member in tar.getmembers():
-                name = PurePosixPath(member.name)
-                if name.is_absolute() or ".." in name.parts or member.name.startswith(("/", "\\")):
-                    raise TrainingError(f"{archive.name} holds an unsafe path {member.name!r}; refusing to unpack it")
-                if not (root / member.name).resolve().is_relative_to(root):
-                    raise TrainingError(f"{archive.name} holds {member.name!r}, which would leave the folder")
-                if member.isfile() or member.isdir():
-                    members.append(member)
-                else:
-                    skipped.append(member.name)
-            if skipped:
-                log(f"{archive.name}: skipped {len(skipped)} link(s) or special file(s), e.g. {skipped[0]!r}")
-            tar.extractall(root, members=members, filter="data")
-    except (tarfile.TarError, EOFError) as error:
-        raise TrainingError(f"{archive.name} is not a readable tar archive: {error}") from None
-    return target
+        return archives.safe_extract(archive, target, outside_links="skip", note=log)
+    except archives.ArchiveError as error:
+        raise TrainingError(error.message) from None
 
 
 def find_images(folder: Path) -> list[Path]:
