@@ -31,7 +31,6 @@ from infra.aws.naming import RUNTIME_IMAGE_PARAMETER, bucket_name
 from service_kit.resources import BucketCors, CoreResources, physical_name
 
 
-
 def cors_rule(cors: BucketCors) -> s3.CorsRule:
     """The bucket's CORS rule as declared once (``CoreResources.upload_cors``), for CloudFormation."""
     return s3.CorsRule(

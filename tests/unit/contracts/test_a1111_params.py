@@ -46,7 +46,13 @@ def test_the_controlnet_uis_image_is_taken_with_its_mask():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("restore_faces", False), ("tiling", False), ("hr_upscaler", "Latent"), ("steps", 28), ("sampler_name", "Euler a")],
+    [
+        ("restore_faces", False),
+        ("tiling", False),
+        ("hr_upscaler", "Latent"),
+        ("steps", 28),
+        ("sampler_name", "Euler a"),
+    ],
 )
 def test_null_means_the_fields_default(field, value):
     assert getattr(GenerationParams.model_validate({"prompt": "x", field: None}), field) == value
