@@ -66,6 +66,11 @@ class ModelSet(BaseModel):
     checkpoint: ModelRef | None = Field(default=None, description="The Stable-diffusion model.")
     loras: list[ModelRef] = Field(default_factory=list)
     embeddings: list[ModelRef] = Field(default_factory=list, description="Textual inversions.")
+    hypernetworks: list[ModelRef] = Field(
+        default_factory=list,
+        description="A1111 hypernetworks (.pt), each applied at its prompt tag's <hypernet:name:multiplier>, "
+        "or 1.0 when the prompt has no tag for it.",
+    )
     controlnets: dict[str, ModelRef] = Field(
         default_factory=dict,
         description="ControlNet models by the title the request's units use (A1111's `` [hash]`` included).",

@@ -102,8 +102,8 @@ class Directory:
 def resolve_models(directory: Directory, models: dict[str, list[str]], params: GenerationParams | None) -> ModelSet:
     """Every model the request names, resolved; CannotRun naming each one that is not Active.
 
-    ``models`` may name types the runtime does not use (VAE, hypernetworks): they must exist too, as the
-    seed's clients pick them from the list of checkpoints.
+    ``models`` may name types the runtime does not use (VAE): they must exist too, as the seed's clients
+    pick them from the list of checkpoints.
     """
     wanted = [(kind, title) for kind, titles in models.items() for title in titles]
     unit_titles = params.controlnet_titles() if params is not None else []
@@ -116,6 +116,7 @@ def resolve_models(directory: Directory, models: dict[str, list[str]], params: G
         checkpoint=(refs(BASE_MODEL_TYPE) or [None])[0],
         loras=refs("Lora"),
         embeddings=refs("embeddings"),
+        hypernetworks=refs("hypernetworks"),
         controlnets={title: found["ControlNet", title] for title in unit_titles},
     )
 

@@ -12,8 +12,10 @@ whatever a request adds must be gone when it ends, also when it fails:
   change between transformers releases; keeping the original objects is
   simpler and exact.)
 
-A1111 picks a LoRA's weight from a prompt tag ``<lora:name:weight>``; the
-tags are removed from the text the model sees.
+A1111 picks a LoRA's weight from a prompt tag ``<lora:name:weight>``, and a
+hypernetwork's strength from ``<hypernet:name:multiplier>``; the tags are
+removed from the text the model sees. (Hypernetworks themselves are applied in
+``sd_runtime.hypernetworks``.)
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from sd_runtime.errors import RequestError, is_out_of_memory, load_errors
 
 # <lora:name>, <lora:name:0.8>, <lora:name:0.8:0.5> (A1111's te/unet split: the first number is used).
 _LORA_TAG = re.compile(r"<(?:lora|lyco):([^:>]+)(?::([^:>]*))?(?::[^>]*)?>", re.IGNORECASE)
+# <hypernet:name>, <hypernet:name:0.8>.
+_HYPERNET_TAG = re.compile(r"<hypernet:([^:>]+)(?::([^:>]*))?(?::[^>]*)?>", re.IGNORECASE)
 
 
 def model_stem(name: str) -> str:
@@ -40,15 +44,24 @@ def model_stem(name: str) -> str:
 
 def extract_lora_tags(prompt: str) -> tuple[str, dict[str, float]]:
     """The prompt without LoRA tags, and each tagged LoRA's weight by name."""
-    weights: dict[str, float] = {}
-    for match in _LORA_TAG.finditer(prompt):
+    return _extract_tags(_LORA_TAG, prompt, "LoRA", "weight")
+
+
+def extract_hypernet_tags(prompt: str) -> tuple[str, dict[str, float]]:
+    """The prompt without hypernetwork tags, and each tagged hypernetwork's multiplier by name."""
+    return _extract_tags(_HYPERNET_TAG, prompt, "hypernetwork", "multiplier")
+
+
+def _extract_tags(pattern: re.Pattern[str], prompt: str, what: str, number: str) -> tuple[str, dict[str, float]]:
+    values: dict[str, float] = {}
+    for match in pattern.finditer(prompt):
         name, raw = match.group(1).strip(), (match.group(2) or "").strip()
         try:
-            weights[name] = float(raw) if raw else 1.0
+            values[name] = float(raw) if raw else 1.0
         except ValueError:
-            raise RequestError(f"LoRA tag {match.group(0)!r} has weight {raw!r}, which is not a number") from None
-    cleaned = _LORA_TAG.sub("", prompt)
-    return re.sub(r"\s*,(\s*,)+", ",", re.sub(r"[ \t]{2,}", " ", cleaned)).strip(" ,"), weights
+            raise RequestError(f"{what} tag {match.group(0)!r} has {number} {raw!r}, which is not a number") from None
+    cleaned = pattern.sub("", prompt)
+    return re.sub(r"\s*,(\s*,)+", ",", re.sub(r"[ \t]{2,}", " ", cleaned)).strip(" ,"), values
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,27 @@ def lora_weights(loras: list[LoadedFile], tagged: dict[str, float]) -> list[floa
         weight = tagged.get(lora.name, tagged.get(model_stem(lora.name)))
         weights.append(1.0 if weight is None else weight)
     return weights
+
+
+def hypernetwork_strengths(names: list[str], tagged: dict[str, float]) -> list[float]:
+    """Each hypernetwork's strength: from its prompt tag (by file name or stem), else 1.0.
+
+    A tag that names none of ``names`` (the request's ``models.hypernetworks``) is refused: the runtime
+    applies only what the request sent, and a tag it cannot honour must not be dropped silently.
+    """
+    known = {alias for name in names for alias in (name, model_stem(name))}
+    unknown = [tag for tag in tagged if tag not in known]
+    if unknown:
+        listed = ", ".join(names) if names else "none"
+        raise RequestError(
+            f"the prompt's <hypernet:{unknown[0]}> names a hypernetwork the request does not include "
+            f"(models.hypernetworks: {listed})"
+        )
+    strengths = []
+    for name in names:
+        strength = tagged.get(name, tagged.get(model_stem(name)))
+        strengths.append(1.0 if strength is None else strength)
+    return strengths
 
 
 @contextmanager

@@ -66,7 +66,7 @@ class Plan:
     """One generation job, resolved from the request before anything runs."""
 
     task: str
-    prompt: str  # without LoRA tags
+    prompt: str  # without LoRA and hypernetwork tags
     negative_prompt: str
     width: int
     height: int
@@ -85,6 +85,8 @@ class Plan:
     tiling: bool = False
     hires: HiresPlan | None = None
     control_units: list[ControlUnit] = field(default_factory=list)
+    #: (name, strength) of each of the request's hypernetworks, in the order of models.hypernetworks.
+    hypernetworks: list[tuple[str, float]] = field(default_factory=list)
 
 
 def _floor8(value: float) -> int:

@@ -6,7 +6,7 @@ multi-GB download. The parameters' bounds are field constraints of the
 contract (``sdmw_contracts.generation``), so parsing the request checks
 them; what depends on the plan (hires fix's size, img2img's steps) is checked
 here. Jobs run one at a time (``Runtime.lock``): one GPU, one cached pipeline
-that requests temporarily modify (LoRA, embeddings).
+that requests temporarily modify (LoRA, embeddings, hypernetworks).
 
 The runtime writes the job's final files itself (``sd_runtime.results``):
 the images as JPEG, then the parameter file, where the seed's clients look.
@@ -180,7 +180,7 @@ class Runtime:
     # ------------------------------------------------------------ generation
 
     def _prepare(self, request: InvocationRequest) -> _Prepared:
-        from sd_runtime.addons import extract_lora_tags
+        from sd_runtime.addons import extract_hypernet_tags, extract_lora_tags, hypernetwork_strengths
         from sd_runtime.controlnet import parse_units
         from sd_runtime.generate import Plan
         from sd_runtime.images import decode_image
@@ -192,13 +192,17 @@ class Runtime:
         warnings = _unsupported(params)
         sampler = resolve_sampler(_sampler_name(params))
         prompt, tags = extract_lora_tags(params.prompt)
+        prompt, hypernet_tags = extract_hypernet_tags(prompt)
         init_images = []
         if request.task == "img2img":
             init_images = [decode_image(data, f"init_images[{i}]") for i, data in enumerate(params.init_images)]
         hires = None
         if request.task == "txt2img" and params.enable_hr:
-            hires, hr_tags = _hires(params, sampler, prompt)
+            hires, hr_tags, hr_hypernet_tags = _hires(params, sampler, prompt)
             tags = {**hr_tags, **tags}
+            hypernet_tags = {**hr_hypernet_tags, **hypernet_tags}
+        hypernet_names = [ref.name for ref in request.models.hypernetworks]
+        hypernet_strengths = hypernetwork_strengths(hypernet_names, hypernet_tags)
         units, unit_warnings = parse_units(
             params.alwayson_scripts.controlnet.args, request.models.controlnets, init_images[0] if init_images else None
         )
@@ -224,6 +228,7 @@ class Runtime:
             tiling=params.tiling,
             hires=hires,
             control_units=units,
+            hypernetworks=list(zip(hypernet_names, hypernet_strengths, strict=True)),
         )
         if request.task == "img2img":
             from sd_runtime.generate import DEFAULT_IMG2IMG_DENOISING, check_sampling_steps
@@ -235,16 +240,26 @@ class Runtime:
     def _generate(self, request: InvocationRequest) -> InvocationResponse:
         from sd_runtime.addons import LoadedFile, applied, lora_weights
         from sd_runtime.generate import Generator
+        from sd_runtime.hypernetworks import check_fit, hypernetworks_applied, load_hypernetwork
 
         prepared = self._prepare(request)
         plan = prepared.plan
         models = request.models
         loras = [LoadedFile(ref.name, self.store.fetch(ref.s3_uri, what="LoRA")) for ref in models.loras]
         embeddings = [LoadedFile(ref.name, self.store.fetch(ref.s3_uri, what="embedding")) for ref in models.embeddings]
+        hypernetworks = [
+            load_hypernetwork(LoadedFile(ref.name, self.store.fetch(ref.s3_uri, what="hypernetwork")), strength)
+            for ref, (_, strength) in zip(models.hypernetworks, plan.hypernetworks, strict=True)
+        ]
         pipe = self.pipelines.get(prepared.checkpoint.s3_uri, prepared.checkpoint.name)
         controlnets = [self.controlnets.get(unit.model_ref, dict(pipe.unet.config)) for unit in plan.control_units]
+        check_fit(hypernetworks, pipe.unet)
+        hypernetworks = [h.to(pipe.device, pipe.unet.dtype) for h in hypernetworks]
         weights = lora_weights(loras, prepared.lora_weights_by_tag)
-        with applied(pipe, loras, weights, embeddings) as tokenizer:
+        with (
+            applied(pipe, loras, weights, embeddings) as tokenizer,
+            hypernetworks_applied([pipe.unet, *controlnets], hypernetworks),
+        ):
             images = Generator(pipe, tokenizer, controlnets).run(plan)
         info = build_info(prepared, [f.name for f in loras], weights)
         return self._finish(request, images, _parameters_used(prepared), json.dumps(info))
@@ -262,10 +277,10 @@ def _unsupported(params: GenerationParams) -> list[str]:
     return warnings
 
 
-def _hires(params: GenerationParams, sampler: Any, prompt: str) -> tuple[Any, dict[str, float]]:
-    """Hires fix's plan and the LoRA tags of its own prompt. Its size is checked here, where hires fix
-    will really run (txt2img with enable_hr), so an img2img that leaves enable_hr on is not refused."""
-    from sd_runtime.addons import extract_lora_tags
+def _hires(params: GenerationParams, sampler: Any, prompt: str) -> tuple[Any, dict[str, float], dict[str, float]]:
+    """Hires fix's plan and the LoRA and hypernetwork tags of its own prompt. Its size is checked here, where
+    hires fix will really run (txt2img with enable_hr), so an img2img that leaves enable_hr on is not refused."""
+    from sd_runtime.addons import extract_hypernet_tags, extract_lora_tags
     from sd_runtime.generate import hires_plan
     from sd_runtime.samplers import resolve_sampler
 
@@ -276,8 +291,9 @@ def _hires(params: GenerationParams, sampler: Any, prompt: str) -> tuple[Any, di
     same = not hr_name or hr_name == "Use same sampler"
     hr_sampler = sampler if same else resolve_sampler(hr_name, "hr_sampler_name")
     hr_prompt, hr_tags = extract_lora_tags(params.hr_prompt) if params.hr_prompt else (prompt, {})
+    hr_prompt, hr_hypernet_tags = extract_hypernet_tags(hr_prompt) if params.hr_prompt else (hr_prompt, {})
     hr_negative = params.hr_negative_prompt or params.negative_prompt
-    return hires_plan(params, sampler, hr_sampler, hr_prompt, hr_negative), hr_tags
+    return hires_plan(params, sampler, hr_sampler, hr_prompt, hr_negative), hr_tags, hr_hypernet_tags
 
 
 def _sampler_name(params: GenerationParams) -> str:
@@ -384,6 +400,9 @@ def _extra_params(plan: Any, lora_names: list[str], lora_weights: list[float]) -
         extra["Lora weights"] = ", ".join(
             f"{model_stem(name)}: {weight:g}" for name, weight in zip(lora_names, lora_weights, strict=True)
         )
+    if plan.hypernetworks:
+        extra["Hypernet"] = ", ".join(model_stem(name) for name, _ in plan.hypernetworks)
+        extra["Hypernet strength"] = ", ".join(f"{strength:g}" for _, strength in plan.hypernetworks)
     for unit in plan.control_units:
         extra[f"ControlNet {unit.index}"] = (
             f"Module: {unit.module}, Model: {unit.model_name}, Weight: {unit.weight:g}, "

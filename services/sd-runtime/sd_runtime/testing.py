@@ -6,7 +6,7 @@ a Stable Diffusion pipeline with the real SD 1.x architecture shrunk to about
 4-level VAE with the real 8x downscale, CLIP text encoder, byte-level BPE
 tokenizer), and the
 add-ons the runtime loads on top of it (a kohya-style LoRA, an A1111
-textual-inversion embedding, a ControlNet). Other teams' end-to-end tests can
+textual-inversion embedding, an A1111 hypernetwork, a ControlNet). Other teams' end-to-end tests can
 upload these to their emulated S3 and run real inference on the CPU;
 ``result_files`` says where a job's files go, as inference-dispatcher names them.
 
@@ -180,6 +180,85 @@ def build_tiny_embedding(path: Path, vectors: int = 2, seed: int = 2, scale: flo
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({"emb_params": torch.randn(vectors, TINY_HIDDEN, generator=generator) * scale}, str(path))
+    return path
+
+
+#: The context widths of the tiny UNet's attention layers: the text context and the self-attention of its
+#: 32-channel levels (both 32), and its 64-channel middle block.
+TINY_ATTENTION_DIMS = (TINY_HIDDEN, 64)
+
+
+def build_tiny_hypernetwork(
+    path: Path,
+    dims: tuple[int, ...] = TINY_ATTENTION_DIMS,
+    seed: int = 5,
+    scale: float = 0.3,
+    layer_structure: tuple[float, ...] = (1, 2, 1),
+    activation_func: str | None = "relu",
+    is_layer_norm: bool = False,
+    activate_output: bool = False,
+    dropout_structure: tuple[float, ...] | None = None,
+    metadata: dict[str, Any] | None = None,
+    without: tuple[str, ...] = (),
+) -> Path:
+    """An A1111 hypernetwork file for the tiny pipeline: ``torch.save`` of the dict A1111's
+    ``Hypernetwork.save`` writes (``{dim: (k_state, v_state)}`` and its metadata), each module's
+    ``linear`` Sequential laid out as A1111's ``HypernetworkModule`` lays it out (Linear, then the
+    activation unless it is the last layer and ``activate_output`` is off, then LayerNorm, then Dropout
+    where ``dropout_structure`` says).
+
+    The weights are random with std ``scale`` (A1111 starts from std 0.01 and zero biases, which would
+    barely change a picture), so the hypernetwork visibly changes the output. ``metadata`` is merged
+    last and the keys in ``without`` are left out, so a test can make a file declare what its weights do
+    not have, or be as old files are.
+    """
+    import torch
+
+    activation_modules = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "mish": torch.nn.Mish}
+    generator = torch.Generator().manual_seed(seed)
+    structure = list(layer_structure)
+    dropout = list(dropout_structure) if dropout_structure is not None else [0.0] * len(structure)
+
+    def module_state(dim: int) -> dict[str, Any]:
+        layers: list[torch.nn.Module] = []
+        for i in range(len(structure) - 1):
+            layers.append(torch.nn.Linear(int(dim * structure[i]), int(dim * structure[i + 1])))
+            if activation_func not in (None, "linear") and (i < len(structure) - 2 or activate_output):
+                layers.append(activation_modules[activation_func]())
+            if is_layer_norm:
+                layers.append(torch.nn.LayerNorm(int(dim * structure[i + 1])))
+            if dropout[i + 1] > 0:
+                layers.append(torch.nn.Dropout(p=dropout[i + 1]))
+        holder = torch.nn.Module()
+        holder.linear = torch.nn.Sequential(*layers)
+        return {
+            key: torch.randn(value.shape, generator=generator) * scale for key, value in holder.state_dict().items()
+        }
+
+    data: dict[Any, Any] = {dim: (module_state(dim), module_state(dim)) for dim in dims}
+    data.update(
+        {
+            "step": 0,
+            "name": Path(path).stem,
+            "layer_structure": structure,
+            "activation_func": activation_func,
+            "is_layer_norm": is_layer_norm,
+            "weight_initialization": "Normal",
+            "sd_checkpoint": None,
+            "sd_checkpoint_name": None,
+            "activate_output": activate_output,
+            "use_dropout": any(p > 0 for p in dropout),
+            "dropout_structure": dropout,
+            "last_layer_dropout": False,
+            "optional_info": None,
+            **(metadata or {}),
+        }
+    )
+    for key in without:
+        data.pop(key, None)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(data, path)
     return path
 
 

@@ -64,6 +64,28 @@ def test_a_controlnet_unit_names_its_model_as_a1111_does(edge):
     assert resolved["control_v11p_sd15_canny [d14c016b]"]["name"] == "control_v11p_sd15_canny.pth"
 
 
+def test_hypernetworks_are_resolved_and_sent_like_loras(edge):
+    made, publisher = edge
+    made.read_model.apply(active_checkpoint("hypernetworks", "anime.pt"))
+    made.read_model.apply(active_checkpoint("Lora", "style.safetensors"))
+    models = {**BODY["models"], "hypernetworks": ["anime [1a2b3c4d]"], "Lora": ["style"]}
+    submit(made.client, {**BODY, "prompt": "a cute panda <hypernet:anime:0.6>", "models": models})
+    [command] = publisher.of_type("InferenceRequested")
+    resolved = command["data"]["resolved"]
+    assert resolved["hypernetworks"] == [
+        {"name": "anime.pt", "s3_uri": f"s3://{EDGE_BUCKET}/checkpoint/hypernetworks/anime.pt/anime.pt"}
+    ]
+    assert [lora["name"] for lora in resolved["loras"]] == ["style.safetensors"]
+
+
+def test_an_unknown_hypernetwork_fails_the_job_at_once(edge):
+    made, publisher = edge
+    models = {**BODY["models"], "hypernetworks": ["missing.pt"]}
+    started = submit(made.client, {**BODY, "models": models})
+    assert started["status"] == "failed" and "no Active checkpoint for: missing.pt (hypernetworks)" in started["error"]
+    assert publisher.published == []
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [

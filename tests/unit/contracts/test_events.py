@@ -8,7 +8,7 @@ import pytest
 
 from contracts import export_schemas
 from sdmw_contracts.envelope import EventEnvelope, snapshot_event_id
-from sdmw_contracts.events import ALL_EVENTS, EndpointDeploymentChanged
+from sdmw_contracts.events import ALL_EVENTS, EndpointDeploymentChanged, InferenceRequested
 
 EXAMPLES = Path(export_schemas.__file__).parent / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*/v*.json"))
@@ -52,3 +52,12 @@ def test_a_newer_producer_field_is_ignored_by_old_consumers():
     payload["metadata"]["added_later"] = "x"
     envelope = EventEnvelope.model_validate(payload)
     assert envelope.parse_data(EndpointDeploymentChanged).status == "success"
+
+
+def test_an_inference_command_from_before_hypernetworks_were_sent_parses_with_none():
+    payload = json.loads((EXAMPLES / "InferenceRequested" / "v2.json").read_text())
+    del payload["data"]["resolved"]["hypernetworks"]
+    command = EventEnvelope.model_validate(payload).parse_data(InferenceRequested)
+    assert command.resolved.hypernetworks == []
+    schema = json.loads((export_schemas.SCHEMA_DIR / "InferenceRequested.v2.json").read_text())
+    jsonschema.validate(payload, schema)

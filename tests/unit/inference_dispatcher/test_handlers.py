@@ -24,6 +24,7 @@ BUCKET = "dispatch-bucket"
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 BASE = ModelRef(name="base.safetensors", s3_uri=f"s3://{BUCKET}/checkpoint/base.safetensors")
 CANNY = ModelRef(name="canny.pth", s3_uri=f"s3://{BUCKET}/checkpoint/canny.pth")
+HYPERNET = ModelRef(name="anime.pt", s3_uri=f"s3://{BUCKET}/checkpoint/anime.pt")
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 
 
@@ -188,7 +189,7 @@ def test_a_request_is_sent_typed_with_its_models_and_where_its_files_go(world):
         task_type="txt2img",
         requested_at=NOW,
         models={"Stable-diffusion": ["base.safetensors"]},
-        resolved=ModelSet(checkpoint=BASE, controlnets={"canny [abc123]": CANNY}),
+        resolved=ModelSet(checkpoint=BASE, controlnets={"canny [abc123]": CANNY}, hypernetworks=[HYPERNET]),
         params=GenerationParams(
             prompt="a cute panda", batch_size=2, n_iter=3, alwayson_scripts={"controlnet": {"args": [unit]}}
         ),
@@ -199,6 +200,7 @@ def test_a_request_is_sent_typed_with_its_models_and_where_its_files_go(world):
     sent = world.sent()
     assert sent.task == "txt2img" and sent.params == command.params
     assert sent.models.checkpoint == BASE and sent.models.controlnets == {"canny [abc123]": CANNY}
+    assert sent.models == command.resolved  # as the edge resolved them, hypernetworks included
     assert sent.results.prefix == f"s3://{BUCKET}/out/job-1/result/"
     assert sent.results.images == [f"image_{i}.jpg" for i in range(6)]
     assert sent.results.parameters == "job-1_param.json"
