@@ -28,7 +28,8 @@ MODEL_NAME = "tiny-sd-e2e"
 SIZE = 64
 
 
-def upload_folder_checkpoint(api: ApiClient, folder: Path, name: str) -> None:
+def upload_folder_checkpoint(api: ApiClient, folder: Path, name: str) -> str:
+    """Uploads the diffusers folder as an Active checkpoint called ``name``; its id."""
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     relative = [str(p.relative_to(folder)) for p in files]
     started = api.post(
@@ -49,19 +50,22 @@ def upload_folder_checkpoint(api: ApiClient, folder: Path, name: str) -> None:
         put = requests.put(url, data=(folder / filename).read_bytes(), timeout=120)
         assert put.status_code == 200, put.text
         tags[filename] = [{"ETag": put.headers["ETag"], "PartNumber": 1}]
-    done = api.put(
-        "/checkpoint",
-        json={"checkpoint_id": started.json()["checkpoint"]["id"], "status": "Active", "multi_parts_tags": tags},
-    )
+    checkpoint_id = started.json()["checkpoint"]["id"]
+    done = api.put("/checkpoint", json={"checkpoint_id": checkpoint_id, "status": "Active", "multi_parts_tags": tags})
     assert done.status_code == 200, done.text
+    return checkpoint_id
 
 
 @pytest.fixture(scope="module")
 def endpoint(api: ApiClient, tmp_path_factory) -> str:
     folder = testing.build_tiny_pipeline_dir(tmp_path_factory.mktemp("tiny-sd") / "pipeline")
-    upload_folder_checkpoint(api, folder, MODEL_NAME)
+    checkpoint_id = upload_folder_checkpoint(api, folder, MODEL_NAME)
     with in_service_endpoint(api, "e2e-inference") as name:
         yield name
+    # Other modules use this fixture on the same stack: a second checkpoint of the name would make it
+    # ambiguous (refused, as it should be), so this one goes when its module is done.
+    disabled = api.put("/checkpoint", json={"checkpoint_id": checkpoint_id, "status": "Disabled"})
+    assert disabled.status_code == 200, disabled.text
 
 
 def infer(api: ApiClient, endpoint: str, **overrides) -> dict:

@@ -82,7 +82,7 @@ def test_interrogate_deepbooru_fails_with_the_runtimes_reason(api: ApiClient, en
     upload_aigc_json(api, {"init_images": [picture_data_url()]})
     job = interrogate(api, endpoint, "interrogate_deepbooru")
     assert job["status"] == "failed" and "no DeepBooru model is configured" in job["error"], job
-    assert "caption" not in job
+    assert job["caption"] == ""  # the extension reads an interrogation's caption whatever became of it
 
 
 def test_no_image_is_refused_at_once(api: ApiClient, endpoint: str):
@@ -90,4 +90,8 @@ def test_no_image_is_refused_at_once(api: ApiClient, endpoint: str):
     refused = api.post(
         "/inference/run-sagemaker-inference", json={"task_type": "interrogate_clip", "sagemaker_endpoint": endpoint}
     )
-    assert refused.status_code == 400 and "needs the image" in refused.json()["error"]
+    # The extension follows the id it is answered: the job it will show failed says why.
+    assert refused.status_code == 200 and refused.json()["status"] == "failed"
+    assert "needs the image" in refused.json()["error"]
+    job = api.get("/inference/get-inference-job", params={"jobID": refused.json()["inference_id"]}).json()
+    assert job["status"] == "failed" and "needs the image" in job["error"]

@@ -103,17 +103,17 @@ def models(tmp_path_factory) -> dict[str, bytes]:
     folder = tmp_path_factory.mktemp("user-models")
     pipeline = testing.build_tiny_pipeline_dir(folder / "pipeline")
     files = {
-        "tiny.safetensors": testing.write_tiny_single_file(pipeline, folder / "tiny.safetensors"),
-        "mylora.safetensors": testing.build_tiny_lora(pipeline, folder / "mylora.safetensors"),
-        "myemb.safetensors": testing.build_tiny_embedding(folder / "myemb.safetensors"),
-        "myhyper.pt": testing.build_tiny_hypernetwork(folder / "myhyper.pt"),
-        "control_laptop.safetensors": testing.build_tiny_controlnet(
-            pipeline, folder / "control_laptop.safetensors", single_file=True
+        "webui-tiny.safetensors": testing.write_tiny_single_file(pipeline, folder / "webui-tiny.safetensors"),
+        "webui-lora.safetensors": testing.build_tiny_lora(pipeline, folder / "webui-lora.safetensors"),
+        "webuiemb.safetensors": testing.build_tiny_embedding(folder / "webuiemb.safetensors"),
+        "webui-hyper.pt": testing.build_tiny_hypernetwork(folder / "webui-hyper.pt"),
+        "webui_control_laptop.safetensors": testing.build_tiny_controlnet(
+            pipeline, folder / "webui_control_laptop.safetensors", single_file=True
         ),
     }
     # ControlNet 1.1's files are PyTorch pickles named .pth.
-    torch.save(load_file(files["control_laptop.safetensors"]), folder / "control_tiny.pth")
-    files["control_tiny.pth"] = folder / "control_tiny.pth"
+    torch.save(load_file(files["webui_control_laptop.safetensors"]), folder / "webui_control.pth")
+    files["webui_control.pth"] = folder / "webui_control.pth"
     return {name: Path(path).read_bytes() for name, path in files.items()}
 
 
@@ -121,14 +121,18 @@ def models(tmp_path_factory) -> dict[str, bytes]:
 def uploaded(webui, models, s3, bucket) -> dict[str, list[str]]:
     """ "Upload Model to S3 from WebUI" of one model of each type from the WebUI's own folders."""
     paths = {
-        "sd": webui.call("put_local_model", "Stable-diffusion", "tiny.safetensors", models["tiny.safetensors"]),
-        "embedding": webui.call("put_local_model", "embeddings", "myemb.safetensors", models["myemb.safetensors"]),
-        "lora": webui.call("put_local_model", "Lora", "mylora.safetensors", models["mylora.safetensors"]),
-        "hypernetwork": webui.call("put_local_model", "hypernetworks", "myhyper.pt", models["myhyper.pt"]),
-        "controlnet": webui.call("put_local_model", "ControlNet", "control_tiny.pth", models["control_tiny.pth"]),
+        "sd": webui.call(
+            "put_local_model", "Stable-diffusion", "webui-tiny.safetensors", models["webui-tiny.safetensors"]
+        ),
+        "embedding": webui.call(
+            "put_local_model", "embeddings", "webuiemb.safetensors", models["webuiemb.safetensors"]
+        ),
+        "lora": webui.call("put_local_model", "Lora", "webui-lora.safetensors", models["webui-lora.safetensors"]),
+        "hypernetwork": webui.call("put_local_model", "hypernetworks", "webui-hyper.pt", models["webui-hyper.pt"]),
+        "controlnet": webui.call("put_local_model", "ControlNet", "webui_control.pth", models["webui_control.pth"]),
     }
     log = webui.call("upload_models_from_webui", **paths)[0]
-    assert log.startswith("\n finish upload control_tiny.pth to s3://"), log
+    assert log.startswith("\n finish upload webui_control.pth to s3://"), log
     listed = {t: webui.call("cloud_models", t) for t in ("Stable-diffusion", "embeddings", "Lora", "hypernetworks")}
     listed["ControlNet"] = webui.call("cloud_models", "ControlNet")
     return listed
@@ -140,11 +144,12 @@ def endpoint(webui, uploaded, stack, s3, bucket) -> str:
     then the endpoint dropdown, refreshed, until it shows the endpoint InService."""
     blip = testing.build_tiny_blip(Path(webui.root).parent / "blip")
     upload_folder(s3, blip, bucket, CAPTION_PREFIX)  # the runtime's caption model (interrogate_clip)
+    others = {choice.split("+")[0] for choice in webui.call("endpoint_choices")}  # the stack is shared
     assert webui.call("deploy_endpoint", "", "ml.g5.2xlarge", "1", True) == "Endpoint deployment started"
     seen: list[str] = []
 
     def in_service() -> str | None:
-        choices = webui.call("endpoint_choices")
+        choices = [c for c in webui.call("endpoint_choices") if c.split("+")[0] not in others]
         seen.extend(choices)
         return next((c for c in choices if c.startswith("infer-endpoint-") and "+InService+" in c), None)
 
@@ -194,40 +199,53 @@ def test_a_wrong_key_is_told_as_a_failed_connection(tmp_path, api_url):
 
 
 def test_models_uploaded_from_the_webui_are_listed_by_their_names(uploaded, s3, bucket):
-    assert uploaded == {
-        "Stable-diffusion": ["tiny.safetensors"],
-        "embeddings": ["myemb.safetensors"],
-        "Lora": ["mylora.safetensors"],
-        "hypernetworks": ["myhyper.pt"],
-        "ControlNet": ["control_tiny.pth"],
+    """Each model in its type's dropdown, by its file's name (the stack is shared: other tests' models are
+    listed too)."""
+    expected = {
+        "Stable-diffusion": "webui-tiny.safetensors",
+        "embeddings": "webuiemb.safetensors",
+        "Lora": "webui-lora.safetensors",
+        "hypernetworks": "webui-hyper.pt",
+        "ControlNet": "webui_control.pth",
     }
+    for checkpoint_type, name in expected.items():
+        assert uploaded[checkpoint_type].count(name) == 1, (checkpoint_type, uploaded[checkpoint_type])
     # What the extension uploaded is a tar archive of models/<type>/<file>, named as the model itself
     # (defect 2): the runtime must recognise it by its content.
     [key] = [
         o["Key"]
         for o in s3.list_objects_v2(Bucket=bucket, Prefix="checkpoint/Lora/")["Contents"]
-        if o["Key"].endswith("/mylora.safetensors")
+        if o["Key"].endswith("/webui-lora.safetensors")
     ]
     with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as archive:
-        assert archive.getnames() == ["models/Lora/mylora.safetensors"]
+        assert archive.getnames() == ["models/Lora/webui-lora.safetensors"]
 
 
-def test_uploading_the_same_models_again_skips_them(webui, uploaded):
-    path = str(Path(webui.root) / "models" / "Lora" / "mylora.safetensors")
-    webui.call("upload_models_from_webui", lora=path)
-    assert webui.call("cloud_models", "Lora") == ["mylora.safetensors"]
-
-
-def test_upload_from_laptop_as_the_browser_sends_it(webui, uploaded, api_url, stack, models):
-    """ "Upload Model to S3 from Laptop" (browser JavaScript): the type is the dropdown's label, the bodies
-    are text/plain, the parts go to S3 cross-origin and their ETags must be readable (defects 4 and 12)."""
-    for label, name in (("ControlNet model", "control_laptop.safetensors"), ("LoRA model", "laptop-lora.safetensors")):
-        data = models["control_laptop.safetensors"] if label.startswith("ControlNet") else models["mylora.safetensors"]
+def test_upload_from_laptop_as_the_browser_sends_it(webui, uploaded, api_url, stack, models, api):
+    """ "Upload Model to S3 from Laptop" (browser JavaScript), for each Model Type it offers: the type is the
+    dropdown's label, the bodies are text/plain, the parts go to S3 cross-origin and their ETags must be
+    readable (defects 4 and 12). The file goes up as it is (no tar)."""
+    uploads = {
+        "SD Checkpoints": ("webui-laptop-sd.safetensors", models["webui-tiny.safetensors"], "Stable-diffusion"),
+        "Textual Inversion": ("webuilaptopemb.safetensors", models["webuiemb.safetensors"], "embeddings"),
+        "LoRA model": ("webui-laptop-lora.safetensors", models["webui-lora.safetensors"], "Lora"),
+        "ControlNet model": (
+            "webui_control_laptop.safetensors",
+            models["webui_control_laptop.safetensors"],
+            "ControlNet",
+        ),
+        "Hypernetwork": ("webui-laptop-hyper.pt", models["webui-hyper.pt"], "hypernetworks"),
+        "VAE": ("webui-laptop.vae.safetensors", models["webui-tiny.safetensors"], "VAE"),
+    }
+    for label, (name, data, _) in uploads.items():
         done = browser.upload_from_laptop(api_url + "/", stack.settings.api_key, label, name, data)
         assert done["parts"][0]["ETag"], done
         assert done["completed_status"] == 200, done
-    assert webui.call("cloud_models", "ControlNet") == ["control_laptop.safetensors", "control_tiny.pth"]
-    assert webui.call("cloud_models", "Lora") == ["laptop-lora.safetensors", "mylora.safetensors"]
+    for name, _, checkpoint_type in uploads.values():
+        if checkpoint_type != "VAE":  # the extension lists no VAEs
+            assert name in webui.call("cloud_models", checkpoint_type), (name, checkpoint_type)
+    vaes = api.get("/checkpoints", params={"status": "Active", "types": "VAE"}).json()["checkpoints"]
+    assert ["webui-laptop.vae.safetensors"] in [c["name"] for c in vaes]
 
 
 # ---------------------------------------------------------------- endpoints
@@ -255,13 +273,13 @@ def test_a_name_in_use_is_shown_failed_with_its_reason(webui, endpoint):
 
 def test_txt2img_with_a_lora_an_embedding_and_a_hypernetwork(webui, endpoint, s3, bucket):
     """Generate on Cloud from the txt2img tab, A1111 1.5's own processing values and all (defects 1, 10)."""
-    webui.call("select_checkpoint", "tiny.safetensors")
-    prompt = "a cat myemb <lora:mylora:0.8> <hypernet:myhyper:0.6>"
+    webui.call("select_checkpoint", "webui-tiny.safetensors")
+    prompt = "a cat webuiemb <lora:webui-lora:0.8> <hypernet:webui-hyper:0.6>"
     shown = downloaded(webui, generate(webui, endpoint, prompt=prompt))
     assert shown["processed_info"].startswith("Inference job with id ")
     assert_images(shown)
-    assert "Lora weights: &quot;mylora: 0.8&quot;" in shown["html"]
-    assert "Hypernet: myhyper, Hypernet strength: 0.6" in shown["html"]
+    assert "Lora weights: &quot;webui-lora: 0.8&quot;" in shown["html"]
+    assert "Hypernet: webui-hyper, Hypernet strength: 0.6" in shown["html"]
     job_id = re.search(r"id ([0-9a-f-]{36})", shown["processed_info"]).group(1)
     # What made the difference: the WebUI's s_tmax is float('inf'), sent as JSON's Infinity.
     uploaded = s3.get_object(Bucket=bucket, Key=f"inference-v2/{job_id}/api_params.json")["Body"].read()
@@ -271,7 +289,7 @@ def test_txt2img_with_a_lora_an_embedding_and_a_hypernetwork(webui, endpoint, s3
 
 
 def test_txt2img_with_hires_fix_and_a_batch(webui, endpoint):
-    webui.call("select_checkpoint", "tiny.safetensors")
+    webui.call("select_checkpoint", "webui-tiny.safetensors")
     shown = downloaded(webui, generate(webui, endpoint, prompt="a dog", enable_hr=True, hr_scale=2, batch_size=2))
     assert_images(shown, count=2, size=(2 * SIZE, 2 * SIZE))
 
@@ -279,8 +297,8 @@ def test_txt2img_with_hires_fix_and_a_batch(webui, endpoint):
 def test_txt2img_with_controlnet_units_from_the_controlnet_ui(webui, endpoint):
     """The unit's image comes as ControlNet's UI value {image, mask} (defect 5); ControlNet models are named
     ``<title>.pth`` by the extension even when the file is a .safetensors."""
-    webui.call("select_checkpoint", "tiny.safetensors")
-    for model in ("control_tiny [0123abcd]", "control_laptop [89abcdef]"):
+    webui.call("select_checkpoint", "webui-tiny.safetensors")
+    for model in ("webui_control [0123abcd]", "webui_control_laptop [89abcdef]"):
         unit = {"enabled": True, "module": "none", "model": model, "image_png": png((250, 250, 250))}
         shown = downloaded(webui, generate(webui, endpoint, prompt="a house", units=[unit]))
         assert_images(shown)
@@ -288,7 +306,7 @@ def test_txt2img_with_controlnet_units_from_the_controlnet_ui(webui, endpoint):
 
 
 def test_img2img(webui, endpoint):
-    webui.call("select_checkpoint", "tiny.safetensors")
+    webui.call("select_checkpoint", "webui-tiny.safetensors")
     shown = downloaded(
         webui, generate(webui, endpoint, "img2img", prompt="a red cube", init_image_png=png((200, 0, 0)))
     )
@@ -298,25 +316,24 @@ def test_img2img(webui, endpoint):
 
 def test_a_checkpoint_not_in_the_cloud_is_refused_in_words(webui, endpoint, models):
     """A1111's selected checkpoint is local only: the refusal is shown as a sentence (defect 6)."""
-    webui.call("put_local_model", "Stable-diffusion", "only-here.safetensors", models["tiny.safetensors"])
-    webui.call("select_checkpoint", "only-here.safetensors")
+    webui.call("put_local_model", "Stable-diffusion", "webui-only-here.safetensors", models["webui-tiny.safetensors"])
+    webui.call("select_checkpoint", "webui-only-here.safetensors")
     shown = webui.call("generate", "txt2img", endpoint, prompt="a cat", **SMALL)
     assert shown["processed_info"] == (
-        "Inference job is failed: no Active checkpoint for: only-here.safetensors (Stable-diffusion)"
+        "Inference job is failed: no Active checkpoint for: webui-only-here.safetensors (Stable-diffusion)"
     )
 
 
 def test_the_job_list_show_all_and_a_picked_job(webui, endpoint):
     """The Inference Job dropdown (10 jobs), "Show All" (limit -1, defect 8), and a job picked in it."""
-    webui.call("select_checkpoint", "tiny.safetensors")
+    webui.call("select_checkpoint", "webui-tiny.safetensors")
     for seed in range(8):
         generate(webui, endpoint, prompt="a cat", **{**SMALL, "seed": seed})
     limited = webui.call("job_choices")
     everything = webui.call("job_choices", show_all=True)
     assert len(limited) == 10 and len(everything) > 10
-    shape = (
-        r"\d{4}-[\d-]+-->(txt2img|img2img|interrogate_clip|interrogate_deepbooru)-->(succeed|failed)-->[0-9a-f-]{36}"
-    )
+    tasks, statuses = "txt2img|img2img|interrogate_clip|interrogate_deepbooru", "succeed|failed|inprogress"
+    shape = rf"\d{{4}}-[\d-]+-->({tasks})-->({statuses})-->[0-9a-f-]{{36}}"
     assert all(re.fullmatch(shape, choice) for choice in everything), everything
     latest = max(everything)
     shown = webui.call("show_job", latest, "my prompt")
@@ -341,7 +358,7 @@ def test_interrogate_deepbooru_fails_saying_so(webui, endpoint, api_url, stack, 
 
 def test_merge_in_the_cloud(webui, endpoint):
     before = set(webui.call("cloud_models", "Stable-diffusion"))
-    webui.call("merge", "tiny.safetensors", "tiny.safetensors", "")
+    webui.call("merge", "webui-tiny.safetensors", "webui-tiny.safetensors", "")
     merged = wait_until(lambda: set(webui.call("cloud_models", "Stable-diffusion")) - before, 180)
     [name] = merged
     assert re.fullmatch(r"merged-[0-9a-f]{8}\.safetensors", name)
@@ -353,7 +370,7 @@ def test_merge_in_the_cloud(webui, endpoint):
 
 
 def test_a_dataset_created_and_browsed(webui, uploaded):
-    name = "my cats"
+    name = "webui cats"
     files = {"cat_0.png": png((40, 90, 200)), "cat 1.png": png((80, 90, 200))}
     assert webui.call("create_dataset", name, "two cats", files)[0] == f"Complete Dataset {name} creation"
     shown = webui.call("browse_dataset", name)
@@ -370,22 +387,22 @@ def test_a_dataset_created_and_browsed(webui, uploaded):
 def dreambooth_models(webui, uploaded) -> dict[str, str]:
     """ "Create From Cloud" twice: from the cloud checkpoint, and from the local one (uploaded as a tar)."""
     sources = webui.call("dreambooth_sources")
-    cloud = next(s for s in sources if s.startswith("cloud-tiny.safetensors-"))
-    local = next(s for s in sources if s.startswith("local-tiny.safetensors ["))
-    webui.call("create_dreambooth_model", "from-cloud", cloud)
-    webui.call("create_dreambooth_model", "from-local", local)
+    cloud = next(s for s in sources if s.startswith("cloud-webui-tiny.safetensors-"))
+    local = next(s for s in sources if s.startswith("local-webui-tiny.safetensors ["))
+    webui.call("create_dreambooth_model", "webui-from-cloud", cloud)
+    webui.call("create_dreambooth_model", "webui-from-local", local)
 
     def created() -> dict[str, str] | None:
         rows = {row[1]: row[2] for row in webui.call("model_creation_dashboard")}
-        wanted = {name: rows.get(name) for name in ("from-cloud", "from-local")}
+        wanted = {name: rows.get(name) for name in ("webui-from-cloud", "webui-from-local")}
         return wanted if all(status in ("Complete", "Fail") for status in wanted.values()) else None
 
     return wait_until(created, 300, 2)
 
 
 def test_dreambooth_models_are_created_from_cloud_and_local_checkpoints(dreambooth_models, webui):
-    assert dreambooth_models == {"from-cloud": "Complete", "from-local": "Complete"}
-    assert {"from-cloud", "from-local"} <= set(webui.call("cloud_dreambooth_models"))
+    assert dreambooth_models == {"webui-from-cloud": "Complete", "webui-from-local": "Complete"}
+    assert {"webui-from-cloud", "webui-from-local"} <= set(webui.call("cloud_dreambooth_models"))
 
 
 @pytest.fixture(scope="module")
@@ -395,13 +412,18 @@ def trained(webui, endpoint, dreambooth_models) -> str:
     webui.call("cloud_dreambooth_models")  # "Select From Cloud": the model's settings come down
     images = webui.call("local_folder", "dog", {f"dog{i}.png": png((200, 40 * i, 30), 48) for i in range(2)})
     concept = {"instance_data_dir": images, "class_data_dir": "", "instance_prompt": "a photo of sks dog"}
-    settings = {"_cloud_model": "from-cloud", "concepts_list": [concept], "max_train_steps": 2, "resolution": SIZE}
+    settings = {
+        "_cloud_model": "webui-from-cloud",
+        "concepts_list": [concept],
+        "max_train_steps": 2,
+        "resolution": SIZE,
+    }
     webui.call("save_dreambooth_settings", "my-dog", {**settings, "save_lora_for_extra_net": False})
     before = set(webui.call("cloud_models", "Stable-diffusion"))
-    webui.call("train", "my-dog", "from-cloud")
+    webui.call("train", "my-dog", "webui-from-cloud")
 
     def finished() -> list[str] | None:
-        rows = [row for row in webui.call("train_dashboard") if row[1] == "from-cloud"]
+        rows = [row for row in webui.call("train_dashboard") if row[1] == "webui-from-cloud"]
         return rows[0] if rows and rows[0][2] in ("Complete", "Fail") else None
 
     job = wait_until(finished, 400, 2)
@@ -412,7 +434,7 @@ def trained(webui, endpoint, dreambooth_models) -> str:
 
 def test_the_trained_model_is_one_safetensors_file_named_after_the_model(trained):
     """Defect 3: one A1111 single file, listed by its name, not the files of a diffusers folder."""
-    assert re.fullmatch(r"from-cloud-[0-9a-f]{8}\.safetensors", trained)
+    assert re.fullmatch(r"webui-from-cloud-[0-9a-f]{8}\.safetensors", trained)
 
 
 def test_the_trained_model_generates_in_the_cloud_and_loads_locally(webui, endpoint, trained, s3, api):
@@ -434,13 +456,17 @@ def test_a_name_two_checkpoints_answer_to_is_refused_naming_them(webui, endpoint
     """Never resolved by chance: the refusal names the candidates (defect 3)."""
     for _ in range(2):
         browser.upload_from_laptop(
-            api_url + "/", stack.settings.api_key, "SD Checkpoints", "twice.safetensors", models["tiny.safetensors"]
+            api_url + "/",
+            stack.settings.api_key,
+            "SD Checkpoints",
+            "webui-twice.safetensors",
+            models["webui-tiny.safetensors"],
         )
-    webui.call("put_local_model", "Stable-diffusion", "twice.safetensors", models["tiny.safetensors"])
-    webui.call("select_checkpoint", "twice.safetensors")
+    webui.call("put_local_model", "Stable-diffusion", "webui-twice.safetensors", models["webui-tiny.safetensors"])
+    webui.call("select_checkpoint", "webui-twice.safetensors")
     shown = webui.call("generate", "txt2img", endpoint, prompt="a cat", **SMALL)
     assert shown["processed_info"].startswith(
-        "Inference job is failed: twice.safetensors (Stable-diffusion) is ambiguous: "
+        "Inference job is failed: webui-twice.safetensors (Stable-diffusion) is ambiguous: "
         "2 Active checkpoints answer to it: "
     )
     assert_readable(shown["processed_info"])

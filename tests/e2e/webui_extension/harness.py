@@ -312,14 +312,12 @@ def generate(
     its images. Returns what the tab then shows.
     """
     import controlnet_units as cn
-    from modules import processing
+    from modules import processing, shared
     from modules import scripts as webui_scripts
     from PIL import Image
 
-    lora_networks = importlib.import_module("extensions-builtin.Lora.networks")
-    lora_networks.list_available_networks()
-    from modules import shared
-
+    # What the WebUI has listed of its LoRAs and hypernetworks when a job starts.
+    importlib.import_module("extensions-builtin.Lora.networks").list_available_networks()
     shared.reload_hypernetworks()
     values = {**_ui_defaults(tab), **controls}
     if tab == "img2img":
@@ -330,6 +328,8 @@ def generate(
     unit_objects = [_controlnet_unit(cn, **fields) for fields in (units or [])]
     unit_objects += [cn.UiControlNetUnit() for _ in range(3 - len(unit_objects))]
     controlnet = ControlNetScript()
+    # The extension's controls in the tab, as gradio hands their values to scripts: the endpoint picked,
+    # the job dropdown and the merge models unset, the buttons' labels.
     controls_values = [endpoint_choice, None, "🔄", None, None, None, "Merge on Cloud"]
     controlnet.args_from, controlnet.args_to = script.args_to, script.args_to + len(unit_objects)
     p.scripts = webui_scripts.ScriptRunner([script, controlnet])

@@ -118,7 +118,7 @@ def uploaded_job(client, s3, params: dict | None) -> str:
 @pytest.mark.parametrize(
     ("params", "reason"),
     [
-        (None, "upload the parameters to api_params_s3_upload_url first"),
+        (None, "upload the parameters (a JSON object) to api_params_s3_upload_url first"),
         ({**PARAMS, "width": 7}, "width: Input should be a multiple of 8"),
         ({**PARAMS, "cfg_scale": 99}, "cfg_scale: Input should be less than or equal to 30"),
     ],

@@ -322,9 +322,10 @@ def run_inference_v2(job_id: Annotated[str, Path(max_length=64)], deps: Edge) ->
     try:
         params = deps.claims.get_json(_v2_key(job_id, "api_params"))
     except ValueError:
-        params = "the parameters uploaded to api_params_s3_upload_url are not JSON"
+        reason = "the parameters uploaded to api_params_s3_upload_url are not JSON"
+        return InferenceV2RunResponse(inference=_failed_request(deps, job_id, request, reason))
     if not isinstance(params, dict):
-        reason = params if isinstance(params, str) else "upload the parameters to api_params_s3_upload_url first"
+        reason = "upload the parameters (a JSON object) to api_params_s3_upload_url first"
         return InferenceV2RunResponse(inference=_failed_request(deps, job_id, request, reason))
     return InferenceV2RunResponse(inference=_start_inference(deps, job_id, {**params, **request}))
 
