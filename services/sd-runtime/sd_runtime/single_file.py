@@ -228,14 +228,7 @@ def read_shapes(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]
             return shapes, dict(handle.metadata() or {})
     import torch
 
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # an old (non-zip) torch file cannot be memory-mapped
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    while isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{path.name} does not hold a state dict")
+    loaded = _torch_state(path)
     return {k: tuple(v.shape) for k, v in loaded.items() if isinstance(v, torch.Tensor)}, {}
 
 
