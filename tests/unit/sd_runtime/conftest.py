@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from sd_runtime.invocations import Runtime
+from sd_runtime.models import ModelStore
 from sd_runtime.settings import Settings
 from sd_runtime.testing import (
     build_tiny_controlnet,
@@ -34,6 +35,7 @@ from sd_runtime.testing import (
 from sdmw_contracts.generation import GenerationParams
 from sdmw_contracts.runtime import InvocationRequest, ModelRef, ModelSet
 from sdmw_contracts.s3 import split_s3_uri
+from sdmw_contracts.training import TrainingHyperparameters
 
 BUCKET = "models"
 
@@ -202,3 +204,40 @@ def gradient_image(width: int = 64, height: int = 64) -> Image.Image:
     pixels[..., 1] = y[:, None]
     pixels[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4, 2] = 255
     return Image.fromarray(pixels)
+
+
+def counting_store(cache_dir: Path) -> tuple[ModelStore, list[str]]:
+    """A ModelStore whose S3 downloads are recorded (the keys, in order): what a cache test counts."""
+    calls: list[str] = []
+    store = ModelStore(cache_dir)
+    real_factory = store.client_factory
+
+    def counting_client() -> Any:
+        client = real_factory()
+        original = client.download_file
+
+        def download_file(bucket, key, path, *args, **kwargs):
+            calls.append(key)
+            return original(bucket, key, path, *args, **kwargs)
+
+        client.download_file = download_file
+        return client
+
+    store.client_factory = counting_client
+    return store, calls
+
+
+@pytest.fixture
+def create_model_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An ``/opt/ml`` tree for a create-model training job (the model channel left empty), on the CPU."""
+    root = tmp_path / "ml"
+    monkeypatch.setenv("SD_RUNTIME_ML_ROOT", str(root))
+    monkeypatch.setenv("SD_RUNTIME_DEVICE", "cpu")
+    monkeypatch.setenv("SD_RUNTIME_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("SD_RUNTIME_SINGLE_FILE_CONFIG", raising=False)
+    (root / "input" / "config").mkdir(parents=True)
+    (root / "input" / "config" / "hyperparameters.json").write_text(
+        json.dumps(TrainingHyperparameters(task="create-model", model_name="base").to_sagemaker())
+    )
+    (root / "input" / "data" / "model").mkdir(parents=True)
+    return root

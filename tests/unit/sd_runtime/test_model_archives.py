@@ -11,7 +11,6 @@ alone: the images are compared with those of the plain file.
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 from pathlib import Path
 
@@ -23,9 +22,7 @@ from safetensors.torch import load_file
 from sd_runtime.__main__ import main
 from sd_runtime.archives import ArchiveError, is_tar, model_file_in, safe_extract
 from sd_runtime.errors import RequestError
-from sd_runtime.models import ModelStore
-from sdmw_contracts.training import TrainingHyperparameters
-from tests.unit.sd_runtime.conftest import BUCKET, images_of, invocation, upload
+from tests.unit.sd_runtime.conftest import BUCKET, counting_store, images_of, invocation, upload
 from tests.unit.sd_runtime.test_addons import controlnet_unit, with_controlnet
 from tests.unit.sd_runtime.test_merge import merge_body, merged_output
 
@@ -277,22 +274,7 @@ def test_a_tar_is_recognised_by_its_content_whatever_its_name(tmp_path, tiny_mod
 
 
 def test_a_tar_is_unpacked_once_per_object_version_and_the_archive_is_not_kept(world, tmp_path):
-    calls = []
-    store = ModelStore(tmp_path / "cache")
-    real_factory = store.client_factory
-
-    def counting_client():
-        client = real_factory()
-        original = client.download_file
-
-        def download_file(bucket, key, path, *args, **kwargs):
-            calls.append(key)
-            return original(bucket, key, path, *args, **kwargs)
-
-        client.download_file = download_file
-        return client
-
-    store.client_factory = counting_client
+    store, calls = counting_store(tmp_path / "cache")
     key = "Lora/ext/tinylora.safetensors"
     uri = upload_tar(world, tmp_path, key, {"models/Lora/tinylora.safetensors": world.models.lora})
 
@@ -326,21 +308,6 @@ def test_a_tar_is_unpacked_once_per_object_version_and_the_archive_is_not_kept(w
 # ----------------------------------------------------------------------------------------------- training
 
 
-@pytest.fixture
-def create_model_job(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "ml"
-    monkeypatch.setenv("SD_RUNTIME_ML_ROOT", str(root))
-    monkeypatch.setenv("SD_RUNTIME_DEVICE", "cpu")
-    monkeypatch.setenv("SD_RUNTIME_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("SD_RUNTIME_SINGLE_FILE_CONFIG", raising=False)
-    (root / "input" / "config").mkdir(parents=True)
-    (root / "input" / "config" / "hyperparameters.json").write_text(
-        json.dumps(TrainingHyperparameters(task="create-model", model_name="base").to_sagemaker())
-    )
-    (root / "input" / "data" / "model").mkdir(parents=True)
-    return root
-
-
 def run_job(root: Path, capsys) -> tuple[int, str, str | None]:
     capsys.readouterr()
     code = main(["train"])
@@ -348,23 +315,23 @@ def run_job(root: Path, capsys) -> tuple[int, str, str | None]:
     return code, capsys.readouterr().out, failure.read_text() if failure.is_file() else None
 
 
-def test_create_model_from_the_extensions_tar_named_like_the_checkpoint(create_model_job, tiny_models, capsys):
+def test_create_model_from_the_extensions_tar_named_like_the_checkpoint(create_model_root, tiny_models, capsys):
     # DreamBooth's "create model from local checkpoint": the model channel holds the object the extension
     # uploaded, a tar called tiny-sd.safetensors.
     extension_tar(
-        create_model_job / "input" / "data" / "model" / "tiny-sd.safetensors",
+        create_model_root / "input" / "data" / "model" / "tiny-sd.safetensors",
         {
             "models/Stable-diffusion/tiny-sd.safetensors": tiny_models.single_file,
             "models/Stable-diffusion/tiny-sd.yaml": YAML,
         },
     )
 
-    code, log, failure = run_job(create_model_job, capsys)
+    code, log, failure = run_job(create_model_root, capsys)
 
     assert code == 0, failure or log
     assert "tiny-sd.safetensors in the model channel is a tar archive" in log
     assert "single-file checkpoint tiny-sd.safetensors" in log
-    model = create_model_job / "model"
+    model = create_model_root / "model"
     for part, file in (("unet", "diffusion_pytorch_model"), ("text_encoder", "model")):
         ours = load_file(str(model / part / f"{file}.safetensors"))
         theirs = load_file(str(tiny_models.pipeline_dir / part / f"{file}.safetensors"))
@@ -387,20 +354,20 @@ def test_create_model_from_the_extensions_tar_named_like_the_checkpoint(create_m
     ],
     ids=["no-model", "dotdot"],
 )
-def test_create_model_from_an_unusable_or_malicious_tar_fails_saying_why(create_model_job, capsys, members, expected):
-    extension_tar(create_model_job / "input" / "data" / "model" / "tiny-sd.safetensors", members)
+def test_create_model_from_an_unusable_or_malicious_tar_fails_saying_why(create_model_root, capsys, members, expected):
+    extension_tar(create_model_root / "input" / "data" / "model" / "tiny-sd.safetensors", members)
 
-    code, log, failure = run_job(create_model_job, capsys)
+    code, log, failure = run_job(create_model_root, capsys)
 
     assert code == 1
     assert failure is not None and expected in failure, failure
-    assert not (create_model_job / "model").exists() or not any((create_model_job / "model").iterdir())
+    assert not (create_model_root / "model").exists() or not any((create_model_root / "model").iterdir())
 
 
-def test_create_model_refuses_a_tar_with_a_link_pointing_outside(create_model_job, capsys):
-    malicious_tar(create_model_job / "input" / "data" / "model" / "evil.safetensors", "symlink")
+def test_create_model_refuses_a_tar_with_a_link_pointing_outside(create_model_root, capsys):
+    malicious_tar(create_model_root / "input" / "data" / "model" / "evil.safetensors", "symlink")
 
-    code, log, failure = run_job(create_model_job, capsys)
+    code, log, failure = run_job(create_model_root, capsys)
 
     assert code == 1
     assert failure is not None and "holds a link 'models/Lora/evil.safetensors' -> '/etc/passwd'" in failure

@@ -12,8 +12,7 @@ from safetensors.torch import load_file
 
 from sd_runtime.convert import UNET_PREFIX, VAE_PREFIX, pipeline_folder_to_ldm
 from sd_runtime.errors import ModelNotFound, RequestError
-from sd_runtime.models import ModelStore
-from tests.unit.sd_runtime.conftest import BUCKET, images_of, invocation, upload
+from tests.unit.sd_runtime.conftest import BUCKET, counting_store, images_of, invocation, upload
 
 
 def test_folder_and_single_file_checkpoints_load_the_same_weights(world):
@@ -101,22 +100,7 @@ def test_the_single_file_config_can_come_from_s3_without_weights(world, tiny_mod
 
 
 def test_downloads_are_cached_until_the_object_changes(world, tmp_path):
-    calls = []
-    store = ModelStore(tmp_path / "cache")
-    real_factory = store.client_factory
-
-    def counting_client():
-        client = real_factory()
-        original = client.download_file
-
-        def download_file(bucket, key, path, *args, **kwargs):
-            calls.append(key)
-            return original(bucket, key, path, *args, **kwargs)
-
-        client.download_file = download_file
-        return client
-
-    store.client_factory = counting_client
+    store, calls = counting_store(tmp_path / "cache")
     uri = world.uris["tinyemb.safetensors"]
 
     first = store.fetch(uri)

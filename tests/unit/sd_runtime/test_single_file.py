@@ -27,7 +27,6 @@ from sd_runtime.single_file import (
     write_config_folder,
 )
 from sd_runtime.tokenizer_files import CLIP_VOCAB_SIZE, load_clip_tokenizer
-from sdmw_contracts.training import TrainingHyperparameters
 from tests.unit.sd_runtime.conftest import BUCKET, images_of, invocation, upload
 from tests.unit.sd_runtime.test_merge import merge_body
 
@@ -330,31 +329,18 @@ def test_merged_single_files_load_without_the_setting(world, tmp_path):
 # ----------------------------------------------------------------------------------------------- training
 
 
-@pytest.fixture
-def ml_root(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "ml"
-    monkeypatch.setenv("SD_RUNTIME_ML_ROOT", str(root))
-    monkeypatch.setenv("SD_RUNTIME_DEVICE", "cpu")
-    monkeypatch.setenv("SD_RUNTIME_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("SD_RUNTIME_SINGLE_FILE_CONFIG", raising=False)
-    (root / "input" / "config").mkdir(parents=True)
-    (root / "input" / "config" / "hyperparameters.json").write_text(
-        json.dumps(TrainingHyperparameters(task="create-model", model_name="base").to_sagemaker())
+def test_create_model_from_a_single_file_without_the_setting(create_model_root, tiny_models, capsys):
+    (create_model_root / "input" / "data" / "model" / "tiny-sd.safetensors").write_bytes(
+        tiny_models.single_file.read_bytes()
     )
-    (root / "input" / "data" / "model").mkdir(parents=True)
-    return root
-
-
-def test_create_model_from_a_single_file_without_the_setting(ml_root, tiny_models, capsys):
-    (ml_root / "input" / "data" / "model" / "tiny-sd.safetensors").write_bytes(tiny_models.single_file.read_bytes())
 
     code = main(["train"])
 
     log = capsys.readouterr().out
-    failure = ml_root / "output" / "failure"
+    failure = create_model_root / "output" / "failure"
     assert code == 0, failure.read_text() if failure.is_file() else log
     assert "converting tiny-sd.safetensors with configs built from its weights (Stable Diffusion 1.x" in log
-    model = ml_root / "model"
+    model = create_model_root / "model"
     for part, file in (
         ("unet", "diffusion_pytorch_model"),
         ("vae", "diffusion_pytorch_model"),
@@ -371,31 +357,33 @@ def test_create_model_from_a_single_file_without_the_setting(ml_root, tiny_model
     assert tokenizer("a zwx dog").input_ids == original("a zwx dog").input_ids
 
 
-def test_create_model_from_an_older_file_whose_clip_keys_lack_the_text_model_level(ml_root, tiny_models, capsys):
+def test_create_model_from_an_older_file_whose_clip_keys_lack_the_text_model_level(
+    create_model_root, tiny_models, capsys
+):
     from safetensors import safe_open
 
     with safe_open(str(tiny_models.single_file), "pt") as handle:
         metadata = handle.metadata()
     old = without_text_model_level(load_file(str(tiny_models.single_file)))
-    save_file(old, str(ml_root / "input" / "data" / "model" / "old-clip.safetensors"), metadata=metadata)
+    save_file(old, str(create_model_root / "input" / "data" / "model" / "old-clip.safetensors"), metadata=metadata)
 
     code = main(["train"])
 
     log = capsys.readouterr().out
-    failure = ml_root / "output" / "failure"
+    failure = create_model_root / "output" / "failure"
     assert code == 0, failure.read_text() if failure.is_file() else log
     assert "old-clip.safetensors: its text encoder's keys lack the text_model level" in log
-    ours = load_file(str(ml_root / "model" / "text_encoder" / "model.safetensors"))
+    ours = load_file(str(create_model_root / "model" / "text_encoder" / "model.safetensors"))
     theirs = load_file(str(tiny_models.pipeline_dir / "text_encoder" / "model.safetensors"))
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
-def test_create_model_refuses_an_sdxl_file_with_a_failure_naming_it(ml_root, tmp_path):
-    write_fake(ml_root / "input" / "data" / "model" / "sdxl.safetensors", SDXL)
+def test_create_model_refuses_an_sdxl_file_with_a_failure_naming_it(create_model_root, tmp_path):
+    write_fake(create_model_root / "input" / "data" / "model" / "sdxl.safetensors", SDXL)
 
     code = main(["train"])
 
     assert code == 1
-    failure = (ml_root / "output" / "failure").read_text()
+    failure = (create_model_root / "output" / "failure").read_text()
     assert "checkpoint sdxl.safetensors: it is a Stable Diffusion XL (SDXL) checkpoint" in failure
-    assert not (ml_root / "model").exists() or not any((ml_root / "model").iterdir())
+    assert not (create_model_root / "model").exists() or not any((create_model_root / "model").iterdir())
