@@ -9,7 +9,14 @@
 - ``runtime_image``: an sd-runtime image URI to use instead of building the
   image asset (e.g. one pushed to the core's ECR repository by CI);
 - ``retain_data``: ``false`` to let a teardown delete the bucket, tables and
-  repository with their contents (kept by default).
+  repository with their contents (kept by default, and adopted by the next
+  deploy);
+- ``alarm_email``: an address subscribed to the alarm topic.
+
+``cdk deploy`` tells the app the deploying account and region
+(``CDK_DEFAULT_ACCOUNT``/``CDK_DEFAULT_REGION``): the stacks then carry them as
+literals, which kept resources' names need to be adopted. Without them (an
+offline synth) the templates are environment-agnostic.
 
 The Lambda packages and the image's build context come from ``make package``
 (``infra.aws.package``); synth checks nothing else on disk and needs no AWS
@@ -18,6 +25,7 @@ account and no Docker.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -52,6 +60,7 @@ def build_app(app: cdk.App, packages: Packages) -> cdk.App:
         raise ValueError(f"no service named {only!r}; the services are {', '.join(s.service for s in SERVICES)}")
     stacks: list[cdk.Stack] = []
     core = None
+    env = deploying_environment()
     if not only:
         core = CoreStack(
             app,
@@ -61,12 +70,14 @@ def build_app(app: cdk.App, packages: Packages) -> cdk.App:
             image_context=packages.image_context,
             runtime_image_uri=app.node.try_get_context("runtime_image"),
             retain_data=retain_data,
+            alarm_email=app.node.try_get_context("alarm_email") or None,
+            env=env,
             description="Stable Diffusion middleware: the bus, bucket, topics, image and SageMaker role",
         )
         stacks.append(core)
     for resources in SERVICES:
         if only in (None, resources.service):
-            service = _service_stack(app, prefix, resources, packages, retain_data)
+            service = _service_stack(app, prefix, resources, packages, retain_data, env)
             if core:
                 # Deploy order only (the core first): no export, no reference in the template.
                 service.add_stack_dependency(core)
@@ -77,8 +88,19 @@ def build_app(app: cdk.App, packages: Packages) -> cdk.App:
     return app
 
 
+def deploying_environment() -> cdk.Environment | None:
+    """The account and region ``cdk deploy`` resolved from its credentials, when it runs the app."""
+    account, region = os.environ.get("CDK_DEFAULT_ACCOUNT"), os.environ.get("CDK_DEFAULT_REGION")
+    return cdk.Environment(account=account, region=region) if account and region else None
+
+
 def _service_stack(
-    app: cdk.App, prefix: str, resources: ServiceResources, packages: Packages, retain_data: bool
+    app: cdk.App,
+    prefix: str,
+    resources: ServiceResources,
+    packages: Packages,
+    retain_data: bool,
+    env: cdk.Environment | None,
 ) -> ServiceStack:
     return ServiceStack(
         app,
@@ -89,6 +111,7 @@ def _service_stack(
         code_dir=packages.function_dirs[resources.service],
         layer_dir=packages.layer_dir,
         retain_data=retain_data,
+        env=env,
         description=f"Stable Diffusion middleware: {resources.service}",
     )
 

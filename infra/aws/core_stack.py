@@ -23,11 +23,12 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as sns_subscriptions
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.aws import nag
-from infra.aws.naming import RUNTIME_IMAGE_PARAMETER, bucket_name
+from infra.aws.naming import KEPT_SECRET, RUNTIME_IMAGE_PARAMETER, bucket_name, data_removal
 from service_kit.resources import BucketCors, CoreResources, physical_name
 
 
@@ -53,16 +54,18 @@ class CoreStack(Stack):
         image_context: Path,
         runtime_image_uri: str | None,
         retain_data: bool,
+        alarm_email: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.prefix = prefix
         self.core = core
-        removal = RemovalPolicy.RETAIN if retain_data else RemovalPolicy.DESTROY
+        removal = data_removal(retain_data)
 
         self.bus = events.EventBus(self, "Bus", event_bus_name=physical_name(prefix, core.bus))
         self.bucket = self._bucket(removal, retain_data)
-        self.topics = {topic: self._topic(topic) for topic in (*core.topics, core.alarm_topic)}
+        self.topics = {topic: self._topic(topic) for topic in core.topics}
+        self.topics[core.alarm_topic] = self._alarm_topic(alarm_email)
         self.repository = ecr.Repository(
             self,
             "RuntimeRepository",
@@ -75,9 +78,9 @@ class CoreStack(Stack):
         image_uri = runtime_image_uri or self._image_asset(image_context)
         self.role = self._sagemaker_role()
         self._parameter(RUNTIME_IMAGE_PARAMETER, image_uri, "The sd-runtime image SageMaker runs.")
-        self.webhook_signing_key = self._webhook_signing_key(removal)
+        self.webhook_signing_key = self._webhook_signing_key()
 
-    def _webhook_signing_key(self, removal: RemovalPolicy) -> secretsmanager.Secret:
+    def _webhook_signing_key(self) -> secretsmanager.Secret:
         """Every webhook subscription's secret is derived from it (service_kit.webhook_secrets)."""
         secret = secretsmanager.Secret(
             self,
@@ -85,7 +88,7 @@ class CoreStack(Stack):
             secret_name=physical_name(self.prefix, self.core.webhook_signing_key),
             description="Webhook subscriptions' signing secrets are derived from this key.",
             generate_secret_string=secretsmanager.SecretStringGenerator(password_length=64, exclude_punctuation=True),
-            removal_policy=removal,
+            removal_policy=KEPT_SECRET,
         )
         nag.acknowledge(
             secret,
@@ -109,7 +112,7 @@ class CoreStack(Stack):
         return s3.Bucket(
             self,
             "Bucket",
-            bucket_name=bucket_name(self.prefix, self.core),
+            bucket_name=bucket_name(self, self.prefix, self.core),
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             encryption=s3.BucketEncryption.S3_MANAGED,
             enforce_ssl=True,
@@ -134,6 +137,32 @@ class CoreStack(Stack):
 
     def _topic(self, topic: str) -> sns.Topic:
         return sns.Topic(self, f"Topic-{topic}", topic_name=physical_name(self.prefix, topic), enforce_ssl=True)
+
+    def _alarm_topic(self, email: str | None) -> sns.Topic:
+        """Where every alarm goes, and the deployer's address if one was given (``make deploy ALARM_EMAIL=``).
+
+        ``enforce_ssl`` writes a topic policy, and a topic policy replaces SNS's default one: without the
+        statement below it holds only a Deny, and CloudWatch is refused ``SNS:Publish``.
+        """
+        topic = self._topic(self.core.alarm_topic)
+        topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsOfThisAccount",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"
+                    },
+                },
+            )
+        )
+        if email:
+            # SNS mails a confirmation first; alarms reach the address once it is confirmed.
+            topic.add_subscription(sns_subscriptions.EmailSubscription(email))
+        return topic
 
     def _image_asset(self, image_context: Path) -> str:
         """Built from the packaged context (``make package``) and pushed by ``cdk deploy``; Docker only then."""

@@ -22,7 +22,7 @@ def resource_arns(resource: str, core: CoreReferences) -> list[str]:
     service, _, rest = resource.partition(":")
     if service == "iam":
         return [f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:{rest}"]
-    if service in ("sagemaker", "cloudwatch"):
+    if service in ("sagemaker", "cloudwatch", "logs"):
         return [f"arn:{Aws.PARTITION}:{service}:{Aws.REGION}:{Aws.ACCOUNT_ID}:{rest}"]
     raise ValueError(f"no ARN rule for the declared resource {resource!r}")
 
@@ -33,6 +33,7 @@ WILDCARD_REASONS = {
     "sagemaker:": "SageMaker models, endpoints and jobs are named at run time from users' requests; the grant "
     "is limited to one resource type in this account and region.",
     "cloudwatch:": "The alarms are named after endpoints, which users name at deploy time.",
+    "logs:": "SageMaker names each endpoint's log group after the endpoint, which users name at deploy time.",
     "iam:": "The service-linked role's name is chosen by AWS; the grant is conditioned on the service name.",
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Aws
+from aws_cdk import Aws, RemovalPolicy, Stack
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
@@ -57,9 +57,31 @@ def topic_arn(prefix: str, topic: str) -> str:
     return f"arn:{Aws.PARTITION}:sns:{Aws.REGION}:{Aws.ACCOUNT_ID}:{physical_name(prefix, topic)}"
 
 
-def bucket_name(prefix: str, core: CoreResources) -> str:
-    """Bucket names are global: the account and region make the core's own unique."""
-    return f"{physical_name(prefix, core.bucket)}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+def bucket_name(scope: Construct, prefix: str, core: CoreResources) -> str:
+    """Bucket names are global: the account and region make the core's own unique.
+
+    Literal when the stack has an environment (``cdk deploy`` gives it the deploying account's): a name
+    made with ``Ref``s cannot be adopted by ``--import-existing-resources`` after a teardown kept it.
+    """
+    stack = Stack.of(scope)
+    return f"{physical_name(prefix, core.bucket)}-{stack.account}-{stack.region}"
+
+
+def data_removal(retain_data: bool) -> RemovalPolicy:
+    """Named data (tables, the bucket, the repository): kept by a teardown unless ``retain_data`` is false.
+
+    ``RETAIN_ON_UPDATE_OR_DELETE`` (CloudFormation's ``RetainExceptOnCreate``): a first deploy that rolls
+    back deletes what it created, so the next try does not fail on names it left behind; a kept resource
+    is adopted by the next deploy (``cdk deploy --import-existing-resources``, which needs a fixed name
+    and a retaining policy).
+    """
+    return RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE if retain_data else RemovalPolicy.DESTROY
+
+
+#: Secrets are always kept (and adopted by the next deploy): clients hold the API key, webhook receivers
+#: hold secrets derived from the signing key, and a deleted secret's name stays taken for its 7-30 day
+#: recovery window, so deleting it would make the next deploy fail.
+KEPT_SECRET = RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE
 
 
 def core_references(scope: Construct, prefix: str, core: CoreResources, runs_sd_runtime: bool) -> CoreReferences:
@@ -71,7 +93,7 @@ def core_references(scope: Construct, prefix: str, core: CoreResources, runs_sd_
     return CoreReferences(
         prefix=prefix,
         bus_name=physical_name(prefix, core.bus),
-        bucket_name=bucket_name(prefix, core),
+        bucket_name=bucket_name(scope, prefix, core),
         topic_arns={topic: topic_arn(prefix, topic) for topic in core.topics},
         alarm_topic_arn=topic_arn(prefix, core.alarm_topic),
         sagemaker_role_arn=core.role_arn(prefix, Aws.ACCOUNT_ID, Aws.PARTITION),

@@ -21,6 +21,7 @@ from constructs import Construct
 from api_gateway.app import served_routes
 from api_gateway.cors import ALLOWED_HEADERS, ALLOWED_METHODS
 from infra.aws import nag
+from infra.aws.naming import KEPT_SECRET
 
 STAGE = "prod"
 #: Per-key limits of the usage plan (requests per second, burst).
@@ -40,6 +41,9 @@ class RestApiFront(Construct):
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 password_length=40, exclude_punctuation=True, include_space=False
             ),
+            # Kept when the stack is deleted (clients keep their key; a deleted secret's name stays taken for
+            # its recovery window), adopted by the next deploy (--import-existing-resources).
+            removal_policy=KEPT_SECRET,
         )
         self.key_secret.grant_read(handler)
         handler.add_environment("API_KEYS_SECRET_ARN", self.key_secret.secret_arn)
@@ -54,8 +58,10 @@ class RestApiFront(Construct):
             rest_api_name=f"{prefix}-api",
             description="Stable Diffusion train-and-deploy API",
             api_key_source_type=apigateway.ApiKeySourceType.HEADER,
+            # API Gateway logs with one role per account and region (AWS::ApiGateway::Account). Kept when this
+            # stack is deleted: other APIs of the account may log with it by then.
             cloud_watch_role=True,
-            cloud_watch_role_removal_policy=RemovalPolicy.DESTROY,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
             deploy_options=apigateway.StageOptions(
                 stage_name=STAGE,
                 tracing_enabled=True,
@@ -82,17 +88,31 @@ class RestApiFront(Construct):
                 allow_headers=list(ALLOWED_HEADERS),
             ),
         )
+        self._execution_logs()
         for response_type in (apigateway.ResponseType.DEFAULT_4_XX, apigateway.ResponseType.DEFAULT_5_XX):
             self.api.add_gateway_response(
                 f"Cors-{response_type.response_type}", type=response_type, response_headers=CORS_ERROR_HEADERS
             )
-        integration = apigateway.LambdaIntegration(handler, proxy=True)
+        # One permission for the whole API instead of two per method: Lambda caps a function's resource
+        # policy at 20 KB, and 2 x 64 method-scoped statements are about 55 KB.
+        integration = apigateway.LambdaIntegration(handler, proxy=True, scope_permission_to_method=False)
         for method, path in served_routes():
             self.api.root.resource_for_path(path).add_method(method, integration)
         self._key_and_plan(prefix)
         self._acknowledge_findings()
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the API (the prod stage).")
         CfnOutput(self, "ApiKeySecretArn", value=self.key_secret.secret_arn, description="Holds the API key.")
+
+    def _execution_logs(self) -> None:
+        """API Gateway would create the stage's execution log group itself, kept forever: declared first."""
+        group = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            log_group_name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{STAGE}",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.api.deployment_stage.node.add_dependency(group)
 
     def _acknowledge_findings(self) -> None:
         api_key_contract = (

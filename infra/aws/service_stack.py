@@ -26,7 +26,7 @@ from constructs import Construct
 
 from infra.aws import nag
 from infra.aws.grants import nag_finding, policy_statement, wildcard_reason
-from infra.aws.naming import core_references, service_environment
+from infra.aws.naming import core_references, data_removal, service_environment
 from infra.aws.package import LAMBDA_ARCHITECTURE, LAMBDA_PYTHON
 from infra.aws.rest_api import RestApiFront
 from service_kit.config import WEBHOOK_SIGNING_KEY_VARIABLE
@@ -64,7 +64,7 @@ class ServiceStack(Stack):
         self.resources = resources
         self.core = core_references(self, prefix, core, resources.runs_sd_runtime)
         self.alarm_topic = sns.Topic.from_topic_arn(self, "AlarmTopic", self.core.alarm_topic_arn)
-        removal = RemovalPolicy.RETAIN if retain_data else RemovalPolicy.DESTROY
+        removal = data_removal(retain_data)
 
         self.table = self._table(removal) if resources.table else None
         self.queue = self._queue_with_dlq() if resources.queue else None

@@ -20,7 +20,7 @@ PROJECTED_EVENTS = tuple(name for name, model in ALL_EVENTS.items() if issubclas
 RESOURCES = ServiceResources(
     service=SERVICE,
     table=Table(SERVICE),
-    queue=Queue(SERVICE, visibility_timeout_s=30),
+    queue=Queue(SERVICE, visibility_timeout_s=180),
     rules=(Rule("entity-changes", project_events(*PROJECTED_EVENTS)),),
     functions=(
         # API Gateway gives an integration 29 s; the edge waits at most TRANSITION_WAIT_S (20 s) for an outcome.

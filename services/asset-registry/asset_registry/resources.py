@@ -26,7 +26,7 @@ RESOURCES = ServiceResources(
     service=SERVICE,
     table=Table(SERVICE),
     # Completing a multi-gigabyte multipart upload can take a while in S3.
-    queue=Queue(SERVICE, visibility_timeout_s=300),
+    queue=Queue(SERVICE, visibility_timeout_s=1800),
     rules=(
         Rule(
             "asset-commands",

@@ -15,13 +15,15 @@ from service_kit.resources import (
     Table,
     cloudwatch_alarms,
     project_events,
+    sagemaker_log_groups,
     sagemaker_resources,
 )
+from service_kit.sagemaker import endpoint_log_group
 
 RESOURCES = ServiceResources(
     service=SERVICE,
     table=Table(SERVICE),
-    queue=Queue(SERVICE, visibility_timeout_s=120),
+    queue=Queue(SERVICE, visibility_timeout_s=360),
     rules=(
         Rule(
             "endpoint-commands",
@@ -82,5 +84,7 @@ RESOURCES = ServiceResources(
             "iam:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/*",
             conditions={"StringEquals": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
         ),
+        # SageMaker makes its log groups without a retention; the service gives them one.
+        Grant(("logs:CreateLogGroup", "logs:PutRetentionPolicy"), sagemaker_log_groups(endpoint_log_group("*"))),
     ),
 )

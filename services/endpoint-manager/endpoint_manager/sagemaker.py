@@ -14,13 +14,16 @@ crashed attempt stopped.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
 from service_kit import aws
-from service_kit.sagemaker import already_exists, is_not_found
+from service_kit.sagemaker import already_exists, endpoint_log_group, is_not_found, keep_logs_for_a_while
+
+_log = logging.getLogger(__name__)
 
 ALL_TRAFFIC = "AllTraffic"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -71,7 +74,7 @@ class EndpointGateway(Protocol):
 
 
 class SageMakerEndpoints:
-    """The real gateway: boto3 clients for sagemaker, application-autoscaling and cloudwatch."""
+    """The real gateway: boto3 clients for sagemaker, application-autoscaling, cloudwatch and logs."""
 
     def __init__(
         self,
@@ -79,11 +82,13 @@ class SageMakerEndpoints:
         sagemaker: Any = None,
         autoscaling: Any = None,
         cloudwatch: Any = None,
+        logs: Any = None,
     ) -> None:
         self._settings = settings
         self._sagemaker = sagemaker or aws.client("sagemaker")
         self._autoscaling = autoscaling or aws.client("application-autoscaling")
         self._cloudwatch = cloudwatch or aws.client("cloudwatch")
+        self._logs = logs or aws.client("logs")
 
     def create(self, spec: EndpointSpec) -> None:
         self._create_once(self._sagemaker.create_model, **self._model_request(spec))
@@ -91,6 +96,9 @@ class SageMakerEndpoints:
         self._create_once(
             self._sagemaker.create_endpoint, EndpointName=spec.endpoint_name, EndpointConfigName=spec.config_name
         )
+        problem = keep_logs_for_a_while(self._logs, endpoint_log_group(spec.endpoint_name))
+        if problem:
+            _log.warning(problem)
 
     def delete(self, spec: EndpointSpec) -> None:
         # Deregistering the target deletes its policies (and target tracking's own alarms), not the

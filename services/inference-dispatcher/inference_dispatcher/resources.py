@@ -20,7 +20,7 @@ from service_kit.sagemaker import ASYNC_ERROR_TOPIC, ASYNC_SUCCESS_TOPIC
 RESOURCES = ServiceResources(
     service=SERVICE,
     table=Table(SERVICE),
-    queue=Queue(SERVICE, visibility_timeout_s=120),
+    queue=Queue(SERVICE, visibility_timeout_s=360),
     rules=(
         Rule(
             "inference-commands",

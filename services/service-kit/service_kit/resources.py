@@ -62,6 +62,11 @@ class Table:
         return names
 
 
+#: AWS's recommendation for a queue that feeds a Lambda function: visibility >= 6 x the function's timeout
+#: (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html).
+VISIBILITY_PER_FUNCTION_TIMEOUT = 6
+
+
 @dataclass(frozen=True)
 class Queue:
     """The service's SQS queue and its dead-letter queue."""
@@ -130,6 +135,11 @@ def sagemaker_resources(resource_type: str) -> str:
     return f"sagemaker:{resource_type}/*"
 
 
+def sagemaker_log_groups(group: str) -> str:
+    """A log group SageMaker writes to (``/aws/sagemaker/...``), whose retention the service sets."""
+    return f"logs:log-group:{group}"
+
+
 def cloudwatch_alarms() -> str:
     """Every CloudWatch alarm of the account (alarm names follow endpoint names, which come from users)."""
     return "cloudwatch:alarm:*"
@@ -186,9 +196,16 @@ class ServiceResources:
         for function in self.functions:
             if function.trigger == "queue" and self.queue is None:
                 raise ValueError(f"{self.service}: function {function.name} is fed by a queue the service lacks")
-            # Lambda's SQS event source refuses a function that may outlive the message's invisibility.
-            if function.trigger == "queue" and self.queue and function.timeout_s > self.queue.visibility_timeout_s:
-                raise ValueError(f"{self.service}: {function.name} may run longer than its queue's visibility timeout")
+            # AWS: "set the source queue's visibility timeout to at least six times the timeout that you
+            # configure on your function" (Lambda with SQS), so a throttled batch is retried before it
+            # reaches the DLQ after maxReceiveCount receives.
+            if function.trigger == "queue" and self.queue and (
+                function.timeout_s * VISIBILITY_PER_FUNCTION_TIMEOUT > self.queue.visibility_timeout_s
+            ):
+                raise ValueError(
+                    f"{self.service}: the queue's visibility timeout ({self.queue.visibility_timeout_s} s) must be "
+                    f"at least {VISIBILITY_PER_FUNCTION_TIMEOUT}x {function.name}'s timeout ({function.timeout_s} s)"
+                )
 
     # The physical names of what the service owns, under a stack prefix (both renderers use these).
     def table_name(self, prefix: str) -> str:

@@ -20,8 +20,10 @@ from service_kit.resources import (
     ServiceResources,
     Table,
     project_events,
+    sagemaker_log_groups,
     sagemaker_resources,
 )
+from service_kit.sagemaker import TRAINING_LOG_GROUP
 from training_manager import SERVICE
 
 COMMANDS = (ModelCreationRequested, ModelUpdateRequested, TrainJobRequested, TrainJobUpdateRequested)
@@ -30,7 +32,7 @@ RESOURCES = ServiceResources(
     service=SERVICE,
     table=Table(SERVICE),
     # Completing the multipart upload of a multi-gigabyte base checkpoint can take a while in S3.
-    queue=Queue(SERVICE, visibility_timeout_s=300),
+    queue=Queue(SERVICE, visibility_timeout_s=1800),
     rules=(
         Rule(
             "training-commands",
@@ -68,5 +70,7 @@ RESOURCES = ServiceResources(
             SAGEMAKER_ROLE,
             conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
         ),
+        # SageMaker makes its log groups without a retention; the service gives them one.
+        Grant(("logs:CreateLogGroup", "logs:PutRetentionPolicy"), sagemaker_log_groups(TRAINING_LOG_GROUP)),
     ),
 )

@@ -10,6 +10,7 @@ training job read them without unpacking a tarball.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,7 +28,15 @@ from sdmw_contracts.training import (
     TrainingHyperparameters,
 )
 from service_kit import aws
-from service_kit.sagemaker import already_exists, describe_error, is_not_found
+from service_kit.sagemaker import (
+    TRAINING_LOG_GROUP,
+    already_exists,
+    describe_error,
+    is_not_found,
+    keep_logs_for_a_while,
+)
+
+_log = logging.getLogger(__name__)
 
 FINISHED = frozenset({"Completed", "Failed", "Stopped"})
 
@@ -148,20 +157,23 @@ def _channel(name: str, uri: str) -> dict[str, Any]:
 
 
 class SageMakerTraining:
-    """The real gateway: boto3's sagemaker client."""
+    """The real gateway: boto3's sagemaker and logs clients."""
 
-    def __init__(self, settings: TrainingSettings, sagemaker: Any = None) -> None:
+    def __init__(self, settings: TrainingSettings, sagemaker: Any = None, logs: Any = None) -> None:
         self._settings = settings
         self._sagemaker = sagemaker or aws.client("sagemaker")
+        self._logs = logs or aws.client("logs")
 
     def start(self, spec: TrainingJobSpec) -> None:
         """Start the job; one that already exists (a retry after a crash) counts as started."""
         try:
             self._sagemaker.create_training_job(**create_request(spec, self._settings))
         except ClientError as exc:
-            if already_exists(exc):
-                return
-            raise TrainingRefused(f"SageMaker refused the training job: {describe_error(exc)}") from exc
+            if not already_exists(exc):
+                raise TrainingRefused(f"SageMaker refused the training job: {describe_error(exc)}") from exc
+        problem = keep_logs_for_a_while(self._logs, TRAINING_LOG_GROUP)
+        if problem:
+            _log.warning(problem)
 
     def describe(self, name: str) -> TrainingState | None:
         try:

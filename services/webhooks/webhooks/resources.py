@@ -21,7 +21,7 @@ RESOURCES = ServiceResources(
     table=Table(SERVICE),
     # One delivery attempt takes at most about 3 x 10 s (connect, send, answer); the queue's own
     # redelivery is only for a handler that crashed: failed attempts are re-sent as new messages.
-    queue=Queue(SERVICE, visibility_timeout_s=60, sends_to_itself=True),
+    queue=Queue(SERVICE, visibility_timeout_s=270, sends_to_itself=True),
     rules=(
         Rule(
             "subscription-commands", project_events(*(c.detail_type() for c in COMMANDS), sources=("sdmw.api-gateway",))

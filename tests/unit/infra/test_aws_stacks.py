@@ -427,6 +427,9 @@ OPERATION_ACTIONS = {
     "put_metric_alarm": "cloudwatch:PutMetricAlarm",
     "delete_alarms": "cloudwatch:DeleteAlarms",
     "describe_alarms": "cloudwatch:DescribeAlarms",
+    # CloudWatch Logs (the retention of SageMaker's log groups)
+    "create_log_group": "logs:CreateLogGroup",
+    "put_retention_policy": "logs:PutRetentionPolicy",
     # Secrets Manager (the edge's API keys)
     "get_secret_value": "secretsmanager:GetSecretValue",
     # The baseline: the service's table, the bus, its queue
