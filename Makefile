@@ -12,7 +12,7 @@ export API_PORT ?= 8000
 export API_KEY ?= local-dev-key
 
 .PHONY: install up down restart logs status test test-unit test-integration test-e2e lint schemas clean distclean \
-	chaos package synth deploy destroy diff
+	chaos package synth bootstrap deploy destroy diff
 
 install: $(STAMP)
 
@@ -86,17 +86,26 @@ $(CDK): $(CDK_DIR)/package.json $(CDK_DIR)/package-lock.json
 package: install ## the Lambda code, the dependency layer (Linux arm64 wheels) and the image's build context
 	$(BIN)/python -m infra.aws.package
 
-synth: package $(CDK) ## every stack's template, checked by cdk-nag (in synth) and cfn-lint; offline
+synth: package $(CDK) ## every stack's template, checked by cdk-nag (in synth), cfn-lint and AWS's deploy-time limits; offline
+	rm -rf build/cdk.out  # only this synth's templates are checked, never a stack an earlier one left
 	cd $(CDK_DIR) && ./node_modules/.bin/cdk synth --quiet $(CDK_FLAGS) $(if $(SERVICE),-c only=$(SERVICE))
 	$(BIN)/cfn-lint -- build/cdk.out/*.template.json
+	$(BIN)/python -m infra.aws.limits build/cdk.out
+
+bootstrap: package $(CDK) ## once per account and region, with AWS credentials: the CDK's asset bucket and roles
+	cd $(CDK_DIR) && ./node_modules/.bin/cdk bootstrap $(CDK_FLAGS)
 
 diff: package $(CDK)
 	cd $(CDK_DIR) && ./node_modules/.bin/cdk diff $(CDK_FLAGS) $(STACKS)
 
-deploy: package $(CDK) ## needs AWS credentials, and Docker for the sd-runtime image (or RUNTIME_IMAGE=<uri>)
+# Kept data (tables, bucket, repository, secrets) from an earlier deployment is adopted, not re-created.
+deploy: package $(CDK) ## needs AWS credentials; the image: Docker here, RUNTIME_IMAGE=<uri>, or IMAGE_BUILD=codebuild
+	$(BIN)/python -m infra.aws.preflight --prefix $(STACK_PREFIX) $(if $(SERVICE),--service $(SERVICE))
 	cd $(CDK_DIR) && ./node_modules/.bin/cdk deploy $(CDK_FLAGS) $(if $(RUNTIME_IMAGE),-c runtime_image=$(RUNTIME_IMAGE)) \
-		$(if $(RETAIN_DATA),-c retain_data=$(RETAIN_DATA)) \
+		$(if $(RETAIN_DATA),-c retain_data=$(RETAIN_DATA)) $(if $(ALARM_EMAIL),-c alarm_email=$(ALARM_EMAIL)) \
+		$(if $(IMAGE_BUILD),-c image_build=$(IMAGE_BUILD)) --import-existing-resources \
 		--require-approval never --outputs-file ../../build/outputs.json $(STACKS)
+	$(if $(filter codebuild,$(IMAGE_BUILD)),$(BIN)/python -m infra.aws.codebuild_run --prefix $(STACK_PREFIX))
 
-destroy: $(CDK) ## data (bucket, tables, repository) is kept unless RETAIN_DATA=false was set at deploy
+destroy: $(CDK) ## data (bucket, tables, repository) is kept unless RETAIN_DATA=false was set at deploy; secrets always
 	cd $(CDK_DIR) && ./node_modules/.bin/cdk destroy $(CDK_FLAGS) --force $(STACKS)

@@ -11,7 +11,9 @@
 - ``retain_data``: ``false`` to let a teardown delete the bucket, tables and
   repository with their contents (kept by default, and adopted by the next
   deploy);
-- ``alarm_email``: an address subscribed to the alarm topic.
+- ``alarm_email``: an address subscribed to the alarm topic;
+- ``image_build``: ``codebuild`` to build the sd-runtime image in AWS instead
+  of on the deploying machine (``infra.aws.runtime_image``).
 
 ``cdk deploy`` tells the app the deploying account and region
 (``CDK_DEFAULT_ACCOUNT``/``CDK_DEFAULT_REGION``): the stacks then carry them as
@@ -71,6 +73,7 @@ def build_app(app: cdk.App, packages: Packages) -> cdk.App:
             runtime_image_uri=app.node.try_get_context("runtime_image"),
             retain_data=retain_data,
             alarm_email=app.node.try_get_context("alarm_email") or None,
+            image_build=app.node.try_get_context("image_build") or None,
             env=env,
             description="Stable Diffusion middleware: the bus, bucket, topics, image and SageMaker role",
         )

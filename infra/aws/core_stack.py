@@ -29,6 +29,7 @@ from constructs import Construct
 
 from infra.aws import nag
 from infra.aws.naming import KEPT_SECRET, RUNTIME_IMAGE_PARAMETER, bucket_name, data_removal
+from infra.aws.runtime_image import CODEBUILD, CodeBuildImage
 from service_kit.resources import BucketCors, CoreResources, physical_name
 
 
@@ -55,6 +56,7 @@ class CoreStack(Stack):
         runtime_image_uri: str | None,
         retain_data: bool,
         alarm_email: str | None = None,
+        image_build: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -75,7 +77,14 @@ class CoreStack(Stack):
             removal_policy=removal,
             empty_on_delete=not retain_data,
         )
-        image_uri = runtime_image_uri or self._image_asset(image_context)
+        if runtime_image_uri:
+            image_uri = runtime_image_uri
+        elif image_build == CODEBUILD:
+            image_uri = CodeBuildImage(
+                self, "ImageBuild", prefix=prefix, context=image_context, repository=self.repository
+            ).image_uri
+        else:
+            image_uri = self._image_asset(image_context)
         self.role = self._sagemaker_role()
         self._parameter(RUNTIME_IMAGE_PARAMETER, image_uri, "The sd-runtime image SageMaker runs.")
         self.webhook_signing_key = self._webhook_signing_key()
