@@ -90,7 +90,7 @@ synth: package $(CDK) ## every stack's template, checked by cdk-nag (in synth), 
 	rm -rf build/cdk.out  # only this synth's templates are checked, never a stack an earlier one left
 	cd $(CDK_DIR) && ./node_modules/.bin/cdk synth --quiet $(CDK_FLAGS) $(if $(SERVICE),-c only=$(SERVICE))
 	$(BIN)/cfn-lint -- build/cdk.out/*.template.json
-	$(BIN)/python -m infra.aws.limits build/cdk.out
+	$(BIN)/python -m infra.aws.limits build/cdk.out $(if $(SERVICE),--partial)
 
 bootstrap: package $(CDK) ## once per account and region, with AWS credentials: the CDK's asset bucket and roles
 	cd $(CDK_DIR) && ./node_modules/.bin/cdk bootstrap $(CDK_FLAGS)
