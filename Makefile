@@ -93,6 +93,7 @@ synth: package $(CDK) ## every stack's template, checked by cdk-nag (in synth), 
 	$(BIN)/python -m infra.aws.limits build/cdk.out $(if $(SERVICE),--partial)
 
 bootstrap: package $(CDK) ## once per account and region, with AWS credentials: the CDK's asset bucket and roles
+	$(BIN)/python -m infra.aws.preflight --bootstrapping
 	cd $(CDK_DIR) && ./node_modules/.bin/cdk bootstrap $(CDK_FLAGS)
 
 diff: package $(CDK)

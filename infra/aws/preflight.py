@@ -6,12 +6,13 @@
   stacks find the core by name at deploy time, not through exports, so CloudFormation alone would fail
   later and less clearly (a missing SSM parameter) or, worse, succeed and point at nothing.
 
-    python -m infra.aws.preflight --prefix sdmw [--service endpoint-manager]
+    python -m infra.aws.preflight --prefix sdmw [--service endpoint-manager | --bootstrapping]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 import boto3
@@ -34,7 +35,7 @@ def account_of(session: Any) -> str:
     except (NoCredentialsError, BotoCoreError, ClientError) as exc:
         raise NotReady(
             f"no usable AWS credentials ({exc}): configure them (aws configure, AWS_PROFILE, or "
-            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and AWS_REGION, then run make deploy again"
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and AWS_REGION, then run this again"
         ) from exc
 
 
@@ -70,9 +71,11 @@ def check_core_deployed(session: Any, prefix: str, service: str) -> None:
         )
 
 
-def check(session: Any, prefix: str, service: str | None) -> str:
-    """The account deploys go to, once every check passed."""
+def check(session: Any, prefix: str, service: str | None, bootstrapping: bool = False) -> str:
+    """The account deploys go to, once every check passed (before ``cdk bootstrap``: credentials only)."""
     account = account_of(session)
+    if bootstrapping:
+        return account
     check_bootstrapped(session, account)
     if service and service != CORE:
         check_core_deployed(session, prefix, service)
@@ -83,12 +86,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prefix", default="sdmw")
     parser.add_argument("--service", default=None, help="the one stack being deployed (a service, or core)")
+    parser.add_argument("--bootstrapping", action="store_true", help="before cdk bootstrap: credentials only")
     args = parser.parse_args(argv)
-    session = boto3.Session()
+    # The CDK's command line reads AWS_REGION too; boto3 reads only AWS_DEFAULT_REGION and profiles.
+    session = boto3.Session(region_name=os.environ.get("AWS_REGION") or None)
     if not session.region_name:
-        raise NotReady("no AWS region: set AWS_REGION (or a region in your AWS profile), then run make deploy again")
-    account = check(session, args.prefix, args.service)
-    print(f"deploying to account {account} in {session.region_name}")
+        raise NotReady("no AWS region: set AWS_REGION (or a region in your AWS profile), then run this again")
+    account = check(session, args.prefix, args.service, args.bootstrapping)
+    print(f"{'bootstrapping' if args.bootstrapping else 'deploying to'} account {account} in {session.region_name}")
 
 
 if __name__ == "__main__":
