@@ -1,6 +1,7 @@
 """Hostile input through real HTTP (issue 10, items 1, 3 and 6): a lone surrogate is a 422 naming the
-field and breaks no catalogue; generation parameters are bounded; a body over 10 MB is 413; ids are
-bounded; HEAD answers every GET route; the OpenAPI document says so."""
+field and breaks no catalogue; generation parameters are bounded; a body over what one AWS Lambda
+invocation carries (about 5.9 MB as the event writes it, not API Gateway's 10 MB) is 413, saying so; ids
+are bounded; HEAD answers every GET route; the OpenAPI document says so."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import pytest
 import requests
 
+from api_gateway.limits import MAX_BODY_BYTES, TOO_LARGE_MESSAGE
 from tests.e2e.conftest import ApiClient
 
 pytestmark = pytest.mark.e2e
@@ -89,13 +91,23 @@ def test_generation_parameters_past_the_webuis_limits_are_422(api: ApiClient, fi
     assert [problem["loc"] for problem in response.json()["detail"]] == [["body", field]]
 
 
-def test_a_50_mb_body_is_413_with_or_without_a_key(api: ApiClient):
-    big = json.dumps({**INFERENCE, "prompt": "x" * (50 * 1024 * 1024)}).encode()
-    assert api.post("/inference-api/inference", data=big).status_code == 413
+@pytest.mark.parametrize("megabytes", [7, 50])  # between Lambda's 6 MB and API Gateway's 10 MB, and far over
+def test_a_body_over_what_lambda_carries_is_413_with_or_without_a_key(api: ApiClient, megabytes):
+    big = json.dumps({**INFERENCE, "prompt": "x" * (megabytes * 1024 * 1024)}).encode()
+    answer = api.post("/inference-api/inference", data=big)
+    assert answer.status_code == 413 and answer.json() == {"message": TOO_LARGE_MESSAGE}
     keyless = requests.post(
         api.base_url + "/inference-api/inference", data=big, headers={"content-type": "application/json"}, timeout=60
     )
-    assert keyless.status_code == 413 and keyless.json() == {"message": "Request Too Long"}
+    assert keyless.status_code == 413 and keyless.json() == {"message": TOO_LARGE_MESSAGE}
+    assert "/inference/v2" in TOO_LARGE_MESSAGE and f"{MAX_BODY_BYTES:,}" in TOO_LARGE_MESSAGE
+
+
+def test_a_body_whose_escapes_take_it_past_the_limit_is_413(api: ApiClient):
+    # 4 MB on the wire, but 8 MB once written as the JSON string in Lambda's event.
+    body = json.dumps({**INFERENCE, "prompt": '"' * (2 * 1024 * 1024)}).encode()
+    answer = api.post("/inference-api/inference", data=body)
+    assert answer.status_code == 413 and answer.json() == {"message": TOO_LARGE_MESSAGE}
 
 
 def test_params_too_big_for_an_item_are_422(api: ApiClient):

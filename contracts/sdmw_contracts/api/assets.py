@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
-from sdmw_contracts.api.common import ApiModel, StoredParams
+from sdmw_contracts.api.common import ApiModel, StoredParams, next_token_field
 from sdmw_contracts.api.names import ClientPath, DatasetName, ObjectName, check_unique
 
 CheckpointType = Literal["Stable-diffusion", "Lora", "embeddings", "hypernetworks", "ControlNet", "VAE"]
@@ -203,6 +203,7 @@ class CheckpointListItem(ApiModel):
 class ListCheckpointsResponse(ApiModel):
     statusCode: int = 200
     checkpoints: list[CheckpointListItem] = Field(default_factory=list)
+    next_token: str | None = next_token_field()
 
 
 # ---------------------------------------------------------------- routes 26-29
@@ -275,6 +276,7 @@ class DatasetListItem(ApiModel):
 class ListDatasetsResponse(ApiModel):
     statusCode: int = 200
     datasets: list[DatasetListItem] = Field(default_factory=list)
+    next_token: str | None = next_token_field()
 
 
 class DatasetItemView(ApiModel):
@@ -289,3 +291,4 @@ class DatasetDataResponse(ApiModel):
     statusCode: int = 200
     dataset_name: str = Field(examples=["test_dataset"])
     data: list[DatasetItemView] = Field(default_factory=list)
+    next_token: str | None = next_token_field()

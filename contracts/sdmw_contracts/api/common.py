@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 #: How deep :func:`lone_surrogates` looks into nested JSON (deeper values are checked by the nested models,
@@ -117,9 +117,23 @@ class ErrorResponse(BaseModel):
 
 
 class GatewayMessage(BaseModel):
-    """API Gateway's own answers (401/403 without a valid key, 413 for a body over 10 MB)."""
+    """API Gateway's own answers, and the edge's in the same shape: 401/403 without a valid key, 413 for a
+    body over what one AWS Lambda invocation carries (``api_gateway.limits``)."""
 
     message: str
+
+
+#: The longest continuation token of a list (``api_gateway.pages``) a client may send back.
+MAX_NEXT_TOKEN_CHARS = 2048
+
+
+def next_token_field() -> Any:
+    """A list answer's ``next_token``: present only when items are left (so answers read as before)."""
+    return Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Items are left: send this back as `next_token` for the next page (also in `x-next-token`).",
+    )
 
 
 def seed_time(value: datetime | None) -> str | None:

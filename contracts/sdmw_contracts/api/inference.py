@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from sdmw_contracts.api.common import ApiModel
+from sdmw_contracts.api.common import MAX_NEXT_TOKEN_CHARS, ApiModel
 from sdmw_contracts.api.endpoints import ENDPOINT_NAME_PATTERN, ENDPOINT_NAME_SCHEMA_PATTERN
 from sdmw_contracts.api.names import ObjectName
 from sdmw_contracts.api.webhooks import JobWebhookFields
@@ -319,10 +319,17 @@ class QueryInferenceJobsRequest(ApiModel):
     checkpoint: str | None = Field(default=None, max_length=1024)
     limit: int | None = Field(
         default=None, ge=1, le=10_000, description="At most this many jobs; -1 (the extension's \"Show All\"), "
-        "0, null or absent: no limit."
+        "0, null or absent: no count (a page still ends where one AWS Lambda response would be full)."
+    )
+    next_token: str | None = Field(
+        default=None,
+        max_length=MAX_NEXT_TOKEN_CHARS,
+        description="The `x-next-token` header of the previous page, sent with the same filters: go on after it.",
     )
 
-    @field_validator("status", "task_type", "endpoint", "checkpoint", "start_time", "end_time", "limit", mode="before")
+    @field_validator(
+        "status", "task_type", "endpoint", "checkpoint", "start_time", "end_time", "limit", "next_token", mode="before"
+    )
     @classmethod
     def _empty_is_absent(cls, value: Any) -> Any:
         return None if value == "" else value

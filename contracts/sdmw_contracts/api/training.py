@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from sdmw_contracts.api.assets import MultipartFiles, MultiPartsTags, MultipartUpload
-from sdmw_contracts.api.common import ApiModel, check_params_size
+from sdmw_contracts.api.common import ApiModel, check_params_size, next_token_field
 from sdmw_contracts.api.names import DatasetName, ObjectName, ResourceName, check_unique
 from sdmw_contracts.api.webhooks import JobWebhookFields
 
@@ -170,6 +170,7 @@ class ModelView(ApiModel):
 class ListModelsResponse(ApiModel):
     statusCode: int = 200
     models: list[ModelView] = Field(default_factory=list)
+    next_token: str | None = next_token_field()
 
 
 # ---------------------------------------------------------------- routes 23-25
@@ -313,3 +314,4 @@ class TrainJobView(ApiModel):
 class ListTrainJobsResponse(ApiModel):
     statusCode: int = 200
     trainJobs: list[TrainJobView] = Field(default_factory=list)
+    next_token: str | None = next_token_field()

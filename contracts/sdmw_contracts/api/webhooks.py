@@ -20,7 +20,7 @@ from typing import Annotated, ClassVar, TypeVar
 
 from pydantic import AfterValidator, Field
 
-from sdmw_contracts.api.common import ApiModel
+from sdmw_contracts.api.common import ApiModel, next_token_field
 from sdmw_contracts.events.webhooks import (
     EVENT_KINDS,
     EventKind,
@@ -125,6 +125,7 @@ class WebhookList(ApiModel):
     """``GET /webhooks``: the active subscriptions, newest first."""
 
     webhooks: list[WebhookView] = Field(default_factory=list)
+    next_token: str | None = next_token_field()
 
 
 class DefaultSecret(ApiModel):

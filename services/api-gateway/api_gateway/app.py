@@ -8,15 +8,17 @@ Middleware, outermost first:
 2. ``CollapseSlashesMiddleware``: ``//`` in a path is ``/`` (the extension asks
    for ``/prod//dataset``); ``JsonBodiesMiddleware``: a body is JSON whatever its
    ``Content-Type`` (a browser labels the extension's JSON strings ``text/plain``).
-3. ``BodyLimitMiddleware``: a body over 10 MB gets 413, as API Gateway answers
-   it, before the key is looked at (a declared ``Content-Length``; a chunked
-   body is counted as it is read, after the key check).
+3. ``BodyLimitMiddleware``: a body over what one AWS Lambda invocation carries
+   (``api_gateway.limits.MAX_BODY_BYTES``, counted as it sits in the event) gets
+   413, before the key is looked at when its ``Content-Length`` says so; any
+   other body is counted as it is read, after the key check.
 4. ``ApiKeyMiddleware``: nothing else gets further without a valid key, an
    ``OPTIONS`` that is not a preflight included.
 5. ``HeadAsGetMiddleware``: ``HEAD`` on any ``GET`` route, answered as the ``GET`` without its body.
 6. ``TraceHeaderMiddleware``: the request's trace header into every command.
 
-The OpenAPI document (``api_gateway.openapi``) lists every status each route can answer.
+The OpenAPI document (``api_gateway.openapi``) lists every status each route can answer. List routes
+answer pages that fit one Lambda response, with a continuation (``api_gateway.pages``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,10 @@ Starlette's ``CORSMiddleware`` does the work, with two changes:
 - the preflight answer advertises exactly API Gateway's header and method lists
   (Starlette would add the CORS-safelisted headers, which browsers allow anyway);
 - every other answer carries ``Access-Control-Allow-Origin: *``, also when the
-  request named no ``Origin`` (Starlette adds it only when one is named).
+  request named no ``Origin`` (Starlette adds it only when one is named), and
+  ``Access-Control-Expose-Headers`` naming the edge's own headers
+  (``x-next-token``, ``x-presigned-url-expires-in``), so a page's continuation can
+  be read from a browser too.
 
 Only a real preflight (``OPTIONS`` with both ``Origin`` and
 ``Access-Control-Request-Method``) is answered here; the app puts this
@@ -28,8 +31,13 @@ from typing import Any
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 
+from api_gateway.pages import NEXT_TOKEN_HEADER
+from api_gateway.presign import EXPIRES_IN_HEADER
+
 #: The request headers API Gateway's CORS allows (the console's "Enable CORS" default).
 ALLOWED_HEADERS: tuple[str, ...] = ("Content-Type", "X-Amz-Date", "Authorization", "X-Api-Key", "X-Amz-Security-Token")
+#: The edge's own answer headers a browser script may read.
+EXPOSED_HEADERS: tuple[str, ...] = (NEXT_TOKEN_HEADER, EXPIRES_IN_HEADER)
 #: Every method a route here answers, and OPTIONS.
 ALLOWED_METHODS: tuple[str, ...] = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
@@ -45,5 +53,7 @@ class ApiGatewayCors(CORSMiddleware):
     async def send(self, message: Any, send: Any, request_headers: Headers) -> None:
         if message["type"] == "http.response.start":
             message.setdefault("headers", [])
-            MutableHeaders(scope=message).setdefault("Access-Control-Allow-Origin", "*")
+            headers = MutableHeaders(scope=message)
+            headers.setdefault("Access-Control-Allow-Origin", "*")
+            headers.setdefault("Access-Control-Expose-Headers", ",".join(EXPOSED_HEADERS))
         await super().send(message, send, request_headers)

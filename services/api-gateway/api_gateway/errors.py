@@ -106,3 +106,13 @@ def answers(*statuses: int, **models: Any) -> dict[int | str, dict[str, Any]]:
         model = models.get(f"_{status}", ErrorResponse)
         documented[status] = {"model": model, "description": _MEANINGS[status]}
     return documented
+
+
+def with_header(
+    responses: dict[int | str, dict[str, Any]], name: str, description: str, schema: dict[str, Any]
+) -> dict[int | str, dict[str, Any]]:
+    """``responses`` with a header of the 200 answer documented (``name``: what it says, its schema)."""
+    documented = {status: dict(entry) for status, entry in responses.items()}
+    ok = documented.setdefault(200, {})
+    ok["headers"] = {**ok.get("headers", {}), name: {"description": description, "schema": schema}}
+    return documented

@@ -5,8 +5,9 @@ declared; FastAPI adds the 422 of any route with parameters or a body). This add
 everywhere, or known only once the settings are:
 
 - 401 and 403 on every operation (the key check answers them before anything else);
-- 413 on every operation with a body (over 10 MB, ``api_gateway.limits``);
-- the cap of ``expires_in`` (``PRESIGN_MAX_EXPIRY_S``) as its ``maximum``;
+- 413 on every operation with a body (over what one Lambda invocation carries, ``api_gateway.limits``);
+- the cap of ``expires_in`` (``PRESIGN_MAX_EXPIRY_S``) as its ``maximum``, and the hour URLs signed with
+  temporary credentials are held to (``api_gateway.presign``);
 - a ``head`` operation beside every ``get`` (``api_gateway.head``): the same answers, without bodies.
 """
 
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api_gateway.limits import MAX_BODY_BYTES
+from api_gateway.presign import EXPIRES_IN_HEADER, TEMPORARY_CREDENTIALS_MAX_EXPIRY_S
 from api_gateway.settings import EdgeSettings
 from sdmw_contracts.api.common import GatewayMessage
 
@@ -27,7 +29,11 @@ _KEY_ANSWERS = {
     "401": "No x-api-key header.",
     "403": "The x-api-key is not a valid key.",
 }
-_TOO_LARGE = f"The body is over {MAX_BODY_BYTES // (1024 * 1024)} MB (API Gateway's payload limit)."
+_TOO_LARGE = (
+    f"The body takes more than {MAX_BODY_BYTES:,} bytes in the AWS Lambda event that carries it (each quote and "
+    "backslash counted twice, each non-ASCII byte three times); API Gateway refuses bodies over 10 MB itself. "
+    "The message says so, and how to send large images through S3 instead."
+)
 
 
 def _gateway_answer(description: str) -> dict[str, Any]:
@@ -62,7 +68,10 @@ def _cap_expiry(parameter: dict[str, Any], maximum: int) -> None:
         if option.get("type") == "integer":
             option["maximum"] = maximum
     parameter["description"] = (
-        f"Seconds the presigned URLs stay valid: 1..{maximum} (PRESIGN_MAX_EXPIRY_S); more is refused with 400."
+        f"Seconds the presigned URLs stay valid: 1..{maximum} (PRESIGN_MAX_EXPIRY_S); more is refused with 400. "
+        f"URLs signed with temporary credentials (on AWS, always) are granted at most "
+        f"{TEMPORARY_CREDENTIALS_MAX_EXPIRY_S} seconds, as they cannot outlive them: the answer's {EXPIRES_IN_HEADER} "
+        "says what was granted."
     )
 
 

@@ -3,7 +3,8 @@
 - a lone surrogate (``"\\ud800"``) anywhere in a body is a 422 naming the field, never a 500 that
   leaves a snapshot behind; the write-then-publish removes what it wrote on any failure; one
   unreadable read-model item never fails a list;
-- bodies over 10 MB get 413, params that cannot fit an item 422, ids in paths and queries are bounded;
+- bodies over what one Lambda invocation carries get 413 (``test_payload_limits`` has the figures), params
+  that cannot fit an item 422, ids in paths and queries are bounded;
 - HEAD works on every GET route, and the OpenAPI document lists what each route can answer.
 """
 
@@ -16,6 +17,7 @@ import boto3
 import pytest
 
 from api_gateway.app import served_routes
+from api_gateway.limits import MAX_BODY_BYTES, TOO_LARGE_MESSAGE
 from sdmw_contracts.events import (
     CheckpointChanged,
     DatasetChanged,
@@ -270,30 +272,31 @@ def test_the_webui_maximums_are_accepted(runnable_edge, publisher):
     assert len(publisher.of_type("InferenceRequested")) == 1
 
 
-def test_a_body_over_10_mb_is_413_before_the_key_is_checked(edge, publisher):
-    big = json.dumps({**INFERENCE, "prompt": "x" * (10 * 1024 * 1024)}).encode()
+@pytest.mark.parametrize("size", [MAX_BODY_BYTES + 1, 8 * 1024 * 1024, 10 * 1024 * 1024])
+def test_a_body_over_the_limit_is_413_before_the_key_is_checked(edge, publisher, size):
+    big = json.dumps({**INFERENCE, "prompt": "x" * size}).encode()
     for headers in (JSON_KEY, {"content-type": "application/json"}):
         response = edge.client.post("/prod/inference-api/inference", content=big, headers=headers)
-        assert response.status_code == 413 and response.json() == {"message": "Request Too Long"}
+        assert response.status_code == 413 and response.json() == {"message": TOO_LARGE_MESSAGE}
     assert publisher.published == []
 
 
-def test_a_streamed_body_over_10_mb_is_413_too(edge, publisher):
+def test_a_streamed_body_over_the_limit_is_413_too(edge, publisher):
     def chunks():
         yield b'{"prompt": "'
-        for _ in range(11):
+        for _ in range(7):
             yield b"x" * (1024 * 1024)
         yield b'"}'
 
     response = edge.client.post("/prod/inference-api/inference", content=chunks(), headers=JSON_KEY)
-    assert response.status_code == 413 and response.json() == {"message": "Request Too Long"}
+    assert response.status_code == 413 and response.json() == {"message": TOO_LARGE_MESSAGE}
     # Without a key, a chunked body is never read: the key check answers first.
     response = edge.client.post("/prod/inference-api/inference", content=chunks(), headers={})
     assert response.status_code == 401
     assert publisher.published == []
 
 
-def test_a_body_just_under_10_mb_is_read(edge):
+def test_a_body_under_the_limit_is_read(edge):
     body = json.dumps({**CHECKPOINT, "params": {"x": "y" * 300_000}}).encode()
     response = edge.client.post("/prod/checkpoint", content=body, headers=JSON_KEY)
     assert response.status_code == 422  # read and validated: params too big for an item, not a 413

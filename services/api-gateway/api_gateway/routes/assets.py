@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, conflict, not_found
-from api_gateway.presign import ExpiryTooLong
-from api_gateway.routes import example_answer
+from api_gateway.pages import Limit, NextToken, described, instant, paged_answers, paginate, text_key
+from api_gateway.routes import example_answer, presign_expiry, presigned_answers
 from api_gateway.transitions import await_first_owner_snapshot, await_outcome, record_then_send, send
 from sdmw_contracts.api.assets import (
     BUCKET_NAME_PATTERN,
@@ -57,13 +57,6 @@ CATALOGUES = {
 }
 
 
-def _expiry(deps: EdgeDependencies, expires_in: int | None) -> int:
-    try:
-        return deps.presigner.expiry(expires_in)
-    except ExpiryTooLong as exc:
-        raise ApiError(400, str(exc)) from exc
-
-
 # ---------------------------------------------------------------- route 11
 
 
@@ -74,10 +67,11 @@ _UPLOAD_URL_EXAMPLE = (
 
 @router.get(
     "/inference/generate-s3-presigned-url-for-uploading",
-    responses={**answers(400), **example_answer(_UPLOAD_URL_EXAMPLE)},
+    responses=presigned_answers({**answers(400), **example_answer(_UPLOAD_URL_EXAMPLE)}),
 )
 def generate_s3_presigned_url_for_uploading(
     deps: Edge,
+    response: Response,
     key: Annotated[ObjectName, Query(openapi_examples={"seed": {"value": "config/aigc.json"}})],
     s3_bucket_name: Annotated[
         str | None,
@@ -95,20 +89,30 @@ def generate_s3_presigned_url_for_uploading(
     allowed = deps.settings.upload_key_prefixes
     if not key.startswith(allowed):
         raise ApiError(400, f"key must start with one of: {', '.join(allowed)}")
-    return deps.presigner.put_url(key, _expiry(deps, expires_in))
+    return deps.presigner.put_url(key, presign_expiry(deps, response, expires_in))
 
 
 # ---------------------------------------------------------------- routes 12-15
 
 
 def _catalogue(checkpoint_type: str):
-    def catalogue(deps: Edge) -> list[str]:
-        return sorted(
-            filename
-            for checkpoint in deps.read_model.list(CheckpointChanged)
-            if checkpoint.checkpoint_type == checkpoint_type and checkpoint.status == "Active"
-            for filename in checkpoint.filenames
+    def catalogue(deps: Edge, response: Response, limit: Limit = None, next_token: NextToken = None) -> list[str]:
+        page = paginate(
+            (
+                (filename, checkpoint.id)
+                for checkpoint in deps.read_model.list(CheckpointChanged)
+                if checkpoint.checkpoint_type == checkpoint_type and checkpoint.status == "Active"
+                for filename in checkpoint.filenames
+            ),
+            list_name=f"catalogue-{checkpoint_type}",
+            key=lambda entry: (*text_key(entry[0]), entry[1]),
+            view=lambda entry: entry[0],
+            descending=False,
+            limit=limit,
+            next_token=next_token,
         )
+        page.tell(response)
+        return page.items
 
     return catalogue
 
@@ -119,7 +123,8 @@ for _path, _type in CATALOGUES.items():
         _catalogue(_type),
         methods=["GET"],
         summary=f"Active {_type} checkpoints",
-        responses=example_answer(["raidenshogun1-000009.safetensors"]),
+        description=described(f"The file names of the Active {_type} checkpoints, in order."),
+        responses=paged_answers({**answers(400), **example_answer(["raidenshogun1-000009.safetensors"])}),
     )
 
 
@@ -136,12 +141,12 @@ def _checkpoint_view(checkpoint: CheckpointChanged) -> CheckpointView:
     )
 
 
-@router.post("/checkpoint", responses=answers(400, 503, 504))
+@router.post("/checkpoint", responses=presigned_answers(answers(400, 503, 504)))
 def create_checkpoint(
-    body: CreateCheckpointRequest, deps: Edge, expires_in: ExpiresIn = None
+    body: CreateCheckpointRequest, deps: Edge, response: Response, expires_in: ExpiresIn = None
 ) -> CreateCheckpointResponse:
     """Registers a checkpoint and answers one presigned URL per part of each file."""
-    expires_s = _expiry(deps, expires_in)
+    expires_s = presign_expiry(deps, response, expires_in)
     checkpoint_id = str(uuid.uuid4())
     bucket = deps.presigner.bucket
     command = CheckpointCreationRequested(
@@ -184,41 +189,53 @@ def update_checkpoint(body: UpdateCheckpointRequest, deps: Edge) -> UpdateCheckp
     return UpdateCheckpointResponse(checkpoint=_checkpoint_view(updated))
 
 
-@router.get("/checkpoints")
+@router.get("/checkpoints", description=described("Checkpoints, newest first."), responses=paged_answers(answers(400)))
 def list_checkpoints(
     deps: Edge,
+    response: Response,
     status: Annotated[list[str], Query(examples=[["Active"]])] = [],  # noqa: B006 - FastAPI copies query defaults
     types: Annotated[list[str], Query(examples=[["Stable-diffusion", "Lora"]])] = [],  # noqa: B006
+    limit: Limit = None,
+    next_token: NextToken = None,
 ) -> ListCheckpointsResponse:
-    found = [
-        c
-        for c in deps.read_model.list(CheckpointChanged)
-        if (not status or c.status in status) and (not types or c.checkpoint_type in types)
-    ]
-    found.sort(key=lambda c: c.created_at, reverse=True)
-    return ListCheckpointsResponse(
-        checkpoints=[
-            CheckpointListItem(
-                id=c.id,
-                # The extension joins s3Location + "/" + name.
-                s3Location=c.s3_location.rstrip("/"),
-                type=c.checkpoint_type,
-                status=c.status,
-                name=c.filenames,
-                created=int(c.created_at.timestamp()),
-            )
-            for c in found
-        ]
+    page = paginate(
+        (
+            c
+            for c in deps.read_model.list(CheckpointChanged)
+            if (not status or c.status in status) and (not types or c.checkpoint_type in types)
+        ),
+        list_name="checkpoints",
+        key=lambda c: (instant(c.created_at), c.id),
+        view=_checkpoint_item,
+        descending=True,
+        limit=limit,
+        next_token=next_token,
+    )
+    page.tell(response)
+    return ListCheckpointsResponse(checkpoints=page.items, next_token=page.next_token)
+
+
+def _checkpoint_item(checkpoint: CheckpointChanged) -> CheckpointListItem:
+    return CheckpointListItem(
+        id=checkpoint.id,
+        # The extension joins s3Location + "/" + name.
+        s3Location=checkpoint.s3_location.rstrip("/"),
+        type=checkpoint.checkpoint_type,
+        status=checkpoint.status,
+        name=checkpoint.filenames,
+        created=int(checkpoint.created_at.timestamp()),
     )
 
 
 # ---------------------------------------------------------------- routes 26-29
 
 
-@router.post("/dataset", responses=answers(400, 409, 503))
-def create_dataset(body: CreateDatasetRequest, deps: Edge, expires_in: ExpiresIn = None) -> CreateDatasetResponse:
+@router.post("/dataset", responses=presigned_answers(answers(400, 409, 503)))
+def create_dataset(
+    body: CreateDatasetRequest, deps: Edge, response: Response, expires_in: ExpiresIn = None
+) -> CreateDatasetResponse:
     """Registers a dataset and answers a presigned PUT URL per file, keyed by the client's filename."""
-    expires_s = _expiry(deps, expires_in)
+    expires_s = presign_expiry(deps, response, expires_in)
     if deps.read_model.get(DatasetChanged, body.dataset_name) is not None:
         raise conflict(f"dataset {body.dataset_name} already exists")
     command = DatasetCreationRequested(
@@ -247,24 +264,34 @@ def update_dataset(body: UpdateDatasetRequest, deps: Edge) -> UpdateDatasetRespo
     return UpdateDatasetResponse(datasetName=dataset.id, status=dataset.status)
 
 
-@router.get("/datasets")
+@router.get("/datasets", description=described("Datasets, newest first."), responses=paged_answers(answers(400)))
 def list_datasets(
     deps: Edge,
+    response: Response,
     dataset_status: Annotated[list[str], Query(examples=[["Enabled"]])] = [],  # noqa: B006 - FastAPI copies query defaults
+    limit: Limit = None,
+    next_token: NextToken = None,
 ) -> ListDatasetsResponse:
-    found = [d for d in deps.read_model.list(DatasetChanged) if not dataset_status or d.status in dataset_status]
-    found.sort(key=lambda d: d.created_at, reverse=True)
-    return ListDatasetsResponse(
-        datasets=[
-            DatasetListItem(
-                **_shown_params(d.params),
-                datasetName=d.id,
-                s3=d.s3_location,
-                status=d.status,
-                timestamp=int(d.created_at.timestamp()),
-            )
-            for d in found
-        ]
+    page = paginate(
+        (d for d in deps.read_model.list(DatasetChanged) if not dataset_status or d.status in dataset_status),
+        list_name="datasets",
+        key=lambda d: (instant(d.created_at), d.id),
+        view=_dataset_item,
+        descending=True,
+        limit=limit,
+        next_token=next_token,
+    )
+    page.tell(response)
+    return ListDatasetsResponse(datasets=page.items, next_token=page.next_token)
+
+
+def _dataset_item(dataset: DatasetChanged) -> DatasetListItem:
+    return DatasetListItem(
+        **_shown_params(dataset.params),
+        datasetName=dataset.id,
+        s3=dataset.s3_location,
+        status=dataset.status,
+        timestamp=int(dataset.created_at.timestamp()),
     )
 
 
@@ -280,28 +307,40 @@ def _shown_params(params: dict) -> dict:
 def dataset_data(
     dataset_name: Annotated[DatasetName, Path(openapi_examples={"seed": {"value": "test_dataset"}})],
     deps: Edge,
+    response: Response,
     expires_in: ExpiresIn = None,
+    limit: Limit = None,
+    next_token: NextToken = None,
 ) -> DatasetDataResponse:
-    """The dataset's items, each with a presigned ``preview_url``."""
     items = deps.read_model.dataset_items(dataset_name)
     if items is None:
         raise not_found(f"no dataset {dataset_name}")
-    expires_s = _expiry(deps, expires_in)
-    return DatasetDataResponse(
-        dataset_name=dataset_name,
-        data=[
-            DatasetItemView(
-                key=item.key,
-                name=item.name,
-                type=item.type,
-                preview_url=deps.presigner.get_url(item.key, expires_s),
-                dataStatus=item.status,
-            )
-            for item in sorted(items, key=lambda i: i.name)
-        ],
+    expires_s = presign_expiry(deps, response, expires_in)
+    page = paginate(
+        items,
+        list_name=f"dataset-data-{dataset_name}",
+        key=lambda item: text_key(item.name),
+        # Only the page's items are signed, each time the page is read.
+        view=lambda item: DatasetItemView(
+            key=item.key,
+            name=item.name,
+            type=item.type,
+            preview_url=deps.presigner.get_url(item.key, expires_s),
+            dataStatus=item.status,
+        ),
+        descending=False,
+        limit=limit,
+        next_token=next_token,
     )
+    page.tell(response)
+    return DatasetDataResponse(dataset_name=dataset_name, data=page.items, next_token=page.next_token)
 
 
 # The seed documents /{dataset_name}/data; the deployed middleware served /dataset/{dataset_name}/data.
-router.add_api_route("/dataset/{dataset_name}/data", dataset_data, methods=["GET"], responses=answers(400, 404))
-router.add_api_route("/{dataset_name}/data", dataset_data, methods=["GET"], responses=answers(400, 404))
+_DATASET_DATA = {
+    "methods": ["GET"],
+    "description": described("The dataset's items by name, each with a presigned `preview_url`."),
+    "responses": paged_answers(presigned_answers(answers(400, 404))),
+}
+router.add_api_route("/dataset/{dataset_name}/data", dataset_data, **_DATASET_DATA)
+router.add_api_route("/{dataset_name}/data", dataset_data, **_DATASET_DATA)

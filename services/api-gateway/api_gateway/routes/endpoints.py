@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import answers, bounded, not_found
+from api_gateway.pages import Limit, NextToken, described, instant, paged_answers, paginate
 from api_gateway.routes import JobId
 from api_gateway.transitions import record_then_send, send
 from sdmw_contracts.api.endpoints import DeleteEndpointsRequest, DeployEndpointRequest, EndpointDeploymentJobView
@@ -121,9 +122,25 @@ def _deleted_in_time(deps: EdgeDependencies, job: EndpointDeploymentChanged) -> 
     return current is not None and current.status == "deleted"
 
 
-@router.get("/inference/list-endpoint-deployment-jobs")
-def list_endpoint_deployment_jobs(deps: Edge) -> list[EndpointDeploymentJobView]:
-    return [EndpointDeploymentJobView.of(job) for job in deps.read_model.endpoint_jobs()]
+@router.get(
+    "/inference/list-endpoint-deployment-jobs",
+    description=described("Endpoint deployment jobs, newest first."),
+    responses=paged_answers(answers(400)),
+)
+def list_endpoint_deployment_jobs(
+    deps: Edge, response: Response, limit: Limit = None, next_token: NextToken = None
+) -> list[EndpointDeploymentJobView]:
+    page = paginate(
+        deps.read_model.list(EndpointDeploymentChanged),
+        list_name="endpoint-deployment-jobs",
+        key=lambda job: (instant(job.start_time), job.id),
+        view=EndpointDeploymentJobView.of,
+        descending=True,
+        limit=limit,
+        next_token=next_token,
+    )
+    page.tell(response)
+    return page.items
 
 
 @router.get("/inference/get-endpoint-deployment-job", responses=answers(404))

@@ -10,13 +10,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path
+from fastapi import APIRouter, Body, Depends, Path, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, bounded, not_found
-from api_gateway.routes import JobId, OptionalJobId, example_answer
+from api_gateway.pages import Limit, NextToken, described, instant, paged_answers, paginate
+from api_gateway.routes import JobId, OptionalJobId, example_answer, presign_expiry, presigned_answers
 from api_gateway.routes.webhooks import refuse_unsafe_target
 from api_gateway.runnable import CannotRun, resolve_all, resolve_models
 from api_gateway.transitions import record_then_send
@@ -190,10 +191,32 @@ def merged_file_name(job_id: str, body: ModelMergeRequest) -> str:
     return name if name.endswith(".safetensors") else f"{name}.safetensors"
 
 
-@router.get("/inference/list-inference-jobs")
-def list_inference_jobs(deps: Edge) -> list[InferenceJobView]:
-    found = sorted(deps.read_model.list(InferenceJobChanged), key=lambda j: j.start_time, reverse=True)
-    return [job_view(job) for job in found]
+def _newest_jobs(
+    response: Response, jobs: list[InferenceJobChanged], limit: int | None, next_token: str | None
+) -> list[InferenceJobView]:
+    """One page of ``jobs``, newest first; the continuation in ``x-next-token``."""
+    page = paginate(
+        jobs,
+        list_name="inference-jobs",
+        key=lambda job: (instant(job.start_time), job.id),
+        view=job_view,
+        descending=True,
+        limit=limit,
+        next_token=next_token,
+    )
+    page.tell(response)
+    return page.items
+
+
+@router.get(
+    "/inference/list-inference-jobs",
+    description=described("Inference jobs, newest first."),
+    responses=paged_answers(answers(400)),
+)
+def list_inference_jobs(
+    deps: Edge, response: Response, limit: Limit = None, next_token: NextToken = None
+) -> list[InferenceJobView]:
+    return _newest_jobs(response, deps.read_model.list(InferenceJobChanged), limit, next_token)
 
 
 def _job(deps: EdgeDependencies, job_id: str) -> InferenceJobChanged:
@@ -216,28 +239,30 @@ _OUTPUT_URL_EXAMPLE = [
 
 
 @router.get(
-    "/inference/get-inference-job-image-output", responses={**answers(404), **example_answer(_OUTPUT_URL_EXAMPLE)}
+    "/inference/get-inference-job-image-output",
+    responses=presigned_answers({**answers(404), **example_answer(_OUTPUT_URL_EXAMPLE)}),
 )
-def get_inference_job_image_output(deps: Edge, jobID: OptionalJobId = None) -> list[str]:
-    """Presigned URLs of the job's images (none until it succeeded)."""
+def get_inference_job_image_output(deps: Edge, response: Response, jobID: OptionalJobId = None) -> list[str]:
+    """Presigned URLs of the job's images (none until it succeeded), signed afresh on each read."""
     if not jobID:
         return []
     job = _job(deps, jobID)
-    expires_s = deps.presigner.expiry(None)
+    expires_s = presign_expiry(deps, response)
     return [deps.presigner.get_url(result_prefix(job.id) + name, expires_s) for name in job.image_names]
 
 
 @router.get(
-    "/inference/get-inference-job-param-output", responses={**answers(404), **example_answer(_OUTPUT_URL_EXAMPLE)}
+    "/inference/get-inference-job-param-output",
+    responses=presigned_answers({**answers(404), **example_answer(_OUTPUT_URL_EXAMPLE)}),
 )
-def get_inference_job_param_output(deps: Edge, jobID: OptionalJobId = None) -> list[str]:
-    """A presigned URL of the job's parameter file (none until it succeeded)."""
+def get_inference_job_param_output(deps: Edge, response: Response, jobID: OptionalJobId = None) -> list[str]:
+    """A presigned URL of the job's parameter file (none until it succeeded), signed afresh on each read."""
     if not jobID:
         return []
     job = _job(deps, jobID)
     if not job.param_name:
         return []
-    return [deps.presigner.get_url(result_prefix(job.id) + job.param_name, deps.presigner.expiry(None))]
+    return [deps.presigner.get_url(result_prefix(job.id) + job.param_name, presign_expiry(deps, response))]
 
 
 # ---------------------------------------------------------------- the WebUI extension's inference routes
@@ -282,8 +307,15 @@ _V2_BODY = {
 }
 
 
-@router.post("/inference/v2", response_model=InferenceV2Response | RefusedInference, openapi_extra=_V2_BODY)
-def create_inference_v2(deps: Edge, body: Annotated[Any, Body()] = None) -> InferenceV2Response | JSONResponse:
+@router.post(
+    "/inference/v2",
+    response_model=InferenceV2Response | RefusedInference,
+    responses=presigned_answers(),
+    openapi_extra=_V2_BODY,
+)
+def create_inference_v2(
+    deps: Edge, response: Response, body: Annotated[Any, Body()] = None
+) -> InferenceV2Response | JSONResponse:
     """Step 1 of the extension's inference: check the request, the endpoint and the models, answer where
     the parameters go. A request that cannot run is answered HTTP 200 with ``status`` 400 (422 for a body
     that is not a valid request) and ``error``, a list of messages, as the original middleware answered it."""
@@ -303,7 +335,7 @@ def create_inference_v2(deps: Edge, body: Annotated[Any, Body()] = None) -> Infe
             endpoint_name=request.sagemaker_endpoint_name,
             models=request.models,
             api_params_s3_location=f"s3://{deps.presigner.bucket}/{params_key}",
-            api_params_s3_upload_url=deps.presigner.put_url(params_key, deps.presigner.expiry(None)),
+            api_params_s3_upload_url=deps.presigner.put_url(params_key, presign_expiry(deps, response)),
         )
     )
 
@@ -374,15 +406,20 @@ def _started(deps: EdgeDependencies, job_id: str, endpoint_name: str) -> Inferen
 _IMAGE_TASKS = frozenset({"txt2img", "img2img", "interrogate_clip", "interrogate_deepbooru"})
 
 
-@router.post("/inference/query-inference-jobs")
-def query_inference_jobs(body: QueryInferenceJobsRequest, deps: Edge) -> list[InferenceJobView]:
-    """Jobs newest first, filtered by every field given (an empty one filters nothing); merges only when
-    ``task_type`` asks for them (the WebUI extension's list fails on a merge job)."""
-    found = sorted(deps.read_model.list(InferenceJobChanged), key=lambda j: j.start_time, reverse=True)
+@router.post(
+    "/inference/query-inference-jobs",
+    description=described(
+        "Jobs newest first, filtered by every field given (an empty one filters nothing); merges only when "
+        "`task_type` asks for them (the WebUI extension's list fails on a merge job). The next page: the same "
+        "body with `next_token`."
+    ),
+    responses=paged_answers(answers(400)),
+)
+def query_inference_jobs(body: QueryInferenceJobsRequest, deps: Edge, response: Response) -> list[InferenceJobView]:
     start, end = _aware(body.start_time), _aware(body.end_time)
     matching = [
         job
-        for job in found
+        for job in deps.read_model.list(InferenceJobChanged)
         if (body.status is None or job.status == body.status)
         and (job.task_type == body.task_type if body.task_type is not None else job.task_type in _IMAGE_TASKS)
         and (body.endpoint is None or job.endpoint_name == body.endpoint)
@@ -390,7 +427,7 @@ def query_inference_jobs(body: QueryInferenceJobsRequest, deps: Edge) -> list[In
         and (start is None or job.start_time >= start)
         and (end is None or job.start_time <= end)
     ]
-    return [job_view(job) for job in matching[: body.limit]]
+    return _newest_jobs(response, matching, body.limit, body.next_token)
 
 
 def _is_models_map(models: Any) -> bool:

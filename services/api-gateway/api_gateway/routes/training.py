@@ -13,13 +13,15 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from api_gateway.catalogue import AmbiguousName, find_model
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, conflict, not_found
+from api_gateway.pages import Limit, NextToken, described, instant, paged_answers, paginate
+from api_gateway.routes import presign_expiry, presigned_answers
 from api_gateway.routes.webhooks import refuse_unsafe_target
 from api_gateway.transitions import await_first_owner_snapshot, await_outcome, record_then_send, send
 from sdmw_contracts.api.training import (
@@ -68,8 +70,8 @@ _HYPERPARAMETERS = set(TrainingHyperparameters.model_fields) - {"task", "model_n
 # ---------------------------------------------------------------- routes 17-19
 
 
-@router.post("/model", responses=answers(400, 404, 503, 504))
-def create_model(body: CreateModelRequest, deps: Edge) -> CreateModelResponse:
+@router.post("/model", responses=presigned_answers(answers(400, 404, 503, 504)))
+def create_model(body: CreateModelRequest, deps: Edge, response: Response) -> CreateModelResponse:
     """A model-creation job from an Active checkpoint, or from a file uploaded with it (parts URLs answered)."""
     model_id = str(uuid.uuid4())
     create = body.params.create_model_params
@@ -86,7 +88,7 @@ def create_model(body: CreateModelRequest, deps: Edge) -> CreateModelResponse:
     initial = command.initial_snapshot(deps.presigner.bucket, version=0)
     record_then_send(deps, [initial], command, correlation_id=model_id)
     model = await_first_owner_snapshot(deps, ModelChanged, model_id) if body.filenames else initial
-    uploads = deps.presigner.multipart_uploads(model.files, deps.presigner.expiry(None))
+    uploads = deps.presigner.multipart_uploads(model.files, presign_expiry(deps, response))
     job = CreatedModelJob(
         id=model.id,
         status=model.status,
@@ -179,30 +181,40 @@ def _transition(deps: EdgeDependencies, job: Job, wanted: str, started: str, com
     return await_outcome(deps, type(job), job.id, request_id, lambda j: j.status in answers)
 
 
-@router.get("/models")
+@router.get("/models", description=described("Models, newest first."), responses=paged_answers(answers(400)))
 def list_models(
     deps: Edge,
+    response: Response,
     types: Annotated[list[str], Query(max_length=16, examples=[["Stable-diffusion"]])] = [],  # noqa: B006 - FastAPI copies query defaults
     status: Annotated[list[str], Query(max_length=16, examples=[["Complete"]])] = [],  # noqa: B006
+    limit: Limit = None,
+    next_token: NextToken = None,
 ) -> ListModelsResponse:
-    found = [
-        m
-        for m in deps.read_model.list(ModelChanged)
-        if (not types or m.model_type in types) and (not status or m.status in status)
-    ]
-    found.sort(key=lambda m: m.created_at, reverse=True)
-    return ListModelsResponse(
-        models=[
-            ModelView(
-                id=m.id,
-                model_name=m.name,
-                created=int(m.created_at.timestamp()),
-                params=_model_params(m),
-                status=m.status,
-                output_s3_location=m.output_s3_location or "",
-            )
-            for m in found
-        ]
+    page = paginate(
+        (
+            m
+            for m in deps.read_model.list(ModelChanged)
+            if (not types or m.model_type in types) and (not status or m.status in status)
+        ),
+        list_name="models",
+        key=lambda m: (instant(m.created_at), m.id),
+        view=_model_view,
+        descending=True,
+        limit=limit,
+        next_token=next_token,
+    )
+    page.tell(response)
+    return ListModelsResponse(models=page.items, next_token=page.next_token)
+
+
+def _model_view(model: ModelChanged) -> ModelView:
+    return ModelView(
+        id=model.id,
+        model_name=model.name,
+        created=int(model.created_at.timestamp()),
+        params=_model_params(model),
+        status=model.status,
+        output_s3_location=model.output_s3_location or "",
     )
 
 
@@ -238,8 +250,8 @@ def _default_db_config(model: ModelChanged) -> dict[str, Any]:
 # ---------------------------------------------------------------- routes 23-25
 
 
-@router.post("/train", responses=answers(400, 404, 409, 503))
-def create_train_job(body: CreateTrainJobRequest, deps: Edge) -> CreateTrainJobResponse:
+@router.post("/train", responses=presigned_answers(answers(400, 404, 409, 503)))
+def create_train_job(body: CreateTrainJobRequest, deps: Edge, response: Response) -> CreateTrainJobResponse:
     """A training job on a Complete model; answers a presigned PUT URL per file to upload with it.
 
     A ``webhook`` that may not be a target (not public http(s)) is refused with 400, and nothing is started.
@@ -275,7 +287,7 @@ def create_train_job(body: CreateTrainJobRequest, deps: Edge) -> CreateTrainJobR
     )
     job = command.initial_snapshot(deps.presigner.bucket, version=0)
     record_then_send(deps, [job], command, correlation_id=train_job_id)
-    expires_s = deps.presigner.expiry(None)
+    expires_s = presign_expiry(deps, response)
     uploads = input_prefix(train_prefix(train_job_id))
     return CreateTrainJobResponse(
         job=CreatedTrainJob(
@@ -351,32 +363,42 @@ def update_train_job(body: UpdateTrainJobRequest, deps: Edge) -> UpdateTrainJobR
     )
 
 
-@router.get("/trains")
+@router.get("/trains", description=described("Training jobs, newest first."), responses=paged_answers(answers(400)))
 def list_train_jobs(
     deps: Edge,
+    response: Response,
     types: Annotated[list[str], Query(max_length=16, examples=[["Stable-diffusion"]])] = [],  # noqa: B006 - FastAPI copies query defaults
     status: Annotated[list[str], Query(max_length=16, examples=[["Complete"]])] = [],  # noqa: B006
+    limit: Limit = None,
+    next_token: NextToken = None,
 ) -> ListTrainJobsResponse:
-    found = [
-        j
-        for j in deps.read_model.list(TrainJobChanged)
-        if (not types or PRODUCED_TYPE[j.train_type] in types or j.train_type in types)
-        and (not status or j.status in status)
-    ]
-    found.sort(key=lambda j: j.created_at, reverse=True)
-    return ListTrainJobsResponse(
-        trainJobs=[
-            TrainJobView(
-                id=j.id,
-                modelName=j.model_name,
-                status=j.status,
-                trainType=PRODUCED_TYPE[j.train_type],
-                created=int(j.created_at.timestamp()),
-                sagemakerTrainName=j.sagemaker_job_name,
-                output_name=j.output_name,
-                checkpoint_id=j.checkpoint_id,
-                error=j.error or None,
-            )
-            for j in found
-        ]
+    page = paginate(
+        (
+            j
+            for j in deps.read_model.list(TrainJobChanged)
+            if (not types or PRODUCED_TYPE[j.train_type] in types or j.train_type in types)
+            and (not status or j.status in status)
+        ),
+        list_name="trains",
+        key=lambda j: (instant(j.created_at), j.id),
+        view=_train_job_view,
+        descending=True,
+        limit=limit,
+        next_token=next_token,
+    )
+    page.tell(response)
+    return ListTrainJobsResponse(trainJobs=page.items, next_token=page.next_token)
+
+
+def _train_job_view(job: TrainJobChanged) -> TrainJobView:
+    return TrainJobView(
+        id=job.id,
+        modelName=job.model_name,
+        status=job.status,
+        trainType=PRODUCED_TYPE[job.train_type],
+        created=int(job.created_at.timestamp()),
+        sagemakerTrainName=job.sagemaker_job_name,
+        output_name=job.output_name,
+        checkpoint_id=job.checkpoint_id,
+        error=job.error or None,
     )

@@ -11,10 +11,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Response
 
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, not_found
+from api_gateway.pages import Limit, NextToken, described, instant, paged_answers, paginate
 from api_gateway.routes import MAX_ID_LENGTH
 from api_gateway.transitions import record_then_send, send
 from sdmw_contracts.api.webhooks import CreatedWebhook, CreateWebhookRequest, DefaultSecret, WebhookList, WebhookView
@@ -65,12 +66,23 @@ def create_webhook(body: CreateWebhookRequest, deps: Edge) -> CreatedWebhook:
     return CreatedWebhook.with_secret(initial, secret)
 
 
-@router.get("/webhooks")
-def list_webhooks(deps: Edge) -> WebhookList:
-    """The active subscriptions, newest first (deleted ones are left out)."""
-    active = [s for s in deps.read_model.list(WebhookSubscriptionChanged) if s.status == "active"]
-    active.sort(key=lambda s: s.created_at, reverse=True)
-    return WebhookList(webhooks=[WebhookView.of(s) for s in active])
+@router.get(
+    "/webhooks",
+    description=described("The active subscriptions, newest first (deleted ones are left out)."),
+    responses=paged_answers(answers(400)),
+)
+def list_webhooks(deps: Edge, response: Response, limit: Limit = None, next_token: NextToken = None) -> WebhookList:
+    page = paginate(
+        (s for s in deps.read_model.list(WebhookSubscriptionChanged) if s.status == "active"),
+        list_name="webhooks",
+        key=lambda s: (instant(s.created_at), s.id),
+        view=WebhookView.of,
+        descending=True,
+        limit=limit,
+        next_token=next_token,
+    )
+    page.tell(response)
+    return WebhookList(webhooks=page.items, next_token=page.next_token)
 
 
 @router.get("/webhooks/default/secret")
