@@ -13,6 +13,8 @@ from urllib.parse import quote
 import httpx
 
 MIB = 1024 * 1024
+#: The header of a list answer that has more pages: send it back as ``next_token``.
+NEXT_TOKEN_HEADER = "x-next-token"
 DEFAULT_PART_MIB = 64
 PART_TRIES = 3
 
@@ -105,6 +107,9 @@ class Client:
     # ---------------------------------------------------------------- plumbing
 
     def request(self, method: str, route: str, **kwargs: Any) -> Any:
+        return self._body(self._send(method, route, **kwargs))
+
+    def _send(self, method: str, route: str, **kwargs: Any) -> httpx.Response:
         url = f"{self.base_url}/{route.lstrip('/')}"
         headers = {"x-api-key": self.api_key, "Accept": "application/json"}
         try:
@@ -114,14 +119,39 @@ class Client:
         except httpx.InvalidURL as error:
             raise UnreachableError(f"{self.base_url!r} is not a usable URL: {error}") from error
         raise_for_answer(response)
+        return response
+
+    def _body(self, response: httpx.Response) -> Any:
         if not response.content:
             return None
         try:
             return response.json()
         except ValueError:
             raise ApiError(
-                response.status_code, f"the answer to {method} {url} is not JSON: is {self.base_url} the API's URL?"
+                response.status_code,
+                f"the answer to {response.request.method} {response.request.url} is not JSON: "
+                f"is {self.base_url} the API's URL?",
             ) from None
+
+    def every_page(self, route: str, listed: str | None = None) -> Any:
+        """A list route's answer with the items of every page: its pages are followed (``x-next-token``)
+        to the end. ``listed`` names the list in an answer that is an object; None: the answer is a list."""
+        answer: Any = None
+        items: list[Any] = []
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            response = self._send("GET", route, params={"next_token": token} if token else None)
+            body = self._body(response)
+            answer = body if answer is None else answer
+            items.extend(body[listed] if listed else body)
+            token = response.headers.get(NEXT_TOKEN_HEADER)
+            if not token or token in seen:
+                break
+            seen.add(token)
+        if not listed:
+            return items
+        return {**{key: value for key, value in answer.items() if key != "next_token"}, listed: items}
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -135,7 +165,7 @@ class Client:
         return self.request("PUT", "/checkpoint", json=body)
 
     def list_checkpoints(self) -> Any:
-        return self.request("GET", "/checkpoints")
+        return self.every_page("/checkpoints", "checkpoints")
 
     def put_part(self, url: str, data: bytes) -> str:
         """PUTs one part to its presigned URL and answers its ETag; retried with back-off."""
@@ -187,7 +217,7 @@ class Client:
     # ---------------------------------------------------------------- endpoints
 
     def list_endpoints(self) -> Any:
-        return self.request("GET", "/inference/list-endpoint-deployment-jobs")
+        return self.every_page("/inference/list-endpoint-deployment-jobs")
 
     def deploy_endpoint(self, instance_type: str, count: int, name: str | None = None) -> Any:
         body: dict[str, Any] = {"instance_type": instance_type, "initial_instance_count": count}
@@ -225,7 +255,7 @@ class Client:
         return target
 
     def list_inference_jobs(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/inference/list-inference-jobs")
+        return self.every_page("/inference/list-inference-jobs")
 
     # ---------------------------------------------------------------- uploads to presigned URLs
 
@@ -252,7 +282,7 @@ class Client:
         return self.request("PUT", "/dataset", json={"dataset_name": name, "status": status})
 
     def list_datasets(self) -> Any:
-        return self.request("GET", "/datasets")
+        return self.every_page("/datasets", "datasets")
 
     def upload_dataset(
         self,
@@ -281,7 +311,7 @@ class Client:
     # ---------------------------------------------------------------- models and training
 
     def list_models(self) -> Any:
-        return self.request("GET", "/models")
+        return self.every_page("/models", "models")
 
     def create_model(self, name: str, ckpt_path: str, checkpoint_id: str | None = None) -> Any:
         body: dict[str, Any] = {
@@ -310,7 +340,7 @@ class Client:
         return self.request("PUT", "/train", json={"train_job_id": job_id, "status": status})
 
     def list_train_jobs(self) -> Any:
-        return self.request("GET", "/trains")
+        return self.every_page("/trains", "trainJobs")
 
     def train_job(self, job_id: str) -> dict[str, Any]:
         """The API has no route for one training job: it is found in ``GET /trains``."""
@@ -335,7 +365,7 @@ class Client:
         return self.request("POST", "/webhooks", json=body)
 
     def list_webhooks(self) -> Any:
-        return self.request("GET", "/webhooks")
+        return self.every_page("/webhooks", "webhooks")
 
     def webhook(self, webhook_id: str) -> Any:
         return self.request("GET", f"/webhooks/{quote(webhook_id, safe='')}")

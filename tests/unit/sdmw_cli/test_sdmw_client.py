@@ -53,6 +53,25 @@ def test_every_request_carries_the_key_under_the_stage():
     assert str(seen[0].url) == URL + "/checkpoints" and seen[0].headers["x-api-key"] == "key"
 
 
+def test_lists_follow_every_page_to_the_end():
+    pages = {None: (["a", "b"], "t1"), "t1": (["c", "d"], "t2"), "t2": (["e"], None)}
+
+    def paged(request):
+        token = request.url.params.get("next_token")
+        items, following = pages[token]
+        headers = {"x-next-token": following} if following else {}
+        if request.url.path.endswith("/checkpoints"):
+            body = {"statusCode": 200, "checkpoints": [{"id": i} for i in items], "next_token": following}
+            return httpx.Response(200, json=body, headers=headers)
+        return httpx.Response(200, json=[{"InferenceJobId": i} for i in items], headers=headers)
+
+    client = client_over(paged)
+    listed = client.list_checkpoints()
+    assert [c["id"] for c in listed["checkpoints"]] == list("abcde") and "next_token" not in listed
+    assert [j["InferenceJobId"] for j in client.list_inference_jobs()] == list("abcde")
+    assert client.checkpoint("e") == {"id": "e"}  # found past the first page
+
+
 def test_parts_round_up_and_an_empty_file_has_one():
     assert (parts_of(0, 10), parts_of(10, 10), parts_of(11, 10)) == (1, 1, 2)
 
