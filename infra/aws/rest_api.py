@@ -20,6 +20,7 @@ from constructs import Construct
 
 from api_gateway.app import served_routes
 from api_gateway.cors import ALLOWED_HEADERS, ALLOWED_METHODS
+from api_gateway.limits import TOO_LARGE_BODY
 from infra.aws import nag
 from infra.aws.naming import KEPT_SECRET
 
@@ -89,6 +90,15 @@ class RestApiFront(Construct):
             ),
         )
         self._execution_logs()
+        # A body API Gateway refuses (over its 10 MB) gets the edge's own 413 sentence (no ``$`` in it: gateway
+        # response templates substitute variables); the edge answers it for bodies over Lambda's payload.
+        self.api.add_gateway_response(
+            "RequestTooLarge",
+            type=apigateway.ResponseType.REQUEST_TOO_LARGE,
+            status_code="413",
+            response_headers=CORS_ERROR_HEADERS,
+            templates={"application/json": TOO_LARGE_BODY.decode()},
+        )
         for response_type in (apigateway.ResponseType.DEFAULT_4_XX, apigateway.ResponseType.DEFAULT_5_XX):
             self.api.add_gateway_response(
                 f"Cors-{response_type.response_type}", type=response_type, response_headers=CORS_ERROR_HEADERS

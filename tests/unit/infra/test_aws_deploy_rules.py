@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
+from api_gateway.limits import TOO_LARGE_BODY
 from infra.aws import codebuild_run, preflight
 from infra.aws.runtime_image import project_name
 from infra.catalog import SERVICES
@@ -135,6 +136,18 @@ def test_the_deployer_can_name_an_address_for_the_alarms(tmp_path: Path, full_sy
     [subscription] = of_type(core, "AWS::SNS::Subscription").values()
     assert subscription["Protocol"] == "email" and subscription["Endpoint"] == "ops@example.com"
     assert subscription["TopicArn"] == {"Ref": topic_id}
+
+
+# 4. Bodies too large for API Gateway get the edge's words
+
+
+def test_a_body_api_gateway_refuses_gets_the_edges_413_sentence(full_synth: Synth):
+    template = full_synth.templates[stack_name("api-gateway")]
+    responses = of_type(template, "AWS::ApiGateway::GatewayResponse").values()
+    [response] = [r for r in responses if r["ResponseType"] == "REQUEST_TOO_LARGE"]
+    assert response["StatusCode"] == "413"
+    assert json.loads(response["ResponseTemplates"]["application/json"]) == json.loads(TOO_LARGE_BODY)
+    assert "$" not in response["ResponseTemplates"]["application/json"]
 
 
 # 5. Queue visibility against the functions it feeds
