@@ -21,14 +21,13 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as sns_subscriptions
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.aws import nag
-from infra.aws.naming import KEPT_SECRET, RUNTIME_IMAGE_PARAMETER, bucket_name, data_removal
+from infra.aws.naming import RUNTIME_IMAGE_PARAMETER, access_logs_bucket_name, bucket_name, data_removal
 from infra.aws.runtime_image import CODEBUILD, CodeBuildImage
 from service_kit.resources import BucketCors, CoreResources, physical_name
 
@@ -87,30 +86,13 @@ class CoreStack(Stack):
             image_uri = self._image_asset(image_context)
         self.role = self._sagemaker_role()
         self._parameter(RUNTIME_IMAGE_PARAMETER, image_uri, "The sd-runtime image SageMaker runs.")
-        self.webhook_signing_key = self._webhook_signing_key()
-
-    def _webhook_signing_key(self) -> secretsmanager.Secret:
-        """Every webhook subscription's secret is derived from it (service_kit.webhook_secrets)."""
-        secret = secretsmanager.Secret(
-            self,
-            "WebhookSigningKey",
-            secret_name=physical_name(self.prefix, self.core.webhook_signing_key),
-            description="Webhook subscriptions' signing secrets are derived from this key.",
-            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=64, exclude_punctuation=True),
-            removal_policy=KEPT_SECRET,
-        )
-        nag.acknowledge(
-            secret,
-            "SMG4",
-            "Not rotated automatically: a new key changes every subscription's secret, which their receivers "
-            "hold; rotation is a deliberate operation (new subscriptions, then the old ones deleted).",
-        )
-        return secret
 
     def _bucket(self, removal: RemovalPolicy, retain_data: bool) -> s3.Bucket:
         logs = s3.Bucket(
             self,
             "AccessLogs",
+            # Named, so that a bucket a teardown kept is adopted by the next deploy, not left behind.
+            bucket_name=access_logs_bucket_name(self, self.prefix),
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             encryption=s3.BucketEncryption.S3_MANAGED,
             enforce_ssl=True,

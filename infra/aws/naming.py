@@ -67,6 +67,12 @@ def bucket_name(scope: Construct, prefix: str, core: CoreResources) -> str:
     return f"{physical_name(prefix, core.bucket)}-{stack.account}-{stack.region}"
 
 
+def access_logs_bucket_name(scope: Construct, prefix: str) -> str:
+    """Where the bucket's server access logs go; named as the bucket is, for the same reason."""
+    stack = Stack.of(scope)
+    return f"{prefix}-access-logs-{stack.account}-{stack.region}"
+
+
 def data_removal(retain_data: bool) -> RemovalPolicy:
     """Named data (tables, the bucket, the repository): kept by a teardown unless ``retain_data`` is false.
 
@@ -76,12 +82,6 @@ def data_removal(retain_data: bool) -> RemovalPolicy:
     and a retaining policy).
     """
     return RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE if retain_data else RemovalPolicy.DESTROY
-
-
-#: Secrets are always kept (and adopted by the next deploy): clients hold the API key, webhook receivers
-#: hold secrets derived from the signing key, and a deleted secret's name stays taken for its 7-30 day
-#: recovery window, so deleting it would make the next deploy fail.
-KEPT_SECRET = RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE
 
 
 def core_references(scope: Construct, prefix: str, core: CoreResources, runs_sd_runtime: bool) -> CoreReferences:

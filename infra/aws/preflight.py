@@ -5,6 +5,7 @@
 - A service stack deployed alone finds the core stack deployed (else: deploy the core first). Service
   stacks find the core by name at deploy time, not through exports, so CloudFormation alone would fail
   later and less clearly (a missing SSM parameter) or, worse, succeed and point at nothing.
+- The deployment's secrets exist, kept outside the stacks (``infra.aws.kept_secrets``).
 
     python -m infra.aws.preflight --prefix sdmw [--service endpoint-manager | --bootstrapping]
 """
@@ -17,6 +18,8 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from infra.aws import kept_secrets
 
 #: The CDK's default bootstrap qualifier, and the SSM parameter ``cdk bootstrap`` writes.
 BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
@@ -79,6 +82,8 @@ def check(session: Any, prefix: str, service: str | None, bootstrapping: bool = 
     check_bootstrapped(session, account)
     if service and service != CORE:
         check_core_deployed(session, prefix, service)
+    for name, done in kept_secrets.ensure_all(session, prefix).items():
+        print(f"secret {name}: {done}")
     return account
 
 

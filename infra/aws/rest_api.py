@@ -6,13 +6,14 @@ the console's CORS; this renders the same: every path the edge serves
 needing a key, the CORS preflight answered by API Gateway without one, and
 error answers carrying ``Access-Control-Allow-Origin`` so a browser can read
 them. The key's value lives in Secrets Manager; API Gateway checks it first,
-and the edge checks it again (``API_KEYS_SECRET_ARN``).
+and the edge checks it again (``API_KEYS_SECRET``).
 """
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, RemovalPolicy
+from aws_cdk import CfnOutput, RemovalPolicy, SecretValue
 from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -22,7 +23,7 @@ from api_gateway.app import served_routes
 from api_gateway.cors import ALLOWED_HEADERS, ALLOWED_METHODS
 from api_gateway.limits import TOO_LARGE_BODY
 from infra.aws import nag
-from infra.aws.naming import KEPT_SECRET
+from infra.aws.kept_secrets import api_key_secret_name
 
 STAGE = "prod"
 #: Per-key limits of the usage plan (requests per second, burst).
@@ -34,20 +35,13 @@ CORS_ERROR_HEADERS = {"Access-Control-Allow-Origin": "'*'"}
 class RestApiFront(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, prefix: str, handler: lambda_.Function) -> None:
         super().__init__(scope, construct_id)
-        self.key_secret = secretsmanager.Secret(
-            self,
-            "ApiKeySecret",
-            secret_name=f"{prefix}/api-key",
-            description="The value of the API key clients send as x-api-key.",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=40, exclude_punctuation=True, include_space=False
-            ),
-            # Kept when the stack is deleted (clients keep their key; a deleted secret's name stays taken for
-            # its recovery window), adopted by the next deploy (--import-existing-resources).
-            removal_policy=KEPT_SECRET,
+        # Made by make deploy's preflight and kept outside the stacks: clients keep their key across a
+        # teardown and a redeploy (infra.aws.kept_secrets).
+        self.key_secret = secretsmanager.Secret.from_secret_name_v2(
+            self, "ApiKeySecret", api_key_secret_name(prefix)
         )
         self.key_secret.grant_read(handler)
-        handler.add_environment("API_KEYS_SECRET_ARN", self.key_secret.secret_arn)
+        handler.add_environment("API_KEYS_SECRET", self.key_secret.secret_name)
         handler.add_environment("API_STAGE", STAGE)
 
         access_logs = logs.LogGroup(
@@ -59,10 +53,7 @@ class RestApiFront(Construct):
             rest_api_name=f"{prefix}-api",
             description="Stable Diffusion train-and-deploy API",
             api_key_source_type=apigateway.ApiKeySourceType.HEADER,
-            # API Gateway logs with one role per account and region (AWS::ApiGateway::Account). Kept when this
-            # stack is deleted: other APIs of the account may log with it by then.
-            cloud_watch_role=True,
-            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            cloud_watch_role=False,  # the account's logging role is set below, named and kept
             deploy_options=apigateway.StageOptions(
                 stage_name=STAGE,
                 tracing_enabled=True,
@@ -90,6 +81,7 @@ class RestApiFront(Construct):
             ),
         )
         self._execution_logs()
+        self._account_logging_role(prefix)
         # A body API Gateway refuses (over its 10 MB) gets the edge's own 413 sentence (no ``$`` in it: gateway
         # response templates substitute variables); the edge answers it for bodies over Lambda's payload.
         self.api.add_gateway_response(
@@ -111,7 +103,30 @@ class RestApiFront(Construct):
         self._key_and_plan(prefix)
         self._acknowledge_findings()
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the API (the prod stage).")
-        CfnOutput(self, "ApiKeySecretArn", value=self.key_secret.secret_arn, description="Holds the API key.")
+        CfnOutput(self, "ApiKeySecretName", value=self.key_secret.secret_name, description="Holds the API key.")
+
+    def _account_logging_role(self, prefix: str) -> None:
+        """API Gateway logs with one role per account and region (``AWS::ApiGateway::Account``).
+
+        Both are kept when this stack is deleted (other APIs of the account may log with the role by then),
+        and the role is named, so the next deploy adopts it instead of leaving one more behind.
+        """
+        role = iam.Role(
+            self,
+            "CloudWatchRole",
+            role_name=f"{prefix}-apigateway-logs",
+            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AmazonAPIGatewayPushToCloudWatchLogs")
+            ],
+            description="API Gateway writes the account's API execution and access logs with it.",
+        )
+        role.apply_removal_policy(RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE)
+        account = apigateway.CfnAccount(self, "Account", cloud_watch_role_arn=role.role_arn)
+        account.apply_removal_policy(RemovalPolicy.RETAIN)
+        # A stage that logs is refused until the account has its role.
+        self.api.deployment_stage.node.add_dependency(account)
+        self._logging_role = role
 
     def _execution_logs(self) -> None:
         """API Gateway would create the stage's execution log group itself, kept forever: declared first."""
@@ -144,15 +159,9 @@ class RestApiFront(Construct):
             "throttle bound abuse. Associate an account's web ACL with the stage where policy requires one.",
         )
         nag.acknowledge(
-            self.api,
+            self._logging_role,
             "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
             "The account-level role API Gateway writes execution logs with; AWS's policy made for exactly that.",
-        )
-        nag.acknowledge(
-            self.key_secret,
-            "SMG4",
-            "The secret is the API key clients hold; rotating it is an operator's decision, made with the "
-            "clients (README: rotate the key).",
         )
 
     def _key_and_plan(self, prefix: str) -> None:
@@ -160,7 +169,8 @@ class RestApiFront(Construct):
             self,
             "ApiKey",
             api_key_name=f"{prefix}-api-key",
-            value=self.key_secret.secret_value.unsafe_unwrap(),  # a dynamic reference, resolved by CloudFormation
+            # A dynamic reference to the secret by name, resolved by CloudFormation at deploy time.
+            value=SecretValue.secrets_manager(self.key_secret.secret_name).unsafe_unwrap(),
         )
         plan = apigateway.UsagePlan(
             self,

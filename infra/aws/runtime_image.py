@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_logs as logs
@@ -89,6 +89,12 @@ class CodeBuildImage(Construct):
         self._acknowledge_findings()
 
     def _acknowledge_findings(self) -> None:
+        stack = Stack.of(self)
+        project = f"<{stack.get_logical_id(self.project.node.default_child)}>"
+        # As cdk-nag writes them: literal under cdk deploy (the stack has the deploying account), else tokens.
+        account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
+        region_name = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
+        region = f"arn:<AWS::Partition>:{{}}:{region_name}:{account}"
         nag.acknowledge(
             self.project,
             "CB3",
@@ -115,11 +121,9 @@ class CodeBuildImage(Construct):
             nag.acknowledge(self.project.role, f"IAM5[{finding}]", "The CDK's read grant on the one context asset.")
         nag.acknowledge(
             self.project.role,
-            "IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/*]",
+            f"IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-{account}-{region_name}/*]",
             "The context asset's key is its content hash, in the CDK's asset bucket.",
         )
-        project = f"<{Stack.of(self).get_logical_id(self.project.node.default_child)}>"
-        region = "arn:<AWS::Partition>:{}:<AWS::Region>:<AWS::AccountId>"
         nag.acknowledge(
             self.project.role,
             f"IAM5[Resource::{region.format('codebuild')}:report-group/{project}-*]",

@@ -26,9 +26,9 @@ that one emulator, as one deployment's life; each can also run alone
   deploys again as ``make deploy`` does (``--import-existing-resources``),
   adopting what AWS can import, with its data.
 
-What fails on AWS's terms is reported as an expected failure (xfail) with its
-reason once every other check of the test has passed, so it shows in each run
-until the templates change.
+Before the stacks, the emulator gets what ``make deploy`` does first: the
+preflight (``infra.aws.preflight``), which also makes the deployment's secrets,
+kept outside the stacks (``infra.aws.kept_secrets``).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from typing import Any
 import boto3
 import pytest
 
+from infra.aws import preflight
 from infra.aws.emulator import gaps
 from infra.aws.emulator.deploy import QUALIFIER, Deployer, DeployError, Retained
 from infra.aws.emulator.invoke import ApiFront, FunctionRunner, receive_matching
@@ -99,6 +100,7 @@ def emulated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulated]:
         )
         deployer = Deployer(synthesized.outdir, url, REGION)
         deployer.bootstrap()
+        preflight.check(deployer, PREFIX, None)  # as make deploy runs it: the kept secrets are made here
         yield Emulated(url, synthesized, deployer, FunctionRunner(url, REGION, workdir / "lambda"), account)
 
 
@@ -113,31 +115,17 @@ def deployed(emulated: Emulated) -> Emulated:
 VARIANT = "sdmwcb"
 
 
-@dataclass(frozen=True)
-class Variant:
-    synthesized: Synth
-    #: Why the app did not synthesize as ``cdk deploy`` does (with the account): then it is the env-agnostic
-    #: synth that is deployed, and the test that deploys it reports the failure once its checks pass.
-    synth_failure: str | None = None
-
-
 @pytest.fixture(scope="module")
-def variant(emulated: Emulated, tmp_path_factory: pytest.TempPathFactory) -> Variant:
+def variant(emulated: Emulated, tmp_path_factory: pytest.TempPathFactory) -> Synth:
     """The app as ``make deploy IMAGE_BUILD=codebuild ALARM_EMAIL=...`` synthesizes it, under another prefix."""
     context = {"prefix": VARIANT, "image_build": "codebuild", "alarm_email": "ops@example.com"}
-    try:
-        return Variant(synth_as_cdk_deploy(tmp_path_factory.mktemp("variant") / "cdk.out", emulated.account, context))
-    except RuntimeError as exc:  # cdk-nag's ValidationFailed, through jsii
-        if "ValidationFailed" not in str(exc):
-            raise
-        failure = " | ".join(line.strip() for line in str(exc).splitlines() if "Acknowledge with" in line)
-        return Variant(synth(tmp_path_factory.mktemp("variant-agnostic") / "cdk.out", context), failure or str(exc))
+    return synth_as_cdk_deploy(tmp_path_factory.mktemp("variant") / "cdk.out", emulated.account, context)
 
 
 # ---------------------------------------------------------------------------- templates
 
 
-def test_every_resource_type_is_modelled_by_moto_or_a_listed_gap(emulated: Emulated, variant: Variant) -> None:
+def test_every_resource_type_is_modelled_by_moto_or_a_listed_gap(emulated: Emulated, variant: Synth) -> None:
     from moto.cloudformation import parsing  # noqa: F401  (imports every moto model)
     from moto.core.common_models import CloudFormationModel
 
@@ -148,7 +136,7 @@ def test_every_resource_type_is_modelled_by_moto_or_a_listed_gap(emulated: Emula
     }
     used = {
         resource["Type"]
-        for synthesized in (emulated.synthesized, variant.synthesized)
+        for synthesized in (emulated.synthesized, variant)
         for template in synthesized.templates.values()
         for resource in template["Resources"].values()
     }
@@ -324,10 +312,10 @@ def api_front(emulated: Emulated) -> tuple[ApiFront, str]:
     stack = emulated.deployer.verify(name)
     [rest_api_id] = stack.physical_ids("AWS::ApiGateway::RestApi").values()
     [stage] = stack.physical_ids("AWS::ApiGateway::Stage").values()
-    [secret_arn] = [value for key, value in stack.outputs.items() if key.startswith("ApiApiKeySecretArn")]
+    [secret] = [value for key, value in stack.outputs.items() if key.startswith("ApiApiKeySecretName")]
     edge = emulated.client("lambda").get_function_configuration(FunctionName=f"{PREFIX}-api-gateway-edge")
-    assert edge["Environment"]["Variables"]["API_KEYS_SECRET_ARN"] == secret_arn
-    key = emulated.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+    assert edge["Environment"]["Variables"]["API_KEYS_SECRET"] == secret
+    key = emulated.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"]
     return ApiFront(emulated.runner, rest_api_id, stage), key
 
 
@@ -474,9 +462,9 @@ def test_every_deployed_function_was_run(deployed: Emulated) -> None:
 
 
 def test_the_core_with_its_image_built_by_codebuild_and_alarms_by_email_deploys(
-    emulated: Emulated, variant: Variant
+    emulated: Emulated, variant: Synth
 ) -> None:
-    deployer = Deployer(variant.synthesized.outdir, emulated.url, REGION)
+    deployer = Deployer(variant.outdir, emulated.url, REGION)
     name = f"{VARIANT}-core"
     core = deployer.deploy(name)
     assert core.status == "CREATE_COMPLETE"
@@ -495,11 +483,6 @@ def test_the_core_with_its_image_built_by_codebuild_and_alarms_by_email_deploys(
     assert [(s["Protocol"], s["Endpoint"]) for s in subscriptions] == [("email", "ops@example.com")]
 
     deployer.purge(deployer.destroy(name))
-    if variant.synth_failure:
-        pytest.xfail(
-            "with the deploying account (CDK_DEFAULT_ACCOUNT/REGION, as cdk deploy runs the app) the app does "
-            f"not synthesize, cdk-nag refuses it; the env-agnostic synth deployed: {variant.synth_failure}"
-        )
 
 
 # ---------------------------------------------------------------------------- delete and deploy again
@@ -531,46 +514,26 @@ def test_everything_deletes_keeping_what_is_retained_and_deploys_again_adopting_
     assert {(r.stack, r.logical_id) for r in retained} == expected
     assert all(deployer.exists(r) for r in retained), "a retained resource was deleted"
 
-    # make deploy: --import-existing-resources adopts what was kept, where AWS can import it.
+    # make deploy: --import-existing-resources adopts everything a teardown kept with a name. A kept resource
+    # AWS cannot import would fail the create on its name (the secrets did, before they moved out of the stacks).
     templates = emulated.synthesized.templates
-    blocking = [
-        r for r in retained
-        if has_custom_name(templates[r.stack]["Resources"][r.logical_id]) and r.resource_type not in gaps.ADOPTABLE
-    ]
-    try:
-        again = deployer.deploy_all()
-    except DeployError as exc:
-        if not blocking or not any(r.physical_id in str(exc) or r.logical_id in str(exc) for r in blocking):
-            raise
-        failure = str(exc)
-        # What an operator must do then: delete the kept resources AWS cannot import, and deploy again.
-        for name in deployer.assembly.order():
-            if deployer.status(name) is not None and deployer.status(name) != "CREATE_COMPLETE":
-                deployer.destroy(name)
-        deployer.purge(blocking)
-        again = deployer.deploy_all()
-    assert {name: stack.status for name, stack in again.items()} == dict.fromkeys(again, "CREATE_COMPLETE")
-    adoptable = {
-        (r.stack, r.logical_id)
-        for r in retained
-        if has_custom_name(templates[r.stack]["Resources"][r.logical_id]) and r.resource_type in gaps.ADOPTABLE
-    }
-    imported = {(name, logical_id) for name, stack in again.items() for logical_id in stack.imported}
-    assert imported == adoptable, "every kept resource AWS can import is adopted, and only those"
+    named = [r for r in retained if has_custom_name(templates[r.stack]["Resources"][r.logical_id])]
+    assert not [r for r in named if r.resource_type not in gaps.ADOPTABLE], "kept, named, and not importable"
+    unnamed = [r for r in retained if r not in named]
+    assert {r.resource_type for r in unnamed} <= {"AWS::ApiGateway::Account"}, "kept, unnamed: left behind"
 
-    # What the adopted tables held is there: the read model the edge lists.
+    preflight.check(deployer, PREFIX, None)
+    again = deployer.deploy_all()
+    assert {name: stack.status for name, stack in again.items()} == dict.fromkeys(again, "CREATE_COMPLETE")
+    imported = {(name, logical_id) for name, stack in again.items() for logical_id in stack.imported}
+    assert imported == {(r.stack, r.logical_id) for r in named}, "every kept named resource is adopted"
+
+    # What the adopted tables held is there (the read model the edge lists), and the kept key still opens it.
     front, key_after = api_front(emulated)
+    assert key_after == key_before
     listed_after = front.request("GET", "/checkpoints", headers={"x-api-key": key_after})
     assert listed_after.status == 200, listed_after.body
     assert listed_after.json()["checkpoints"] == listed_before
-    if blocking:
-        kept = ", ".join(f"{r.stack}/{r.logical_id} ({r.resource_type} {r.physical_id})" for r in blocking)
-        pytest.xfail(
-            f"make deploy after make destroy fails: kept {kept} cannot be imported by --import-existing-resources "
-            f"(the type's primary identifier is read-only), so the create fails: {failure}. Deleted, the deploy "
-            "succeeds and adopts the rest, but the kept values are lost (clients' API key, webhook secrets)"
-        )
-    assert key_after == key_before
 
 
 def name_property(resource_type: str) -> str:

@@ -42,8 +42,9 @@ class ApiGatewaySettings(ServiceSettings):
     api_stage: str = "prod"
     api_keys: CommaList = ()
     api_key: str = ""
-    #: On AWS the keys live in Secrets Manager (comma-separated), read once when the function starts.
-    api_keys_secret_arn: str = ""
+    #: On AWS the keys live in Secrets Manager (comma-separated; this is the secret's name or ARN), read once
+    #: when the function starts.
+    api_keys_secret: str = ""
     transition_wait_s: float = 20
     presign_expiry_s: int = 3600
     presign_max_expiry_s: int = 12 * 3600
@@ -60,12 +61,12 @@ class ApiGatewaySettings(ServiceSettings):
         return _split(value) if isinstance(value, str) else value
 
     def edge(self) -> EdgeSettings:
-        """The app's settings, with every key: API_KEYS, API_KEY and those in the secret API_KEYS_SECRET_ARN."""
+        """The app's settings, with every key: API_KEYS, API_KEY and those in the secret API_KEYS_SECRET."""
         keys = [*self.api_keys, *([self.api_key] if self.api_key else [])]
-        if self.api_keys_secret_arn:
-            keys.extend(_keys_from_secret(self.api_keys_secret_arn))
+        if self.api_keys_secret:
+            keys.extend(_keys_from_secret(self.api_keys_secret))
         if not keys:
-            raise RuntimeError("no API key configured: set API_KEY, API_KEYS or API_KEYS_SECRET_ARN")
+            raise RuntimeError("no API key configured: set API_KEY, API_KEYS or API_KEYS_SECRET")
         return EdgeSettings(
             stage=self.api_stage.strip("/"),
             api_keys=tuple(keys),

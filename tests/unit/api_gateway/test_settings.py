@@ -10,7 +10,7 @@ from api_gateway.settings import ApiGatewaySettings
 EDGE_VARIABLES = (
     "API_KEY",
     "API_KEYS",
-    "API_KEYS_SECRET_ARN",
+    "API_KEYS_SECRET",
     "API_STAGE",
     "TRANSITION_WAIT_S",
     "PRESIGN_EXPIRY_S",
@@ -83,20 +83,22 @@ def test_keys_come_from_api_key_and_api_keys(environment):
 
 
 def test_no_key_at_all_refuses_to_start(environment):
-    with pytest.raises(RuntimeError, match="API_KEYS_SECRET_ARN"):
+    with pytest.raises(RuntimeError, match="API_KEYS_SECRET"):
         ApiGatewaySettings().edge()
 
 
 @mock_aws
-def test_keys_are_read_from_the_secret_named_by_api_keys_secret_arn(environment):
+def test_keys_are_read_from_the_secret_named_by_api_keys_secret(environment):
     secret = boto3.client("secretsmanager").create_secret(Name="sdmw/api-key", SecretString="new-key,old-key")
-    environment.setenv("API_KEYS_SECRET_ARN", secret["ARN"])
+    environment.setenv("API_KEYS_SECRET", secret["ARN"])
+    assert ApiGatewaySettings().edge().api_keys == ("new-key", "old-key")
+    environment.setenv("API_KEYS_SECRET", "sdmw/api-key")  # by name, as the AWS deployment names it
     assert ApiGatewaySettings().edge().api_keys == ("new-key", "old-key")
 
 
 @mock_aws
 def test_an_empty_secret_is_no_key(environment):
     secret = boto3.client("secretsmanager").create_secret(Name="sdmw/api-key", SecretString=" , ")
-    environment.setenv("API_KEYS_SECRET_ARN", secret["ARN"])
+    environment.setenv("API_KEYS_SECRET", secret["ARN"])
     with pytest.raises(RuntimeError, match="no API key configured"):
         ApiGatewaySettings().edge()

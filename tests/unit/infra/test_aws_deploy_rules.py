@@ -18,7 +18,7 @@ import boto3
 import pytest
 
 from api_gateway.limits import TOO_LARGE_BODY
-from infra.aws import codebuild_run, preflight
+from infra.aws import codebuild_run, kept_secrets, preflight
 from infra.aws.runtime_image import project_name
 from infra.catalog import SERVICES
 from infra.core import CORE
@@ -63,20 +63,31 @@ def test_named_data_is_kept_except_when_its_first_create_fails(retain_data: bool
     for template in templates.values():
         for resource_type, name_property in NAMED_DATA.items():
             for logical_id, resource in resources_of_type(template, resource_type).items():
-                if name_property not in resource["Properties"]:
-                    continue  # unnamed (the access-log bucket): nothing to collide with
+                assert name_property in resource["Properties"], f"{logical_id} is unnamed: never adopted, left behind"
                 seen += 1
                 assert resource.get("DeletionPolicy", "Delete") == expected, logical_id
                 assert resource.get("UpdateReplacePolicy", "Delete") == ("Retain" if retain_data else "Delete")
-    assert seen == 1 + 1 + len([s for s in SERVICES if s.table])  # bucket, repository, tables
+    assert seen == 2 + 1 + len([s for s in SERVICES if s.table])  # buckets (data, access logs), repository, tables
 
 
-@pytest.mark.parametrize("retain_data", ["true", "false"])
-def test_secrets_are_always_kept_and_adoptable(retain_data: str, tmp_path: Path):
-    templates = synth(tmp_path, {"retain_data": retain_data}).templates
-    secrets = [s for t in templates.values() for s in resources_of_type(t, "AWS::SecretsManager::Secret").values()]
-    assert {s["Properties"]["Name"] for s in secrets} == {f"{PREFIX}/api-key", f"{PREFIX}-{CORE.webhook_signing_key}"}
-    assert {s["DeletionPolicy"] for s in secrets} == {RETAIN_EXCEPT_ON_CREATE}
+def test_no_stack_holds_a_secret_clients_or_receivers_keep(full_synth: Synth):
+    """A kept AWS::SecretsManager::Secret cannot be adopted by the next deploy (its primary identifier is
+    read-only), and a deleted one loses its value: both live outside the stacks (infra.aws.kept_secrets)."""
+    for template in full_synth.templates.values():
+        assert not of_type(template, "AWS::SecretsManager::Secret")
+
+
+def test_make_deploy_makes_the_secrets_once_and_keeps_their_values(mocked_aws):
+    session = boto3.Session()
+    client = session.client("secretsmanager")
+    names = [f"{PREFIX}/api-key", f"{PREFIX}-{CORE.webhook_signing_key}"]
+    assert kept_secrets.ensure_all(session, PREFIX) == dict.fromkeys(names, "created")
+    values = {name: client.get_secret_value(SecretId=name)["SecretString"] for name in names}
+    assert len(values[names[0]]) == 40 and values[names[0]].isalnum()  # an API Gateway key value as it is
+    assert kept_secrets.ensure_all(session, PREFIX) == dict.fromkeys(names, "kept")
+    client.delete_secret(SecretId=names[0], RecoveryWindowInDays=7)  # someone deleted it: its name is held
+    assert kept_secrets.ensure_all(session, PREFIX)[names[0]] == "restored"
+    assert {name: client.get_secret_value(SecretId=name)["SecretString"] for name in names} == values
 
 
 def test_under_cdk_deploy_the_bucket_name_is_a_literal_that_can_be_adopted(
@@ -86,8 +97,9 @@ def test_under_cdk_deploy_the_bucket_name_is_a_literal_that_can_be_adopted(
     monkeypatch.setenv("CDK_DEFAULT_ACCOUNT", "123456789012")
     monkeypatch.setenv("CDK_DEFAULT_REGION", "eu-west-1")
     templates = synth(tmp_path).templates
-    [bucket] = [b for b in of_type(templates[stack_name("core")], "AWS::S3::Bucket").values() if "BucketName" in b]
-    assert bucket["BucketName"] == f"{PREFIX}-{CORE.bucket}-123456789012-eu-west-1"
+    names = sorted(b["BucketName"] for b in of_type(templates[stack_name("core")], "AWS::S3::Bucket").values())
+    assert names == [f"{PREFIX}-access-logs-123456789012-eu-west-1", f"{PREFIX}-{CORE.bucket}-123456789012-eu-west-1"]
+    bucket = {"BucketName": names[1]}
     edge_env = next(
         f["Environment"]["Variables"]
         for f in of_type(templates[stack_name("api-gateway")], "AWS::Lambda::Function").values()
@@ -178,7 +190,9 @@ def test_the_account_logging_role_is_kept_when_the_api_is_destroyed(full_synth: 
     [(account_id, account)] = resources_of_type(template, "AWS::ApiGateway::Account").items()
     role_id = account["Properties"]["CloudWatchRoleArn"]["Fn::GetAtt"][0]
     assert account["DeletionPolicy"] == "Retain"
-    assert template["Resources"][role_id]["DeletionPolicy"] == "Retain"
+    role = template["Resources"][role_id]
+    assert role["DeletionPolicy"] == RETAIN_EXCEPT_ON_CREATE  # kept, and named: adopted by the next deploy
+    assert role["Properties"]["RoleName"] == f"{PREFIX}-apigateway-logs"
 
 
 # 8. Log retention, and stale templates
@@ -250,7 +264,13 @@ def test_a_service_deployed_before_the_core_is_told_to_deploy_the_core_first(moc
 # The image, built in AWS
 
 
-def test_the_codebuild_path_builds_the_deployed_context_into_the_core_repository(tmp_path: Path):
+@pytest.mark.parametrize("deploying_account", [False, True])
+def test_the_codebuild_path_builds_the_deployed_context_into_the_core_repository(
+    deploying_account: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    if deploying_account:  # as cdk deploy runs the app: cdk-nag's findings then name the account
+        monkeypatch.setenv("CDK_DEFAULT_ACCOUNT", "123456789012")
+        monkeypatch.setenv("CDK_DEFAULT_REGION", "eu-west-1")
     core = synth(tmp_path, {"image_build": "codebuild"}).templates[stack_name("core")]
     assert not [a for a in core["Resources"].values() if a["Type"] == "AWS::ECR::Repository" and "Asset" in str(a)]
     [project] = of_type(core, "AWS::CodeBuild::Project").values()

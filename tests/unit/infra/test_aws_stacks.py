@@ -237,10 +237,14 @@ QUEUE_ACTIONS = frozenset(
         "sqs:GetQueueAttributes",
     }
 )
-#: The edge reads the API key's secret (API_KEYS_SECRET_ARN).
+#: The edge reads the API key's secret (API_KEYS_SECRET).
 SECRET_ACTIONS = frozenset({"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"})
 #: What a service that sends to its own queue and DLQ gets on each (``Queue.sends_to_itself``).
 SEND_ACTIONS = frozenset({"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"})
+#: The edge's API key, by name (made and kept outside the stacks): Secrets Manager adds six characters.
+API_KEY_SECRET_ARN = (
+    f"arn:${{AWS::Partition}}:secretsmanager:${{AWS::Region}}:${{AWS::AccountId}}:secret:{PREFIX}/api-key-??????"
+)
 #: The core's webhook signing key, by name: Secrets Manager adds six characters of its own.
 WEBHOOK_SIGNING_KEY_ARN = (
     f"arn:${{AWS::Partition}}:secretsmanager:${{AWS::Region}}:${{AWS::AccountId}}:secret:{PREFIX}-webhook-signing-key-??????"
@@ -327,7 +331,6 @@ def test_every_statement_names_the_resources_it_is_for(service: str, full_synth:
     fed, dead_letters = queues(template)
     (queue_id,) = fed
     dlq_id = next(iter(dead_letters), None)
-    secrets = of_type(template, "AWS::SecretsManager::Secret")
     for name, (_, props) in functions_by_name(template).items():
         log_group = ref_id(props["LoggingConfig"]["LogGroup"])
         for statement in role_statements(template, props):
@@ -353,8 +356,8 @@ def test_every_statement_names_the_resources_it_is_for(service: str, full_synth:
                 expected = arns if arns in ([f"${{{queue_id}.Arn}}"], [f"${{{dlq_id}.Arn}}"]) else ["queue or DLQ"]
             elif actions == {"secretsmanager:GetSecretValue"} and resources.signs_webhooks:
                 expected = [WEBHOOK_SIGNING_KEY_ARN]
-            elif actions <= SECRET_ACTIONS and len(secrets) == 1:
-                expected = [f"${{{next(iter(secrets))}}}"]
+            elif actions <= SECRET_ACTIONS and props["Environment"]["Variables"].get("API_KEYS_SECRET"):
+                expected = [API_KEY_SECRET_ARN]
             else:
                 raise AssertionError(f"{name}: a statement from neither the baseline nor a grant: {statement}")
             assert arns == expected, f"{name}: {sorted(actions)} on {arns}, not {expected}"
@@ -369,9 +372,9 @@ def test_every_statement_names_the_resources_it_is_for(service: str, full_synth:
 
 def test_bucket_grants_name_the_core_bucket(full_synth: Synth):
     core = full_synth.templates[stack_name("core")]
-    (bucket,) = [
-        p for p in of_type(core, "AWS::S3::Bucket").values() if render(p.get("BucketName", "")).startswith(PREFIX)
-    ]
+    data_bucket = f"{PREFIX}-{CORE.bucket}-"
+    buckets = of_type(core, "AWS::S3::Bucket").values()
+    (bucket,) = [p for p in buckets if render(p["BucketName"]).startswith(data_bucket)]
     assert render(bucket["BucketName"]) == f"{PREFIX}-{CORE.bucket}-{ACCOUNT}-{REGION}"
     seen = 0
     for service in SERVICE_NAMES:
@@ -695,7 +698,9 @@ def test_the_edge_reads_its_key_from_the_secret_and_knows_its_stage(api: dict[st
     (edge,) = [p for p in of_type(api, "AWS::Lambda::Function").values() if p["FunctionName"].endswith("-edge")]
     variables = edge["Environment"]["Variables"]
     assert variables["API_STAGE"] == "prod"
-    assert ref_id(variables["API_KEYS_SECRET_ARN"]) in of_type(api, "AWS::SecretsManager::Secret")
+    # The secret is made and kept outside the stacks (infra.aws.kept_secrets), and named.
+    assert variables["API_KEYS_SECRET"] == f"{PREFIX}/api-key"
+    assert not of_type(api, "AWS::SecretsManager::Secret")
 
 
 # 7. The core stack

@@ -38,11 +38,11 @@ AWS_ONLY = {
     # The functions' log level; local processes log at the Logger's default.
     "LOG_LEVEL": SERVICE_NAMES,
     # On AWS the edge reads its API keys from Secrets Manager; locally the key is API_KEY.
-    "API_KEYS_SECRET_ARN": ["api-gateway"],
+    "API_KEYS_SECRET": ["api-gateway"],
 }
 #: Variables only the local processes get, and why the functions do without them.
 LOCAL_ONLY = {
-    # The local API key in plain text (make up's API_KEY); on AWS it lives in the secret (API_KEYS_SECRET_ARN).
+    # The local API key in plain text (make up's API_KEY); on AWS it lives in the secret (API_KEYS_SECRET).
     "API_KEY": ["api-gateway"],
     # Webhook targets on this machine's loopback are accepted locally; on AWS they are refused.
     "WEBHOOKS_ALLOW_LOOPBACK": ["api-gateway", "webhooks"],
