@@ -14,6 +14,7 @@ deletes them (README: "Tearing down and deploying again").
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
 from dataclasses import dataclass
@@ -25,15 +26,24 @@ from service_kit.resources import physical_name
 ALPHANUMERIC = string.ascii_letters + string.digits
 
 
+#: The API key secret is a JSON object: ``key`` is the value API Gateway's key is deployed with (a dynamic
+#: reference to that field), and the edge accepts every value in the object, so a rotation adds the next key
+#: beside it (README: rotate the key) without changing what the next deploy gives API Gateway.
+API_KEY_FIELD = "key"
+
+
 @dataclass(frozen=True)
 class KeptSecret:
     name: str
     description: str
     #: Letters and digits only: API Gateway takes the API key's value as it is (at least 20 characters).
     length: int
+    #: The value goes in this field of a JSON object; None: the secret string is the value itself.
+    field: str | None = None
 
     def new_value(self) -> str:
-        return "".join(secrets.choice(ALPHANUMERIC) for _ in range(self.length))
+        value = "".join(secrets.choice(ALPHANUMERIC) for _ in range(self.length))
+        return json.dumps({self.field: value}) if self.field else value
 
 
 def api_key_secret_name(prefix: str) -> str:
@@ -42,7 +52,12 @@ def api_key_secret_name(prefix: str) -> str:
 
 def deployment_secrets(prefix: str) -> tuple[KeptSecret, ...]:
     return (
-        KeptSecret(api_key_secret_name(prefix), "The value of the API key clients send as x-api-key.", 40),
+        KeptSecret(
+            api_key_secret_name(prefix),
+            f"The API key clients send as x-api-key ({API_KEY_FIELD!r}; the edge accepts every value here).",
+            40,
+            API_KEY_FIELD,
+        ),
         KeptSecret(
             physical_name(prefix, CORE.webhook_signing_key),
             "Webhook subscriptions' signing secrets are derived from this key.",

@@ -23,7 +23,7 @@ from api_gateway.app import served_routes
 from api_gateway.cors import ALLOWED_HEADERS, ALLOWED_METHODS
 from api_gateway.limits import TOO_LARGE_BODY
 from infra.aws import nag
-from infra.aws.kept_secrets import api_key_secret_name
+from infra.aws.kept_secrets import API_KEY_FIELD, api_key_secret_name
 
 STAGE = "prod"
 #: Per-key limits of the usage plan (requests per second, burst).
@@ -170,7 +170,7 @@ class RestApiFront(Construct):
             "ApiKey",
             api_key_name=f"{prefix}-api-key",
             # A dynamic reference to the secret by name, resolved by CloudFormation at deploy time.
-            value=SecretValue.secrets_manager(self.key_secret.secret_name).unsafe_unwrap(),
+            value=SecretValue.secrets_manager(self.key_secret.secret_name, json_field=API_KEY_FIELD).unsafe_unwrap(),
         )
         plan = apigateway.UsagePlan(
             self,

@@ -44,7 +44,7 @@ from typing import Any
 import boto3
 import pytest
 
-from infra.aws import preflight
+from infra.aws import kept_secrets, preflight
 from infra.aws.emulator import gaps
 from infra.aws.emulator.deploy import QUALIFIER, Deployer, DeployError, Retained
 from infra.aws.emulator.invoke import ApiFront, FunctionRunner, receive_matching
@@ -315,7 +315,8 @@ def api_front(emulated: Emulated) -> tuple[ApiFront, str]:
     [secret] = [value for key, value in stack.outputs.items() if key.startswith("ApiApiKeySecretName")]
     edge = emulated.client("lambda").get_function_configuration(FunctionName=f"{PREFIX}-api-gateway-edge")
     assert edge["Environment"]["Variables"]["API_KEYS_SECRET"] == secret
-    key = emulated.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"]
+    secret_string = emulated.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"]
+    key = json.loads(secret_string)[kept_secrets.API_KEY_FIELD]  # the value API Gateway's key was deployed with
     return ApiFront(emulated.runner, rest_api_id, stage), key
 
 

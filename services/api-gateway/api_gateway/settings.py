@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
@@ -83,5 +84,14 @@ def _split(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
-def _keys_from_secret(secret_arn: str) -> tuple[str, ...]:
-    return _split(aws.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"])
+def _keys_from_secret(secret_id: str) -> tuple[str, ...]:
+    """Every key in the secret: comma-separated, or each string value of a JSON object (the AWS deployment's
+    ``{"key": ...}``, with a rotation's next key beside it)."""
+    text = aws.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return _split(text)
+    if not isinstance(document, dict):
+        return _split(text)
+    return tuple(key for value in document.values() if isinstance(value, str) for key in _split(value))

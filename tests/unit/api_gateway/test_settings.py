@@ -1,5 +1,7 @@
 """The edge's settings: one model read from the environment; the keys from it or from Secrets Manager on AWS."""
 
+import json
+
 import boto3
 import pytest
 from moto import mock_aws
@@ -94,6 +96,16 @@ def test_keys_are_read_from_the_secret_named_by_api_keys_secret(environment):
     assert ApiGatewaySettings().edge().api_keys == ("new-key", "old-key")
     environment.setenv("API_KEYS_SECRET", "sdmw/api-key")  # by name, as the AWS deployment names it
     assert ApiGatewaySettings().edge().api_keys == ("new-key", "old-key")
+
+
+@mock_aws
+def test_a_json_secret_gives_every_value_it_holds(environment):
+    """The AWS deployment's secret: {"key": <the deployed key>}, and a rotation's next key beside it."""
+    boto3.client("secretsmanager").create_secret(
+        Name="sdmw/api-key", SecretString=json.dumps({"key": "deployed-key", "next": "rotated-key", "n": 1})
+    )
+    environment.setenv("API_KEYS_SECRET", "sdmw/api-key")
+    assert ApiGatewaySettings().edge().api_keys == ("deployed-key", "rotated-key")
 
 
 @mock_aws

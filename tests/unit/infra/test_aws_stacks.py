@@ -683,7 +683,10 @@ def test_a_usage_plan_links_the_key_to_the_stage(api: dict[str, Any]):
     assert linked, "the API key is in no usage plan"
     stages = {(ref_id(s["ApiId"]), ref_id(s["Stage"])) for plan in linked for s in plans[plan].get("ApiStages", [])}
     assert (rest_api_id, stage_id) in stages
-    assert of_type(api, "AWS::ApiGateway::ApiKey")[key_id].get("Enabled", True) is True
+    key = of_type(api, "AWS::ApiGateway::ApiKey")[key_id]
+    assert key.get("Enabled", True) is True
+    # The kept secret's "key" field, resolved by CloudFormation: a rotation's next key beside it changes nothing.
+    assert key["Value"] == f"{{{{resolve:secretsmanager:{PREFIX}/api-key:SecretString:key::}}}}"
 
 
 def test_gateway_errors_carry_the_cors_origin(api: dict[str, Any]):
