@@ -20,7 +20,7 @@ worker back, the emulator resumed), how long until every job that was in
 flight at the fault had ended. The next fault starts only then (or once the
 bound has passed), so each recovery is measured alone while jobs keep coming
 at ``--rate`` per second. A kill's bound is the killed service's
-visibility timeout plus 10 s; the pause's is the largest on the inference
+hold on a message (its function's timeout) plus 10 s; the pause's is the largest on the inference
 path plus 10 s. Exits 1 if any check fails.
 """
 
@@ -45,13 +45,15 @@ import requests
 from bench.inference_dispatch import Client, set_up, start_stack
 from infra.catalog import SERVICES
 from infra.local.stack import LOCAL_WORKERS, LocalStack
+from service_kit.worker import local_hold_s
 
 TERMINAL = {"succeed", "failed"}
 #: Local process name of each service's queue worker (the api-gateway's is its projector).
 WORKER_PROCESSES = {
     service: service if service != "api-gateway" else "api-gateway-projector" for service in LOCAL_WORKERS
 }
-VISIBILITY_S = {s.service: s.queue.visibility_timeout_s for s in SERVICES if s.queue}
+#: How long a local worker holds a message (its function's timeout): a killed one's message is back after it.
+HOLD_S = {s.service: local_hold_s(s) for s in SERVICES if s.queue}
 #: The services an inference job passes through: the emulator's pause delays all of them.
 INFERENCE_PATH = ("api-gateway", "inference-dispatcher")
 RECOVERY_MARGIN_S = 10.0
@@ -284,7 +286,7 @@ def inject_faults(stack: LocalStack, emulator: Emulator, tap: str, observations:
     so each recovery is measured on its own, while jobs keep arriving."""
     faults: list[Fault] = []
     counts: dict = {"republished": 0, "poison": 0, "tapped": []}
-    inference_bound = max(VISIBILITY_S[s] for s in INFERENCE_PATH) + RECOVERY_MARGIN_S
+    inference_bound = max(HOLD_S[s] for s in INFERENCE_PATH) + RECOVERY_MARGIN_S
 
     def recorded(name: str, bound_s: float, inject) -> None:
         fault = Fault(name, time.time(), in_flight=observations.in_flight(), bound_s=bound_s)
@@ -295,7 +297,7 @@ def inject_faults(stack: LocalStack, emulator: Emulator, tap: str, observations:
     for service, process in WORKER_PROCESSES.items():
         recorded(
             f"SIGKILL {process}",
-            VISIBILITY_S[service] + RECOVERY_MARGIN_S,
+            HOLD_S[service] + RECOVERY_MARGIN_S,
             lambda process=process: kill_and_wait_for_restart(stack, process),
         )
 

@@ -105,7 +105,7 @@ def test_a_killed_worker_is_restarted_and_the_job_it_held_finishes(own_stack: Lo
     finished = wait_until(lambda: deployment_job(ops_api, job_id)["status"] != "inprogress", 60, interval_s=0.5)
     took = time.monotonic() - killed_at
     assert finished and deployment_job(ops_api, job_id)["status"] == "success"
-    # The held command came back after the worker's receive lease, not the queue's 120 s visibility timeout.
+    # The held command came back after the worker's receive lease, not the queue's 360 s visibility timeout.
     assert took < RECEIVE_LEASE_S + 15, f"the job took {took:.1f}s after the kill"
     state = own_stack.supervision()["endpoint-manager"]
     assert state["restarts"] >= 1 and state["last_exit"] == -signal.SIGKILL

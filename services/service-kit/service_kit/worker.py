@@ -230,6 +230,16 @@ def run_worker(*workers: Worker) -> None:
     asyncio.run(main())
 
 
+def local_hold_s(resources: ServiceResources) -> int:
+    """How long the local worker holds a message it runs: its function's timeout, as Lambda caps a run.
+
+    On AWS the queue's visibility is six times that (so a throttled batch is not dead-lettered early);
+    locally there is no throttling, and a message a killed worker held comes back after one run's time.
+    """
+    timeouts = [function.timeout_s for function in resources.functions if function.trigger == "queue"]
+    return max(timeouts) if timeouts else resources.queue.visibility_timeout_s
+
+
 def run_service_worker(
     consumer: Consumer,
     settings: ServiceSettings,
@@ -237,7 +247,8 @@ def run_service_worker(
     resources: ServiceResources,
     *more_consumers: Consumer,
 ) -> None:
-    """Run a service's consumer on its queue, with the visibility timeout and batch size it declared.
+    """Run a service's consumer on its queue, holding each message for its function's timeout, in the batches
+    it declared.
 
     Each of ``more_consumers`` polls the same queue beside the first, as Lambda runs several invocations
     of a function at once: a service whose messages may each take long (a webhook delivery waiting on a
@@ -253,7 +264,7 @@ def run_service_worker(
                 each,
                 settings.queue_url,
                 logger,
-                visibility_timeout_s=resources.queue.visibility_timeout_s,
+                visibility_timeout_s=local_hold_s(resources),
                 batch_size=batch_size,
             )
             for each in (consumer, *more_consumers)
