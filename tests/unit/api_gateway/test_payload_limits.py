@@ -146,16 +146,26 @@ def test_a_body_under_the_limit_whose_escapes_take_it_over_is_413_and_runs_nothi
     assert publisher.published == []
 
 
-def test_a_streamed_body_over_the_limit_never_runs_the_route_on_what_was_read(edge, publisher):
+#: Creating routes with a body that is a valid request on its own (issue: "3 of 3 routes tried" ran it anyway).
+STREAMED_CREATIONS = {
+    "/prod/inference/deploy-sagemaker-endpoint": {"instance_type": "ml.g4dn.xlarge", "initial_instance_count": 1},
+    "/prod/inference-api/inference": {"task_type": "txt2img", "models": {"Stable-diffusion": ["m.safetensors"]}},
+    "/prod/webhooks": {"url": "https://hooks.example.com/sdmw"},
+}
+
+
+@pytest.mark.parametrize("path", list(STREAMED_CREATIONS))
+def test_a_streamed_body_over_the_limit_never_runs_the_route_on_what_was_read(edge, publisher, path):
     def chunks():
-        yield json.dumps({"instance_type": "ml.g4dn.xlarge", "initial_instance_count": 1}).encode()
+        yield json.dumps(STREAMED_CREATIONS[path]).encode()
         for _ in range(7):
             yield b" " * (1024 * 1024)  # still valid JSON, were it cut here
 
-    response = edge.client.post("/prod/inference/deploy-sagemaker-endpoint", content=chunks(), headers=JSON_KEY)
+    response = edge.client.post(path, content=chunks(), headers=JSON_KEY)
     assert response.status_code == 413 and response.json() == {"message": TOO_LARGE_MESSAGE}
     assert publisher.published == []
     assert edge.client.get("/prod/inference/list-endpoint-deployment-jobs", headers=KEY).json() == []
+    assert edge.client.get("/prod/webhooks", headers=KEY).json()["webhooks"] == []
 
 
 def test_the_document_gives_the_413_its_figure(edge):
