@@ -37,7 +37,8 @@ def check_target(
     """The addresses ``url``'s host resolves to, all of them acceptable; else ``RefusedTarget``.
 
     ``allow_loopback`` lets the local stack deliver to a receiver on the same machine; it allows
-    loopback addresses only, never the rest of the private ranges.
+    loopback addresses only (127.0.0.0/8, ::1, ::ffff:127.x), never the rest of the private ranges nor
+    IPv6 forms that only carry 127.x to somewhere else (NAT64, 6to4, Teredo).
     """
     host, port = _host_and_port(url)
     return check_host(host, port, allow_loopback=allow_loopback, getaddrinfo=getaddrinfo)
@@ -102,21 +103,41 @@ def _resolve(host: str, port: int, getaddrinfo: GetAddrInfo) -> list[IPAddress]:
 
 
 def _check_address(address: IPAddress, allow_loopback: bool, subject: str) -> None:
-    problem = _why_not_public(_embedded_ipv4(address) or address, allow_loopback)
+    problem = _why_refused(address, allow_loopback)
     if problem:
         raise RefusedTarget(f"{subject} is {problem}; webhooks are only delivered to public addresses")
 
 
-def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address stands for (mapped, 6to4, NAT64), which is where it really goes."""
+def _why_refused(address: IPAddress, allow_loopback: bool) -> str | None:
+    embedded = _embedded_ipv4(address)
+    if embedded is None:
+        # Loopback here is 127.0.0.0/8 or ::1 only: IPv6 forms that merely contain 127.x (IPv4-compatible
+        # ::127.0.0.1, SIIT ::ffff:0:127.0.0.1, local-use NAT64 64:ff9b:1::/48) are reserved, so refused.
+        return _why_not_public(address, allow_loopback)
+    form, ipv4 = embedded
+    # Only the mapped form (::ffff:127.0.0.1) is this host's own loopback, through its IPv4 socket. NAT64,
+    # 6to4 and Teredo go out to a gateway or relay, which reaches the 127.x on its side: never allowed.
+    problem = _why_not_public(ipv4, allow_loopback and form == "IPv4-mapped")
+    if problem:
+        return f"{problem} ({form} for {ipv4})" if form != "IPv4-mapped" else problem
+    if form == "Teredo":
+        # A tunnel through a third party's relay, long obsolete: refused whatever it carries.
+        return _why_not_public(address, allow_loopback=False)
+    return None
+
+
+def _embedded_ipv4(address: IPAddress) -> tuple[str, ipaddress.IPv4Address] | None:
+    """The IPv4 address an IPv6 address stands for (mapped, 6to4, NAT64, Teredo), which is where it really goes."""
     if not isinstance(address, ipaddress.IPv6Address):
         return None
     if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+        return "IPv4-mapped", address.ipv4_mapped
     if address.sixtofour is not None:
-        return address.sixtofour
+        return "6to4", address.sixtofour
     if address in NAT64_PREFIX:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        return "NAT64", ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.teredo is not None:
+        return "Teredo", address.teredo[1]  # the client's address; [0] is the Teredo server's
     return None
 
 

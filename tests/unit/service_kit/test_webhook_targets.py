@@ -159,3 +159,62 @@ def test_allowing_loopback_allows_loopback_only():
     assert "link-local" in refusal("http://169.254.169.254/", getaddrinfo=local, allow_loopback=True)
     assert "private" in refusal("http://10.0.0.1/", getaddrinfo=local, allow_loopback=True)
     assert "loopback" in refusal("http://localhost:9000/hook", getaddrinfo=local)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.8.9.10", "[::1]", "[::ffff:127.0.0.1]", "[::ffff:7f00:2]"])
+def test_allowing_loopback_allows_the_real_loopback_forms(address):
+    # ::ffff:127.x is the host's own IPv4 socket: the same loopback as 127.x.
+    assert check_target(f"http://{address}:9000/hook", getaddrinfo=resolving({}), allow_loopback=True)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::7f00:1",  # NAT64: a gateway turns it into 127.0.0.1 on its own side, not ours
+        "64:ff9b::127.0.0.1",
+        "2002:7f00:1::",  # 6to4 for 127.0.0.1: sent to a relay, not to this host
+        "2002:7f00:1::1",
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+        "::127.0.0.1",  # IPv4-compatible (deprecated)
+        "::ffff:0:127.0.0.1",  # SIIT IPv4-translated
+        "64:ff9b:1::7f00:1",  # local-use NAT64 (RFC 8215)
+    ],
+)
+def test_allowing_loopback_does_not_allow_ipv6_forms_that_only_embed_127(address):
+    for getaddrinfo, url in [
+        (resolving({}), f"http://[{address}]:9000/hook"),
+        (resolving({"sneaky.example": [address]}), "http://sneaky.example:9000/hook"),
+    ]:
+        reason = refusal(url, getaddrinfo=getaddrinfo, allow_loopback=True)
+        assert "only delivered to public addresses" in reason
+        # and without the allowance, of course
+        refusal(url, getaddrinfo=getaddrinfo)
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("64:ff9b::7f00:1", "loopback"),
+        ("64:ff9b::a00:1", "private"),  # 10.0.0.1
+        ("64:ff9b::c0a8:101", "private"),  # 192.168.1.1
+        ("2002:7f00:1::", "loopback"),
+        ("2002:a00:1::", "private"),
+        ("2002:ac11:1::", "private"),  # 172.17.0.1
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback"),  # Teredo, client 127.0.0.1
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "private"),  # Teredo, client 10.0.0.1
+        ("2001:0:4136:e378:8000:63bf:5601:5601", "link-local"),  # Teredo, client 169.254.169.254
+    ],
+)
+def test_ipv6_forms_embedding_an_internal_ipv4_are_refused_like_the_ipv4(address, kind):
+    assert kind in refusal(f"http://[{address}]/", getaddrinfo=resolving({}))
+    assert kind in refusal(f"http://[{address}]/", getaddrinfo=resolving({}), allow_loopback=True)
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1"])
+def test_nat64_and_6to4_for_a_public_ipv4_are_accepted(address):
+    assert check_target(f"https://[{address}]/hook", getaddrinfo=resolving({}))
+
+
+def test_teredo_is_refused_even_for_a_public_client():
+    # A tunnel through a third party's relay, long obsolete: nothing a receiver needs.
+    assert "private" in refusal("http://[2001:0:808:808:8000:63bf:f7f7:f7f7]/", getaddrinfo=resolving({}))
