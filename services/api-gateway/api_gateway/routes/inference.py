@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+from botocore.exceptions import ClientError
 from fastapi import APIRouter, Body, Depends, Path, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from api_gateway.claims import ClaimCheck
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, bounded, not_found
+from api_gateway.limits import MAX_BODY_BYTES
 from api_gateway.pages import Limit, NextToken, described, instant, paged_answers, paginate
 from api_gateway.routes import JobId, OptionalJobId, example_answer, presign_expiry, presigned_answers
 from api_gateway.routes.webhooks import refuse_unsafe_target
@@ -352,7 +356,10 @@ def run_inference_v2(job_id: Annotated[str, Path(max_length=64)], deps: Edge) ->
     if request is None:
         raise not_found(f"no inference job {job_id}: create it with POST /inference/v2 first")
     try:
-        params = deps.claims.get_json(_v2_key(job_id, "api_params"))
+        params = read_parameters(deps.claims, _v2_key(job_id, "api_params"))
+    except ParametersTooLarge as exc:
+        reason = exc.reason("the parameters uploaded to api_params_s3_upload_url")
+        return InferenceV2RunResponse(inference=_failed_request(deps, job_id, request, reason))
     except ValueError:
         reason = "the parameters uploaded to api_params_s3_upload_url are not JSON"
         return InferenceV2RunResponse(inference=_failed_request(deps, job_id, request, reason))
@@ -360,6 +367,54 @@ def run_inference_v2(job_id: Annotated[str, Path(max_length=64)], deps: Edge) ->
         reason = "upload the parameters (a JSON object) to api_params_s3_upload_url first"
         return InferenceV2RunResponse(inference=_failed_request(deps, job_id, request, reason))
     return InferenceV2RunResponse(inference=_start_inference(deps, job_id, {**params, **request}))
+
+
+#: The largest parameters object (api_params_s3_upload_url's, config/aigc.json) the edge reads: the limit
+#: of a request body (``api_gateway.limits.MAX_BODY_BYTES``), so that what the edge holds in memory for one
+#: job is bounded the same way whichever way its parameters came. Anything larger is refused unread.
+MAX_PARAMETERS_BYTES = MAX_BODY_BYTES
+
+
+class ParametersTooLarge(ValueError):
+    def __init__(self, size: int) -> None:
+        super().__init__(f"{size} bytes")
+        self.size = size
+
+    def reason(self, what: str) -> str:
+        return (
+            f"Request Too Long: {what} are {self.size:,} bytes; they may be at most {MAX_PARAMETERS_BYTES:,} "
+            "bytes, as a request body may (make the images smaller or fewer)"
+        )
+
+
+def read_parameters(claims: ClaimCheck, key: str) -> Any:
+    """The parameters object at ``key``, parsed; None when there is none; ValueError when it is not JSON;
+    :class:`ParametersTooLarge` when it is over :data:`MAX_PARAMETERS_BYTES`, read no further than that.
+
+    One GET: its ``Content-Length`` is known before the body is read, so a large object is refused without
+    reading it (a HEAD first would leave a window for the object to be replaced), and the body is read at
+    most one byte past the limit in any case.
+    """
+    s3, bucket = claims._s3, claims._bucket  # the claim check's own client: the same bucket and credentials
+    try:
+        answer = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if error.get("Code") in ("NoSuchKey", "NotFound", "404") or status == 404:
+            return None
+        raise
+    stream = answer["Body"]
+    try:
+        declared = int(answer.get("ContentLength") or 0)
+        if declared > MAX_PARAMETERS_BYTES:
+            raise ParametersTooLarge(declared)
+        body = stream.read(MAX_PARAMETERS_BYTES + 1)
+        if len(body) > MAX_PARAMETERS_BYTES:
+            raise ParametersTooLarge(max(declared, len(body)))
+    finally:
+        stream.close()
+    return json.loads(body)
 
 
 def _as_started(deps: EdgeDependencies, job: InferenceJobChanged) -> InferenceResponse:
@@ -461,7 +516,10 @@ def run_sagemaker_inference(body: RunSageMakerInferenceRequest, deps: Edge) -> I
     get-inference-job, as ``failed`` with the reason: the extension follows the id it gets."""
     job_id = str(uuid.uuid4())
     try:
-        params = deps.claims.get_json(AIGC_PARAMETERS_KEY)
+        params = read_parameters(deps.claims, AIGC_PARAMETERS_KEY)
+    except ParametersTooLarge as exc:
+        params = None
+        reason = exc.reason(f"the parameters in {AIGC_PARAMETERS_KEY}")
     except ValueError:
         params = None
         reason = f"{AIGC_PARAMETERS_KEY} is not JSON"
