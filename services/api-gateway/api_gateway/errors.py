@@ -16,6 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import (
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +30,8 @@ from starlette.exceptions import HTTPException
 
 from sdmw_contracts.api.common import ErrorResponse, printable
 
+#: What botocore raises when the AWS service (or the local emulator) cannot be reached at all.
+UNREACHABLE = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
 #: The longest message or location part an answer echoes.
 MAX_ECHO_CHARS = 500
 #: What FastAPI answers, as a 400, for a JSON body it cannot even decode as text.
@@ -80,6 +88,15 @@ def install_error_handlers(app: FastAPI) -> None:
         message = bounded(exc.message)
         return JSONResponse(status_code=exc.status_code, content={"statusCode": exc.status_code, "error": message})
 
+    async def _unreachable(_: Request, exc: Exception) -> JSONResponse:
+        # Raised once botocore's retries are spent: the AWS service behind the route (the emulator, locally)
+        # did not answer. Nothing was accepted; the client may try again.
+        message = f"The service's storage or bus is unreachable right now ({type(exc).__name__}); try again."
+        return JSONResponse(status_code=503, content={"statusCode": 503, "error": message})
+
+    for unreachable in UNREACHABLE:
+        app.add_exception_handler(unreachable, _unreachable)
+
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
         if exc.status_code == 400 and exc.detail == _UNDECODABLE_BODY:
@@ -93,7 +110,8 @@ _MEANINGS = {
     400: "Refused: the request cannot be carried out as sent (the message says why).",
     404: "Not found: what the request names does not exist.",
     409: "Conflict: what the request names is not in a state that allows it.",
-    503: "The command could not be handed to the owning service; nothing was accepted. Try again.",
+    503: "The command could not be handed to the owning service, or the service's storage could not be "
+    "reached; nothing was accepted. Try again.",
     504: "Accepted, but the owning service has not answered within the wait; check again shortly.",
 }
 
