@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from endpoint_manager import SERVICE, jobs
+from endpoint_manager import SERVICE, jobs, leases
 from endpoint_manager.jobs import Job
-from endpoint_manager.sagemaker import EndpointGateway
+from endpoint_manager.sagemaker import EndpointGateway, NameTaken
 from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentRequested
 from sdmw_contracts.events.sagemaker import SageMakerEndpointStateChange
@@ -49,15 +49,32 @@ def on_deployment_requested(event: BusEvent, deps: Dependencies) -> None:
         job = command.initial_snapshot(version=1)
         deps.jobs.save(job)
     if jobs.needs_creation(job):
-        job = _create_endpoint(job, deps)
+        holder = leases.acquire(deps.jobs, job.endpoint_name, job.id, lambda other: _is_live(other, deps))
+        job = _create_endpoint(job, deps) if holder is None else jobs.failed(job, _in_use(job, holder), deps.clock())
         deps.jobs.save(job)
     _publish(job, envelope, deps)
+
+
+def _is_live(job_id: str, deps: Dependencies) -> bool:
+    other = deps.jobs.get(Job, job_id)
+    return other is not None and other.status not in jobs.FINISHED
+
+
+def _in_use(job: Job, holder: str) -> str:
+    return (
+        f"the endpoint name {job.endpoint_name} is in use by deployment job {holder}; "
+        "delete that endpoint first, or deploy under another name"
+    )
 
 
 def _create_endpoint(job: Job, deps: Dependencies) -> Job:
     spec = jobs.spec_of(job)
     try:
         deps.endpoints.create(spec)
+    except NameTaken as exc:
+        # Not ours: remove only the model and config this job made, never the endpoint of that name.
+        deps.endpoints.delete_unused(spec)
+        return jobs.failed(job, str(exc), deps.clock())
     except ClientError as exc:
         reason = describe_error(exc)
         deps.logger.warning("endpoint creation refused", extra={"endpoint": spec.endpoint_name, "reason": reason})

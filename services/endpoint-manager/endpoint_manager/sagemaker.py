@@ -66,9 +66,14 @@ class EndpointState:
     failure_reason: str | None = None
 
 
+class NameTaken(Exception):
+    """SageMaker holds an endpoint of this name made by another deployment (a Failed one, typically)."""
+
+
 class EndpointGateway(Protocol):
     def create(self, spec: EndpointSpec) -> None: ...
     def delete(self, spec: EndpointSpec) -> None: ...
+    def delete_unused(self, spec: EndpointSpec) -> None: ...
     def describe(self, endpoint_name: str) -> EndpointState | None: ...
     def enable_autoscaling(self, endpoint_name: str, max_instances: int) -> None: ...
 
@@ -93,9 +98,7 @@ class SageMakerEndpoints:
     def create(self, spec: EndpointSpec) -> None:
         self._create_once(self._sagemaker.create_model, **self._model_request(spec))
         self._create_once(self._sagemaker.create_endpoint_config, **self._config_request(spec))
-        self._create_once(
-            self._sagemaker.create_endpoint, EndpointName=spec.endpoint_name, EndpointConfigName=spec.config_name
-        )
+        self._create_endpoint_once(spec)
         problem = keep_logs_for_a_while(self._logs, endpoint_log_group(spec.endpoint_name))
         if problem:
             _log.warning(problem)
@@ -108,6 +111,26 @@ class SageMakerEndpoints:
         self._delete_once(self._sagemaker.delete_endpoint, EndpointName=spec.endpoint_name)
         self._delete_once(self._sagemaker.delete_endpoint_config, EndpointConfigName=spec.config_name)
         self._delete_once(self._sagemaker.delete_model, ModelName=spec.model_name)
+
+    def delete_unused(self, spec: EndpointSpec) -> None:
+        """The config and model of a deployment that got no endpoint."""
+        self._delete_once(self._sagemaker.delete_endpoint_config, EndpointConfigName=spec.config_name)
+        self._delete_once(self._sagemaker.delete_model, ModelName=spec.model_name)
+
+    def _create_endpoint_once(self, spec: EndpointSpec) -> None:
+        """Create the endpoint; one that exists counts as created only if it is this deployment's own."""
+        try:
+            self._sagemaker.create_endpoint(EndpointName=spec.endpoint_name, EndpointConfigName=spec.config_name)
+        except ClientError as exc:
+            if not already_exists(exc):
+                raise
+            found = self._sagemaker.describe_endpoint(EndpointName=spec.endpoint_name)
+            if found["EndpointConfigName"] != spec.config_name:
+                raise NameTaken(
+                    f"SageMaker already has an endpoint named {spec.endpoint_name} (status "
+                    f"{found['EndpointStatus']}) from another deployment; delete it first, or deploy under "
+                    "another name"
+                ) from exc
 
     def describe(self, endpoint_name: str) -> EndpointState | None:
         try:
