@@ -20,10 +20,16 @@ import httpx
 
 from service_kit.webhook_targets import GetAddrInfo, HostNotResolved, RefusedTarget, check_target
 from webhooks.signing import signed_headers, webhook_id
-from webhooks.transport import CheckedNetworkBackend, CheckedTransport
+from webhooks.transport import CheckedNetworkBackend, CheckedTransport, attempt_deadline
 
 #: Per network operation (connect, each read, each write), so a receiver that stops answering is left soon.
 TIMEOUT_S = 10.0
+#: For the whole attempt, on the wall clock: resolving, connecting, sending and reading the answer. A
+#: receiver that trickles its answer is cut off here, and the attempt fails and is retried as any other
+#: failure. Well inside the worker function's 45 s (resources.py), which also has to resolve the name
+#: once more (not bounded here: getaddrinfo cannot be interrupted) and make the queue and table calls
+#: around the attempt; 15 s is also what receivers are commonly given (Svix), against GitHub's 10 s.
+ATTEMPT_DEADLINE_S = 15.0
 FIRST_DELAY_S = 30.0
 MAX_DELAY_S = 3600.0
 #: No attempt starts later than this after the first one.
@@ -78,9 +84,7 @@ def should_retry(outcome: Outcome) -> bool:
     return outcome is Outcome.RETRY
 
 
-def next_delay(
-    attempt: int, rand: Callable[[], float] = random.random, first_delay_s: float = FIRST_DELAY_S
-) -> float:
+def next_delay(attempt: int, rand: Callable[[], float] = random.random, first_delay_s: float = FIRST_DELAY_S) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1 for the first): 30 s, 1 min, 2 min, ... 1 h."""
     base = min(MAX_DELAY_S, first_delay_s * 2 ** min(attempt - 1, 32))
     return base * (1 - JITTER * rand())
@@ -127,25 +131,31 @@ class Deliverer:
         *,
         allow_loopback: bool = False,
         getaddrinfo: GetAddrInfo = socket.getaddrinfo,
+        deadline_s: float = ATTEMPT_DEADLINE_S,
     ) -> None:
+        """``deadline_s`` holds only connections made by a ``CheckedNetworkBackend`` (``new_client``'s)."""
         self._client = client
         self._allow_loopback = allow_loopback
         self._getaddrinfo = getaddrinfo
+        self._deadline_s = deadline_s
 
     def deliver(self, delivery: Delivery, now: datetime | None = None) -> Attempt:
-        # Checked again on every attempt: what a name resolves to can change after the subscription was made.
-        try:
-            check_target(delivery.url, allow_loopback=self._allow_loopback, getaddrinfo=self._getaddrinfo)
-        except RefusedTarget as refused:
-            return Attempt(Outcome.FINAL, error=f"target refused: {refused}")
-        except HostNotResolved as error:
-            return Attempt(Outcome.RETRY, error=str(error))
-        try:
-            return self._post(delivery, now)
-        except httpx.TimeoutException as error:
-            return Attempt(Outcome.RETRY, error=f"timed out after {TIMEOUT_S:g} s: {type(error).__name__}")
-        except httpx.TransportError as error:
-            return Attempt(Outcome.RETRY, error=f"connection failed: {type(error).__name__}: {error}")
+        with attempt_deadline(self._deadline_s) as deadline:
+            # Checked again on every attempt: what a name resolves to can change after the subscription was made.
+            try:
+                check_target(delivery.url, allow_loopback=self._allow_loopback, getaddrinfo=self._getaddrinfo)
+            except RefusedTarget as refused:
+                return Attempt(Outcome.FINAL, error=f"target refused: {refused}")
+            except HostNotResolved as error:
+                return Attempt(Outcome.RETRY, error=str(error))
+            try:
+                return self._post(delivery, now)
+            except httpx.TransportError as error:
+                if deadline.over:
+                    return Attempt(Outcome.RETRY, error=f"no complete answer within {deadline.message}")
+                if isinstance(error, httpx.TimeoutException):
+                    return Attempt(Outcome.RETRY, error=f"timed out after {TIMEOUT_S:g} s: {type(error).__name__}")
+                return Attempt(Outcome.RETRY, error=f"connection failed: {type(error).__name__}: {error}")
 
     def _post(self, delivery: Delivery, now: datetime | None) -> Attempt:
         message_id = webhook_id(delivery.event_id, delivery.subscription_id)

@@ -1,9 +1,11 @@
 """Keeps a receiver that hangs or is down from taking every delivery slot.
 
 Deliveries run in a fixed number of slots (the local worker's pollers; on AWS, concurrent Lambda
-invocations). A receiver that never answers holds a slot for the whole timeout on every attempt, so a
-few such receivers with many deliveries pending would take every slot and hold up healthy ones. Two
-rules, per target (a URL without its query: one receiver, even where several share a host):
+invocations). A receiver that never answers (or trickles its answer) holds a slot for the attempt's
+whole deadline, so a few such receivers with many deliveries pending would take every slot and hold up
+healthy ones. Two rules, per target: the receiving origin (scheme, host and port), whatever the path,
+since one server behind several paths is one receiver (counted per path, four subscriptions on four
+paths of one trickling server took all eight local slots: issue 20, item 4):
 
 - at most ``MAX_IN_FLIGHT`` attempts to one target at once; a delivery beyond that waits its turn;
 - after an attempt that got no answer (a timeout, a refused connection), the target is left alone for
@@ -19,6 +21,8 @@ keeps its own, which is enough because there each invocation takes one message.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import random
 import threading
 import time
@@ -34,10 +38,24 @@ MAX_PAUSE_S = 300.0
 SPREAD = 0.5
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def target_of(url: str) -> str:
-    """What one receiver is, for this purpose: the URL's scheme, host, port and path."""
+    """What one receiver is, for this purpose: the URL's origin (scheme, host, port; the default port
+    spelled out), not its path or query."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.lower()}{parts.path or '/'}"
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    with contextlib.suppress(ValueError):  # a name stays as it is
+        host = ipaddress.ip_address(host).compressed  # one spelling per literal address
+    try:
+        port = parts.port
+    except ValueError:
+        port = None  # a malformed port: refused by the target check before any attempt anyway
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port or DEFAULT_PORTS.get(scheme, 0)}"
 
 
 @dataclass

@@ -19,8 +19,9 @@ COMMANDS = (WebhookSubscriptionRequested, WebhookSubscriptionDeletionRequested)
 RESOURCES = ServiceResources(
     service=SERVICE,
     table=Table(SERVICE),
-    # One delivery attempt takes at most about 3 x 10 s (connect, send, answer); the queue's own
-    # redelivery is only for a handler that crashed: failed attempts are re-sent as new messages.
+    # One delivery attempt is over in at most 15 s (delivery.ATTEMPT_DEADLINE_S, on the wall clock, however
+    # slowly a receiver answers), well inside the function's 45 s; the queue's own redelivery is only for
+    # a handler that crashed: failed attempts are re-sent as new messages.
     queue=Queue(SERVICE, visibility_timeout_s=270, sends_to_itself=True),
     rules=(
         Rule(

@@ -13,11 +13,28 @@ class Clock:
         return self.now
 
 
-def test_a_target_is_its_scheme_host_port_and_path():
+def test_a_target_is_its_origin_scheme_host_and_port():
     assert target_of("https://Hooks.Example.com/a?x=1") == target_of("https://hooks.example.com/a")
-    assert target_of("https://hooks.example.com/a") != target_of("https://hooks.example.com/b")
+    # One receiver whatever the path: four subscriptions on four paths of it share its slots.
+    assert target_of("https://hooks.example.com/a") == target_of("https://hooks.example.com/b")
+    assert target_of("https://hooks.example.com/a") == target_of("https://hooks.example.com:443/b")
+    assert target_of("http://hooks.example.com/a") == target_of("http://hooks.example.com:80/")
+    assert target_of("http://[::1]:8000/a") == target_of("http://[0:0::1]:8000/b")
     assert target_of("https://hooks.example.com/a") != target_of("https://hooks.example.com:8443/a")
     assert target_of("http://hooks.example.com/a") != target_of("https://hooks.example.com/a")
+    assert target_of("https://hooks.example.com/a") != target_of("https://other.example.com/a")
+
+
+def test_paths_of_one_receiver_share_its_slots_and_other_receivers_are_still_served():
+    gate = TargetGate(Clock(), rand=lambda: 0.0)
+    paths = [f"https://slow.example.com/sub-{i}" for i in range(4)]
+    admitted = [gate.admit(url) is None for url in paths * 2]  # eight deliveries, as many as the local slots
+    assert sum(admitted) == MAX_IN_FLIGHT
+    assert gate.admit("https://slow.example.com:443/sub-9") == BUSY_WAIT_S
+    for healthy in ["https://fine.example.com/in", "https://fine.example.com/other", "https://slow.example.com:8443/"]:
+        assert gate.admit(healthy) is None
+    gate.done(paths[0], answered=True)
+    assert gate.admit(paths[3]) is None
 
 
 def test_at_most_a_few_attempts_to_one_target_at_once_and_others_are_not_affected():
