@@ -7,20 +7,29 @@ liked (issue 20, item 4: 95 s for a 200 sent a byte every 2.5 s).
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import socket
+import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.unit.webhooks.secrets import new_secret
 from webhooks.delivery import ATTEMPT_DEADLINE_S, Deliverer, Delivery, Outcome, new_client
 from webhooks.gate import MAX_IN_FLIGHT, TargetGate
 from webhooks.resources import RESOURCES
-from webhooks.transport import AttemptDeadline
+from webhooks.transport import AttemptDeadline, CheckedNetworkBackend, CheckedTransport
 
 #: The trickling receivers' pace, and the deadline the tests give an attempt.
 BYTE_EVERY_S = 0.5
@@ -35,8 +44,19 @@ class Receiver:
     """A raw HTTP/1.1 server on 127.0.0.1: reads a request, then answers ``head`` at once and ``trickled``
     one byte every ``BYTE_EVERY_S``; ``silent`` answers nothing at all."""
 
-    def __init__(self, head: bytes = b"", trickled: bytes = b"", silent: bool = False, deaf: bool = False) -> None:
+    def __init__(
+        self,
+        head: bytes = b"",
+        trickled: bytes = b"",
+        silent: bool = False,
+        deaf: bool = False,
+        tls: ssl.SSLContext | None = None,
+        raw: bytes | None = None,
+    ) -> None:
         self.head, self.trickled, self.silent, self.deaf = head, trickled, silent, deaf
+        #: ``tls``: the server's TLS context; ``raw``: trickled as soon as the client has sent anything,
+        #: before any HTTP (the start of a TLS handshake that never completes).
+        self.tls, self.raw = tls, raw
         self.requests = 0
         self._server = socket.create_server(("127.0.0.1", 0))
         self._stop = threading.Event()
@@ -55,6 +75,16 @@ class Receiver:
             threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
 
     def _answer(self, connection: socket.socket) -> None:
+        if self.raw is not None:
+            with connection:
+                self._trickle_raw(connection)
+            return
+        if self.tls is not None:
+            try:
+                connection = self.tls.wrap_socket(connection, server_side=True)
+            except (OSError, ssl.SSLError):
+                connection.close()
+                return
         with connection:
             if self.deaf:  # reads nothing, so a large request fills the buffers and the sender blocks
                 self._stop.wait(30)
@@ -72,6 +102,16 @@ class Receiver:
                         connection.sendall(bytes([byte]))
             except OSError:
                 return  # the client hung up, as it should at its deadline
+
+    def _trickle_raw(self, connection: socket.socket) -> None:
+        try:
+            connection.recv(65536)
+            for byte in self.raw or b"":
+                if self._stop.wait(BYTE_EVERY_S):
+                    return
+                connection.sendall(bytes([byte]))
+        except OSError:
+            return
 
     @staticmethod
     def _read_request(connection: socket.socket) -> bool:
@@ -111,6 +151,48 @@ def deliverer(deadline_s: float = DEADLINE_S) -> Deliverer:
     return Deliverer(new_client(allow_loopback=True), allow_loopback=True, deadline_s=deadline_s)
 
 
+@pytest.fixture(scope="module")
+def tls() -> Iterator[tuple[ssl.SSLContext, ssl.SSLContext]]:
+    """A server context with a self-signed certificate for 127.0.0.1, and a client context trusting it."""
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM)
+    with tempfile.TemporaryDirectory() as folder:
+        cert_file, key_file = f"{folder}/cert.pem", f"{folder}/key.pem"
+        with open(cert_file, "wb") as out:
+            out.write(pem)
+        with open(key_file, "wb") as out:
+            out.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+            )
+        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.load_cert_chain(cert_file, key_file)
+    client = ssl.create_default_context(cadata=pem.decode())
+    yield server, client
+
+
+def tls_deliverer(client_context: ssl.SSLContext) -> Deliverer:
+    backend = CheckedNetworkBackend(allow_loopback=True)
+    http = httpx.Client(transport=CheckedTransport(backend, verify=client_context), trust_env=False)
+    return Deliverer(http, allow_loopback=True, deadline_s=DEADLINE_S)
+
+
 def delivery(url: str) -> Delivery:
     return Delivery("evt-1", "sub-1", url, new_secret(), json.dumps({"id": "job-1"}))
 
@@ -144,6 +226,30 @@ def test_an_error_answer_whose_body_trickles_keeps_its_status_and_ends_at_the_de
     attempt, took = timed(deliverer(), f"{slow_body.origin}/hook")
     assert took < DEADLINE_S + SLACK_S
     assert (attempt.outcome, attempt.status_code) == (Outcome.RETRY, 503)
+
+
+def test_the_deadline_holds_over_tls_too(receivers, tls):
+    server, client = tls
+    prompt = receiver(receivers, head=OK, tls=server)
+    url = f"https://127.0.0.1:{prompt.origin.rsplit(':', 1)[1]}/hook"
+    assert timed(tls_deliverer(client), url)[0].outcome is Outcome.DELIVERED  # the TLS set-up itself works
+    trickler = receiver(receivers, trickled=OK, tls=server)
+    url = f"https://127.0.0.1:{trickler.origin.rsplit(':', 1)[1]}/hook"
+    attempt, took = timed(tls_deliverer(client), url)
+    assert took < DEADLINE_S + SLACK_S
+    assert (attempt.outcome, attempt.status_code) == (Outcome.RETRY, None)
+    assert "deadline" in attempt.error
+
+
+def test_a_tls_handshake_that_trickles_is_cut_off_at_the_deadline(receivers, tls):
+    # A TLS record header announcing 16 KB, then its bytes one at a time: the handshake never completes.
+    _, client = tls
+    stalling = receiver(receivers, raw=b"\x16\x03\x03\x40\x00" + b"\x02" * 64)
+    url = f"https://127.0.0.1:{stalling.origin.rsplit(':', 1)[1]}/hook"
+    attempt, took = timed(tls_deliverer(client), url)
+    assert took < DEADLINE_S + SLACK_S
+    assert (attempt.outcome, attempt.status_code) == (Outcome.RETRY, None)
+    assert "deadline" in attempt.error
 
 
 def test_a_receiver_that_does_not_read_the_request_is_left_at_the_deadline(receivers):
