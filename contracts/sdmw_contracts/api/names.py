@@ -17,19 +17,45 @@ from typing import Annotated
 
 from pydantic import AfterValidator, WithJsonSchema
 
-#: S3 keys are at most 1024 bytes; names are checked against that in characters.
-MAX_OBJECT_NAME_LENGTH = 1024
+#: S3 keys are at most 1,024 bytes of UTF-8, and a name is put under a prefix, so names are bounded in
+#: UTF-8 bytes (a character is 1-4 of them), not in characters. The prefixes a name is put under:
+#:
+#: - ``checkpoint/<type>/<checkpoint id>/<name>``: 11 + 16 ("Stable-diffusion", the longest type) + 1
+#:   + 36 (a UUID) + 1 = 65 bytes;
+#: - ``model/<model id>/input/<name>`` and ``train/<train job id>/input/<name>``: 6 + 36 + 7 = 49 bytes;
+#: - ``out/<job id>/result/<name>.safetensors`` (a merged checkpoint): 4 + 36 + 8 + 12 = 60 bytes;
+#: - ``dataset/<dataset name>/<name>``: 8 + 128 (the longest dataset name, ASCII) + 1 = 137 bytes.
+#:
+#: The longest is 137 bytes, so a name may have 1,024 - 137 = 887 bytes and every key stays within S3's
+#: 1,024. A key a client names whole (the presigned upload's ``key``) is held to the same 887.
+S3_KEY_MAX_BYTES = 1024
+LONGEST_NAME_PREFIX_BYTES = len("dataset/") + 128 + len("/")
+MAX_OBJECT_NAME_BYTES = S3_KEY_MAX_BYTES - LONGEST_NAME_PREFIX_BYTES
+#: The most characters a name can have (all ASCII): what the OpenAPI document can state as maxLength.
+MAX_OBJECT_NAME_LENGTH = MAX_OBJECT_NAME_BYTES
+#: A path on the client's machine is kept (in the tables), not made a key: bounded as a key would be.
+MAX_CLIENT_PATH_BYTES = S3_KEY_MAX_BYTES
 #: Dataset and model names: they are table keys and key prefixes.
 RESOURCE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def utf8_size(value: str) -> int:
+    """How many bytes ``value`` has in UTF-8 (a lone surrogate, refused elsewhere, counts as its escape)."""
+    return len(value.encode("utf-8", "backslashreplace"))
+
+
+def check_utf8_size(value: str, limit: int) -> None:
+    """Refuse ``value`` if it has more than ``limit`` bytes in UTF-8, saying how many it has."""
+    if len(value) > limit or (not value.isascii() and utf8_size(value) > limit):
+        raise ValueError(f"must be at most {limit} bytes in UTF-8; this one is {utf8_size(value)}")
 
 
 def check_object_name(value: str) -> str:
     """A relative object name such as ``v1-5-pruned-emaonly.safetensors`` or ``sub/model.ckpt``."""
     if not value:
         raise ValueError("must not be empty")
-    if len(value) > MAX_OBJECT_NAME_LENGTH:
-        raise ValueError(f"must be at most {MAX_OBJECT_NAME_LENGTH} characters")
+    check_utf8_size(value, MAX_OBJECT_NAME_BYTES)
     if _CONTROL_CHARACTERS.search(value):
         raise ValueError(f"{value!r} must not contain control characters")
     if "\\" in value:
@@ -80,8 +106,7 @@ def check_client_path(value: str) -> str:
     """A path on the client's machine: kept as sent, only emptiness and control characters are refused."""
     if not value:
         raise ValueError("must not be empty")
-    if len(value) > MAX_OBJECT_NAME_LENGTH:
-        raise ValueError(f"must be at most {MAX_OBJECT_NAME_LENGTH} characters")
+    check_utf8_size(value, MAX_CLIENT_PATH_BYTES)
     if _CONTROL_CHARACTERS.search(value):
         raise ValueError(f"{value!r} must not contain control characters")
     return value
@@ -119,7 +144,8 @@ OBJECT_NAME_SCHEMA = {
     "maxLength": MAX_OBJECT_NAME_LENGTH,
     "pattern": r"^[^/\\\x00-\x1f\x7f][^\\\x00-\x1f\x7f]*$",
     "description": "A relative object name: no leading '/', no backslash, no control character, "
-    "no '..', no empty or '.' path segment; at most 1024 characters.",
+    f"no '..', no empty or '.' path segment; at most {MAX_OBJECT_NAME_BYTES} bytes in UTF-8 (so that, under "
+    "its prefix, it makes an S3 key of at most 1,024 bytes).",
 }
 RESOURCE_NAME_SCHEMA = {
     "type": "string",
@@ -138,9 +164,10 @@ DATASET_NAME_SCHEMA = {
 CLIENT_PATH_SCHEMA = {
     "type": "string",
     "minLength": 1,
-    "maxLength": MAX_OBJECT_NAME_LENGTH,
+    "maxLength": MAX_CLIENT_PATH_BYTES,
     "pattern": r"^[^\x00-\x1f\x7f]+$",
-    "description": "A path on the client's machine, kept as sent; no control character.",
+    "description": f"A path on the client's machine, kept as sent; no control character; at most "
+    f"{MAX_CLIENT_PATH_BYTES} bytes in UTF-8.",
 }
 BASE64_SCHEMA = {"type": "string", "minLength": 1, "description": "Base64 data, or a data: URL of it."}
 

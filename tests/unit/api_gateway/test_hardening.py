@@ -444,7 +444,7 @@ def test_the_schemas_show_the_enforced_bounds_and_patterns(edge):
     dataset = _schema(document, "CreateDatasetRequest")["properties"]["dataset_name"]
     assert dataset["pattern"] and dataset["maxLength"] == 128
     filename = _schema(document, "MultipartFile")["properties"]["filename"]
-    assert filename["maxLength"] == 1024 and "pattern" in filename
+    assert filename["maxLength"] == 887 and "bytes in UTF-8" in filename["description"] and "pattern" in filename
     endpoint = _schema(document, "DeployEndpointRequest")["properties"]["endpoint_name"]
     assert "pattern" in json.dumps(endpoint)
     parameters = document["paths"]["/prod/checkpoint"]["post"]["parameters"]
