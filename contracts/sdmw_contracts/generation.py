@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from sdmw_contracts.api.common import ApiModel
+from sdmw_contracts.api.common import ApiModel, JsonArray, JsonObject, check_json_numbers
 from sdmw_contracts.api.names import Base64Data
 
 # ---------------------------------------------------------------- generation limits
@@ -207,7 +207,7 @@ class ControlNetScript(ApiModel):
 class ScriptArgs(ApiModel):
     """An always-on script's arguments, passed through as given."""
 
-    args: list[Any] = Field(default_factory=list)
+    args: JsonArray = Field(default_factory=list)
 
 
 class AlwaysOnScripts(ApiModel):
@@ -221,6 +221,11 @@ class AlwaysOnScripts(ApiModel):
 
     controlnet: ControlNetScript = Field(default_factory=ControlNetScript)
     extra_options: ScriptArgs = Field(default_factory=ScriptArgs, alias="extra options")
+
+    @model_validator(mode="after")
+    def _other_scripts_hold_json_numbers(self) -> AlwaysOnScripts:
+        check_json_numbers(self.model_extra or {})
+        return self
 
 
 # ---------------------------------------------------------------- the parameters
@@ -285,9 +290,9 @@ class GenerationParams(A1111Params):
     )
     s_tmin: float = Field(default=0.0, ge=0, le=MAX_S_TMIN)
     s_noise: float = Field(default=1.0, ge=0, le=MAX_S_NOISE)
-    override_settings: dict[str, Any] = Field(default_factory=dict)
+    override_settings: JsonObject = Field(default_factory=dict)
     override_settings_restore_afterwards: bool = True
-    script_args: list[Any] = Field(default_factory=list)
+    script_args: JsonArray = Field(default_factory=list)
     sampler_index: str = Field(default="Euler a", examples=["Euler a"])
     script_name: str | None = None
     send_images: bool = True

@@ -26,13 +26,16 @@ from the declarations again), the local SageMaker's endpoints and training
 jobs (in its process's memory; its instances stop with it).
 
 The snapshot lives in ``<run dir>/data`` and is written to a new folder that
-replaces the old one only once complete. ``make clean`` removes it.
+replaces the old one only once complete. ``make clean`` removes it. It holds the
+secrets' values (the webhook signing key), so only its owner can read it: the
+folder is made 0700 and ``snapshot.json`` 0600, whatever the umask.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -47,6 +50,23 @@ from service_kit.snapshots import upgrade_rows
 S3_DIR = "s3"
 SNAPSHOT = "snapshot.json"
 _DESERIALIZE, _SERIALIZE = TypeDeserializer(), TypeSerializer()
+#: The snapshot holds secret values: its folders are its owner's alone, and so is the snapshot file.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def _private_dir(path: Path) -> None:
+    """``path`` (and missing parents) made, and ``path`` itself set to 0700 whatever the umask."""
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(path, PRIVATE_DIR_MODE)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """``text`` into ``path``, which is 0600 from its creation on (never readable by others, even briefly)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(out.fileno(), PRIVATE_FILE_MODE)  # an existing file keeps its mode through O_CREAT
+        out.write(text)
 
 
 def _default(value: Any) -> Any:
@@ -96,7 +116,8 @@ def save(data_dir: Path, endpoint_url: str, region: str, inflight_wait_s: float 
     s3, dynamodb, sqs = _clients(endpoint_url, region)
     work = data_dir.with_name(data_dir.name + ".new")
     shutil.rmtree(work, ignore_errors=True)
-    (work / S3_DIR).mkdir(parents=True)
+    _private_dir(work)
+    _private_dir(work / S3_DIR)
     snapshot: dict[str, Any] = {"buckets": {}, "tables": {}, "queues": {}, "secrets": _secrets(endpoint_url, region)}
     counts = {"objects": 0, "items": 0, "messages": 0}
 
@@ -153,7 +174,7 @@ def save(data_dir: Path, endpoint_url: str, region: str, inflight_wait_s: float 
         counts["messages"] += len(messages)
         snapshot["queues"][url.rsplit("/", 1)[-1]] = list(messages.values())
 
-    (work / SNAPSHOT).write_text(_dumps(snapshot))
+    _write_private(work / SNAPSHOT, _dumps(snapshot))
     shutil.rmtree(data_dir, ignore_errors=True)
     work.replace(data_dir)
     return counts
@@ -262,5 +283,6 @@ def restore(data_dir: Path, endpoint_url: str, region: str) -> dict[str, int]:
         counts["messages"] += len(messages)
     # The messages are in the queues again: restoring the same snapshot twice must not send them twice.
     snapshot["queues"] = {}
-    snapshot_file.write_text(_dumps(snapshot))
+    _private_dir(data_dir)  # a snapshot saved before the folder was made private becomes so
+    _write_private(snapshot_file, _dumps(snapshot))
     return counts

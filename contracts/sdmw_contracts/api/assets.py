@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
-from sdmw_contracts.api.common import ApiModel, StoredParams, next_token_field
+from sdmw_contracts.api.common import ApiModel, JsonObject, StoredParams, next_token_field
 from sdmw_contracts.api.names import ClientPath, DatasetName, ObjectName, check_unique
 
 CheckpointType = Literal["Stable-diffusion", "Lora", "embeddings", "hypernetworks", "ControlNet", "VAE"]
@@ -167,7 +167,7 @@ class CheckpointView(ApiModel):
     type: CheckpointType = Field(examples=["Stable-diffusion"])
     s3_location: str = Field(examples=["s3://S3_Location"])
     status: CheckpointStatus = Field(examples=["Initialed"])
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
 
 
 class CreateCheckpointResponse(ApiModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -83,8 +84,59 @@ class ApiModel(BaseModel):
         return data
 
 
+#: Integers in free-form JSON must fit in 64 bits, signed or not: what A1111, the tables and every JSON
+#: reader downstream can hold. Larger ones (Python's parser takes up to 4,300 digits) are refused.
+MIN_JSON_INT = -(2**63)
+MAX_JSON_INT = 2**64 - 1
+
+
+def _where(loc: tuple[str | int, ...]) -> str:
+    return "".join(
+        f"[{part}]" if isinstance(part, int) else f"[{json.dumps(part, ensure_ascii=False)}]" for part in loc
+    )
+
+
+def odd_numbers(data: Any, loc: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Where ``data`` (parsed JSON) holds a number JSON cannot carry or no reader downstream can hold, and why.
+
+    ``NaN``, ``Infinity`` and ``-Infinity`` (and ``1e999``, which Python reads as infinity) are not JSON:
+    written back out they would silently become ``null``. Integers beyond 64 bits are refused too.
+    """
+    if len(loc) > _MAX_DEPTH:
+        return
+    if isinstance(data, bool):
+        return
+    if isinstance(data, float):
+        if not math.isfinite(data):
+            yield loc, f"must be a finite number, not {data}"
+    elif isinstance(data, int):
+        if not MIN_JSON_INT <= data <= MAX_JSON_INT:
+            digits = len(str(abs(data)))
+            yield loc, f"must be an integer of at most 64 bits (-2**63 to 2**64-1), not one of {digits} digits"
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from odd_numbers(value, (*loc, key))
+    elif isinstance(data, list | tuple):
+        for index, value in enumerate(data):
+            yield from odd_numbers(value, (*loc, index))
+
+
+def check_json_numbers(value: Any) -> Any:
+    """Refuse free-form JSON holding a non-finite number or an integer beyond 64 bits; the message names where."""
+    found = list(odd_numbers(value))
+    if found:
+        raise ValueError("; ".join(f"{_where(loc) or 'the value'} {why}" for loc, why in found[:8]))
+    return value
+
+
+#: Free-form JSON objects and arrays of a request: any values, but only numbers JSON can carry.
+JsonObject = Annotated[dict[str, Any], AfterValidator(check_json_numbers)]
+JsonArray = Annotated[list[Any], AfterValidator(check_json_numbers)]
+
+
 def check_params_size(params: dict[str, Any]) -> dict[str, Any]:
     """``params`` must fit where they are kept: at most :data:`MAX_PARAMS_BYTES` as JSON."""
+    check_json_numbers(params)
     size = len(json.dumps(params, separators=(",", ":")).encode())
     if size > MAX_PARAMS_BYTES:
         raise ValueError(f"must be at most {MAX_PARAMS_BYTES} bytes as JSON, got {size}")

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from sdmw_contracts.api.common import MAX_NEXT_TOKEN_CHARS, ApiModel
+from sdmw_contracts.api.common import MAX_NEXT_TOKEN_CHARS, ApiModel, JsonObject
 from sdmw_contracts.api.endpoints import ENDPOINT_NAME_PATTERN, ENDPOINT_NAME_SCHEMA_PATTERN
 from sdmw_contracts.api.names import ObjectName
 from sdmw_contracts.api.webhooks import JobWebhookFields
@@ -171,7 +171,7 @@ class InferenceJobView(_OmitsNoError):
     image_names: list[str] = Field(default_factory=list, examples=[["image_0.jpg"]])
     caption: str | None = Field(
         default=None,
-        description="What an interrogate_clip/interrogate_deepbooru job found (\"\" until it succeeded); "
+        description='What an interrogate_clip/interrogate_deepbooru job found ("" until it succeeded); '
         "absent for other jobs.",
         examples=["a cat sitting on a couch"],
     )
@@ -257,7 +257,7 @@ class InferenceV2Request(ApiModel):
     sagemaker_endpoint_name: str = Field(json_schema_extra=_ENDPOINT_NAME, examples=["infer-endpoint-cb821ea"])
     task_type: InferenceTaskType = Field(examples=["txt2img"])
     models: dict[str, list[ObjectName]] = Field(examples=[{"Stable-diffusion": ["v1-5-pruned-emaonly.safetensors"]}])
-    filters: dict[str, Any] = Field(default_factory=dict, examples=[{"creator": "me"}])
+    filters: JsonObject = Field(default_factory=dict, examples=[{"creator": "me"}])
 
     @field_validator("sagemaker_endpoint_name")
     @classmethod
@@ -318,8 +318,11 @@ class QueryInferenceJobsRequest(ApiModel):
     endpoint: str | None = Field(default=None, max_length=63)
     checkpoint: str | None = Field(default=None, max_length=1024)
     limit: int | None = Field(
-        default=None, ge=1, le=10_000, description="At most this many jobs; -1 (the extension's \"Show All\"), "
-        "0, null or absent: no count (a page still ends where one AWS Lambda response would be full)."
+        default=None,
+        ge=1,
+        le=10_000,
+        description='At most this many jobs; -1 (the extension\'s "Show All"), '
+        "0, null or absent: no count (a page still ends where one AWS Lambda response would be full).",
     )
     next_token: str | None = Field(
         default=None,

@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from sdmw_contracts.api.assets import MultipartFiles, MultiPartsTags, MultipartUpload
-from sdmw_contracts.api.common import ApiModel, check_params_size, next_token_field
+from sdmw_contracts.api.common import ApiModel, JsonObject, check_params_size, next_token_field
 from sdmw_contracts.api.names import DatasetName, ObjectName, ResourceName, check_unique
 from sdmw_contracts.api.webhooks import JobWebhookFields
 
@@ -119,7 +119,7 @@ class CreatedModelJob(ApiModel):
     status: ModelJobStatus = Field(examples=["Initialed"])
     s3_base: str = Field(examples=["s3://S3_Location"])
     model_type: str = Field(examples=["Stable-diffusion"])
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
     s3PresignUrl: list[MultipartUpload] = Field(default_factory=list)
 
 
@@ -162,7 +162,7 @@ class ModelView(ApiModel):
     id: str = Field(examples=[_MODEL_ID_EXAMPLE])
     model_name: str = Field(examples=["testmodelcreation01"])
     created: int = Field(description="Seconds since the epoch.", examples=[12341234])
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
     status: ModelJobStatus = Field(examples=["Initialed"])
     output_s3_location: str = Field(examples=["s3://S3_LOCATION/"])
 
@@ -223,7 +223,7 @@ class TrainJobParams(ApiModel):
 
     train_params: TrainParams | None = None
     training_params: TrainParams | None = Field(default=None, description="The WebUI extension's name for it.")
-    config_params: dict[str, Any] = Field(
+    config_params: JsonObject = Field(
         default_factory=dict, description="DreamBooth-extension settings (db_config.json keys)."
     )
 
@@ -266,7 +266,7 @@ class CreatedTrainJob(ApiModel):
     id: str = Field(examples=[_TRAIN_JOB_ID_EXAMPLE])
     status: TrainJobStatus = Field(examples=["Initialed"])
     trainType: str = Field(examples=["Stable-diffusion"])
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
     input_location: str = Field(examples=["s3://S3_Location"])
 
 
@@ -290,7 +290,7 @@ class UpdatedTrainJob(ApiModel):
     status: TrainJobStatus = Field(examples=["Training"])
     created: int = Field(description="Seconds since the epoch.", examples=[12341234])
     trainType: str = Field(examples=["Stable-diffusion"])
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
     input_location: str = Field(examples=["s3://S3_Location"])
 
 

@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from api_gateway.bodies import unparsable_body_reason
 from sdmw_contracts.api.common import ErrorResponse, printable
 
 #: What botocore raises when the AWS service (or the local emulator) cannot be reached at all.
@@ -100,7 +101,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
         if exc.status_code == 400 and exc.detail == _UNDECODABLE_BODY:
-            invalid = {"loc": ["body"], "msg": "JSON decode error: the body is not UTF-8 text", "type": "json_invalid"}
+            # What FastAPI's json.loads raised says why: bytes that are not UTF-8, or nesting or an integer
+            # beyond what Python's parser reads (RecursionError, ValueError); never the generic 400.
+            reason = unparsable_body_reason(exc.__cause__)
+            invalid = {"loc": ["body"], "msg": reason, "type": "json_invalid"}
             return JSONResponse(status_code=422, content={"detail": [invalid]})
         return await http_exception_handler(request, exc)
 
