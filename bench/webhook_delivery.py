@@ -13,7 +13,7 @@ secret the API showed at the subscription's creation; failures are counted (ther
    many arrived and how many ``webhook-id`` repeats. Also each job's submit -> ``succeed`` visible
    through the API (polled every 20 ms).
 2. With two receivers that hang: two more subscribers whose receiver sleeps 30 s (longer than the
-   delivery's 10 s timeout) before answering; N more jobs. The healthy receivers' latency and the
+   delivery attempt's 15 s deadline) before answering; N more jobs. The healthy receivers' latency and the
    jobs' latency again, and the ratios to phase 1. Waits at most ``--wait-s`` after the last job for
    the healthy deliveries; any still missing then are counted as missing, not measured.
 
@@ -42,7 +42,7 @@ from tests.e2e.receivers import serve_receivers
 
 HEALTHY = ("/ok-1", "/ok-2", "/ok-3")
 HANGING = ("/hang-1", "/hang-2")
-#: Longer than a delivery's 10 s timeout: every attempt to a hanging receiver times out.
+#: Longer than a delivery attempt's 15 s deadline: every attempt to a hanging receiver is cut off.
 HANG_S = 30.0
 
 
@@ -58,16 +58,27 @@ class Delivery:
 
 @dataclass
 class Receivers:
-    """Paths on one server: the healthy ones answer 200 at once, the hanging ones after ``HANG_S``."""
+    """A server per path (an origin each, as separate receiving hosts): the healthy ones answer 200 at once,
+    the hanging ones after ``HANG_S``."""
 
     secrets: dict[str, str] = field(default_factory=dict)
     deliveries: list[Delivery] = field(default_factory=list)
     failures: Counter = field(default_factory=Counter)  # path -> requests that did not verify
     lock: threading.Lock = field(default_factory=threading.Lock)
-    port: int = 0
+    servers: dict[str, ThreadingHTTPServer] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        with self.lock:
+            if path not in self.servers:
+                self.servers[path] = serve_receivers(self.on_post)
+            port = self.servers[path].server_address[1]
+        return f"http://127.0.0.1:{port}{path}"
+
+    def on_post(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        self.receive(path, headers, body, time.time())
+        if path in HANGING:
+            time.sleep(HANG_S)
+        return 200
 
     def receive(self, path: str, headers: dict[str, str], body: bytes, at: float) -> None:
         with self.lock:
@@ -100,18 +111,6 @@ class Receivers:
 def _epoch(value: str) -> float:
     moment = datetime.fromisoformat(value)
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-
-def serve(state: Receivers) -> ThreadingHTTPServer:
-    def on_post(path: str, headers: dict[str, str], body: bytes) -> int:
-        state.receive(path, headers, body, time.time())
-        if path in HANGING:
-            time.sleep(HANG_S)
-        return 200
-
-    server = serve_receivers(on_post)
-    state.port = server.server_address[1]
-    return server
 
 
 def subscribe(client: Client, state: Receivers, path: str) -> None:
@@ -210,7 +209,6 @@ def main() -> None:
         os.environ["WEBHOOKS_CONCURRENT_DELIVERIES"] = str(args.pollers)
 
     state = Receivers()
-    server = serve(state)
     with tempfile.TemporaryDirectory() as tmp:
         stack = start_stack(Path(tmp), "webhooks")
         try:
@@ -228,7 +226,8 @@ def main() -> None:
                 hanging_requests = [d for d in state.deliveries if d.path in HANGING]
         finally:
             stack.down()
-            server.shutdown()
+            for server in state.servers.values():
+                server.shutdown()
 
     healthy, hanging = phases
     print(f"webhook delivery: instant runtime stand-in, {args.pollers or 'default'} delivery pollers")
@@ -236,7 +235,7 @@ def main() -> None:
         phase.report()
     print(
         f"  requests to the hanging receivers: {len(hanging_requests)} "
-        f"({len({d.webhook_id for d in hanging_requests})} distinct webhook-ids; each attempt times out after 10 s)"
+        f"({len({d.webhook_id for d in hanging_requests})} distinct webhook-ids; each attempt is cut off after 15 s)"
     )
     print("ratios, with hanging receivers / healthy only:")
     _ratio("complete_time -> receiver (healthy)", hanging.latencies_ms(), healthy.latencies_ms())
