@@ -7,7 +7,14 @@ snapshot (``DatasetChanged``, one version) holds both.
 
 from __future__ import annotations
 
-from sdmw_contracts.events.assets import DatasetChanged, DatasetItem, DatasetItemChanged, DatasetStatus, Rejection
+from sdmw_contracts.events.assets import (
+    DatasetChanged,
+    DatasetCreationRequested,
+    DatasetItem,
+    DatasetItemChanged,
+    DatasetStatus,
+    Rejection,
+)
 
 Dataset = DatasetChanged
 #: How datasets created before ``DatasetChanged.items`` existed keep their items: one snapshot each.
@@ -49,3 +56,10 @@ def rejected(dataset: Dataset, request_id: str, reason: str) -> Dataset:
     return dataset.model_copy(
         update={"version": dataset.version + 1, "rejection": Rejection(request_id=request_id, reason=reason)}
     )
+
+
+def created_by(dataset: Dataset, command: DatasetCreationRequested) -> bool:
+    """Whether ``dataset`` is what ``command`` created (a redelivery of it), not another creation of its name."""
+    return dataset.created_at == command.requested_at and [item.name for item in dataset.items] == [
+        spec.name for spec in command.items
+    ]

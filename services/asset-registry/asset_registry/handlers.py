@@ -166,6 +166,20 @@ def on_dataset_creation(event: BusEvent, deps: Dependencies) -> None:
     if dataset is None:
         dataset = command.initial_snapshot(deps.storage.bucket, version=1)
         deps.snapshots.save(dataset)
+    elif not datasets.created_by(dataset, command):
+        # The edge claims a name before it sends a creation, so a second creation of a name never gets
+        # here unless that claim failed (its read model lost, another sender): the first stays, and
+        # this one is said, never silently dropped.
+        deps.logger.error(
+            "a second creation of a dataset name was not applied: the dataset it names exists",
+            extra={
+                "metric": "RefusedDatasetCreations",
+                "dataset_name": dataset.id,
+                "created_at": dataset.created_at.isoformat(),
+                "refused_requested_at": command.requested_at.isoformat(),
+                "refused_items": len(command.items),
+            },
+        )
     _publish([dataset], dataset.id, envelope, deps)
 
 
