@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, conflict, not_found
+from api_gateway.limits import MAX_RESPONSE_BYTES, escaped_size
 from api_gateway.pages import Limit, NextToken, described, instant, paged_answers, paginate, text_key
 from api_gateway.routes import example_answer, presign_expiry, presigned_answers
 from api_gateway.transitions import await_first_owner_snapshot, await_outcome, record_then_send, send
@@ -43,6 +45,9 @@ from sdmw_contracts.events.assets import (
     DatasetItemSpec,
     FileParts,
 )
+from service_kit.logging import get_logger
+
+_logger = get_logger("api-gateway")
 
 router = APIRouter(tags=["assets"])
 Edge = Annotated[EdgeDependencies, Depends(edge)]
@@ -55,6 +60,77 @@ CATALOGUES = {
     "/inference/get-hypernetwork-list": "hypernetworks",
     "/inference/get-controlnet-model-list": "ControlNet",
 }
+
+
+# ---------------------------------------------------------------- how many presigned URLs one answer carries
+#
+# An answer is one Lambda response: at most MAX_RESPONSE_BYTES (6,226,020) as it sits in the response
+# (``escaped_size``). A presigned URL on AWS is about 1.5-2 KB: the bucket (up to 63), the key, the
+# query's fixed part (~300), an upload id (~100-200) and the execution role's session token (~1,100-1,400
+# URL-encoded); 1,801 measured with a 1,100-character token, a 63-character bucket, a 200-character upload
+# id and an 80-character key. Each costs about 0.85 ms to sign.
+#
+# - POST /checkpoint (and /model) answers every part URL twice (``s3PresignUrl`` and
+#   ``multipart_uploads``): 1,000 parts x 2 x (~2,000 + 5) = ~4.0 MB, under 6.2 MB, signed in ~0.9 s.
+#   1,000 parts of up to 5 GiB (S3's largest part) carry 4.9 TiB, about S3's largest object (5 TiB); the
+#   WebUI extension asks one part per 1,000 MiB of one file per request (ceil(size / 1000 MiB)), so a file
+#   of up to 976 GiB; the seed's samples ask 5. No route hands out more part URLs later: a file needs
+#   its parts in one request.
+# - POST /dataset answers one PUT URL per item: 5,000 items (the largest dataset the system is tested
+#   with, tests/e2e/test_large_dataset.py) x (~450 + 40) = ~2.5 MB with the emulator's URLs; on AWS, with
+#   the session token in each URL, ~2,900 items of short names fit.
+#
+# The counts bound the work of one request; whether the answer fits is then checked from the URLs'
+# real lengths (long names take up to 3 x 1,024 characters of a URL once percent-encoded, a session token
+# may be longer than measured), before anything is sent, so a request refused with 422 leaves nothing.
+
+#: Part URLs one request may ask for, over all its files.
+MAX_UPLOAD_PARTS = 1_000
+#: Files one request may upload in parts (each is an S3 multipart upload opened by the owner).
+MAX_UPLOAD_FILES = 100
+#: Items one POST /dataset may create (one presigned PUT URL each).
+MAX_DATASET_ITEMS = 5_000
+#: S3's largest part (5 GiB), to tell a client how much fewer parts still carry.
+S3_MAX_PART_BYTES = 5 * 1024**3
+#: The longest upload id assumed when an answer's size is reckoned before S3 has given one.
+UPLOAD_ID_CHARS = 256
+
+
+def _too_large_answer(urls: int, size: int, advice: str) -> ApiError:
+    return ApiError(
+        422,
+        f"the answer would carry {urls:,} presigned URLs in {size:,} bytes, over the {MAX_RESPONSE_BYTES:,} "
+        f"bytes one answer may take: {advice}",
+    )
+
+
+def refuse_oversized_multipart(deps: EdgeDependencies, files: Sequence[Any], params: Any, expires_s: int) -> None:
+    """422 unless a multipart answer for ``files`` (each with ``filename``, ``key``, ``parts_number``) fits
+    one response: at most :data:`MAX_UPLOAD_FILES` files, :data:`MAX_UPLOAD_PARTS` parts in all, and
+    their URLs (reckoned from one signed per file) with ``params`` under :data:`MAX_RESPONSE_BYTES`."""
+    parts = sum(file.parts_number for file in files)
+    fewer = (
+        f"upload in fewer, larger parts (S3 takes parts of up to 5 GiB: {MAX_UPLOAD_PARTS:,} parts carry "
+        f"{MAX_UPLOAD_PARTS * S3_MAX_PART_BYTES / 1024**4:.1f} TiB), or the other files in another request"
+    )
+    if len(files) > MAX_UPLOAD_FILES:
+        raise ApiError(
+            422,
+            f"filenames: at most {MAX_UPLOAD_FILES} files per request ({len(files):,} given): send the "
+            "others in another request",
+        )
+    if parts > MAX_UPLOAD_PARTS:
+        raise ApiError(
+            422, f"filenames: at most {MAX_UPLOAD_PARTS:,} parts per request in all ({parts:,} asked): {fewer}"
+        )
+    size = 1024 + escaped_size(params)
+    for file in files:
+        [sample] = deps.presigner.upload_part_urls(file.key, "u" * UPLOAD_ID_CHARS, 1, expires_s)
+        url = escaped_size(sample) + len(str(file.parts_number)) + 1  # the part number's digits, a comma
+        names = 2 * escaped_size(file.filename) + escaped_size(file.key) + 2 * UPLOAD_ID_CHARS + 256
+        size += 2 * file.parts_number * url + names  # each URL twice: s3PresignUrl and multipart_uploads
+    if size > MAX_RESPONSE_BYTES:
+        raise _too_large_answer(2 * parts, size, f"{fewer} (or use shorter file names)")
 
 
 # ---------------------------------------------------------------- route 11
@@ -157,6 +233,7 @@ def create_checkpoint(
         requested_at=deps.clock(),
     )
     initial = command.initial_snapshot(bucket, version=0)
+    refuse_oversized_multipart(deps, initial.files, _checkpoint_view(initial).model_dump(mode="json"), expires_s)
     record_then_send(deps, [initial], command, correlation_id=checkpoint_id)
     checkpoint = await_first_owner_snapshot(deps, CheckpointChanged, checkpoint_id)
     uploads = deps.presigner.multipart_uploads(checkpoint.files, expires_s)
@@ -234,10 +311,21 @@ def _checkpoint_item(checkpoint: CheckpointChanged) -> CheckpointListItem:
 def create_dataset(
     body: CreateDatasetRequest, deps: Edge, response: Response, expires_in: ExpiresIn = None
 ) -> CreateDatasetResponse:
-    """Registers a dataset and answers a presigned PUT URL per file, keyed by the client's filename."""
+    """Registers a dataset and answers a presigned PUT URL per file, keyed by the client's filename.
+
+    The name is claimed first: the dataset's row in the read model is written only where there is none
+    (a conditional write), so of parallel creations of one name exactly one is accepted and the others are
+    answered 409 before anything is sent; none is answered 200 and then dropped by the owner.
+    """
     expires_s = presign_expiry(deps, response, expires_in)
+    if len(body.content) > MAX_DATASET_ITEMS:
+        raise ApiError(
+            422,
+            f"content: at most {MAX_DATASET_ITEMS:,} items per dataset ({len(body.content):,} given): "
+            "split them into several datasets",
+        )
     if deps.read_model.get(DatasetChanged, body.dataset_name) is not None:
-        raise conflict(f"dataset {body.dataset_name} already exists")
+        raise _dataset_taken(body.dataset_name)
     command = DatasetCreationRequested(
         dataset_name=body.dataset_name,
         items=[DatasetItemSpec(name=i.name, type=i.type, original_filename=i.filename) for i in body.content],
@@ -245,9 +333,32 @@ def create_dataset(
         requested_at=deps.clock(),
     )
     dataset = command.initial_snapshot(deps.presigner.bucket, version=0)
-    record_then_send(deps, [dataset], command, correlation_id=body.dataset_name)
     urls = {item.original_filename: deps.presigner.put_url(item.key, expires_s) for item in dataset.items}
-    return CreateDatasetResponse(datasetName=body.dataset_name, s3PresignUrl=urls)
+    answer = CreateDatasetResponse(datasetName=body.dataset_name, s3PresignUrl=urls)
+    if (size := escaped_size(answer.model_dump(mode="json"))) > MAX_RESPONSE_BYTES:
+        raise _too_large_answer(len(urls), size, "split the items into several datasets (or use shorter names)")
+    # The claim: the dataset's own row (version 0, without its items), written only if no row exists.
+    if not deps.read_model.apply(dataset.model_copy(update={"items": []})):
+        raise _dataset_taken(body.dataset_name)
+    try:
+        # Its items' row; the dataset's row is already this request's (so this write of it changes nothing).
+        record_then_send(deps, [dataset], command, correlation_id=body.dataset_name)
+    except BaseException:
+        _release(deps, dataset)
+        raise
+    return answer
+
+
+def _dataset_taken(name: str) -> ApiError:
+    return conflict(f"a dataset named {name} exists or is being created: choose another name")
+
+
+def _release(deps: EdgeDependencies, dataset: DatasetChanged) -> None:
+    """Forget a claimed dataset whose command was not sent, so that its name is free again."""
+    try:
+        deps.read_model.discard_initial(dataset)
+    except Exception:  # the original error is the one to answer
+        _logger.exception("could not release a dataset name", extra={"entity_id": dataset.id})
 
 
 @router.put("/dataset", responses=answers(400, 404, 503, 504))
