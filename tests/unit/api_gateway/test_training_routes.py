@@ -229,3 +229,13 @@ def test_unknown_jobs_and_transitions_that_are_not_allowed_are_refused(edge):
     give_up = client.put("/prod/model", json={"model_id": "m1", "status": "Fail"}, headers=KEY)
     assert give_up.status_code == 409 and "cannot be given up" in give_up.json()["error"]
     assert publisher.published == []
+
+
+def test_a_model_upload_asking_more_part_urls_than_an_answer_carries_is_refused_and_nothing_is_sent(edge):
+    """The attack's amplification, through POST /model: one small body asking for 10,000 part URLs."""
+    client, _, publisher = edge
+    body = model_body("big.safetensors", filenames=[{"filename": "big.safetensors", "parts_number": 10_000}])
+    response = client.post("/prod/model", json=body, headers=KEY)
+    assert response.status_code == 422 and "parts per request" in response.json()["error"], response.text
+    assert publisher.published == []
+    assert client.get("/prod/models", headers=KEY).json()["models"] == []

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from botocore.exceptions import ClientError
 from fastapi import APIRouter, Body, Depends, Path, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from api_gateway.claims import ClaimCheck
+from api_gateway.claims import ClaimCheck, TooLarge
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, bounded, not_found
 from api_gateway.limits import MAX_BODY_BYTES
@@ -375,11 +373,7 @@ def run_inference_v2(job_id: Annotated[str, Path(max_length=64)], deps: Edge) ->
 MAX_PARAMETERS_BYTES = MAX_BODY_BYTES
 
 
-class ParametersTooLarge(ValueError):
-    def __init__(self, size: int) -> None:
-        super().__init__(f"{size} bytes")
-        self.size = size
-
+class ParametersTooLarge(TooLarge):
     def reason(self, what: str) -> str:
         return (
             f"Request Too Long: {what} are {self.size:,} bytes; they may be at most {MAX_PARAMETERS_BYTES:,} "
@@ -389,32 +383,11 @@ class ParametersTooLarge(ValueError):
 
 def read_parameters(claims: ClaimCheck, key: str) -> Any:
     """The parameters object at ``key``, parsed; None when there is none; ValueError when it is not JSON;
-    :class:`ParametersTooLarge` when it is over :data:`MAX_PARAMETERS_BYTES`, read no further than that.
-
-    One GET: its ``Content-Length`` is known before the body is read, so a large object is refused without
-    reading it (a HEAD first would leave a window for the object to be replaced), and the body is read at
-    most one byte past the limit in any case.
-    """
-    s3, bucket = claims._s3, claims._bucket  # the claim check's own client: the same bucket and credentials
+    :class:`ParametersTooLarge` when it is over :data:`MAX_PARAMETERS_BYTES`, read no further than that."""
     try:
-        answer = s3.get_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if error.get("Code") in ("NoSuchKey", "NotFound", "404") or status == 404:
-            return None
-        raise
-    stream = answer["Body"]
-    try:
-        declared = int(answer.get("ContentLength") or 0)
-        if declared > MAX_PARAMETERS_BYTES:
-            raise ParametersTooLarge(declared)
-        body = stream.read(MAX_PARAMETERS_BYTES + 1)
-        if len(body) > MAX_PARAMETERS_BYTES:
-            raise ParametersTooLarge(max(declared, len(body)))
-    finally:
-        stream.close()
-    return json.loads(body)
+        return claims.get_json(key, max_bytes=MAX_PARAMETERS_BYTES)
+    except TooLarge as exc:
+        raise ParametersTooLarge(exc.size) from exc
 
 
 def _as_started(deps: EdgeDependencies, job: InferenceJobChanged) -> InferenceResponse:

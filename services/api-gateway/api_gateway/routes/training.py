@@ -22,6 +22,7 @@ from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, conflict, not_found
 from api_gateway.pages import Limit, NextToken, described, instant, paged_answers, paginate
 from api_gateway.routes import presign_expiry, presigned_answers
+from api_gateway.routes.assets import refuse_oversized_multipart
 from api_gateway.routes.webhooks import refuse_unsafe_target
 from api_gateway.transitions import await_first_owner_snapshot, await_outcome, record_then_send, send
 from sdmw_contracts.api.training import (
@@ -86,6 +87,8 @@ def create_model(body: CreateModelRequest, deps: Edge, response: Response) -> Cr
         requested_at=deps.clock(),
     )
     initial = command.initial_snapshot(deps.presigner.bucket, version=0)
+    if body.filenames:  # the part URLs must fit one answer, before anything is recorded or sent
+        refuse_oversized_multipart(deps, initial.files, initial.params, presign_expiry(deps, response))
     record_then_send(deps, [initial], command, correlation_id=model_id)
     model = await_first_owner_snapshot(deps, ModelChanged, model_id) if body.filenames else initial
     uploads = deps.presigner.multipart_uploads(model.files, presign_expiry(deps, response))
