@@ -14,8 +14,10 @@ Middleware, outermost first:
    other body is counted as it is read, after the key check.
 4. ``ApiKeyMiddleware``: nothing else gets further without a valid key, an
    ``OPTIONS`` that is not a preflight included.
-5. ``HeadAsGetMiddleware``: ``HEAD`` on any ``GET`` route, answered as the ``GET`` without its body.
-6. ``TraceHeaderMiddleware``: the request's trace header into every command.
+5. ``IdempotencyMiddleware``: a creating request retried with the same ``Idempotency-Key`` gets the
+   first answer again, never a second job (``api_gateway.idempotency``).
+6. ``HeadAsGetMiddleware``: ``HEAD`` on any ``GET`` route, answered as the ``GET`` without its body.
+7. ``TraceHeaderMiddleware``: the request's trace header into every command.
 
 The OpenAPI document (``api_gateway.openapi``) lists every status each route can answer. List routes
 answer pages that fit one Lambda response, with a continuation (``api_gateway.pages``).
@@ -32,6 +34,7 @@ from api_gateway.cors import ApiGatewayCors
 from api_gateway.dependencies import EdgeDependencies
 from api_gateway.errors import install_error_handlers
 from api_gateway.head import HeadAsGetMiddleware
+from api_gateway.idempotency import IdempotencyMiddleware
 from api_gateway.limits import BodyLimitMiddleware
 from api_gateway.openapi import install_openapi
 from api_gateway.paths import CollapseSlashesMiddleware
@@ -82,6 +85,7 @@ def create_app(deps: EdgeDependencies) -> FastAPI:
     # add_middleware puts each one outside the ones added before it: the last added runs first.
     app.add_middleware(TraceHeaderMiddleware)
     app.add_middleware(HeadAsGetMiddleware)
+    app.add_middleware(IdempotencyMiddleware, clock=deps.clock)
     app.add_middleware(ApiKeyMiddleware, keys=deps.settings.api_keys)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(JsonBodiesMiddleware)

@@ -51,6 +51,16 @@ class ReadModel:
     def get(self, model: type[S], entity_id: str) -> S | None:
         return self._table.get(model, entity_id)
 
+    # The edge's own rows (``api_gateway.idempotency``): written in version order, never published.
+
+    def record(self, snapshot: EntityChanged) -> None:
+        """Store the edge's own row; StaleWrite when another writer got to that version first."""
+        self._table.save(snapshot)
+
+    def forget(self, snapshot: EntityChanged) -> None:
+        """Remove the edge's own row, unless something newer was written since."""
+        self._table.delete_if_version(snapshot)
+
     def list(self, model: type[S], id_prefix: str | None = None) -> list[S]:
         """Every readable snapshot: an item that cannot be read is skipped, logged and counted, so one bad
         item never fails a list for everyone."""

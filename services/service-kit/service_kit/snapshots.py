@@ -58,6 +58,9 @@ from service_kit.resources import BY_DUE, BY_NAME, BY_TYPE, Index
 S = TypeVar("S", bound=EntityChanged)
 
 #: Snapshots whose JSON is longer go in parts (DynamoDB's item limit is 400 KB, keys and attributes included).
+#: The TTL attribute of every service table (``service_kit.resources.Table.ttl_attribute``), set on the rows
+#: of a snapshot whose model says when it expires (``expires_at()``).
+EXPIRES_ATTRIBUTE = "expiration"
 INLINE_BYTES = 300 * 1024
 PART_BYTES = 300 * 1024
 #: How often a reader retries when the parts it was pointed at were replaced meanwhile.
@@ -127,6 +130,9 @@ def _rows(snapshot: EntityChanged) -> tuple[dict[str, Any], list[dict[str, Any]]
     names = sorted(set(snapshot.lookup_names()))
     if names:
         row["names"] = names
+    expires = getattr(snapshot, "expires_at", None)
+    if expires is not None:  # a row kept for a while only: the table's TTL attribute removes it then
+        row[EXPIRES_ATTRIBUTE] = int(expires().timestamp())
     data = snapshot_json(snapshot)
     if len(data) <= INLINE_BYTES:
         return {**row, "data": data}, []
@@ -134,6 +140,7 @@ def _rows(snapshot: EntityChanged) -> tuple[dict[str, Any], list[dict[str, Any]]
     chunks = [data[start : start + PART_BYTES] for start in range(0, len(data), PART_BYTES)]
     parts = [
         {"pk": row["pk"], "sk": f"{PART}{token}#{n:05}", "version": snapshot.version, "data": chunk}
+        | ({EXPIRES_ATTRIBUTE: row[EXPIRES_ATTRIBUTE]} if EXPIRES_ATTRIBUTE in row else {})
         for n, chunk in enumerate(chunks)
     ]
     return {**row, "token": token, "parts": len(parts)}, parts
