@@ -108,6 +108,31 @@ class Page(Generic[V]):
             response.headers[NEXT_TOKEN_HEADER] = self.next_token
 
 
+def newest_first(
+    items: Iterable[T],
+    *,
+    list_name: str,
+    at: Callable[[T], datetime],
+    view: Callable[[T], V],
+    limit: int | None,
+    next_token: str | None,
+    response: Response,
+) -> Page[V]:
+    """One page of entities newest first (by ``at``, ties by id), the continuation told in ``response``:
+    how every list of jobs, models, checkpoints, datasets and subscriptions is ordered."""
+    page = paginate(
+        items,
+        list_name=list_name,
+        key=lambda item: (instant(at(item)), item.id),
+        view=view,
+        descending=True,
+        limit=limit,
+        next_token=next_token,
+    )
+    page.tell(response)
+    return page
+
+
 def paginate(
     items: Iterable[T],
     *,

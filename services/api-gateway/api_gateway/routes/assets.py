@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, conflict, not_found
 from api_gateway.limits import MAX_RESPONSE_BYTES, escaped_size
-from api_gateway.pages import Limit, NextToken, described, instant, paged_answers, paginate, text_key
+from api_gateway.pages import Limit, NextToken, described, newest_first, paged_answers, paginate, text_key
 from api_gateway.routes import example_answer, presign_expiry, presigned_answers
 from api_gateway.transitions import await_first_owner_snapshot, await_outcome, record_then_send, send
 from sdmw_contracts.api.assets import (
@@ -275,20 +275,19 @@ def list_checkpoints(
     limit: Limit = None,
     next_token: NextToken = None,
 ) -> ListCheckpointsResponse:
-    page = paginate(
+    page = newest_first(
         (
             c
             for c in deps.read_model.list(CheckpointChanged)
             if (not status or c.status in status) and (not types or c.checkpoint_type in types)
         ),
         list_name="checkpoints",
-        key=lambda c: (instant(c.created_at), c.id),
+        at=lambda c: c.created_at,
         view=_checkpoint_item,
-        descending=True,
         limit=limit,
         next_token=next_token,
+        response=response,
     )
-    page.tell(response)
     return ListCheckpointsResponse(checkpoints=page.items, next_token=page.next_token)
 
 
@@ -383,16 +382,15 @@ def list_datasets(
     limit: Limit = None,
     next_token: NextToken = None,
 ) -> ListDatasetsResponse:
-    page = paginate(
+    page = newest_first(
         (d for d in deps.read_model.list(DatasetChanged) if not dataset_status or d.status in dataset_status),
         list_name="datasets",
-        key=lambda d: (instant(d.created_at), d.id),
+        at=lambda d: d.created_at,
         view=_dataset_item,
-        descending=True,
         limit=limit,
         next_token=next_token,
+        response=response,
     )
-    page.tell(response)
     return ListDatasetsResponse(datasets=page.items, next_token=page.next_token)
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Response
 
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import answers, bounded, not_found
-from api_gateway.pages import Limit, NextToken, described, instant, paged_answers, paginate
+from api_gateway.pages import Limit, NextToken, described, newest_first, paged_answers
 from api_gateway.routes import JobId
 from api_gateway.transitions import record_then_send, send
 from sdmw_contracts.api.endpoints import DeleteEndpointsRequest, DeployEndpointRequest, EndpointDeploymentJobView
@@ -130,16 +130,15 @@ def _deleted_in_time(deps: EdgeDependencies, job: EndpointDeploymentChanged) -> 
 def list_endpoint_deployment_jobs(
     deps: Edge, response: Response, limit: Limit = None, next_token: NextToken = None
 ) -> list[EndpointDeploymentJobView]:
-    page = paginate(
+    page = newest_first(
         deps.read_model.list(EndpointDeploymentChanged),
         list_name="endpoint-deployment-jobs",
-        key=lambda job: (instant(job.start_time), job.id),
+        at=lambda job: job.start_time,
         view=EndpointDeploymentJobView.of,
-        descending=True,
         limit=limit,
         next_token=next_token,
+        response=response,
     )
-    page.tell(response)
     return page.items
 
 

@@ -18,7 +18,7 @@ from api_gateway.claims import ClaimCheck, TooLarge
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, bounded, not_found
 from api_gateway.limits import MAX_BODY_BYTES
-from api_gateway.pages import Limit, NextToken, described, instant, paged_answers, paginate
+from api_gateway.pages import Limit, NextToken, described, newest_first, paged_answers
 from api_gateway.routes import JobId, OptionalJobId, example_answer, presign_expiry, presigned_answers
 from api_gateway.routes.webhooks import refuse_unsafe_target
 from api_gateway.runnable import CannotRun, resolve_all, resolve_models
@@ -197,16 +197,15 @@ def _newest_jobs(
     response: Response, jobs: list[InferenceJobChanged], limit: int | None, next_token: str | None
 ) -> list[InferenceJobView]:
     """One page of ``jobs``, newest first; the continuation in ``x-next-token``."""
-    page = paginate(
+    page = newest_first(
         jobs,
         list_name="inference-jobs",
-        key=lambda job: (instant(job.start_time), job.id),
+        at=lambda job: job.start_time,
         view=job_view,
-        descending=True,
         limit=limit,
         next_token=next_token,
+        response=response,
     )
-    page.tell(response)
     return page.items
 
 

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from api_gateway.catalogue import AmbiguousName, find_model
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, conflict, not_found
-from api_gateway.pages import Limit, NextToken, described, instant, paged_answers, paginate
+from api_gateway.pages import Limit, NextToken, described, newest_first, paged_answers
 from api_gateway.routes import presign_expiry, presigned_answers
 from api_gateway.routes.assets import refuse_oversized_multipart
 from api_gateway.routes.webhooks import refuse_unsafe_target
@@ -193,20 +193,19 @@ def list_models(
     limit: Limit = None,
     next_token: NextToken = None,
 ) -> ListModelsResponse:
-    page = paginate(
+    page = newest_first(
         (
             m
             for m in deps.read_model.list(ModelChanged)
             if (not types or m.model_type in types) and (not status or m.status in status)
         ),
         list_name="models",
-        key=lambda m: (instant(m.created_at), m.id),
+        at=lambda m: m.created_at,
         view=_model_view,
-        descending=True,
         limit=limit,
         next_token=next_token,
+        response=response,
     )
-    page.tell(response)
     return ListModelsResponse(models=page.items, next_token=page.next_token)
 
 
@@ -375,7 +374,7 @@ def list_train_jobs(
     limit: Limit = None,
     next_token: NextToken = None,
 ) -> ListTrainJobsResponse:
-    page = paginate(
+    page = newest_first(
         (
             j
             for j in deps.read_model.list(TrainJobChanged)
@@ -383,13 +382,12 @@ def list_train_jobs(
             and (not status or j.status in status)
         ),
         list_name="trains",
-        key=lambda j: (instant(j.created_at), j.id),
+        at=lambda j: j.created_at,
         view=_train_job_view,
-        descending=True,
         limit=limit,
         next_token=next_token,
+        response=response,
     )
-    page.tell(response)
     return ListTrainJobsResponse(trainJobs=page.items, next_token=page.next_token)
 
 

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Response
 
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, not_found
-from api_gateway.pages import Limit, NextToken, described, instant, paged_answers, paginate
+from api_gateway.pages import Limit, NextToken, described, newest_first, paged_answers
 from api_gateway.routes import MAX_ID_LENGTH
 from api_gateway.transitions import record_then_send, send
 from sdmw_contracts.api.webhooks import CreatedWebhook, CreateWebhookRequest, DefaultSecret, WebhookList, WebhookView
@@ -72,16 +72,15 @@ def create_webhook(body: CreateWebhookRequest, deps: Edge) -> CreatedWebhook:
     responses=paged_answers(answers(400)),
 )
 def list_webhooks(deps: Edge, response: Response, limit: Limit = None, next_token: NextToken = None) -> WebhookList:
-    page = paginate(
+    page = newest_first(
         (s for s in deps.read_model.list(WebhookSubscriptionChanged) if s.status == "active"),
         list_name="webhooks",
-        key=lambda s: (instant(s.created_at), s.id),
+        at=lambda s: s.created_at,
         view=WebhookView.of,
-        descending=True,
         limit=limit,
         next_token=next_token,
+        response=response,
     )
-    page.tell(response)
     return WebhookList(webhooks=page.items, next_token=page.next_token)
 
 
