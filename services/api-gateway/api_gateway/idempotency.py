@@ -10,7 +10,10 @@ GitHub's and the IETF draft's APIs take it) is safe:
   query, gets that answer again (marked ``Idempotent-Replayed: true``) and nothing runs;
 - the same key with a different request is refused (422), and a retry while the first is still running
   gets 409; a claim whose request died with its edge is free again after :data:`RUNNING_AT_MOST`;
-- a 5xx answer is not kept (the request was not carried out): a retry runs it.
+- a 5xx answer is not kept (the request was not carried out): a retry runs it;
+- what the request creates gets ids derived from the key and the request (``api_gateway.ids``): if its
+  edge died after sending the command and before answering, the retry sends the same command again,
+  which the owner takes as a redelivery: one job, whichever attempt is answered.
 
 Only ``POST``, ``PUT``, ``PATCH`` and ``DELETE`` with the header are concerned; everything else passes.
 It sits inside the API key check, so only a valid key can claim one, and keys of different API keys never
@@ -28,6 +31,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from api_gateway.ids import derived_from
 from sdmw_contracts.envelope import EntityChanged
 from service_kit.snapshots import StaleWrite
 
@@ -127,7 +131,8 @@ class IdempotencyMiddleware:
                 chunks.append(message.get("body", b""))
 
         try:
-            await self._app(scope, _replayed_receive(body), capture)
+            with derived_from(claim.id + claim.fingerprint):  # a retry after a crash names the same entities
+                await self._app(scope, _replayed_receive(body), capture)
         except BaseException:
             await run_in_threadpool(store.forget, claim)  # not carried out: a retry runs it
             raise
@@ -188,4 +193,3 @@ async def _answer(send: Any, status: int, message: str) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-

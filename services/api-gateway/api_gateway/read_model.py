@@ -1,8 +1,8 @@
 """The read model: the latest snapshot of every entity, built from ``*Changed`` events.
 
-The edge writes an initial snapshot (version 0) of what it creates before it
-publishes the command, so a read right after a create finds it; the owner's
-events (version 1 and up) then replace it. Snapshots are applied only when
+The edge writes an initial snapshot (version 0) of what it creates once it
+has sent the command, before it answers, so a read right after a create finds
+it; the owner's events (version 1 and up) replace it, whichever comes first. Snapshots are applied only when
 newer, so order and duplicates do not matter.
 """
 
@@ -41,12 +41,6 @@ class ReadModel:
             self._table.apply(_DatasetItems(id=snapshot.id, version=snapshot.version, items=snapshot.items))
             snapshot = snapshot.model_copy(update={"items": []})
         return self._table.apply(snapshot)
-
-    def discard_initial(self, snapshot: EntityChanged) -> None:
-        """Forget an initial snapshot whose command could not be sent."""
-        if isinstance(snapshot, DatasetChanged) and snapshot.items:
-            self._table.delete_if_version(_DatasetItems(id=snapshot.id, version=snapshot.version, items=[]))
-        self._table.delete_if_version(snapshot)
 
     def get(self, model: type[S], entity_id: str) -> S | None:
         return self._table.get(model, entity_id)

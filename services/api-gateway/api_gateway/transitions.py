@@ -1,10 +1,12 @@
 """How routes hand work to the owning services.
 
-- ``record_then_send``: write the initial snapshot of what the edge creates,
-  then send the command; if anything fails on the way (the bus refuses it, the
-  command cannot be serialized, the connection drops), forget what was written
-  and answer 503 (or let the unexpected error answer 500), so nothing is
-  half-accepted and no snapshot is left that no owner will ever move on.
+- ``send_then_record``: send the command that creates something, then write
+  its initial snapshot, so that a read right after the answer finds it. In this
+  order an edge that dies between the two leaves a command its owner carries
+  out (the client, never answered, retries: under an ``Idempotency-Key`` the
+  retry names the same entity, which the owner takes as a redelivery), never a
+  snapshot that no owner will ever move on. A command the bus refuses is
+  answered 503 with nothing written.
 - ``send``: send a command about something that exists.
 - ``await_outcome``: wait a bounded time for the owner's answer to one request,
   which is either the wanted state or a rejection naming that request.
@@ -25,29 +27,17 @@ S = TypeVar("S", bound=EntityChanged)
 _logger = get_logger("api-gateway")
 
 
-def record_then_send(
-    deps: EdgeDependencies, initial: list[EntityChanged], command: Command, correlation_id: str
+def send_then_record(
+    deps: EdgeDependencies, command: Command, initial: list[EntityChanged], correlation_id: str
 ) -> None:
-    written: list[EntityChanged] = []
-    try:
-        for snapshot in initial:
-            if deps.read_model.apply(snapshot):  # only what this request wrote is its to remove
-                written.append(snapshot)
-        deps.commands.send(command, correlation_id=correlation_id)
-    except BaseException as exc:
-        _forget(deps, written)
-        if isinstance(exc, PublishError):
-            raise unavailable(f"the request was not accepted, try again: {exc}") from exc
-        raise
-
-
-def _forget(deps: EdgeDependencies, written: list[EntityChanged]) -> None:
-    """Remove the initial snapshots; each one on its own, so one failure does not keep the others."""
-    for snapshot in written:
+    send(deps, command, correlation_id)
+    for snapshot in initial:
         try:
-            deps.read_model.discard_initial(snapshot)
-        except Exception:  # the original error is the one to answer
-            _logger.exception("could not remove an initial snapshot", extra={"entity_id": snapshot.id})
+            deps.read_model.apply(snapshot)
+        except Exception:
+            # The command is sent: the job exists and the answer names it. Its owner's first event fills
+            # the read model in a moment; answering 5xx now would only make the client submit it twice.
+            _logger.exception("could not record an initial snapshot", extra={"entity_id": snapshot.id})
 
 
 def send(deps: EdgeDependencies, command: Command, correlation_id: str) -> None:

@@ -55,16 +55,6 @@ def test_any_order_converges_to_the_newest(read_model):
     assert read_model.get(EndpointDeploymentChanged, "job-1").endpoint_status == "v4"
 
 
-def test_discarding_an_initial_snapshot_keeps_a_newer_one(read_model):
-    read_model.apply(job(0))
-    read_model.apply(job(1, endpoint_status="Creating"))
-    read_model.discard_initial(job(0))
-    assert read_model.get(EndpointDeploymentChanged, "job-1").version == 1
-    read_model.apply(job(0).model_copy(update={"id": "job-2"}))
-    read_model.discard_initial(job(0).model_copy(update={"id": "job-2"}))
-    assert read_model.get(EndpointDeploymentChanged, "job-2") is None
-
-
 def test_endpoint_job_named_skips_finished_jobs(read_model):
     read_model.apply(job(5, "deleted", "Deleted"))
     assert read_model.endpoint_job_named("infer-endpoint-job1", include_failed=True) is None

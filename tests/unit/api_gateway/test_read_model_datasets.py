@@ -106,10 +106,3 @@ def test_the_projector_applies_a_claim_checked_dataset_of_5000_items(read_model,
     assert read_model.get(DatasetChanged, "pets") == big.model_copy(update={"items": []})
     row = boto3.resource("dynamodb").Table("read-model").get_item(Key=entity_key("Dataset", "pets"))["Item"]
     assert len(row["data"]) < 1024
-
-
-def test_discarding_an_initial_dataset_forgets_its_items(read_model):
-    read_model.apply(dataset(0, 5000))
-    read_model.discard_initial(dataset(0, 5000))
-    assert read_model.dataset_items("pets") is None
-    assert boto3.resource("dynamodb").Table("read-model").scan()["Items"] == []

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
+from api_gateway import names
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, conflict, not_found
+from api_gateway.ids import new_id
 from api_gateway.limits import MAX_RESPONSE_BYTES, escaped_size
 from api_gateway.pages import Limit, NextToken, described, newest_first, paged_answers, paginate, text_key
 from api_gateway.routes import example_answer, presign_expiry, presigned_answers
-from api_gateway.transitions import await_first_owner_snapshot, await_outcome, record_then_send, send
+from api_gateway.transitions import await_first_owner_snapshot, await_outcome, send, send_then_record
 from sdmw_contracts.api.assets import (
     BUCKET_NAME_PATTERN,
     CheckpointListItem,
@@ -45,9 +46,6 @@ from sdmw_contracts.events.assets import (
     DatasetItemSpec,
     FileParts,
 )
-from service_kit.logging import get_logger
-
-_logger = get_logger("api-gateway")
 
 router = APIRouter(tags=["assets"])
 Edge = Annotated[EdgeDependencies, Depends(edge)]
@@ -223,7 +221,7 @@ def create_checkpoint(
 ) -> CreateCheckpointResponse:
     """Registers a checkpoint and answers one presigned URL per part of each file."""
     expires_s = presign_expiry(deps, response, expires_in)
-    checkpoint_id = str(uuid.uuid4())
+    checkpoint_id = new_id()
     bucket = deps.presigner.bucket
     command = CheckpointCreationRequested(
         checkpoint_id=checkpoint_id,
@@ -234,7 +232,7 @@ def create_checkpoint(
     )
     initial = command.initial_snapshot(bucket, version=0)
     refuse_oversized_multipart(deps, initial.files, _checkpoint_view(initial).model_dump(mode="json"), expires_s)
-    record_then_send(deps, [initial], command, correlation_id=checkpoint_id)
+    send_then_record(deps, command, [initial], correlation_id=checkpoint_id)
     checkpoint = await_first_owner_snapshot(deps, CheckpointChanged, checkpoint_id)
     uploads = deps.presigner.multipart_uploads(checkpoint.files, expires_s)
     return CreateCheckpointResponse(
@@ -254,7 +252,7 @@ def update_checkpoint(body: UpdateCheckpointRequest, deps: Edge) -> UpdateCheckp
         return UpdateCheckpointResponse(checkpoint=_checkpoint_view(checkpoint))
     if body.status == "Active" and checkpoint.status != "Initialed":
         raise conflict(f"checkpoint {checkpoint.id} is {checkpoint.status}, not Initialed")
-    request_id = str(uuid.uuid4())
+    request_id = new_id()
     command = CheckpointUpdateRequested(
         checkpoint_id=checkpoint.id,
         request_id=request_id,
@@ -312,9 +310,9 @@ def create_dataset(
 ) -> CreateDatasetResponse:
     """Registers a dataset and answers a presigned PUT URL per file, keyed by the client's filename.
 
-    The name is claimed first: the dataset's row in the read model is written only where there is none
-    (a conditional write), so of parallel creations of one name exactly one is accepted and the others are
-    answered 409 before anything is sent; none is answered 200 and then dropped by the owner.
+    The name is held first (``api_gateway.names``), so of parallel creations of one name exactly one is
+    sent and the others are answered 409 before anything is sent; none is answered 200 and then dropped by
+    the owner. A request that dies holding the name leaves nothing listed, and frees it after a minute.
     """
     expires_s = presign_expiry(deps, response, expires_in)
     if len(body.content) > MAX_DATASET_ITEMS:
@@ -336,28 +334,20 @@ def create_dataset(
     answer = CreateDatasetResponse(datasetName=body.dataset_name, s3PresignUrl=urls)
     if (size := escaped_size(answer.model_dump(mode="json"))) > MAX_RESPONSE_BYTES:
         raise _too_large_answer(len(urls), size, "split the items into several datasets (or use shorter names)")
-    # The claim: the dataset's own row (version 0, without its items), written only if no row exists.
-    if not deps.read_model.apply(dataset.model_copy(update={"items": []})):
+    held = names.hold(deps.read_model, "dataset", body.dataset_name, deps.clock())
+    # Checked again once held: a creation that held the name before this one may have been sent since.
+    if held is None or deps.read_model.get(DatasetChanged, body.dataset_name) is not None:
         raise _dataset_taken(body.dataset_name)
     try:
-        # Its items' row; the dataset's row is already this request's (so this write of it changes nothing).
-        record_then_send(deps, [dataset], command, correlation_id=body.dataset_name)
+        send_then_record(deps, command, [dataset], correlation_id=body.dataset_name)
     except BaseException:
-        _release(deps, dataset)
+        deps.read_model.forget(held)  # not sent: the name is free again at once
         raise
     return answer
 
 
 def _dataset_taken(name: str) -> ApiError:
     return conflict(f"a dataset named {name} exists or is being created: choose another name")
-
-
-def _release(deps: EdgeDependencies, dataset: DatasetChanged) -> None:
-    """Forget a claimed dataset whose command was not sent, so that its name is free again."""
-    try:
-        deps.read_model.discard_initial(dataset)
-    except Exception:  # the original error is the one to answer
-        _logger.exception("could not release a dataset name", extra={"entity_id": dataset.id})
 
 
 @router.put("/dataset", responses=answers(400, 404, 503, 504))
@@ -367,7 +357,7 @@ def update_dataset(body: UpdateDatasetRequest, deps: Edge) -> UpdateDatasetRespo
     if dataset is None:
         raise not_found(f"no dataset {body.dataset_name}")
     if dataset.status != body.status:
-        request_id = str(uuid.uuid4())
+        request_id = new_id()
         command = DatasetUpdateRequested(dataset_name=dataset.id, request_id=request_id, status=body.status)
         send(deps, command, correlation_id=dataset.id)
         dataset = await_outcome(deps, DatasetChanged, dataset.id, request_id, lambda d: d.status == body.status)

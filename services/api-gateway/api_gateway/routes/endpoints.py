@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import answers, bounded, not_found
+from api_gateway.ids import new_id
 from api_gateway.pages import Limit, NextToken, described, newest_first, paged_answers
 from api_gateway.routes import JobId
-from api_gateway.transitions import record_then_send, send
+from api_gateway.transitions import send, send_then_record
 from sdmw_contracts.api.endpoints import DeleteEndpointsRequest, DeployEndpointRequest, EndpointDeploymentJobView
 from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentChanged, EndpointDeploymentRequested
 
@@ -33,7 +33,7 @@ def deploy_sagemaker_endpoint(body: DeployEndpointRequest, deps: Edge) -> Endpoi
     reason, as the original middleware showed it: listed with ``endpoint_status`` ``failed``, where the
     WebUI extension (which shows any answer as "started") lets the user read why.
     """
-    job_id = str(uuid.uuid4())
+    job_id = new_id()
     endpoint_name = body.endpoint_name or f"infer-endpoint-{job_id[:7]}"
     existing = deps.read_model.endpoint_job_named(endpoint_name, include_failed=False)
     if existing is not None:
@@ -54,7 +54,7 @@ def deploy_sagemaker_endpoint(body: DeployEndpointRequest, deps: Edge) -> Endpoi
         requested_at=deps.clock(),
     )
     initial = command.initial_snapshot(version=0)
-    record_then_send(deps, [initial], command, correlation_id=job_id)
+    send_then_record(deps, command, [initial], correlation_id=job_id)
     return EndpointDeploymentJobView.of(initial)
 
 

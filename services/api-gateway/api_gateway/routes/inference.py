@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -17,12 +16,13 @@ from pydantic import ValidationError
 from api_gateway.claims import ClaimCheck, TooLarge
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, bounded, not_found
+from api_gateway.ids import new_id
 from api_gateway.limits import MAX_BODY_BYTES
 from api_gateway.pages import Limit, NextToken, described, newest_first, paged_answers
 from api_gateway.routes import JobId, OptionalJobId, example_answer, presign_expiry, presigned_answers
 from api_gateway.routes.webhooks import refuse_unsafe_target
 from api_gateway.runnable import CannotRun, resolve_all, resolve_models
-from api_gateway.transitions import record_then_send
+from api_gateway.transitions import send_then_record
 from sdmw_contracts.api.common import seed_time
 from sdmw_contracts.api.inference import (
     BASE_MODEL_TYPE,
@@ -74,7 +74,7 @@ def run_inference(body: InferenceRequest, deps: Edge) -> InferenceResponse:
 
     A ``webhook`` that may not be a target (not public http(s)) is refused with 400, and nothing is started.
     """
-    return _submit(deps, str(uuid.uuid4()), body, _job_webhook(deps, body))
+    return _submit(deps, new_id(), body, _job_webhook(deps, body))
 
 
 def _job_webhook(deps: EdgeDependencies, body: JobWebhookFields) -> JobWebhook | None:
@@ -105,7 +105,7 @@ def _submit(
         params=params,
         webhook=webhook,
     )
-    record_then_send(deps, [command.initial_snapshot(version=0)], command, correlation_id=job_id)
+    send_then_record(deps, command, [command.initial_snapshot(version=0)], correlation_id=job_id)
     return _started(deps, job_id, endpoint)
 
 
@@ -137,13 +137,13 @@ def _failed_at_once(
 @router.post("/inference/run-model-merge", responses=answers(400, 503))
 def run_model_merge(body: ModelMergeRequest, deps: Edge) -> ModelMergeResponse:
     """Merges checkpoints on an endpoint as an inference job of task type ``merge``."""
-    job_id = str(uuid.uuid4())
+    job_id = new_id()
     webhook = _job_webhook(deps, body)
     try:
         command = _merge_command(deps, job_id, body, webhook)
     except CannotRun as exc:
         raise ApiError(400, str(exc)) from exc
-    record_then_send(deps, [command.initial_snapshot(version=0)], command, correlation_id=job_id)
+    send_then_record(deps, command, [command.initial_snapshot(version=0)], correlation_id=job_id)
     return ModelMergeResponse(
         primary_model_name=body.primary_model_name,
         secondary_model_name=body.secondary_model_name,
@@ -326,7 +326,7 @@ def create_inference_v2(
         return _extension_refusal(422, _validation_messages(exc))
     if reason := _cannot_run(deps, request.sagemaker_endpoint_name, request.models):
         return _extension_refusal(400, [reason])
-    job_id = str(uuid.uuid4())
+    job_id = new_id()
     deps.claims.put_json(_v2_key(job_id, "request"), request.model_dump(mode="json"))
     params_key = _v2_key(job_id, "api_params")
     return InferenceV2Response(
@@ -486,7 +486,7 @@ def run_sagemaker_inference(body: RunSageMakerInferenceRequest, deps: Edge) -> I
 
     A job that cannot run (no parameters, no image, an endpoint not in service) is answered, and shown by
     get-inference-job, as ``failed`` with the reason: the extension follows the id it gets."""
-    job_id = str(uuid.uuid4())
+    job_id = new_id()
     try:
         params = read_parameters(deps.claims, AIGC_PARAMETERS_KEY)
     except ParametersTooLarge as exc:
@@ -572,5 +572,5 @@ def _start_interrogation(
         requested_at=deps.clock(),
         interrogation=InterrogationParams(image=image, model=body.task_type.removeprefix("interrogate_")),
     )
-    record_then_send(deps, [command.initial_snapshot(version=0)], command, correlation_id=job_id)
+    send_then_record(deps, command, [command.initial_snapshot(version=0)], correlation_id=job_id)
     return _started(deps, job_id, body.sagemaker_endpoint)

@@ -9,7 +9,6 @@ refuses only what depends on its own state (files not uploaded yet).
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -20,11 +19,12 @@ from pydantic import ValidationError
 from api_gateway.catalogue import AmbiguousName, find_model
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, conflict, not_found
+from api_gateway.ids import new_id
 from api_gateway.pages import Limit, NextToken, described, newest_first, paged_answers
 from api_gateway.routes import presign_expiry, presigned_answers
 from api_gateway.routes.assets import refuse_oversized_multipart
 from api_gateway.routes.webhooks import refuse_unsafe_target
-from api_gateway.transitions import await_first_owner_snapshot, await_outcome, record_then_send, send
+from api_gateway.transitions import await_first_owner_snapshot, await_outcome, send, send_then_record
 from sdmw_contracts.api.training import (
     PRODUCED_TYPE,
     CreatedModelJob,
@@ -74,7 +74,7 @@ _HYPERPARAMETERS = set(TrainingHyperparameters.model_fields) - {"task", "model_n
 @router.post("/model", responses=presigned_answers(answers(400, 404, 503, 504)))
 def create_model(body: CreateModelRequest, deps: Edge, response: Response) -> CreateModelResponse:
     """A model-creation job from an Active checkpoint, or from a file uploaded with it (parts URLs answered)."""
-    model_id = str(uuid.uuid4())
+    model_id = new_id()
     create = body.params.create_model_params
     command = ModelCreationRequested(
         model_id=model_id,
@@ -89,7 +89,7 @@ def create_model(body: CreateModelRequest, deps: Edge, response: Response) -> Cr
     initial = command.initial_snapshot(deps.presigner.bucket, version=0)
     if body.filenames:  # the part URLs must fit one answer, before anything is recorded or sent
         refuse_oversized_multipart(deps, initial.files, initial.params, presign_expiry(deps, response))
-    record_then_send(deps, [initial], command, correlation_id=model_id)
+    send_then_record(deps, command, [initial], correlation_id=model_id)
     model = await_first_owner_snapshot(deps, ModelChanged, model_id) if body.filenames else initial
     uploads = deps.presigner.multipart_uploads(model.files, presign_expiry(deps, response))
     job = CreatedModelJob(
@@ -178,7 +178,7 @@ def _transition(deps: EdgeDependencies, job: Job, wanted: str, started: str, com
         raise conflict(f"{kind} {job.id} is {job.status}, not Initialed")
     if wanted == "Fail" and job.status == "Complete":
         raise conflict(f"{kind} {job.id} is Complete; a finished job cannot be given up")
-    request_id = str(uuid.uuid4())
+    request_id = new_id()
     send(deps, command(request_id), correlation_id=job.id)
     answers = {"Fail"} if wanted == "Fail" else {started, "Complete", "Fail"}
     return await_outcome(deps, type(job), job.id, request_id, lambda j: j.status in answers)
@@ -266,7 +266,7 @@ def create_train_job(body: CreateTrainJobRequest, deps: Edge, response: Response
     if model.status != "Complete" or not model.output_s3_location:
         raise conflict(f"model_id: model {model.id} is {model.status}, not Complete")
     settings = body.params.settings()
-    train_job_id = str(uuid.uuid4())
+    train_job_id = new_id()
     instance = _datasets(settings.get("dataset_names") or [], "dataset_names", deps)
     classes = _datasets(settings.get("class_dataset_names") or [], "class_dataset_names", deps)
     if not instance and not body.filenames:
@@ -288,7 +288,7 @@ def create_train_job(body: CreateTrainJobRequest, deps: Edge, response: Response
         webhook=body.job_webhook(),
     )
     job = command.initial_snapshot(deps.presigner.bucket, version=0)
-    record_then_send(deps, [job], command, correlation_id=train_job_id)
+    send_then_record(deps, command, [job], correlation_id=train_job_id)
     expires_s = presign_expiry(deps, response)
     uploads = input_prefix(train_prefix(train_job_id))
     return CreateTrainJobResponse(

@@ -8,16 +8,16 @@ bus, nor is it stored; the webhooks service derives the same secret to sign each
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
 from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, not_found
+from api_gateway.ids import new_id
 from api_gateway.pages import Limit, NextToken, described, newest_first, paged_answers
 from api_gateway.routes import MAX_ID_LENGTH
-from api_gateway.transitions import record_then_send, send
+from api_gateway.transitions import send, send_then_record
 from sdmw_contracts.api.webhooks import CreatedWebhook, CreateWebhookRequest, DefaultSecret, WebhookList, WebhookView
 from sdmw_contracts.events import (
     WebhookSubscriptionChanged,
@@ -50,7 +50,7 @@ def create_webhook(body: CreateWebhookRequest, deps: Edge) -> CreatedWebhook:
     """Subscribes ``url`` to the facts of ``event_types``; answers the subscription's signing secret, shown
     only here."""
     refuse_unsafe_target(deps, body.url, "url")
-    subscription_id = str(uuid.uuid4())
+    subscription_id = new_id()
     # Derived first: if the signing key cannot be read, nothing is recorded or sent.
     secret = deps.webhook_keys.secret_for(subscription_id)
     command = WebhookSubscriptionRequested(
@@ -62,7 +62,7 @@ def create_webhook(body: CreateWebhookRequest, deps: Edge) -> CreatedWebhook:
         requested_at=deps.clock(),
     )
     initial = command.initial_snapshot(version=0)
-    record_then_send(deps, [initial], command, correlation_id=subscription_id)
+    send_then_record(deps, command, [initial], correlation_id=subscription_id)
     return CreatedWebhook.with_secret(initial, secret)
 
 
