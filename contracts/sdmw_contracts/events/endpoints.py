@@ -59,3 +59,8 @@ class EndpointDeploymentChanged(EntityChanged):
     def lookup_names(self) -> list[str]:
         """Found by its endpoint's name (SageMaker's state changes and the API name endpoints, not jobs)."""
         return [self.endpoint_name]
+
+    def due_at(self) -> datetime | None:
+        """Open (deploying, or its endpoint in service): endpoint-manager's sweep asks SageMaker about it, so a
+        lost state change or an endpoint removed outside the system does not leave the job wrong for good."""
+        return self.start_time if self.status in ("inprogress", "success") else None

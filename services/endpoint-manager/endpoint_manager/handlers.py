@@ -23,8 +23,9 @@ from sdmw_contracts.events.sagemaker import SageMakerEndpointStateChange
 from service_kit.consumer import Router
 from service_kit.events import EventPublisher, publish_snapshots
 from service_kit.messages import BusEvent
+from service_kit.resources import SCHEDULED_EVENT
 from service_kit.sagemaker import describe_error
-from service_kit.snapshots import SnapshotTable
+from service_kit.snapshots import SnapshotTable, StaleWrite
 
 
 class UnknownJob(LookupError):
@@ -125,6 +126,31 @@ def on_endpoint_state_change(event: BusEvent, deps: Dependencies) -> None:
     _publish(updated, None, deps)
 
 
+def on_sweep(event: BusEvent, deps: Dependencies) -> None:
+    """Ask SageMaker about every open job (deploying, or its endpoint in service; the due index holds exactly
+    those): a lost state-change event, an endpoint deleted outside the system or a deployment whose command
+    was dead-lettered must not leave a job wrong for good. One job's failure does not stop the others."""
+    now = deps.clock()
+    for job in deps.jobs.due(Job, now):
+        try:
+            _reconcile(job, deps, now)
+        except (ClientError, StaleWrite) as exc:  # throttled, or a handler moved the job: next round
+            deps.logger.warning("sweep skipped a job", extra={"job_id": job.id, "reason": str(exc)})
+
+
+def _reconcile(job: Job, deps: Dependencies, now: datetime) -> None:
+    if jobs.needs_creation(job):
+        updated = jobs.never_started(job, now)
+    else:
+        updated = jobs.observed(job, deps.endpoints.describe(job.endpoint_name), now)
+    if updated is None:
+        return
+    if updated.status == "success" and updated.autoscaling_enabled:
+        updated = _with_autoscaling(updated, deps)
+    deps.jobs.save(updated)
+    _publish(updated, None, deps)
+
+
 def _with_autoscaling(job: Job, deps: Dependencies) -> Job:
     try:
         max_instances = max(deps.max_autoscaling_instances, job.initial_instance_count)
@@ -144,4 +170,5 @@ def router(deps: Dependencies) -> Router:
         .on_event(EndpointDeploymentRequested.detail_type(), lambda e: on_deployment_requested(e, deps))
         .on_event(EndpointDeletionRequested.detail_type(), lambda e: on_deletion_requested(e, deps))
         .on_event(SageMakerEndpointStateChange.DETAIL_TYPE, lambda e: on_endpoint_state_change(e, deps))
+        .on_event(SCHEDULED_EVENT, lambda e: on_sweep(e, deps))
     )

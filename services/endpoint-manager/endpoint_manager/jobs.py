@@ -6,13 +6,15 @@ new snapshot with the next version.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from endpoint_manager.sagemaker import EndpointSpec, EndpointState
 from sdmw_contracts.events import EndpointDeploymentChanged
 
 Job = EndpointDeploymentChanged
 FINISHED = frozenset({"failed", "deleted"})
+#: A deployment's command is handled in seconds, or retried and then dead-lettered well within this.
+START_WITHIN = timedelta(minutes=15)
 
 
 def spec_of(job: Job) -> EndpointSpec:
@@ -63,6 +65,15 @@ def observed(job: Job, state: EndpointState | None, now: datetime) -> Job | None
         reason = state.failure_reason or "SageMaker reported the endpoint Failed without a reason"
         return _next(job, status="failed", endpoint_status="Failed", error=reason, end_time=now)
     return _next(job, endpoint_status=state.status)
+
+
+def never_started(job: Job, now: datetime) -> Job | None:
+    """The job failed if its creation has not started within :data:`START_WITHIN` (its command was dead-
+    lettered: SageMaker was never asked); None while there is still time, or once it started."""
+    if not needs_creation(job) or now - job.start_time < START_WITHIN:
+        return None
+    minutes = int(START_WITHIN.total_seconds() // 60)
+    return failed(job, f"the deployment did not start within {minutes} minutes; deploy it again", now)
 
 
 def live_job_for(all_jobs: list[Job], endpoint_name: str) -> Job | None:

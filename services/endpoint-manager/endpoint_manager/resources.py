@@ -11,6 +11,7 @@ from service_kit.resources import (
     LambdaFunction,
     Queue,
     Rule,
+    Schedule,
     ServiceResources,
     Table,
     cloudwatch_alarms,
@@ -39,6 +40,7 @@ RESOURCES = ServiceResources(
             bus=DEFAULT_BUS,
         ),
     ),
+    schedules=(Schedule("open-jobs-sweep", every_s=60),),
     functions=(LambdaFunction("worker", "endpoint_manager.entrypoints.lambda_handler.handler", timeout_s=60),),
     runs_sd_runtime=True,
     grants=(

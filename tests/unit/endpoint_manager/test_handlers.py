@@ -7,17 +7,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
-from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from endpoint_manager.handlers import Dependencies, UnknownJob, router
+from endpoint_manager.handlers import UnknownJob
 from endpoint_manager.jobs import Job
 from endpoint_manager.sagemaker import EndpointSpec, EndpointState
 from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentRequested
 from service_kit.events import RecordingPublisher
 from service_kit.messages import BusEvent
-from service_kit.testing import InMemorySnapshotTable
 
 
 @dataclass
@@ -47,15 +45,6 @@ class FakeEndpoints:
 
     def enable_autoscaling(self, endpoint_name: str, max_instances: int) -> None:
         self.autoscaled.append(endpoint_name)
-
-
-@pytest.fixture
-def world():
-    publisher = RecordingPublisher()
-    endpoints = FakeEndpoints()
-    table = InMemorySnapshotTable()
-    deps = Dependencies(jobs=table, endpoints=endpoints, publisher=publisher, logger=Logger(service="test"))
-    return deps, endpoints, publisher, router(deps)
 
 
 def command_event(command) -> BusEvent:
