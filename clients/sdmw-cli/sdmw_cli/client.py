@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,6 +18,13 @@ MIB = 1024 * 1024
 NEXT_TOKEN_HEADER = "x-next-token"
 DEFAULT_PART_MIB = 64
 PART_TRIES = 3
+#: Requests that change something: each carries an ``Idempotency-Key`` of its own, so that sending it again
+#: is safe whether or not the first try was carried out.
+CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Answers that mean "not carried out, or not known to be": the API's 503 (AWS unreachable), API Gateway's
+#: 502/504 (the function failed or ran out of time). The same request is sent again after them.
+RETRIED_STATUSES = frozenset({502, 503, 504})
+SEND_TRIES = 3
 
 
 class ApiError(Exception):
@@ -110,16 +118,28 @@ class Client:
         return self._body(self._send(method, route, **kwargs))
 
     def _send(self, method: str, route: str, **kwargs: Any) -> httpx.Response:
+        """The answer to one request, sent again (the same request, under the same ``Idempotency-Key``)
+        after no answer or an answer saying it was not carried out, at most :data:`SEND_TRIES` times."""
         url = f"{self.base_url}/{route.lstrip('/')}"
         headers = {"x-api-key": self.api_key, "Accept": "application/json"}
-        try:
-            response = self.http.request(method, url, headers=headers, **kwargs)
-        except httpx.TransportError as error:
-            raise UnreachableError(f"cannot reach {self.base_url}: {error}") from error
-        except httpx.InvalidURL as error:
-            raise UnreachableError(f"{self.base_url!r} is not a usable URL: {error}") from error
-        raise_for_answer(response)
-        return response
+        if method in CHANGING:
+            # One key per call: if the first try was carried out and its answer lost, the API answers the
+            # retry with that first answer instead of creating a second job.
+            headers["Idempotency-Key"] = str(uuid.uuid4())
+        for attempt in range(1, SEND_TRIES + 1):
+            try:
+                response = self.http.request(method, url, headers=headers, **kwargs)
+            except httpx.TransportError as error:
+                failure = UnreachableError(f"cannot reach {self.base_url}: {error}")
+            except httpx.InvalidURL as error:
+                raise UnreachableError(f"{self.base_url!r} is not a usable URL: {error}") from error
+            else:
+                if response.status_code not in RETRIED_STATUSES or attempt == SEND_TRIES:
+                    raise_for_answer(response)
+                    return response
+            if attempt < SEND_TRIES:
+                time.sleep(self.retry_pause_s * 2 ** (attempt - 1))
+        raise failure
 
     def _body(self, response: httpx.Response) -> Any:
         if not response.content:

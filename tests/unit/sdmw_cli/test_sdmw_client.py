@@ -146,3 +146,47 @@ def test_an_answer_that_is_not_json_is_an_api_error_naming_the_url():
 def test_a_url_that_cannot_be_used_is_unreachable(url):
     with pytest.raises(UnreachableError):
         Client(url, "key").list_checkpoints()
+
+
+def test_a_creating_request_without_an_answer_is_sent_again_under_the_same_idempotency_key():
+    """The connection dropped after the API had the request: the retry must not create a second job."""
+    seen = []
+
+    def drop_the_first(request):
+        seen.append(request)
+        if len(seen) == 1:
+            raise httpx.ReadError("connection reset", request=request)
+        if len(seen) == 2:
+            return httpx.Response(503, json={"statusCode": 503, "error": "the request was not accepted, try again"})
+        return httpx.Response(200, json={"id": "job-1"})
+
+    client_over(drop_the_first).deploy_endpoint("ml.g5.xlarge", 1, "e")
+    keys = {request.headers["idempotency-key"] for request in seen}
+    assert len(seen) == 3 and len(keys) == 1 and keys != {""}
+
+
+def test_each_call_has_a_key_of_its_own_and_reads_have_none():
+    seen = []
+
+    def record(request):
+        seen.append(request)
+        return httpx.Response(200, json={"id": "job", "checkpoints": []})
+
+    client = client_over(record)
+    client.deploy_endpoint("ml.g5.xlarge", 1, "a")
+    client.deploy_endpoint("ml.g5.xlarge", 1, "b")
+    client.list_checkpoints()
+    assert seen[0].headers["idempotency-key"] != seen[1].headers["idempotency-key"]
+    assert "idempotency-key" not in seen[2].headers
+
+
+def test_a_refusal_is_not_sent_again():
+    seen = []
+
+    def refuse(request):
+        seen.append(request)
+        return httpx.Response(422, json={"detail": "width: must be a multiple of 8"})
+
+    with pytest.raises(ApiError):
+        client_over(refuse).deploy_endpoint("ml.g5.xlarge", 1, "e")
+    assert len(seen) == 1
