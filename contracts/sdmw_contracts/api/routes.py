@@ -59,4 +59,3 @@ SEED_ROUTES: tuple[SeedRoute, ...] = tuple(
 
 #: The second path of route 29, which the deployed middleware served beside the documented one.
 DATASET_DATA_ALIAS = "/dataset/{dataset_name}/data"
-
