@@ -21,9 +21,11 @@ declarations are provisioned:
 - Secrets Manager: every secret's value (the webhook signing key), put back over the one
   provisioning made.
 
-Not kept: multipart uploads in progress, SNS/EventBridge/IAM (provisioned
-from the declarations again), the local SageMaker's endpoints and training
-jobs (in its process's memory; its instances stop with it).
+Not kept here: multipart uploads in progress, SNS/EventBridge/IAM (provisioned
+from the declarations again). The local SageMaker keeps its own state (models,
+endpoints, queued async invocations, training jobs) in ``<data>/sagemaker``
+when it stops (``infra.local.sagemaker.persistence``), before ``down`` saves
+this snapshot; ``save`` carries that folder over into the new snapshot.
 
 The snapshot lives in ``<run dir>/data`` and is written to a new folder that
 replaces the old one only once complete. ``make clean`` removes it. It holds the
@@ -49,6 +51,8 @@ from service_kit.snapshots import upgrade_rows
 
 S3_DIR = "s3"
 SNAPSHOT = "snapshot.json"
+#: The local SageMaker's own state, written by it as it stops (LOCAL_SAGEMAKER_STATE_DIR).
+SAGEMAKER_DIR = "sagemaker"
 _DESERIALIZE, _SERIALIZE = TypeDeserializer(), TypeSerializer()
 #: The snapshot holds secret values: its folders are its owner's alone, and so is the snapshot file.
 PRIVATE_DIR_MODE = 0o700
@@ -175,6 +179,8 @@ def save(data_dir: Path, endpoint_url: str, region: str, inflight_wait_s: float 
         snapshot["queues"][url.rsplit("/", 1)[-1]] = list(messages.values())
 
     _write_private(work / SNAPSHOT, _dumps(snapshot))
+    if (data_dir / SAGEMAKER_DIR).is_dir():  # written by the local SageMaker as it stopped, just before
+        (data_dir / SAGEMAKER_DIR).replace(work / SAGEMAKER_DIR)
     shutil.rmtree(data_dir, ignore_errors=True)
     work.replace(data_dir)
     return counts

@@ -272,6 +272,10 @@ class LocalStack:
             "LOCAL_SAGEMAKER_WORKDIR": str(self.settings.run_dir / "sagemaker"),
             "SD_RUNTIME_HOST": "127.0.0.1",
         }
+        if self.settings.keep_data:
+            # It keeps its endpoints, queued invocations and training jobs there as it stops, and
+            # takes them back when it starts; `clean` forgets them with the rest of the data.
+            env["LOCAL_SAGEMAKER_STATE_DIR"] = str(self.data_dir / data.SAGEMAKER_DIR)
         return Process(
             "local-sagemaker",
             [sys.executable, "-m", "infra.local.sagemaker.server"],

@@ -14,7 +14,11 @@ For one request a worker:
 
 S3 and SNS are reached with boto3 clients from the standard environment
 (``AWS_ENDPOINT_URL`` and friends), as in AWS. When an endpoint is deleted or
-fails, or the server stops, what is still queued fails with a reason.
+fails, what is still queued fails with a reason. When an instance dies, what it
+was running fails and what is queued waits for the other instances or the one
+started in its place. When the server stops, what is queued fails, unless the
+server keeps its state (``persistence.py``): then what is queued or was running
+is kept, to run when it starts again.
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +39,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.local.sagemaker.instances import Instance
+from infra.local.sagemaker.common import without_local_paths
+from infra.local.sagemaker.instances import Instance, exit_cause, with_log_tail
 from infra.local.sagemaker.state import Endpoint
 from sdmw_contracts.s3 import split_s3_uri
 
@@ -45,7 +50,9 @@ DEFAULT_CONTENT_TYPE = "application/json"
 DEFAULT_MAX_CONCURRENT_INVOCATIONS = 1
 TEXT = "text/plain; charset=utf-8"
 MAX_MESSAGE_CHARS = 2048  # of a container's error body, quoted in a failure reason
+EXIT_LOG_LINES = 5  # of a dead instance's log, quoted in the failure of the request it ran
 READ_CHUNK = 64 * 1024
+WAKE_S = 0.5  # how often an idle worker looks whether its instance is still there
 
 
 @dataclass(frozen=True)
@@ -121,37 +128,38 @@ def iso_millis(timestamp: float) -> str:
 
 
 # Failure reasons. A container's answer is quoted the way SageMaker quotes it;
-# "the SageMaker Endpoint logs" are the instance's log file here.
+# where SageMaker points at the endpoint's CloudWatch logs, these point at the
+# instance's log (the server's own log says where it is). No reason shows a
+# path of this machine: users read them in their jobs' errors.
 
 
 def model_error_reason(status: int, body: bytes, instance: Instance) -> str:
     kind = "client" if 400 <= status < 500 else "server"
     message = body.decode("utf-8", errors="replace").strip()[:MAX_MESSAGE_CHARS]
     return (
-        f'ClientError: Received {kind} error ({status}) from model with message "{message}". '
-        f"See {instance.log_path} for more information."
+        f'ClientError: Received {kind} error ({status}) from model with message "{without_local_paths(message)}". '
+        f"See the log of {instance.label} for more information."
     )
 
 
 def timeout_reason(request: AsyncRequest, instance: Instance) -> str:
     return (
         "ClientError: Your invocation timed out while waiting for a response from the model "
-        f"(InvocationTimeoutSeconds: {request.invocation_timeout_s}). See {instance.log_path} for more information."
+        f"(InvocationTimeoutSeconds: {request.invocation_timeout_s}). "
+        f"See the log of {instance.label} for more information."
     )
 
 
 def unreachable_reason(error: Exception, instance: Instance) -> str:
     return (
-        f"ClientError: Could not get a response from the model at {instance.url}: {error!r}. "
-        f"See {instance.log_path} for more information."
+        f"ClientError: Could not get a response from the model on {instance.label}: "
+        f"{without_local_paths(repr(error))}. See the log of {instance.label} for more information."
     )
 
 
 def exited_reason(code: int, instance: Instance) -> str:
-    return (
-        f"ClientError: The primary container for {instance.label} exited with code {code}. "
-        f"See {instance.log_path} for more information."
-    )
+    reason = f"ClientError: The primary container for {instance.label} {exit_cause(code)} while it ran the request."
+    return with_log_tail(reason, instance, EXIT_LOG_LINES)
 
 
 def _exit_code_soon(instance: Instance, wait_s: float = 2.0) -> int | None:
@@ -274,56 +282,132 @@ class AwsClients:
 
 
 class EndpointQueue:
-    """The requests accepted for one endpoint, and the workers (one per instance slot) that serve them."""
+    """The requests accepted for one endpoint, and the workers (``max_concurrent_invocations`` per
+    serving instance) that serve them.
+
+    Instances come and go (``add_instance``, ``remove_instance``): a request a
+    worker took is given back, to the front of the queue, when its instance is
+    gone before it was sent, or when the server stops with the request running
+    (``suspend``); ``unfinished`` then answers what is left.
+    """
 
     def __init__(self, endpoint_name: str, config: OutputConfig, clients: AwsClients) -> None:
         self.endpoint_name = endpoint_name
         self.config = config
         self._clients = clients
-        self._requests: queue.Queue[AsyncRequest | None] = queue.Queue()
-        self._workers: list[threading.Thread] = []
+        self._changed = threading.Condition()
+        self._pending: deque[AsyncRequest] = deque()
+        self._running: list[AsyncRequest] = []
+        self._threads: list[threading.Thread] = []
+        self._removed: list[Instance] = []
         self._closed_reason: str | None = None
+        self._suspended = False
 
-    def start(self, instances: Sequence[Instance]) -> None:
-        for instance in instances:
-            for slot in range(self.config.max_concurrent_invocations):
-                name = f"async-{self.endpoint_name}-{instance.variant_name}-{instance.index + 1}-{slot + 1}"
-                worker = threading.Thread(target=self._serve, args=(instance,), name=name, daemon=True)
-                self._workers.append(worker)
-                worker.start()
+    def add_instance(self, instance: Instance) -> None:
+        for slot in range(self.config.max_concurrent_invocations):
+            name = f"async-{self.endpoint_name}-{instance.variant_name}-{instance.index + 1}-{slot + 1}"
+            self._start_thread(name, self._serve, instance)
+
+    def remove_instance(self, instance: Instance) -> None:
+        """Its workers stop; what they took and did not send to it goes back to the queue."""
+        with self._changed:
+            self._removed.append(instance)
+            self._changed.notify_all()
 
     def submit(self, request: AsyncRequest) -> None:
-        self._requests.put(request)
+        with self._changed:
+            self._pending.append(request)
+            self._changed.notify()
 
     def close(self, reason: str) -> None:
         """Fail what is queued (and what fails in flight) with ``reason``; the workers then stop. Never blocks."""
-        if self._closed_reason is not None:
-            return
-        self._closed_reason = reason
-        for _ in self._workers:
-            self._requests.put(None)  # behind every queued request, so each is answered first
+        with self._changed:
+            if self._closed_reason is not None:
+                return
+            self._closed_reason = reason
+            queued = list(self._pending)
+            self._pending.clear()
+            self._changed.notify_all()
+        if queued:
+            self._start_thread(f"async-{self.endpoint_name}-closing", self._fail_all, queued, reason)
+
+    def suspend(self) -> None:
+        """The server stops and keeps its state: take nothing more, give back what fails from now on."""
+        with self._changed:
+            self._suspended = True
+            self._changed.notify_all()
+
+    def unfinished(self) -> list[AsyncRequest]:
+        """What was accepted and not answered: what runs, then what is queued, in the order they came."""
+        with self._changed:
+            return [*self._running, *self._pending]
 
     def join(self, deadline: float) -> None:
-        for worker in self._workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def serving(self) -> bool:
-        return any(worker.is_alive() for worker in self._workers)
+        return any(thread.is_alive() for thread in self._threads)
+
+    def _start_thread(self, name: str, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def _gone(self, instance: Instance) -> bool:
+        return instance.exit_code() is not None or any(removed is instance for removed in self._removed)
+
+    def _take(self, instance: Instance) -> AsyncRequest | None:
+        """The next request for a worker of ``instance``, or None when the worker is to stop."""
+        with self._changed:
+            while self._closed_reason is None and not self._suspended and not self._gone(instance):
+                if self._pending:
+                    request = self._pending.popleft()
+                    self._running.append(request)
+                    return request
+                self._changed.wait(WAKE_S)
+            return None
+
+    def _give_back(self, request: AsyncRequest) -> Outcome | None:
+        """Back to the front of the queue (None), or its failure when the queue was closed meanwhile."""
+        with self._changed:
+            if self._closed_reason is not None:
+                return failed(self._closed_reason)
+            self._running.remove(request)
+            self._pending.appendleft(request)
+            self._changed.notify()
+            return None
+
+    def _done(self, request: AsyncRequest) -> None:
+        with self._changed:
+            self._running.remove(request)
 
     def _serve(self, instance: Instance) -> None:
-        while (request := self._requests.get()) is not None:
+        while (request := self._take(instance)) is not None:
             try:
-                self._finish(request, self._outcome(instance, request))
+                outcome = self._outcome(instance, request) or self._give_back(request)
+                if outcome is None:
+                    continue  # given back
+                self._finish(request, outcome)
+            except Exception:
+                log.exception("async inference %s on endpoint %s", request.inference_id, self.endpoint_name)
+            self._done(request)
+
+    def _fail_all(self, requests: list[AsyncRequest], reason: str) -> None:
+        for request in requests:
+            try:
+                self._finish(request, failed(reason))
             except Exception:
                 log.exception("async inference %s on endpoint %s", request.inference_id, self.endpoint_name)
 
-    def _outcome(self, instance: Instance, request: AsyncRequest) -> Outcome:
+    def _outcome(self, instance: Instance, request: AsyncRequest) -> Outcome | None:
+        """What came of the request on ``instance``; None when it is to be given back, not answered."""
         if self._closed_reason is not None:
             return failed(self._closed_reason)
         if time.time() - request.received_at > request.request_ttl_s:
             return failed(expired_reason(request))
-        if (code := instance.exit_code()) is not None:
-            return failed(exited_reason(code, instance))  # the endpoint is about to fail; do not wait for it
+        if self._gone(instance):
+            return None  # another instance, or the one started in its place, runs it
         payload = read_input(self._clients("s3"), request)
         if isinstance(payload, Outcome):
             return payload
@@ -332,6 +416,8 @@ class EndpointQueue:
             return outcome
         if self._closed_reason is not None:
             return failed(self._closed_reason)  # the instance went away with the endpoint
+        if self._suspended:
+            return None  # the server stopped the instance: the request runs again when it starts
         if (code := instance.exit_code()) is not None:
             return failed(exited_reason(code, instance))
         return outcome
@@ -376,10 +462,12 @@ class EndpointQueue:
 class AsyncInference:
     """The runtime plane's state: one queue per in-service async endpoint.
 
-    ``endpoint_status_changed`` is a status listener of LocalSageMaker, called
-    under its lock: the queue starts serving when the endpoint goes InService
-    and is closed when it is deleted or fails. ``submit`` is called under the
-    same lock, so a request is either refused or answered.
+    ``endpoint_status_changed`` and ``instance_changed`` are listeners of
+    LocalSageMaker, called under its lock: the queue is there from when the
+    endpoint goes InService, its instances serve it while they pass their
+    health checks, and it is closed when the endpoint is deleted or fails.
+    ``submit`` is called under the same lock, so a request is either refused or
+    answered.
     """
 
     def __init__(self, region: str, clients: AwsClients | None = None) -> None:
@@ -391,32 +479,73 @@ class AsyncInference:
         if endpoint.async_inference_config is None:
             return
         if endpoint.status == "InService" and endpoint.arn not in self._queues:
-            endpoint_queue = EndpointQueue(
-                endpoint.name, OutputConfig.of(endpoint.async_inference_config), self._clients
-            )
-            endpoint_queue.start(endpoint.instances)
+            endpoint_queue = self._new_queue(endpoint)
+            for instance in endpoint.instances:
+                if instance.healthy:
+                    endpoint_queue.add_instance(instance)
             self._queues[endpoint.arn] = endpoint_queue
         elif endpoint.status == "Deleting":
             self._close(endpoint.arn, f"The endpoint {endpoint.name} was deleted before the request completed.")
         elif endpoint.status == "Failed":
-            reason = f"The endpoint {endpoint.name} failed before the request completed: {endpoint.failure_reason}"
-            self._close(endpoint.arn, reason)
+            self._close(endpoint.arn, failed_endpoint_reason(endpoint))
+
+    def instance_changed(self, endpoint: Endpoint, instance: Instance, serving: bool) -> None:
+        endpoint_queue = self._queues.get(endpoint.arn)
+        if endpoint_queue is None:
+            return
+        if serving:
+            endpoint_queue.add_instance(instance)
+        else:
+            endpoint_queue.remove_instance(instance)
 
     def queue(self, endpoint_arn: str) -> EndpointQueue | None:
         return self._queues.get(endpoint_arn)
+
+    def resume(self, endpoint: Endpoint, requests: list[AsyncRequest]) -> None:
+        """Queue again what an endpoint had accepted when the server stopped; fail it if the endpoint cannot serve."""
+        if endpoint.async_inference_config is None or not requests:
+            return
+        endpoint_queue = self._queues.get(endpoint.arn)
+        if endpoint_queue is None:  # the endpoint came back Failed
+            endpoint_queue = self._new_queue(endpoint)
+            self._queues[endpoint.arn] = endpoint_queue
+            for request in requests:
+                endpoint_queue.submit(request)
+            self._close(endpoint.arn, failed_endpoint_reason(endpoint))
+            return
+        for request in requests:
+            endpoint_queue.submit(request)
 
     def close_all(self, reason: str) -> None:
         for arn in list(self._queues):
             self._close(arn, reason)
 
+    def suspend_all(self) -> None:
+        """The server stops and keeps its state: queues keep what they hold (``unfinished``)."""
+        for endpoint_queue in self._queues.values():
+            endpoint_queue.suspend()
+
+    def unfinished(self) -> list[AsyncRequest]:
+        """Every request accepted and not answered, of every endpoint."""
+        return [request for endpoint_queue in self._queues.values() for request in endpoint_queue.unfinished()]
+
     def join(self, timeout_s: float) -> None:
-        """Wait for closed queues to answer what they hold (and publish the notifications)."""
+        """Wait for the queues' workers to stop: closed queues answer what they hold (and publish the
+        notifications), suspended ones give it back."""
         deadline = time.monotonic() + timeout_s
-        for endpoint_queue in list(self._closed):
+        for endpoint_queue in [*self._closed, *self._queues.values()]:
             endpoint_queue.join(deadline)
+
+    def _new_queue(self, endpoint: Endpoint) -> EndpointQueue:
+        assert endpoint.async_inference_config is not None
+        return EndpointQueue(endpoint.name, OutputConfig.of(endpoint.async_inference_config), self._clients)
 
     def _close(self, arn: str, reason: str) -> None:
         endpoint_queue = self._queues.pop(arn, None)
         if endpoint_queue is not None:
             endpoint_queue.close(reason)
             self._closed = [q for q in self._closed if q.serving()] + [endpoint_queue]
+
+
+def failed_endpoint_reason(endpoint: Endpoint) -> str:
+    return f"The endpoint {endpoint.name} failed before the request completed: {endpoint.failure_reason}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import shlex
 import sys
 import tempfile
@@ -50,6 +51,10 @@ class Settings:
     # long a stopped job may take to save its model after SIGTERM (SageMaker gives 120 seconds).
     train_command: tuple[str, ...] = (sys.executable, "-m", "sd_runtime", "train")
     train_stop_grace_s: float = 120.0
+    # Where models, endpoint configs, endpoints, queued async invocations and training jobs are kept
+    # across a restart (``LOCAL_SAGEMAKER_STATE_DIR``). Without it they are forgotten when the server
+    # stops, and what is queued then fails.
+    state_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -65,6 +70,7 @@ class Settings:
             max_instances=int(environ.get("LOCAL_SAGEMAKER_MAX_INSTANCES", 8)),
             train_command=tuple(shlex.split(environ.get("LOCAL_SAGEMAKER_TRAIN_COMMAND", default_train_command))),
             train_stop_grace_s=float(environ.get("LOCAL_SAGEMAKER_TRAIN_STOP_GRACE_S", 120)),
+            state_dir=Path(state_dir) if (state_dir := environ.get("LOCAL_SAGEMAKER_STATE_DIR")) else None,
         )
 
 
@@ -108,3 +114,23 @@ class EventPublisher:
 
 def epoch_millis(timestamp: float) -> float:
     return float(round(timestamp * 1000))
+
+
+# An absolute path of two names or more that is not part of a URL (s3://bucket/key, http://host/path).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])(?:/[\w.@+-]+)+/([\w.@+-]+)")
+# Paths inside a SageMaker container mean the same on AWS; they tell nothing about this machine.
+_CONTAINER_ROOT = "/opt/ml"
+
+
+def without_local_paths(text: str) -> str:
+    """``text`` with each absolute path cut to its last name (a traceback's ``File "serve.py"``).
+
+    Failure reasons reach users (async inference notifications, FailureReason); where
+    this machine keeps its files is none of theirs, and means nothing where they read it.
+    """
+
+    def shorten(match: re.Match[str]) -> str:
+        path = match.group(0)
+        return path if path == _CONTAINER_ROOT or path.startswith(_CONTAINER_ROOT + "/") else match.group(1)
+
+    return _ABSOLUTE_PATH.sub(shorten, text)

@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.local.sagemaker.common import without_local_paths
+
 PING_TIMEOUT_S = 1.0
 LOG_TAIL_LINES = 20
 # Health checks go straight to 127.0.0.1, never through a proxy from the environment.
@@ -33,6 +35,10 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def instance_label(variant_name: str, index: int) -> str:
+    return f"instance {index + 1} of production variant {variant_name}"
 
 
 @dataclass
@@ -48,7 +54,7 @@ class Instance:
 
     @property
     def label(self) -> str:
-        return f"instance {self.index + 1} of production variant {self.variant_name}"
+        return instance_label(self.variant_name, self.index)
 
     @property
     def url(self) -> str:
@@ -97,13 +103,12 @@ def start_instance(
     environment: Mapping[str, str],
     variant_name: str,
     index: int,
-    log_dir: Path,
+    log_path: Path,
 ) -> Instance:
-    """Start one instance. The container sees the model's environment plus its port."""
+    """Start one instance, its output in ``log_path``. The container sees the model's environment plus its port."""
     port = free_port()
     env = {**os.environ, **environment, "SAGEMAKER_BIND_TO_PORT": str(port)}
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{variant_name}-{index + 1}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         # A session of its own keeps a Ctrl-C meant for the server from reaching
         # the instances; the server stops them itself on shutdown.
@@ -118,13 +123,35 @@ def start_instance(
     return Instance(variant_name=variant_name, index=index, port=port, log_path=log_path, process=process)
 
 
+def exit_cause(code: int) -> str:
+    """How a process ended, in words: "exited with code 3", "exited with code -9 (killed by SIGKILL)"."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        signal_name = signal.Signals(-code).name
+    except ValueError:
+        signal_name = f"signal {-code}"
+    return f"exited with code {code} (killed by {signal_name})"
+
+
+def with_log_tail(reason: str, instance: Instance, lines: int = LOG_TAIL_LINES) -> str:
+    """``reason`` and the end of the instance's log: what it said, never where the log is."""
+    tail = instance.log_tail(lines)
+    return f"{reason} Last lines of its log:\n{without_local_paths(tail)}" if tail else reason
+
+
 def exit_reason(instance: Instance, code: int, when: str) -> str:
-    """Why an endpoint failed when one of its instances exited, with the end of its log."""
-    reason = f"The primary container for {instance.label} exited with code {code} {when}."
-    tail = instance.log_tail()
-    if tail:
-        reason += f" Last lines of {instance.log_path}:\n{tail}"
-    return reason
+    """Why an instance is no good after it exited, with the end of its log."""
+    return with_log_tail(f"The primary container for {instance.label} {exit_cause(code)} {when}.", instance)
+
+
+def health_check_reason(instance: Instance, timeout_s: float) -> str:
+    """Why an instance is no good when it never answered its health check, with the end of its log."""
+    reason = (
+        f"The primary container for {instance.label} did not pass the ping health check: "
+        f"no 200 from GET /ping within {timeout_s:g} seconds."
+    )
+    return with_log_tail(reason, instance)
 
 
 def wait_until_healthy(
@@ -147,18 +174,6 @@ def wait_until_healthy(
         if all(instance.healthy for instance in instances):
             return None
         if time.monotonic() > deadline:
-            return _timeout_reason(instances, timeout_s)
+            return health_check_reason(next(i for i in instances if not i.healthy), timeout_s)
         cancelled.wait(poll_s)
     return None
-
-
-def _timeout_reason(instances: Sequence[Instance], timeout_s: float) -> str:
-    late = next(instance for instance in instances if not instance.healthy)
-    reason = (
-        f"The primary container for {late.label} did not pass the ping health check: "
-        f"no 200 from GET /ping within {timeout_s:g} seconds."
-    )
-    tail = late.log_tail()
-    if tail:
-        reason += f" Last lines of {late.log_path}:\n{tail}"
-    return reason

@@ -18,6 +18,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
@@ -26,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from infra.local.sagemaker import persistence
 from infra.local.sagemaker.async_inference import AsyncInference
 from infra.local.sagemaker.common import ApiError, EventPublisher, Settings
 from infra.local.sagemaker.control_plane import dispatch
@@ -105,18 +107,38 @@ def _shutdown(sagemaker: LocalSageMaker, plane: AsyncInference) -> None:
     plane.join(DRAIN_TIMEOUT_S)
 
 
+def _shutdown_keeping_state(sagemaker: LocalSageMaker, plane: AsyncInference, state_dir: Path) -> None:
+    """Keep what is queued or running, stop every instance, then write everything down for the next start."""
+    with sagemaker.lock:
+        plane.suspend_all()
+    # Written at once too: the supervisor kills a server that takes long to stop, and then what is
+    # running runs again after the restart rather than never.
+    persistence.save(state_dir, sagemaker, plane)
+    sagemaker.shutdown(keep=True)
+    plane.join(DRAIN_TIMEOUT_S)  # a request that completed as its instance stopped is answered, not kept
+    persistence.save(state_dir, sagemaker, plane)
+
+
 def create_app(settings: Settings | None = None, events: EventPublisher | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     sagemaker = LocalSageMaker(settings, events or EventPublisher.for_region(settings.region))
     plane = AsyncInference(settings.region)
     sagemaker.add_status_listener(plane.endpoint_status_changed)
+    sagemaker.add_instance_listener(plane.instance_changed)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("instance logs go to %s", settings.workdir)
+        state_dir = settings.state_dir
+        if state_dir is not None:
+            await run_in_threadpool(persistence.restore, state_dir, sagemaker, plane)
         yield
-        # No instance outlives the server, and no accepted request goes unanswered.
-        await run_in_threadpool(_shutdown, sagemaker, plane)
+        # No instance outlives the server, and no accepted request goes unanswered: it is
+        # failed, or kept to run when the server starts again.
+        if state_dir is None:
+            await run_in_threadpool(_shutdown, sagemaker, plane)
+        else:
+            await run_in_threadpool(_shutdown_keeping_state, sagemaker, plane, state_dir)
 
     routes = [
         Route("/", _control_plane(sagemaker), methods=["POST"]),

@@ -1,8 +1,12 @@
 """What the local SageMaker knows: models, endpoint configs, endpoints, training jobs, and their lifecycle.
 
-Everything lives in memory, behind one lock. Each endpoint has one lifecycle
-thread: it starts the instances, waits for their health checks, then watches
-them while the endpoint is in service. Every status change puts a "SageMaker
+Everything lives in memory, behind one lock (``persistence.py`` keeps it across
+a restart). Each endpoint has one lifecycle thread: it starts the instances,
+waits for their health checks, then watches them while the endpoint is in
+service. As in SageMaker, an instance that dies in service is replaced: the
+endpoint stays InService while a new instance starts and passes its health
+check in its place; only when ``MAX_FAILED_STARTS`` instances in a row fail to
+come up in one place does the endpoint fail. Every status change puts a "SageMaker
 Endpoint State Change" event on the default EventBridge bus, in the shape AWS
 sends it. Training jobs (``training.py``) run beside the endpoints, with a lock
 of their own, and put "SageMaker Training Job State Change" events on the same
@@ -15,7 +19,6 @@ import functools
 import json
 import logging
 import re
-import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -25,13 +28,32 @@ from typing import Any
 
 import botocore.session
 
-from infra.local.sagemaker.common import ApiError, EventPublisher, Settings, epoch_millis, validation_error
-from infra.local.sagemaker.instances import Instance, exit_reason, start_instance, stop_instances, wait_until_healthy
+from infra.local.sagemaker.common import (
+    ApiError,
+    EventPublisher,
+    Settings,
+    epoch_millis,
+    validation_error,
+    without_local_paths,
+)
+from infra.local.sagemaker.instances import (
+    Instance,
+    exit_cause,
+    exit_reason,
+    health_check_reason,
+    instance_label,
+    start_instance,
+    stop_instances,
+    wait_until_healthy,
+)
 from infra.local.sagemaker.training import TrainingJobs
 
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 0.5
+# Instances in a row that may fail to come up in one place (exit before /ping answers, or
+# no 200 within the startup timeout) before the endpoint is Failed.
+MAX_FAILED_STARTS = 3
 STATE_CHANGE_DETAIL_TYPE = "SageMaker Endpoint State Change"
 
 
@@ -92,13 +114,36 @@ class Endpoint:
     last_modified_time: float
     status: str = "Creating"
     failure_reason: str | None = None
-    instances: list[Instance] = field(default_factory=list)
+    instances: list[Instance] = field(default_factory=list)  # in place now: serving, or starting in place of one
     cancelled: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
 
     @property
     def instance_count(self) -> int:
         return sum(variant.instance_count for variant in self.variants)
+
+    @property
+    def log_dir_name(self) -> str:
+        """The folder of its instances' logs, in the workdir: one per endpoint ever created."""
+        return f"{self.name}-{int(self.creation_time * 1000)}"
+
+    def variant(self, name: str) -> Variant:
+        return next(variant for variant in self.variants if variant.name == name)
+
+
+@dataclass
+class Place:
+    """Where an instance of a variant belongs, while instances are started there until one passes its health check."""
+
+    variant: Variant
+    index: int
+    instance: Instance | None = None
+    deadline: float = 0.0  # for the instance starting now to answer /ping
+    failures: list[str] = field(default_factory=list)  # why the instances started here in a row were no good
+
+    @property
+    def label(self) -> str:
+        return instance_label(self.variant.name, self.index)
 
 
 def event_status(status: str) -> str:
@@ -117,11 +162,18 @@ class LocalSageMaker:
         self._configs: dict[str, EndpointConfig] = {}
         self._endpoints: dict[str, Endpoint] = {}
         self._status_listeners: list[Callable[[Endpoint], None]] = []
+        self._instance_listeners: list[Callable[[Endpoint, Instance, bool], None]] = []
         self.training = TrainingJobs(settings, events, self.arn)
 
     def add_status_listener(self, listener: Callable[[Endpoint], None]) -> None:
         """Call ``listener(endpoint)`` after every status change, under the lock: it must not block."""
         self._status_listeners.append(listener)
+
+    def add_instance_listener(self, listener: Callable[[Endpoint, Instance, bool], None]) -> None:
+        """Call ``listener(endpoint, instance, serving)`` under the lock when an instance of an endpoint in
+        service starts serving (it passed its health check in place of another) or stops (it died).
+        It must not block."""
+        self._instance_listeners.append(listener)
 
     def arn(self, kind: str, name: str) -> str:
         return f"arn:aws:sagemaker:{self.settings.region}:{self.settings.account}:{kind}/{name.lower()}"
@@ -282,50 +334,173 @@ class LocalSageMaker:
             if self._endpoints.get(endpoint.name.lower()) is endpoint:
                 del self._endpoints[endpoint.name.lower()]
 
-    def shutdown(self) -> None:
-        """Stop every instance and every running training job; called when the server stops."""
+    def shutdown(self, keep: bool = False) -> None:
+        """Stop every instance and every running training job; called when the server stops.
+
+        With ``keep`` the training jobs end nowhere: they stay as they are, to be saved
+        and ended when the server starts again (``persistence.py``).
+        """
         with self.lock:
             endpoints = list(self._endpoints.values())
         for endpoint in endpoints:
             endpoint.cancelled.set()
+        self.training.stop_all(keep)
         for endpoint in endpoints:
-            self._stop(endpoint)
-        self.training.shutdown()  # before the publisher closes, so their Stopped events go out
+            if endpoint.thread is not None:
+                endpoint.thread.join()  # no instance is started after this
+        # All at once: the supervisor gives the whole server a few seconds to stop.
+        instances = [instance for endpoint in endpoints for instance in endpoint.instances]
+        stop_instances(instances, self.settings.stop_grace_s)
+        self.training.join()  # before the publisher closes, so their events go out
         self._events.close()
+
+    # Restoring what a previous server kept (persistence.py)
+
+    def restore(self, models: list[Model], configs: list[EndpointConfig], endpoints: list[Endpoint]) -> None:
+        """Put back what the server knew when it stopped, and bring the endpoints back up."""
+        with self.lock:
+            self._models.update((model.name.lower(), model) for model in models)
+            self._configs.update((config.name.lower(), config) for config in configs)
+            for endpoint in endpoints:
+                self._restore_endpoint(endpoint)
+
+    def _restore_endpoint(self, endpoint: Endpoint) -> None:
+        if endpoint.status == "Deleting":
+            return  # the delete had begun: it ends here
+        self._endpoints[endpoint.name.lower()] = endpoint
+        if endpoint.status == "InService":
+            # SageMaker does not stop an endpoint when this machine stops: for those who use it,
+            # it stayed InService all along. So it comes back InService, without a state-change
+            # event, and takes invocations at once; they wait in its queue while its instances
+            # start and pass their health checks, as when SageMaker replaces an instance.
+            log.info("endpoint %s is back in service; starting its instances", endpoint.name)
+            self._notify_status_listeners(endpoint)
+            run: Callable[[Endpoint], None] = self._run_restored
+        elif endpoint.status == "Creating":
+            log.info("endpoint %s is Creating again", endpoint.name)
+            run = self._run
+        else:
+            return  # Failed: kept as it is, for DescribeEndpoint and DeleteEndpoint
+        endpoint.thread = threading.Thread(target=run, args=(endpoint,), name=f"endpoint-{endpoint.name}", daemon=True)
+        endpoint.thread.start()
 
     # Lifecycle (one thread per endpoint)
 
     def _run(self, endpoint: Endpoint) -> None:
         reason = self._deploy(endpoint)
         if reason is None and self._transition(endpoint, "InService", expected=("Creating",)):
-            reason = self._watch(endpoint)
+            reason = self._keep_in_service(endpoint, [])
+        self._fail(endpoint, reason)
+
+    def _run_restored(self, endpoint: Endpoint) -> None:
+        places = [Place(variant, index) for variant in endpoint.variants for index in range(variant.instance_count)]
+        self._fail(endpoint, self._keep_in_service(endpoint, places))
+
+    def _fail(self, endpoint: Endpoint, reason: str | None) -> None:
         if reason is not None and self._transition(
             endpoint, "Failed", expected=("Creating", "InService"), reason=reason
         ):
             stop_instances(endpoint.instances, self.settings.stop_grace_s)
 
     def _deploy(self, endpoint: Endpoint) -> str | None:
-        log_dir = self.settings.workdir / f"{endpoint.name}-{int(endpoint.creation_time * 1000)}"
-        command = self.settings.runtime_command
-        try:
-            for variant in endpoint.variants:
-                for index in range(variant.instance_count):
-                    if endpoint.cancelled.is_set():
-                        return None
-                    instance = start_instance(command, variant.environment, variant.name, index, log_dir)
-                    with self.lock:
-                        endpoint.instances.append(instance)
-        except OSError as error:
-            return f"Could not start the primary container ({shlex.join(command)}): {error}"
+        for variant in endpoint.variants:
+            for index in range(variant.instance_count):
+                if endpoint.cancelled.is_set():
+                    return None
+                try:
+                    instance = self._start_instance(endpoint, variant, index, first=True)
+                except OSError as error:
+                    return self._start_failure(endpoint, instance_label(variant.name, index), error)
+                with self.lock:
+                    endpoint.instances.append(instance)
         return wait_until_healthy(endpoint.instances, self.settings.startup_timeout_s, endpoint.cancelled)
 
-    def _watch(self, endpoint: Endpoint) -> str | None:
-        while not endpoint.cancelled.wait(WATCH_INTERVAL_S):
-            for instance in endpoint.instances:
-                code = instance.exit_code()
-                if code is not None:
-                    return exit_reason(instance, code, "while the endpoint was in service")
+    def _start_instance(self, endpoint: Endpoint, variant: Variant, index: int, first: bool) -> Instance:
+        # An instance started in place of another logs to a file of its own, so that the end of
+        # its log tells about it and not about the one before.
+        suffix = "" if first else f"-{int(time.time() * 1000)}"
+        log_path = self.settings.workdir / endpoint.log_dir_name / f"{variant.name}-{index + 1}{suffix}.log"
+        instance = start_instance(self.settings.runtime_command, variant.environment, variant.name, index, log_path)
+        log.info("endpoint %s: started %s, its log in %s", endpoint.name, instance.label, log_path)
+        return instance
+
+    def _start_failure(self, endpoint: Endpoint, label: str, error: OSError) -> str:
+        command = self.settings.runtime_command
+        log.error("endpoint %s: could not start %s (%s): %s", endpoint.name, label, command, error)
+        return f"Could not start the primary container for {label}: {without_local_paths(str(error))}"
+
+    def _keep_in_service(self, endpoint: Endpoint, places: list[Place]) -> str | None:
+        """Put a new instance in each place whose instance died, until the endpoint is deleted or the server stops.
+
+        ``places`` are those to fill from the start. Returns why the endpoint fails, or None.
+        """
+        while not endpoint.cancelled.is_set():
+            places += self._places_of_dead_instances(endpoint)
+            for place in list(places):
+                if self._fill(endpoint, place):
+                    places.remove(place)
+                elif len(place.failures) >= MAX_FAILED_STARTS:
+                    return (
+                        f"Could not bring {place.label} back into service: {MAX_FAILED_STARTS} instances "
+                        f"in a row started in its place failed. The last: {place.failures[-1]}"
+                    )
+            endpoint.cancelled.wait(WATCH_INTERVAL_S)
         return None
+
+    def _places_of_dead_instances(self, endpoint: Endpoint) -> list[Place]:
+        """Take every serving instance that died out of service; answers the places to fill."""
+        places = []
+        with self.lock:
+            for instance in list(endpoint.instances):
+                code = instance.exit_code()
+                if not instance.healthy or code is None:
+                    continue  # a starting instance is its place's business
+                endpoint.instances.remove(instance)
+                self._notify_instance_listeners(endpoint, instance, serving=False)
+                log.warning(
+                    "endpoint %s: the primary container for %s %s while in service (its log: %s); "
+                    "starting a new instance in its place",
+                    endpoint.name,
+                    instance.label,
+                    exit_cause(code),
+                    instance.log_path,
+                )
+                places.append(Place(endpoint.variant(instance.variant_name), instance.index))
+        return places
+
+    def _fill(self, endpoint: Endpoint, place: Place) -> bool:
+        """One step in filling a place: start an instance, or see how the one starting does. True once it serves."""
+        instance = place.instance
+        if instance is None:
+            try:
+                instance = self._start_instance(endpoint, place.variant, place.index, first=False)
+            except OSError as error:
+                place.failures.append(self._start_failure(endpoint, place.label, error))
+                return False
+            place.instance, place.deadline = instance, time.monotonic() + self.settings.startup_timeout_s
+            with self.lock:
+                endpoint.instances.append(instance)
+        elif (code := instance.exit_code()) is not None:
+            self._discard(endpoint, place, exit_reason(instance, code, "before it answered /ping"))
+        elif instance.ping():
+            with self.lock:
+                instance.healthy = True
+                self._notify_instance_listeners(endpoint, instance, serving=True)
+            log.info("endpoint %s: %s passed its health check and serves", endpoint.name, instance.label)
+            return True
+        elif time.monotonic() > place.deadline:
+            self._discard(endpoint, place, health_check_reason(instance, self.settings.startup_timeout_s))
+        return False
+
+    def _discard(self, endpoint: Endpoint, place: Place, reason: str) -> None:
+        """Stop an instance that did not come up, and count it against its place."""
+        assert place.instance is not None
+        log.warning("endpoint %s: %s (its log: %s)", endpoint.name, reason, place.instance.log_path)
+        stop_instances([place.instance], self.settings.stop_grace_s)
+        with self.lock:
+            endpoint.instances.remove(place.instance)
+        place.instance = None
+        place.failures.append(reason)
 
     def _stop(self, endpoint: Endpoint) -> None:
         # The lifecycle thread starts instances; wait for it so none is started after this.
@@ -349,11 +524,21 @@ class LocalSageMaker:
         endpoint.last_modified_time = time.time()
         log.info("endpoint %s is %s%s", endpoint.name, status, f": {reason}" if reason else "")
         self._publish_state_change(endpoint)
+        self._notify_status_listeners(endpoint)
+
+    def _notify_status_listeners(self, endpoint: Endpoint) -> None:
         for listener in self._status_listeners:
             try:
                 listener(endpoint)
             except Exception:
-                log.exception("a listener failed on endpoint %s becoming %s", endpoint.name, status)
+                log.exception("a listener failed on endpoint %s becoming %s", endpoint.name, endpoint.status)
+
+    def _notify_instance_listeners(self, endpoint: Endpoint, instance: Instance, serving: bool) -> None:
+        for listener in self._instance_listeners:
+            try:
+                listener(endpoint, instance, serving)
+            except Exception:
+                log.exception("a listener failed on %s of endpoint %s", instance.label, endpoint.name)
 
     def _publish_state_change(self, endpoint: Endpoint) -> None:
         detail: dict[str, Any] = {

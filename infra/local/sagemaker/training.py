@@ -49,7 +49,15 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.local.sagemaker.common import ApiError, EventPublisher, Settings, epoch_millis, validation_error
+from infra.local.sagemaker.common import (
+    ApiError,
+    EventPublisher,
+    Settings,
+    epoch_millis,
+    validation_error,
+    without_local_paths,
+)
+from infra.local.sagemaker.instances import exit_cause
 from sdmw_contracts.s3 import split_s3_uri
 
 log = logging.getLogger(__name__)
@@ -61,6 +69,7 @@ MAX_FAILURE_REASON = 1024  # SageMaker reports the first 1024 characters of outp
 LOG_TAIL_LINES = 20
 HOST = "algo-1"  # SageMaker's name for a job's first (here only) instance
 TERMINAL = ("Completed", "Failed", "Stopped")
+INTERRUPTED_REASON = "InternalServerError: The local stack was stopped while the job ran. Create it again to train."
 
 # The StatusMessage SageMaker records with each secondary status.
 STATUS_MESSAGES = {
@@ -195,6 +204,7 @@ class TrainingJobs:
         self.lock = threading.RLock()
         self._jobs: dict[str, TrainingJob] = {}
         self._closing = threading.Event()
+        self._frozen = False  # the server stops and keeps its jobs: no status changes any more
 
     def create(self, name: str, spec: dict[str, Any], tags: dict[str, str]) -> TrainingJob:
         with self.lock:
@@ -239,17 +249,40 @@ class TrainingJobs:
                 raise validation_error(f"The request was rejected because the training job is in status {job.status}.")
             self._request_stop(job, "Stopped")
 
-    def shutdown(self) -> None:
-        """Stop every running job (they end Stopped, nothing uploaded); called when the server stops."""
+    def stop_all(self, keep: bool = False) -> None:
+        """Stop every running job, without waiting (``join`` waits); called when the server stops.
+
+        They end Stopped, nothing uploaded; with ``keep`` they end nowhere and stay as they
+        are, to be saved and ended by ``restore`` when the server starts again.
+        """
         self._closing.set()
         with self.lock:
-            jobs = list(self._jobs.values())
-            for job in jobs:
-                if job.status == "InProgress":
+            self._frozen = keep
+            for job in self._jobs.values():
+                if keep and job.status not in TERMINAL:
+                    job.stop_requested.set()  # its thread stops the process; the job stays as it is
+                elif not keep and job.status == "InProgress":
                     self._request_stop(job, "Stopped")
-        for job in jobs:
-            if job.thread is not None:
-                job.thread.join(self.settings.stop_grace_s + 30)
+
+    def join(self) -> None:
+        with self.lock:
+            threads = [job.thread for job in self._jobs.values() if job.thread is not None]
+        for thread in threads:
+            thread.join(self.settings.stop_grace_s + 30)
+
+    def jobs(self) -> list[TrainingJob]:
+        with self.lock:
+            return list(self._jobs.values())
+
+    def restore(self, jobs: list[TrainingJob]) -> None:
+        """Put back the jobs a previous server knew; end those it left running, with the usual event."""
+        with self.lock:
+            for job in jobs:
+                self._jobs[job.name.lower()] = job
+                if job.status == "InProgress":
+                    self._set(job, "Failed", "Failed", INTERRUPTED_REASON)
+                elif job.status == "Stopping":
+                    self._set(job, "Stopped", job.stop_cause)  # it was asked to stop, and it did
 
     # Lifecycle (one thread per job)
 
@@ -258,7 +291,7 @@ class TrainingJobs:
             self._work(job)
         except Exception as error:  # a bug here must not leave the job InProgress forever
             log.exception("training job %s failed inside the local SageMaker", job.name)
-            self._end(job, "Failed", "Failed", f"InternalServerError: {error}")
+            self._end(job, "Failed", "Failed", f"InternalServerError: {_in_words(job, str(error))}")
 
     def _work(self, job: TrainingJob) -> None:
         s3 = self._s3()
@@ -352,7 +385,8 @@ class TrainingJobs:
         try:
             job.process = _start_process(job, command)
         except OSError as error:
-            return f"AlgorithmError: could not start the training container ({shlex.join(command)}): {error}"
+            log.error("training job %s: could not start %s: %s", job.name, shlex.join(command), error)
+            return f"AlgorithmError: could not start the training container: {_in_words(job, str(error))}"
         code = self._wait(job, job.process)
         if job.stop_requested.is_set() or code == 0:
             return None
@@ -394,7 +428,7 @@ class TrainingJobs:
             if any(path.is_file() for path in data.rglob("*")):
                 self._upload_tarball(s3, data, job.directory / "output.tar.gz", f"{job.output_prefix}/output.tar.gz")
         except (BotoCoreError, ClientError, OSError) as error:
-            return f"ClientError: could not upload the output to {job.output_prefix}/: {error}"
+            return f"ClientError: could not upload the output to {job.output_prefix}/: {_in_words(job, str(error))}"
         return None
 
     def _upload_model(self, job: TrainingJob, s3: Any) -> str:
@@ -440,6 +474,8 @@ class TrainingJobs:
                 self._set(job, status, secondary_status, reason)
 
     def _set(self, job: TrainingJob, status: str, secondary_status: str, reason: str | None = None) -> None:
+        if self._frozen:
+            return  # the job is kept as it was when the server began to stop
         now = time.time()
         if job.transitions:
             job.transitions[-1].end_time = now
@@ -549,14 +585,21 @@ def _algorithm_error(job: TrainingJob, code: int) -> str:
     failure = job.directory / "output" / "failure"
     if failure.is_file():
         message = failure.read_text(encoding="utf-8", errors="replace").rstrip()
-        return f"AlgorithmError: {message}"[:MAX_FAILURE_REASON]
-    head = f"AlgorithmError: See job logs for more information. The training process exited with code {code}."
-    tail = _log_tail(job.log_path)
+        return f"AlgorithmError: {_in_words(job, message)}"[:MAX_FAILURE_REASON]
+    head = f"AlgorithmError: See job logs for more information. The training process {exit_cause(code)}."
+    tail = _in_words(job, _log_tail(job.log_path))
     if not tail:
         return head[:MAX_FAILURE_REASON]
-    head += f" Last lines of {job.log_path}:\n"
+    log.info("training job %s: its log is %s", job.name, job.log_path)
+    head += " Last lines of its log:\n"
     room = max(0, MAX_FAILURE_REASON - len(head))
     return (head + tail[-room:] if room else head)[:MAX_FAILURE_REASON]
+
+
+def _in_words(job: TrainingJob, text: str) -> str:
+    """What the job's process or the OS said, for FailureReason: the job's directory is the
+    container's /opt/ml, as on SageMaker, and no other path of this machine shows."""
+    return without_local_paths(text.replace(str(job.directory), "/opt/ml"))
 
 
 def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -91,6 +91,9 @@ class EchoRuntime(BaseHTTPRequestHandler):
             pass  # the caller gave up (an invocation timeout)
 
 
+if os.path.exists(os.environ.get("ECHO_RUNTIME_REFUSE_IF", "/nonexistent")):
+    print("refusing to start", flush=True)
+    raise SystemExit(7)
 time.sleep(float(os.environ.get("ECHO_RUNTIME_START_DELAY_S", "0")))
 port = int(os.environ["SAGEMAKER_BIND_TO_PORT"])
 ThreadingHTTPServer(("127.0.0.1", port), EchoRuntime).serve_forever()
@@ -166,13 +169,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 class LocalSageMakerServer:
     """The local SageMaker served by uvicorn in a thread; both boto3 clients point at it."""
 
-    def __init__(self, stack: Stack, patch: pytest.MonkeyPatch) -> None:
+    def __init__(self, stack: Stack, patch: pytest.MonkeyPatch, state_dir: Path | None = None) -> None:
         settings = Settings(
             account=ACCOUNT,
             region=REGION,
             runtime_command=(sys.executable, str(stack.fake_runtime)),
             workdir=stack.workdir / f"sagemaker-{uuid.uuid4().hex[:8]}",
             startup_timeout_s=20,
+            state_dir=state_dir,
         )
         app = create_app(settings)
         self.state: LocalSageMaker = app.state.sagemaker
@@ -182,7 +186,8 @@ class LocalSageMakerServer:
         patch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", self._server.url)
 
     def stop(self) -> None:
-        """Stop as uvicorn does on SIGTERM: queued requests fail, every instance stops."""
+        """Stop as uvicorn does on SIGTERM: queued requests fail (or are kept, with a state dir), every
+        instance stops."""
         self._server.stop(timeout_s=60)
 
     def all_processes_stopped(self) -> bool:
@@ -252,6 +257,18 @@ def _markers(path: Path) -> list[dict]:
 
 def _invoke(name: str, input_location: str, **extra: Any) -> dict:
     return _runtime().invoke_endpoint_async(EndpointName=name, InputLocation=input_location, **extra)
+
+
+def _wait_for_first_marker(markers: Path, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not (markers.exists() and markers.read_text()):
+        assert time.monotonic() < deadline, "the first request never reached the container"
+        time.sleep(0.05)
+
+
+def assert_no_local_path(reason: str, stack: Stack) -> None:
+    """What users read tells why in words, never where this machine keeps its files."""
+    assert str(stack.workdir) not in reason and ".log" not in reason and sys.executable not in reason, reason
 
 
 def test_success_writes_the_output_then_notifies(stack: Stack, server: LocalSageMakerServer) -> None:
@@ -350,7 +367,8 @@ def test_container_error_is_an_error_notification_with_its_message(stack: Stack,
     assert reason.startswith(
         'ClientError: Received server error (500) from model with message "{"error": "CUDA out of memory"}".'
     ), reason
-    assert "failing" in reason and reason.endswith("for more information.")  # names the instance log
+    assert reason.endswith("See the log of instance 1 of production variant AllTraffic for more information.")
+    assert_no_local_path(reason, stack)
     assert notification["requestParameters"] == {"endpointName": "failing", "inputLocation": input_location}
     assert notification["responseParameters"] == {
         "contentType": "application/json",
@@ -372,6 +390,7 @@ def test_invocation_timeout_fails_the_request(stack: Stack, server: LocalSageMak
     assert time.monotonic() - started < 4
     assert "timed out" in notification["failureReason"]
     assert "InvocationTimeoutSeconds: 1" in notification["failureReason"]
+    assert_no_local_path(notification["failureReason"], stack)
     assert stack.read(response["FailureLocation"]).decode() == notification["failureReason"]
     _delete("slow")
 
@@ -446,10 +465,7 @@ def test_deleting_the_endpoint_fails_queued_requests(stack: Stack, server: Local
     inference_ids = ["doomed-running", "doomed-queued-1", "doomed-queued-2"]
     for inference_id in inference_ids:
         _invoke("doomed", stack.put_input({"id": inference_id, "sleep_s": 5}), InferenceId=inference_id)
-    deadline = time.monotonic() + 10
-    while not (markers.exists() and markers.read_text()):
-        assert time.monotonic() < deadline, "the first request never reached the container"
-        time.sleep(0.05)
+    _wait_for_first_marker(markers)
 
     _delete("doomed")
     for inference_id in inference_ids:
@@ -460,21 +476,50 @@ def test_deleting_the_endpoint_fails_queued_requests(stack: Stack, server: Local
     assert not set(inference_ids) & set(stack.success.received)
 
 
-def test_instance_dying_fails_its_requests(stack: Stack, server: LocalSageMakerServer) -> None:
+def test_instance_dying_fails_what_it_ran_and_its_replacement_runs_what_waits(
+    stack: Stack, server: LocalSageMakerServer
+) -> None:
     markers = _deploy(stack, "dying")
     for inference_id in ("dying-running", "dying-queued"):
         _invoke("dying", stack.put_input({"id": inference_id, "sleep_s": 5}), InferenceId=inference_id)
-    deadline = time.monotonic() + 10
-    while not (markers.exists() and markers.read_text()):
-        assert time.monotonic() < deadline, "the first request never reached the container"
-        time.sleep(0.05)
+    _wait_for_first_marker(markers)
 
-    server.state.endpoint("dying").instances[0].process.kill()  # a crash, from outside
-    for inference_id in ("dying-running", "dying-queued"):
-        reason = stack.errors.wait_for(inference_id)["failureReason"]
-        # Whichever comes first: the worker sees the exit, or the endpoint is marked Failed.
-        assert "exited with code -9" in reason, reason
+    dead = server.state.endpoint("dying").instances[0]
+    dead.process.kill()  # a crash, from outside
+    reason = stack.errors.wait_for("dying-running")["failureReason"]
+    assert "exited with code -9 (killed by SIGKILL) while it ran the request" in reason, reason
+    assert_no_local_path(reason, stack)
+    # SageMaker replaces the instance; the request that waited runs on the new one.
+    assert stack.success.wait_for("dying-queued", timeout_s=30)["invocationStatus"] == "Completed"
+    endpoint = server.state.endpoint("dying")
+    assert endpoint.status == "InService"
+    assert [i.healthy for i in endpoint.instances] == [True] and endpoint.instances[0] is not dead
     _delete("dying")
+
+
+def test_endpoint_fails_when_instances_keep_failing_in_place_of_a_dead_one(
+    stack: Stack, server: LocalSageMakerServer
+) -> None:
+    refuse = stack.workdir / "refuse-to-start"
+    _deploy(stack, "doomed-place", environment={"ECHO_RUNTIME_REFUSE_IF": str(refuse)})
+    refuse.touch()  # from now on every new instance exits at once
+    try:
+        server.state.endpoint("doomed-place").instances[0].process.kill()
+        _invoke("doomed-place", stack.put_input({"id": "waits"}), InferenceId="doomed-place-waits")
+        reason = stack.errors.wait_for("doomed-place-waits", timeout_s=30)["failureReason"]
+    finally:
+        refuse.unlink()
+    endpoint = boto3.client("sagemaker").describe_endpoint(EndpointName="doomed-place")
+    assert endpoint["EndpointStatus"] == "Failed"
+    assert endpoint["FailureReason"].startswith(
+        "Could not bring instance 1 of production variant AllTraffic back into service: 3 instances in a row "
+        "started in its place failed. The last: The primary container for instance 1 of production variant "
+        "AllTraffic exited with code 7 before it answered /ping. Last lines of its log:\n"
+    ), endpoint["FailureReason"]
+    assert "refusing to start" in endpoint["FailureReason"]
+    assert_no_local_path(endpoint["FailureReason"], stack)
+    assert reason == f"The endpoint doomed-place failed before the request completed: {endpoint['FailureReason']}"
+    _delete("doomed-place")
 
 
 def test_server_shutdown_fails_queued_requests(stack: Stack) -> None:
@@ -490,6 +535,47 @@ def test_server_shutdown_fails_queued_requests(stack: Stack) -> None:
     for index in (1, 2):
         reason = stack.errors.wait_for(f"shutdown-{index}")["failureReason"]
         assert reason == "The local SageMaker shut down before the request completed."
+
+
+def test_endpoint_and_its_invocations_are_back_after_a_restart(stack: Stack, tmp_path: Path) -> None:
+    state_dir = tmp_path / "kept"
+    with pytest.MonkeyPatch.context() as patch:
+        before = LocalSageMakerServer(stack, patch, state_dir)
+        try:
+            markers = _deploy(stack, "kept")
+            for inference_id in ("kept-running", "kept-queued"):
+                _invoke("kept", stack.put_input({"id": inference_id, "sleep_s": 2}), InferenceId=inference_id)
+            _wait_for_first_marker(markers)
+        finally:
+            before.stop()  # as `make down` stops it
+        assert before.all_processes_stopped()
+        stack.errors.drain(wait_s=1)
+        assert not {"kept-running", "kept-queued"} & set(stack.errors.received)  # kept, not failed
+
+        after = LocalSageMakerServer(stack, patch, state_dir)  # as `make up` starts it again
+        try:
+            sm = boto3.client("sagemaker")
+            described = sm.describe_endpoint(EndpointName="kept")
+            assert described["EndpointStatus"] == "InService"  # at once: SageMaker never stopped it
+            assert described["EndpointArn"] == before.state.endpoint("kept").arn
+            assert sm.describe_model(ModelName="kept")["PrimaryContainer"]["Image"] == "sd-runtime:local"
+            assert sm.describe_endpoint_config(EndpointConfigName="kept")["AsyncInferenceConfig"]
+            _invoke("kept", stack.put_input({"id": "kept-after"}), InferenceId="kept-after")  # waits for an instance
+
+            for inference_id in ("kept-running", "kept-queued", "kept-after"):
+                notification = stack.success.wait_for(inference_id, timeout_s=30)
+                assert json.loads(stack.read(notification["responseParameters"]["outputLocation"]))["request"][
+                    "id"
+                ] == (inference_id)
+            assert [m["id"] for m in _markers(markers) if m["event"] == "end"][-3:] == [
+                "kept-running",
+                "kept-queued",
+                "kept-after",
+            ]
+            _delete("kept")
+        finally:
+            after.stop()
+    assert after.all_processes_stopped()
 
 
 def test_unknown_endpoint_and_bad_requests_are_validation_errors(server: LocalSageMakerServer) -> None:

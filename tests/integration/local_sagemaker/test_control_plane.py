@@ -232,8 +232,10 @@ def test_async_endpoint_goes_in_service_and_is_deleted(
     sm.delete_model(ModelName="sd-model")
 
 
-def test_instance_that_exits_fails_the_endpoint(server: LocalSageMakerServer, state_changes: StateChanges) -> None:
-    server.start(runtime_command=f'{shlex.quote(sys.executable)} -c "import sys; sys.exit(3)"')
+def test_instance_that_exits_fails_the_endpoint(
+    server: LocalSageMakerServer, state_changes: StateChanges, tmp_path: Path
+) -> None:
+    server.start(runtime_command=shlex.join([sys.executable, "-c", "print('cannot load the model'); exit(3)"]))
     sm = _sagemaker()
     _create_model(sm, "crashing-model")
     _create_async_config(sm, "crashing-config", "crashing-model", count=1)
@@ -241,7 +243,11 @@ def test_instance_that_exits_fails_the_endpoint(server: LocalSageMakerServer, st
 
     described = _wait_for_status(sm, "crashing", "Failed", timeout_s=15)
     assert described["EndpointStatus"] == "Failed"
-    assert "exited with code 3" in described["FailureReason"]
+    assert described["FailureReason"] == (
+        "The primary container for instance 1 of production variant AllTraffic exited with code 3 "
+        "before it answered /ping. Last lines of its log:\ncannot load the model"
+    )
+    assert str(tmp_path) not in described["FailureReason"]
     failed = state_changes.wait_for("crashing", "FAILED")
     assert "exited with code 3" in failed["detail"]["FailureReason"]
 
@@ -249,22 +255,34 @@ def test_instance_that_exits_fails_the_endpoint(server: LocalSageMakerServer, st
     _wait_until_gone(sm, "crashing")
 
 
-def test_instance_dying_in_service_fails_the_endpoint(
+def test_instance_dying_in_service_is_replaced_and_the_endpoint_stays_in_service(
     server: LocalSageMakerServer, state_changes: StateChanges
 ) -> None:
     local = server.start()
     sm = _sagemaker()
     _create_model(sm, "dying-model")
-    _create_async_config(sm, "dying-config", "dying-model", count=1)
+    _create_async_config(sm, "dying-config", "dying-model", count=2)
     sm.create_endpoint(EndpointName="dying", EndpointConfigName="dying-config")
     assert _wait_for_status(sm, "dying", "InService", timeout_s=30)["EndpointStatus"] == "InService"
+    first, second = local.endpoint("dying").instances
 
-    # Kill the instance from outside, as a crash would.
-    local.endpoint("dying").instances[0].process.kill()
-    described = _wait_for_status(sm, "dying", "Failed", timeout_s=10)
-    assert described["EndpointStatus"] == "Failed"
-    assert "exited with code -9 while the endpoint was in service" in described["FailureReason"]
-    assert "exited with code -9" in state_changes.wait_for("dying", "FAILED")["detail"]["FailureReason"]
+    first.process.kill()  # from outside, as a crash would
+    deadline = time.monotonic() + 30
+    while _serving_instances(sm, "dying") < 2 or any(i is first for i in local.endpoint("dying").instances):
+        assert time.monotonic() < deadline, "the dead instance was not replaced"
+        time.sleep(0.2)
+
+    instances = local.endpoint("dying").instances
+    assert len(instances) == 2 and second in instances and all(i.healthy for i in instances)
+    assert sm.describe_endpoint(EndpointName="dying")["EndpointStatus"] == "InService"
+    sm.delete_endpoint(EndpointName="dying")
+    state_changes.wait_for("dying", "DELETING")
+    statuses = [e["detail"]["EndpointStatus"] for e in state_changes.of("dying")]
+    assert statuses == ["CREATING", "IN_SERVICE", "DELETING"]  # never Failed on the way
+
+
+def _serving_instances(sm, name: str) -> int:
+    return sm.describe_endpoint(EndpointName=name)["ProductionVariants"][0]["CurrentInstanceCount"]
 
 
 def test_instance_gets_the_model_environment_and_its_port(server: LocalSageMakerServer, tmp_path: Path) -> None:
@@ -285,7 +303,7 @@ def test_instance_gets_the_model_environment_and_its_port(server: LocalSageMaker
     assert f"MODEL sd-v1-5 PORT {instance.port}" in instance.log_path.read_text()
 
 
-def test_instance_that_never_answers_ping_fails_the_endpoint(server: LocalSageMakerServer) -> None:
+def test_instance_that_never_answers_ping_fails_the_endpoint(server: LocalSageMakerServer, tmp_path: Path) -> None:
     local = server.start(
         runtime_command=shlex.join([sys.executable, "-c", "import time; time.sleep(60)"]), startup_timeout_s=1
     )
@@ -297,6 +315,7 @@ def test_instance_that_never_answers_ping_fails_the_endpoint(server: LocalSageMa
     described = _wait_for_status(sm, "silent", "Failed", timeout_s=10)
     assert described["EndpointStatus"] == "Failed"
     assert "did not pass the ping health check" in described["FailureReason"]
+    assert str(tmp_path) not in described["FailureReason"] and ".log" not in described["FailureReason"]
     process = local.endpoint("silent").instances[0].process
     assert process.wait(timeout=10) is not None  # a failed endpoint holds no instances
 

@@ -104,7 +104,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 class LocalSageMakerServer:
     """The local SageMaker served by uvicorn in a thread, training with the stub trainer."""
 
-    def __init__(self, workdir: Path, patch: pytest.MonkeyPatch) -> None:
+    def __init__(self, workdir: Path, patch: pytest.MonkeyPatch, state_dir: Path | None = None) -> None:
         settings = Settings(
             account=ACCOUNT,
             region=REGION,
@@ -113,6 +113,7 @@ class LocalSageMakerServer:
             train_command=(sys.executable, str(STUB_TRAINER)),
             train_stop_grace_s=STOP_GRACE_S,
             stop_grace_s=STOP_GRACE_S,
+            state_dir=state_dir,
         )
         app = create_app(settings)
         self.state: LocalSageMaker = app.state.sagemaker
@@ -331,6 +332,7 @@ def test_exit_without_failure_file_names_the_code_and_the_log(server: LocalSageM
     assert reason.startswith("AlgorithmError: ")
     assert "exited with code 3" in reason
     assert reason.endswith("crash log line 29")
+    assert str(server.job("crashing-job").directory) not in reason and "log.txt" not in reason
     assert len(reason) <= 1024
 
 
@@ -481,3 +483,36 @@ def test_server_shutdown_stops_running_jobs(stack: Stack) -> None:
     assert job.process is not None and job.process.poll() is not None
     events = stack.events.until("shutdown-job", "Stopped")
     assert [e["detail"]["TrainingJobStatus"] for e in events][-2:] == ["Stopping", "Stopped"]
+
+
+def test_job_running_when_the_server_stopped_ends_failed_when_it_starts_again(stack: Stack) -> None:
+    state_dir = stack.workdir / "kept-state"
+    with pytest.MonkeyPatch.context() as patch:
+        before = LocalSageMakerServer(stack.workdir / "restart-sagemaker", patch, state_dir)
+        try:
+            _train("finished-before-restart")
+            assert _wait_until_done("finished-before-restart")["TrainingJobStatus"] == "Completed"
+            _train("interrupted-job", {"mode": "sleep"})
+            _wait_for_secondary("interrupted-job", "Training")
+        finally:
+            before.stop()  # as `make down` stops it
+        assert before.job("interrupted-job").process.poll() is not None
+        assert before.job("interrupted-job").status == "InProgress"  # kept as it was, not ended Stopped
+
+        after = LocalSageMakerServer(stack.workdir / "restart-sagemaker", patch, state_dir)
+        try:
+            described = _sagemaker().describe_training_job(TrainingJobName="interrupted-job")
+            finished = _sagemaker().describe_training_job(TrainingJobName="finished-before-restart")
+        finally:
+            after.stop()
+
+    assert (described["TrainingJobStatus"], described["SecondaryStatus"]) == ("Failed", "Failed")
+    assert described["FailureReason"] == (
+        "InternalServerError: The local stack was stopped while the job ran. Create it again to train."
+    )
+    assert _steps(described) == ["Starting", "Downloading", "Training", "Failed"]
+    events = stack.events.until("interrupted-job", "Failed")
+    assert [e["detail"]["TrainingJobStatus"] for e in events] == ["InProgress"] * 3 + ["Failed"]
+    assert events[-1]["detail"]["FailureReason"] == described["FailureReason"]
+    assert finished["TrainingJobStatus"] == "Completed"
+    assert finished["ModelArtifacts"]["S3ModelArtifacts"].endswith("/finished-before-restart/output/model.tar.gz")

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from infra.local import data
+from infra.local.stack import LocalStack, StackSettings
 
 
 class _Paginator:
@@ -74,3 +75,26 @@ def test_restore_rewrites_an_old_world_readable_snapshot_privately(tmp_path, emu
     assert emulator == [{"k": "v"}]
     assert _mode(snapshot) == 0o600
     assert _mode(data_dir) == 0o700
+
+
+def test_save_keeps_what_the_local_sagemaker_wrote_as_it_stopped(tmp_path, emulator):
+    """Issue 20, item 10: `down` stops the local SageMaker, which writes its state into the data folder,
+    then saves the emulator's snapshot over that folder: the SageMaker's state must come along."""
+    data_dir = tmp_path / "data"
+    (data_dir / data.SAGEMAKER_DIR).mkdir(parents=True)
+    (data_dir / data.SAGEMAKER_DIR / "state.json").write_text('{"version": 1}')
+    (data_dir / "stale").write_text("from the snapshot before")
+
+    data.save(data_dir, "http://emulator", "us-east-1", inflight_wait_s=0)
+
+    assert (data_dir / data.SAGEMAKER_DIR / "state.json").read_text() == '{"version": 1}'
+    assert not (data_dir / "stale").exists()
+
+
+def test_the_local_sagemaker_keeps_its_state_in_the_data_folder_only_when_data_is_kept(tmp_path):
+    def sagemaker_env(keep_data: bool) -> dict[str, str]:
+        stack = LocalStack(StackSettings(run_dir=tmp_path / ".run", keep_data=keep_data))
+        return stack._sagemaker_process().env
+
+    assert sagemaker_env(True)["LOCAL_SAGEMAKER_STATE_DIR"] == str(tmp_path / ".run" / "data" / "sagemaker")
+    assert "LOCAL_SAGEMAKER_STATE_DIR" not in sagemaker_env(False)
