@@ -62,6 +62,13 @@ def deployment_job(api: ApiClient, job_id: str) -> dict:
     return api.get("/inference/get-endpoint-deployment-job", params={"jobID": job_id}).json()
 
 
+def in_service_endpoints(stack: LocalStack) -> set[str]:
+    s = stack.settings
+    keys = {"aws_access_key_id": "l", "aws_secret_access_key": "l"}
+    sagemaker = boto3.client("sagemaker", endpoint_url=s.sagemaker_url, region_name=s.region, **keys)
+    return {e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"] if e["EndpointStatus"] == "InService"}
+
+
 def deploy(api: ApiClient) -> str:
     deployed = api.post(
         "/inference/deploy-sagemaker-endpoint",
@@ -155,6 +162,8 @@ def test_down_and_up_keep_a_checkpoint_and_a_finished_job(own_stack: LocalStack,
     assert done.status_code == 200, done.text
     job_id = deploy(ops_api)
     assert wait_until(lambda: deployment_job(ops_api, job_id)["status"] == "success", 30, interval_s=0.5)
+    in_service = in_service_endpoints(own_stack)
+    assert in_service
 
     saved = own_stack.down()
     assert saved and saved["objects"] >= 1 and saved["items"] >= 2
@@ -172,6 +181,8 @@ def test_down_and_up_keep_a_checkpoint_and_a_finished_job(own_stack: LocalStack,
     )
     assert s3.get_object(Bucket=bucket, Key=f"{key}/kept.safetensors")["Body"].read() == content
     assert deployment_job(ops_api, job_id)["status"] == "success"
+    # The local SageMaker kept its endpoints, as SageMaker does not forget them when this machine stops.
+    assert in_service_endpoints(own_stack) == in_service
     listed_jobs = ops_api.get("/inference/list-endpoint-deployment-jobs").json()
     assert job_id in [j["EndpointDeploymentJobId"] for j in listed_jobs]
 
