@@ -1,7 +1,9 @@
 """Faults under load: nothing lost, nothing duplicated, nothing going backwards, and how long recovery takes.
 
-    .venv/bin/python -m bench.chaos [--jobs 200] [--pause-s 30]      # make chaos
-    .venv/bin/python -m bench.chaos --jobs 24 --pause-s 5 --rate 1   # the short form CI runs (tests/e2e)
+    .venv/bin/python -m bench.chaos [--jobs 200] [--pause-s 30] [--edge-rounds 6] [--trickle-jobs 40]
+                                    [--deploy-pairs 20]                  # make chaos
+    .venv/bin/python -m bench.chaos --jobs 24 --pause-s 5 --rate 1 --edge-rounds 3 --trickle-jobs 8 \
+                                    --deploy-pairs 5                     # the short form CI runs (tests/e2e)
 
 Starts the local stack with the instant runtime (``bench/instant_runtime.py``)
 and an endpoint, then submits N txt2img jobs through the API while it, in turn:
@@ -21,31 +23,58 @@ flight at the fault had ended. The next fault starts only then (or once the
 bound has passed), so each recovery is measured alone while jobs keep coming
 at ``--rate`` per second. A kill's bound is the killed service's
 hold on a message (its function's timeout) plus 10 s; the pause's is the largest on the inference
-path plus 10 s. Exits 1 if any check fails.
+path plus 10 s.
+
+Then, on the same stack, one after another (each one's size 0 leaves it out):
+
+5. The edge killed during concurrent submits (``--edge-rounds``): each round sends 16 submits at
+   once, each with an ``Idempotency-Key`` of its own and a prompt of its own, and SIGKILLs the HTTP
+   edge 1-2 s later. Clients retry what got no answer with the same key and body (for up to 90 s: a
+   claim left by a request that died with the edge is free after 60 s). Every job created must end
+   within 120 s of the last kill; each submit must have at most one job, and every answer (replays
+   included) must name it; no job may exist that no submit accounts for.
+6. A trickling webhook receiver (``--trickle-jobs``): one origin answering 200 one byte every 2.5 s,
+   subscribed on 4 paths, beside a healthy receiver on another origin; jobs run, and the healthy
+   receiver's deliveries must arrive at most 20 s after their event.
+7. Concurrent deploys of one endpoint name (``--deploy-pairs``): two requests at once per name (1 and
+   2 instances); within 90 s one job per name must be ``success`` and the other ``failed``, the live
+   endpoint must have the winner's instance count, and no SageMaker model or endpoint config may be
+   left that no endpoint uses. The endpoints are deleted afterwards.
+
+Exits 1 if any check fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import random
 import signal
+import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
 import requests
 
 from bench.inference_dispatch import Client, set_up, start_stack
+from bench.trickling_receiver import serve_trickling
 from infra.catalog import SERVICES
 from infra.local.stack import LOCAL_WORKERS, LocalStack
 from service_kit.worker import local_hold_s
+from tests.e2e.receivers import serve_receivers
 
 TERMINAL = {"succeed", "failed"}
 #: Local process name of each service's queue worker (the api-gateway's is its projector).
@@ -89,7 +118,7 @@ class Observations:
 
 
 class Emulator:
-    """boto3 clients on the local stack's emulator."""
+    """boto3 clients on the local stack's emulator, and on its local SageMaker."""
 
     def __init__(self, stack: LocalStack) -> None:
         s = stack.settings
@@ -102,22 +131,23 @@ class Emulator:
         self.sqs = boto3.client("sqs", **options)
         self.events = boto3.client("events", **options)
         self.s3 = boto3.client("s3", **options)
+        self.sagemaker = boto3.client("sagemaker", **{**options, "endpoint_url": s.sagemaker_url})
         self.prefix = s.prefix
 
 
-def tap_the_bus(emulator: Emulator) -> str:
-    """A queue that receives every project event, to re-publish them and count facts."""
-    url = emulator.sqs.create_queue(QueueName=f"{emulator.prefix}-chaos-tap")["QueueUrl"]
+def tap_the_bus(emulator: Emulator, name: str = "", pattern: dict | None = None) -> str:
+    """A queue that receives every project event (or those ``pattern`` also matches), to re-publish them
+    and count facts. Its name ends with ``-chaos-tap``, so the poison leaves it alone."""
+    rule = "-".join(part for part in (emulator.prefix, name, "chaos-tap") if part)
+    url = emulator.sqs.create_queue(QueueName=rule)["QueueUrl"]
     arn = emulator.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     bus = f"{emulator.prefix}-bus"
     emulator.events.put_rule(
-        Name=f"{emulator.prefix}-chaos-tap",
+        Name=rule,
         EventBusName=bus,
-        EventPattern=json.dumps({"source": [{"prefix": "sdmw."}]}),
+        EventPattern=json.dumps({"source": [{"prefix": "sdmw."}], **(pattern or {})}),
     )
-    emulator.events.put_targets(
-        Rule=f"{emulator.prefix}-chaos-tap", EventBusName=bus, Targets=[{"Id": "tap", "Arn": arn}]
-    )
+    emulator.events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "tap", "Arn": arn}])
     return url
 
 
@@ -335,6 +365,9 @@ class Report:
     lines: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
+    def section(self, title: str) -> None:
+        self.lines.append(title)
+
     def figure(self, label: str, value: object, ok: bool = True) -> None:
         self.lines.append(f"  {label:42} {value}{'' if ok else '   <-- FAILED'}")
         if not ok:
@@ -374,6 +407,7 @@ def regressions(observations: Observations) -> list[str]:
 
 def check(emulator, tap, observations, faults, counts, jobs) -> Report:
     report = Report()
+    report.section(f"{jobs} jobs under worker kills, re-published events, poison and a paused emulator")
     accepted, ended = set(observations.accepted), set(observations.ended)
     report.figure("jobs submitted (accepted)", len(accepted), len(accepted) == jobs)
     report.figure("submits refused or unanswered, then retried", observations.refused)
@@ -416,49 +450,531 @@ def check(emulator, tap, observations, faults, counts, jobs) -> Report:
     return report
 
 
-def run(
-    jobs: int = 200, pause_s: float = 30.0, rate: float = 2.0, concurrency: int = 8, settle_s: float = 240.0
+# ---------------------------------------------------------------- 5. the edge killed during concurrent submits
+
+#: Clients submitting at once in each round; the edge is killed 1-2 s after they start.
+EDGE_SUBMITS_PER_ROUND = 16
+#: How long a client retries a submit that got no answer: the edge frees a claim left by a request that
+#: died with it after 60 s (``api_gateway.idempotency.RUNNING_AT_MOST``), so a retry gets through by then.
+EDGE_RETRY_FOR_S = 90.0
+#: The next round starts once this one's submits are answered, or after this long.
+EDGE_ROUND_GAP_S = 10.0
+#: Every job created under the kills must have ended this long after the last one.
+EDGE_SETTLE_BOUND_S = 120.0
+
+
+@dataclass
+class KeyedSubmit:
+    """One logical submit, as a careful client makes it: its own key and prompt, tried until answered."""
+
+    key: str
+    prompt: str
+    tries: int = 0
+    replays: int = 0  # tries sent after it was answered, to see the answer kept
+    answers: list[str] = field(default_factory=list)  # the job id of each 200, replays included
+    refused: str = ""  # a final answer that is neither 200 nor worth a retry
+
+    def body(self) -> dict:
+        return {**job_body(0), "prompt": self.prompt}
+
+
+def send_keyed(client: Client, submit: KeyedSubmit) -> requests.Response | None:
+    """One try; a fresh connection each time, as one kept alive may lead to the edge that was killed."""
+    submit.tries += 1
+    try:
+        return requests.post(
+            client.base + "/inference-api/inference",
+            headers={**client.headers, "Idempotency-Key": submit.key},
+            json=submit.body(),
+            timeout=30,
+        )
+    except requests.RequestException:
+        return None
+
+
+def submit_until_answered(client: Client, submit: KeyedSubmit) -> None:
+    """Retries with the same key and body what got no answer, a 409 (the first try still holds the key)
+    or a 5xx, every second, for up to ``EDGE_RETRY_FOR_S``."""
+    give_up_at = time.monotonic() + EDGE_RETRY_FOR_S
+    while time.monotonic() < give_up_at:
+        response = send_keyed(client, submit)
+        if response is not None and response.status_code == 200:
+            submit.answers.append(response.json()["inference_id"])
+            return
+        if response is not None and response.status_code != 409 and response.status_code < 500:
+            submit.refused = f"{response.status_code} {response.text[:200]}"
+            return
+        time.sleep(1.0)
+
+
+def list_jobs(client: Client) -> list[dict]:
+    """Every txt2img job, through the API: query-inference-jobs, page after page."""
+    jobs, token = [], None
+    while True:
+        response = requests.post(
+            client.base + "/inference/query-inference-jobs",
+            headers=client.headers,
+            json={"task_type": "txt2img", "limit": 1000, "next_token": token},
+            timeout=30,
+        )
+        response.raise_for_status()
+        jobs += response.json()
+        token = response.headers.get("x-next-token")
+        if not token:
+            return jobs
+
+
+def submit_back_to_back(client: Client, name: str, stop: threading.Event, submits: list[KeyedSubmit]) -> None:
+    """One of a round's clients: a submit after another until ``stop``; the one under way is seen through."""
+    while not stop.is_set():
+        submit = KeyedSubmit(str(uuid.uuid4()), f"chaos edge kill {name}-{len(submits)} {uuid.uuid4().hex[:8]}")
+        submits.append(submit)
+        submit_until_answered(client, submit)
+
+
+def kill_edge_rounds(stack: LocalStack, client: Client, rounds: int) -> tuple[list[KeyedSubmit], float]:
+    """Each round: 16 clients submitting back to back, so that 16 requests are in flight when the edge is
+    killed 1-2 s later. Returns the submits, once every one was answered or gave up, and when the API
+    answered again after the last kill."""
+    submits: list[list[KeyedSubmit]] = []
+    with ThreadPoolExecutor(EDGE_SUBMITS_PER_ROUND * rounds) as pool:
+        pending = []
+        for round_number in range(rounds):
+            stop = threading.Event()
+            this_round = []
+            for index in range(EDGE_SUBMITS_PER_ROUND):
+                submits.append([])
+                this_round.append(
+                    pool.submit(submit_back_to_back, client, f"{round_number}-{index}", stop, submits[-1])
+                )
+            pending += this_round
+            time.sleep(random.uniform(1.0, 2.0))
+            stop.set()  # no new submit after the kill: those under way are the ones it hits
+            kill_and_wait_for_restart(stack, "api-gateway-http")
+            edge_back = wait_for_api(client)
+            wait_for_futures(this_round, timeout=EDGE_ROUND_GAP_S)
+        for future in pending:
+            future.result()
+    return [submit for one_client in submits for submit in one_client], edge_back
+
+
+def wait_for_api(client: Client, timeout_s: float = 60.0) -> float:
+    """When the API answered again (a restarted edge takes a few seconds to listen)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            requests.get(client.base + "/inference/test-connection", headers=client.headers, timeout=5)
+            return time.time()
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise RuntimeError(f"the API did not answer within {timeout_s:.0f} s")
+
+
+def replay_answered(client: Client, submits: list[KeyedSubmit]) -> None:
+    """Sends each answered submit once more: the edge must answer the same job again."""
+    for submit in submits:
+        if submit.answers:
+            submit.replays += 1
+            response = send_keyed(client, submit)
+            if response is not None and response.status_code == 200:
+                submit.answers.append(response.json()["inference_id"])
+
+
+def wait_for_terminal(client: Client, job_ids: set[str], until: float) -> dict[str, float]:
+    """When each job ended (its ``completeTime``, to the second), looking every second until all have or
+    ``until``."""
+    ended: dict[str, float] = {}
+    while True:
+        for job in list_jobs(client):
+            if job["InferenceJobId"] in job_ids and job["status"] in TERMINAL:
+                completed = datetime.strptime(job["completeTime"], "%Y-%m-%d-%H-%M-%S").replace(tzinfo=UTC)
+                ended[job["InferenceJobId"]] = completed.timestamp()
+        if set(ended) >= job_ids or time.time() > until:
+            return ended
+        time.sleep(1.0)
+
+
+def requested_prompts(emulator: Emulator, tap: str) -> dict[str, str]:
+    """The prompt of every job the edge asked inference-dispatcher for (its InferenceRequested commands)."""
+    return {
+        event["detail"]["data"]["job_id"]: event["detail"]["data"]["params"]["prompt"] for event in drain(emulator, tap)
+    }
+
+
+def edge_kill_during_submits(
+    stack: LocalStack, client: Client, emulator: Emulator, report: Report, rounds: int
+) -> None:
+    report.section(
+        f"edge SIGKILLed during concurrent submits ({rounds} rounds, {EDGE_SUBMITS_PER_ROUND} clients submitting)"
+    )
+    tap = tap_the_bus(emulator, "requests", {"detail-type": ["InferenceRequested"]})
+    before = {job["InferenceJobId"] for job in list_jobs(client)}
+    submits, edge_back = kill_edge_rounds(stack, client, rounds)
+    replay_answered(client, submits)
+    created = {job["InferenceJobId"] for job in list_jobs(client)} - before
+    ended = wait_for_terminal(client, created, until=edge_back + EDGE_SETTLE_BOUND_S)
+    prompt_of = requested_prompts(emulator, tap)
+
+    answered = [s for s in submits if s.answers]
+    report.figure("submits (one key each)", len(submits))
+    report.figure("submits answered", len(answered), len(answered) == len(submits))
+    refused = [s.refused for s in submits if s.refused]
+    report.figure("submits refused", len(refused) if not refused else f"{len(refused)}: {refused[0]}", not refused)
+    report.figure("submits retried (same key and body)", sum(s.tries - s.replays > 1 for s in submits))
+    report.figure("requests in all (tries, retries, replays)", sum(s.tries for s in submits))
+    report.figure("jobs created", len(created))
+    late = {job_id for job_id, at in ended.items() if at - edge_back > EDGE_SETTLE_BOUND_S}
+    not_terminal = created - set(ended) | late
+    report.figure(
+        f"jobs not terminal {EDGE_SETTLE_BOUND_S:.0f} s after the last kill", len(not_terminal), not not_terminal
+    )
+    latest = max((at - edge_back for at in ended.values()), default=0.0)
+    report.figure("last created job ended, after the last kill", f"{max(0.0, latest):.0f} s (to the second)")
+    jobs_of: dict[str, set[str]] = defaultdict(set)
+    for job_id in created:
+        jobs_of[prompt_of.get(job_id, "")].add(job_id)
+    more_than_one = [s for s in submits if len(jobs_of[s.prompt]) > 1]
+    report.figure("keys with more than one job", len(more_than_one), not more_than_one)
+    # Every answer to a key, replays included, must name the one job that key made.
+    misanswered = [s for s in submits if s.answers and set(s.answers) != jobs_of[s.prompt]]
+    report.figure("keys answered other than with their one job", len(misanswered), not misanswered)
+    submitted = {s.prompt for s in submits}
+    unaccounted = [j for j in created if prompt_of.get(j) not in submitted]
+    report.figure("jobs no submit accounts for", len(unaccounted), not unaccounted)
+
+
+# ---------------------------------------------------------------- 6. a trickling webhook receiver
+
+#: Paths of the trickling origin, each a subscription: four of them, as issue 20 item 4 found.
+TRICKLING_PATHS = ("/trickle-1", "/trickle-2", "/trickle-3", "/trickle-4")
+#: A healthy receiver's deliveries must arrive within this of their event, whatever the trickling one does.
+HEALTHY_DELIVERY_BOUND_S = 20.0
+#: The jobs are spread over this long: three attempts' deadlines (15 s), so that the trickling receiver's
+#: attempts hold their slots (and its origin is paused and probed) while the healthy one's deliveries go on.
+TRICKLE_SPREAD_S = 45.0
+
+
+@dataclass
+class HealthyReceiver:
+    """Each delivery's event (the body's ``timestamp``) and when it arrived."""
+
+    deliveries: list[tuple[str, dict, float]] = field(default_factory=list)  # (webhook-id, body, arrived)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on_post(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        with self.lock:
+            self.deliveries.append((headers.get("webhook-id", ""), json.loads(body), time.time()))
+        return 200
+
+    def lateness_s(self, job_ids: set[str]) -> list[float]:
+        """Arrival minus event time, of each delivery's first arrival, for these jobs."""
+        first: dict[str, float] = {}
+        with self.lock:
+            for webhook_id, body, arrived in self.deliveries:
+                if body["data"]["id"] in job_ids and webhook_id not in first:
+                    first[webhook_id] = arrived - _epoch(body["timestamp"])
+        return list(first.values())
+
+    def final_states(self, job_ids: set[str]) -> set[str]:
+        with self.lock:
+            return {b["data"]["id"] for _, b, _ in self.deliveries if b["data"]["status"] in TERMINAL} & job_ids
+
+
+def _epoch(value: str) -> float:
+    moment = datetime.fromisoformat(value)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def subscribe(client: Client, url: str) -> str:
+    """A subscription to every change of inference jobs; its id."""
+    return client.send("POST", "/webhooks", {"url": url, "event_types": ["inference"], "terminal_only": False})["id"]
+
+
+def run_jobs(client: Client, count: int, spread_s: float, timeout_s: float = 120.0) -> set[str]:
+    """``count`` jobs submitted evenly over ``spread_s``; their ids, once each has ended (or at the timeout)."""
+    ids = set()
+    for index in range(count):
+        body = {**job_body(index), "prompt": f"chaos trickle {index}"}
+        ids.add(client.send("POST", "/inference-api/inference", body)["inference_id"])
+        time.sleep(spread_s / count)
+    deadline = time.monotonic() + timeout_s
+    pending = set(ids)
+    while pending and time.monotonic() < deadline:
+        pending = {job_id for job_id in pending if client.job(job_id)["status"] not in TERMINAL}
+        time.sleep(0.5)
+    return ids
+
+
+def wait_for_final_states(healthy: HealthyReceiver, job_ids: set[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while healthy.final_states(job_ids) != job_ids and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def trickling_receiver(client: Client, report: Report, jobs: int) -> None:
+    report.section(
+        f"a receiver trickling its 200 (1 byte / 2.5 s) on {len(TRICKLING_PATHS)} paths of one origin, "
+        f"a healthy one on another ({jobs} jobs over {TRICKLE_SPREAD_S:.0f} s)"
+    )
+    trickling, healthy = serve_trickling(byte_every_s=2.5), HealthyReceiver()
+    healthy_server = serve_receivers(healthy.on_post)
+    subscriptions = [subscribe(client, trickling.origin + path) for path in TRICKLING_PATHS]
+    subscriptions.append(subscribe(client, f"http://127.0.0.1:{healthy_server.server_address[1]}/healthy"))
+    try:
+        # Subscriptions take effect once the webhooks service has taken them in: one job delivered to the
+        # healthy receiver, subscribed last, shows they all have. It is not measured.
+        wait_for_final_states(healthy, run_jobs(client, 1, spread_s=0), timeout_s=60)
+        job_ids = run_jobs(client, jobs, spread_s=TRICKLE_SPREAD_S)
+        wait_for_final_states(healthy, job_ids, timeout_s=HEALTHY_DELIVERY_BOUND_S + 30)
+        lateness = healthy.lateness_s(job_ids)
+        missing = job_ids - healthy.final_states(job_ids)
+        report.figure("requests to the trickling receiver", trickling.received())
+        report.figure("healthy deliveries", len(lateness))
+        report.figure("jobs whose final state the healthy one missed", len(missing), not missing)
+        median = statistics.median(lateness) if lateness else float("nan")
+        worst = max(lateness, default=float("inf"))
+        report.figure("healthy delivery after its event, median", f"{median:.2f} s")
+        report.figure(
+            "healthy delivery after its event, worst",
+            f"{worst:.2f} s (bound {HEALTHY_DELIVERY_BOUND_S:.0f} s)",
+            worst <= HEALTHY_DELIVERY_BOUND_S,
+        )
+    finally:
+        for subscription in subscriptions:
+            client.session.delete(client.base + f"/webhooks/{subscription}", headers=client.headers, timeout=60)
+        trickling.shutdown()
+        healthy_server.shutdown()
+
+
+# ---------------------------------------------------------------- 7. concurrent deploys of one endpoint name
+
+#: Both requests of a pair name the same endpoint; they ask for different counts, so the live endpoint
+#: shows whose configuration it got.
+DEPLOY_COUNTS = (1, 2)
+#: Each deployment job must have ended (``success`` or ``failed``) this long after the requests.
+DEPLOY_BOUND_S = 90.0
+
+
+def deploy(client: Client, name: str, count: int, start: threading.Barrier) -> dict:
+    """The deployment job as the edge answered it, the request sent at the same moment as its pair's."""
+    start.wait()
+    response = requests.post(  # not the client's session: requests' sessions are not for threads
+        client.base + "/inference/deploy-sagemaker-endpoint",
+        headers=client.headers,
+        json={"instance_type": "ml.g5.xlarge", "initial_instance_count": count, "endpoint_name": name},
+        timeout=60,
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def deploy_pairs_at_once(client: Client, names: list[str]) -> dict[str, list[dict]]:
+    """Every pair's two requests at once: name -> the two deployment jobs as answered."""
+    with ThreadPoolExecutor(len(DEPLOY_COUNTS) * len(names)) as pool:
+        futures = {}
+        for name in names:
+            start = threading.Barrier(len(DEPLOY_COUNTS))
+            futures[name] = [pool.submit(deploy, client, name, count, start) for count in DEPLOY_COUNTS]
+        return {name: [future.result() for future in pair] for name, pair in futures.items()}
+
+
+def wait_for_deployments(client: Client, job_ids: list[str], until: float) -> dict[str, dict]:
+    """Each deployment job as it is once all ended (success or failed) or at ``until``."""
+    while True:
+        jobs = {job_id: client.get("/inference/get-endpoint-deployment-job", jobID=job_id) for job_id in job_ids}
+        if all(job["status"] in ("success", "failed") for job in jobs.values()) or time.time() > until:
+            return jobs
+        time.sleep(1.0)
+
+
+def sagemaker_names(emulator: Emulator) -> tuple[set[str], set[str]]:
+    """The local SageMaker's models and endpoint configs."""
+    sagemaker = emulator.sagemaker
+    models = {m["ModelName"] for page in sagemaker.get_paginator("list_models").paginate() for m in page["Models"]}
+    configs = {
+        c["EndpointConfigName"]
+        for page in sagemaker.get_paginator("list_endpoint_configs").paginate()
+        for c in page["EndpointConfigs"]
+    }
+    return models, configs
+
+
+def live_endpoint(emulator: Emulator, name: str) -> tuple[int, str, set[str]] | None:
+    """The endpoint's instance count (as configured), its config and that config's models; None if none."""
+    try:
+        endpoint = emulator.sagemaker.describe_endpoint(EndpointName=name)
+    except emulator.sagemaker.exceptions.ClientError:
+        return None
+    config = endpoint["EndpointConfigName"]
+    variants = emulator.sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
+    count = sum(v["DesiredInstanceCount"] for v in endpoint["ProductionVariants"])
+    return count, config, {v["ModelName"] for v in variants}
+
+
+def delete_endpoints(client: Client, emulator: Emulator, names: list[str]) -> int:
+    """Deletes them through the API, a few at a time (the route waits for each); how many are left after 60 s."""
+    for start in range(0, len(names), 5):
+        client.send("POST", "/inference/delete-sagemaker-endpoint", {"delete_endpoint_list": names[start : start + 5]})
+    deadline = time.monotonic() + 60
+    while True:
+        left = [n for n in names if live_endpoint(emulator, n) is not None]
+        if not left or time.monotonic() > deadline:
+            return len(left)
+        time.sleep(1.0)
+
+
+def same_name_deploys(client: Client, emulator: Emulator, report: Report, pairs: int) -> None:
+    report.section(f"concurrent deploys of one endpoint name ({pairs} pairs, {DEPLOY_COUNTS} instances)")
+    models_before, configs_before = sagemaker_names(emulator)
+    names = [f"chaos-deploy-{i}-{uuid.uuid4().hex[:6]}" for i in range(pairs)]
+    answered = deploy_pairs_at_once(client, names)
+    job_ids = [job["EndpointDeploymentJobId"] for pair in answered.values() for job in pair]
+    jobs = wait_for_deployments(client, job_ids, until=time.time() + DEPLOY_BOUND_S)
+
+    both_accepted = sum(all(job["status"] != "failed" for job in pair) for pair in answered.values())
+    stuck = [j for j in jobs.values() if j["status"] not in ("success", "failed")]
+    ended = {name: [jobs[job["EndpointDeploymentJobId"]] for job in pair] for name, pair in answered.items()}
+    outcomes = Counter(tuple(sorted(job["status"] for job in pair)) for pair in ended.values())
+    not_one_each = [name for name, pair in ended.items() if sorted(j["status"] for j in pair) != ["failed", "success"]]
+    models_now, configs_now = sagemaker_names(emulator)
+    mismatched, live_models, live_configs = 0, set(), set()
+    for name in names:
+        winner = next((j for j in jobs.values() if j["endpoint_name"] == name and j["status"] == "success"), None)
+        live = live_endpoint(emulator, name)
+        if live is not None:
+            live_configs.add(live[1])
+            live_models |= live[2]
+        if winner is not None and (live is None or live[0] != winner["initial_instance_count"]):
+            mismatched += 1
+    leaked_models = models_now - models_before - live_models
+    leaked_configs = configs_now - configs_before - live_configs
+
+    report.figure("pairs", pairs)
+    report.figure("pairs both accepted by the edge", both_accepted)
+    report.figure("outcomes (per pair)", ", ".join(f"{n} {'/'.join(o)}" for o, n in sorted(outcomes.items())))
+    example = "; ".join(f"{j['status']} {j['error'][:160]!r}" for j in ended[not_one_each[0]]) if not_one_each else ""
+    report.figure(
+        "names without one success and one failure",
+        f"{len(not_one_each)} ({not_one_each[0]}: {example})" if not_one_each else 0,
+        not not_one_each,
+    )
+    report.figure(f"jobs not ended {DEPLOY_BOUND_S:.0f} s after the requests (stuck)", len(stuck), not stuck)
+    report.figure("instance count mismatches (job / live endpoint)", mismatched, not mismatched)
+    report.figure(
+        "leaked models / endpoint configs",
+        f"{len(leaked_models)} / {len(leaked_configs)}",
+        not leaked_models and not leaked_configs,
+    )
+    report.figure("endpoints left 60 s after deleting them", delete_endpoints(client, emulator, names))
+
+
+def under_load(
+    stack: LocalStack,
+    client: Client,
+    emulator: Emulator,
+    jobs: int,
+    pause_s: float,
+    rate: float,
+    concurrency: int,
+    settle_s: float,
 ) -> Report:
+    """Faults 1-4, while ``jobs`` jobs come in at ``rate`` per second."""
+    tap = tap_the_bus(emulator)
+    observations, stop = Observations(), threading.Event()
+    poller = threading.Thread(target=poll, args=(client, observations, stop), daemon=True)
+    poller.start()
+    with ThreadPoolExecutor(concurrency + 1) as pool:
+        faulting = pool.submit(inject_faults, stack, emulator, tap, observations, pause_s)
+        interval = 1.0 / rate
+        submissions = []
+        for index in range(jobs):
+            submissions.append(pool.submit(submit, client, observations, index))
+            time.sleep(interval)
+        faults, counts = faulting.result()
+        for submission in submissions:
+            submission.result()
+    deadline = time.monotonic() + settle_s
+    while observations.in_flight() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    stop.set()
+    poller.join(timeout=120)
+    return check(emulator, tap, observations, faults, counts, jobs)
+
+
+@contextlib.contextmanager
+def environment(**variables: str) -> Iterator[None]:
+    """These variables set for the stack's processes as they start (they take this process's), then as before."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run(
+    jobs: int = 200,
+    pause_s: float = 30.0,
+    rate: float = 2.0,
+    concurrency: int = 8,
+    settle_s: float = 240.0,
+    edge_rounds: int = 6,
+    trickle_jobs: int = 40,
+    deploy_pairs: int = 20,
+) -> Report:
+    """Every fault on one stack, in turn; a size of 0 leaves that fault out."""
     with tempfile.TemporaryDirectory() as tmp:
-        stack = start_stack(Path(tmp), "chaos")
+        # The local SageMaker's quota of endpoint instances (8) must not be what refuses a deploy: the
+        # bench endpoint's 2, and room for both requests of every pair.
+        with environment(LOCAL_SAGEMAKER_MAX_INSTANCES=str(2 + sum(DEPLOY_COUNTS) * deploy_pairs + 8)):
+            stack = start_stack(Path(tmp), "chaos")
         try:
             client = Client(stack)
             set_up(client, instances=2)
             emulator = Emulator(stack)
-            tap = tap_the_bus(emulator)
-            observations, stop = Observations(), threading.Event()
-            poller = threading.Thread(target=poll, args=(client, observations, stop), daemon=True)
-            poller.start()
-            with ThreadPoolExecutor(concurrency + 1) as pool:
-                faulting = pool.submit(inject_faults, stack, emulator, tap, observations, pause_s)
-                interval = 1.0 / rate
-                submissions = []
-                for index in range(jobs):
-                    submissions.append(pool.submit(submit, client, observations, index))
-                    time.sleep(interval)
-                faults, counts = faulting.result()
-                for submission in submissions:
-                    submission.result()
-            deadline = time.monotonic() + settle_s
-            while observations.in_flight() and time.monotonic() < deadline:
-                time.sleep(0.5)
-            stop.set()
-            poller.join(timeout=120)
-            return check(emulator, tap, observations, faults, counts, jobs)
+            report = Report()
+            if jobs:
+                report = under_load(stack, client, emulator, jobs, pause_s, rate, concurrency, settle_s)
+            if edge_rounds:
+                edge_kill_during_submits(stack, client, emulator, report, edge_rounds)
+            if trickle_jobs:
+                trickling_receiver(client, report, trickle_jobs)
+            if deploy_pairs:
+                same_name_deploys(client, emulator, report, deploy_pairs)
+            return report
         finally:
             stack.down(save=False)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--jobs", type=int, default=200, help="jobs under faults 1-4 (0: leave them out)")
     parser.add_argument("--pause-s", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=2.0, help="jobs submitted per second")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--edge-rounds", type=int, default=6, help="rounds of submits the edge is killed in")
+    parser.add_argument("--trickle-jobs", type=int, default=40, help="jobs run beside the trickling receiver")
+    parser.add_argument("--deploy-pairs", type=int, default=20, help="endpoint names deployed twice at once")
     args = parser.parse_args()
     started = time.monotonic()
-    report = run(args.jobs, args.pause_s, args.rate, args.concurrency)
-    print(f"chaos: {args.jobs} jobs at {args.rate:g}/s, instant runtime, {time.monotonic() - started:.0f} s")
+    report = run(
+        args.jobs,
+        args.pause_s,
+        args.rate,
+        args.concurrency,
+        edge_rounds=args.edge_rounds,
+        trickle_jobs=args.trickle_jobs,
+        deploy_pairs=args.deploy_pairs,
+    )
+    print(
+        f"chaos: {args.jobs} jobs at {args.rate:g}/s, {args.edge_rounds} edge kills, {args.trickle_jobs} jobs "
+        f"beside a trickling receiver, {args.deploy_pairs} deploy pairs; instant runtime, "
+        f"{time.monotonic() - started:.0f} s"
+    )
     print("\n".join(report.lines))
     if report.failures:
         print("FAILED: " + "; ".join(report.failures))
