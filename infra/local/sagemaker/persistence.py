@@ -35,8 +35,8 @@ STATE_FILE = "state.json"
 VERSION = 1
 
 
-def save(state_dir: Path, sagemaker: LocalSageMaker, plane: AsyncInference) -> None:
-    """Write everything down; call once the instances and the queues' workers have stopped."""
+def save(state_dir: Path, sagemaker: LocalSageMaker, plane: AsyncInference) -> dict[str, int]:
+    """Write everything down; answers how many endpoints, invocations and training jobs were kept."""
     with sagemaker.lock:
         state = {
             "version": VERSION,
@@ -48,13 +48,7 @@ def save(state_dir: Path, sagemaker: LocalSageMaker, plane: AsyncInference) -> N
     with sagemaker.training.lock:
         state["training_jobs"] = [_training_job(job) for job in sagemaker.training.jobs()]
     _write_private(state_dir / STATE_FILE, json.dumps(state))
-    log.info(
-        "kept %d endpoints, %d async invocations and %d training jobs in %s",
-        len(state["endpoints"]),
-        len(state["async_invocations"]),
-        len(state["training_jobs"]),
-        state_dir,
-    )
+    return {kind: len(state[kind]) for kind in ("endpoints", "async_invocations", "training_jobs")}
 
 
 def restore(state_dir: Path, sagemaker: LocalSageMaker, plane: AsyncInference) -> None:
@@ -62,26 +56,32 @@ def restore(state_dir: Path, sagemaker: LocalSageMaker, plane: AsyncInference) -
     state_file = state_dir / STATE_FILE
     if not state_file.is_file():
         return
-    state = json.loads(state_file.read_text(encoding="utf-8"))
-    state_file.unlink()
-    if state.get("version") != VERSION:
-        log.warning("%s is of another version (%s); starting empty", state_file, state.get("version"))
+    text = state_file.read_text(encoding="utf-8")
+    state_file.unlink()  # first: a state that cannot be restored must not stop every later start
+    try:
+        counts = _restore(json.loads(text), sagemaker, plane)
+    except Exception:
+        log.exception("could not restore what the local SageMaker kept in %s; going on without it", state_file)
         return
-    endpoints = [_endpoint_from(saved) for saved in state["endpoints"]]
+    log.info("restored %s from %s", described(counts), state_dir)
+
+
+def _restore(state: dict[str, Any], sagemaker: LocalSageMaker, plane: AsyncInference) -> dict[str, int]:
+    if state.get("version") != VERSION:
+        raise ValueError(f"version {state.get('version')!r}, not {VERSION}")
     sagemaker.restore(
         models=[Model(**saved) for saved in state["models"]],
         configs=[EndpointConfig(**saved) for saved in state["endpoint_configs"]],
-        endpoints=endpoints,
+        endpoints=[_endpoint_from(saved) for saved in state["endpoints"]],
     )
     _resume_invocations(sagemaker, plane, [_request_from(saved) for saved in state["async_invocations"]])
     sagemaker.training.restore([_training_job_from(saved) for saved in state["training_jobs"]])
-    log.info(
-        "restored %d endpoints, %d async invocations and %d training jobs from %s",
-        len(endpoints),
-        len(state["async_invocations"]),
-        len(state["training_jobs"]),
-        state_dir,
-    )
+    return {kind: len(state[kind]) for kind in ("endpoints", "async_invocations", "training_jobs")}
+
+
+def described(counts: dict[str, int]) -> str:
+    """For the log: "1 endpoints, 2 async invocations, 0 training jobs"."""
+    return ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in counts.items())
 
 
 def _resume_invocations(sagemaker: LocalSageMaker, plane: AsyncInference, requests: list[AsyncRequest]) -> None:

@@ -116,7 +116,8 @@ def _shutdown_keeping_state(sagemaker: LocalSageMaker, plane: AsyncInference, st
     persistence.save(state_dir, sagemaker, plane)
     sagemaker.shutdown(keep=True)
     plane.join(DRAIN_TIMEOUT_S)  # a request that completed as its instance stopped is answered, not kept
-    persistence.save(state_dir, sagemaker, plane)
+    kept = persistence.save(state_dir, sagemaker, plane)
+    log.info("kept %s in %s for the next start", persistence.described(kept), state_dir)
 
 
 def create_app(settings: Settings | None = None, events: EventPublisher | None = None) -> Starlette:
