@@ -22,6 +22,10 @@ process saved in ``model/`` by then is uploaded. Every change of
 TrainingJobStatus or SecondaryStatus puts a "SageMaker Training Job State
 Change" event on the default bus, its detail shaped like DescribeTrainingJob's
 answer with times in epoch milliseconds.
+
+When the server stops, running jobs are stopped and end Stopped; when it keeps
+its state (``persistence.py``) they are kept as they were instead, and end
+Failed when it starts again: their processes are gone and cannot go on.
 """
 
 from __future__ import annotations
