@@ -823,43 +823,52 @@ def delete_endpoints(client: Client, emulator: Emulator, names: list[str]) -> in
         time.sleep(1.0)
 
 
+def live_resources(emulator: Emulator, names: list[str]) -> tuple[dict[str, int], set[str], set[str]]:
+    """Of the endpoints so named that stand: each one's instance count, and the configs and models they use."""
+    counts, configs, models = {}, set(), set()
+    for name in names:
+        live = live_endpoint(emulator, name)
+        if live is not None:
+            counts[name] = live[0]
+            configs.add(live[1])
+            models |= live[2]
+    return counts, configs, models
+
+
 def same_name_deploys(client: Client, emulator: Emulator, report: Report, pairs: int) -> None:
-    report.section(f"concurrent deploys of one endpoint name ({pairs} pairs, {DEPLOY_COUNTS} instances)")
+    counts = " and ".join(str(count) for count in DEPLOY_COUNTS)
+    report.section(f"concurrent deploys of one endpoint name ({pairs} pairs, asking for {counts} instances)")
     models_before, configs_before = sagemaker_names(emulator)
     names = [f"chaos-deploy-{i}-{uuid.uuid4().hex[:6]}" for i in range(pairs)]
     answered = deploy_pairs_at_once(client, names)
     job_ids = [job["EndpointDeploymentJobId"] for pair in answered.values() for job in pair]
     jobs = wait_for_deployments(client, job_ids, until=time.time() + DEPLOY_BOUND_S)
-
-    both_accepted = sum(all(job["status"] != "failed" for job in pair) for pair in answered.values())
-    stuck = [j for j in jobs.values() if j["status"] not in ("success", "failed")]
     ended = {name: [jobs[job["EndpointDeploymentJobId"]] for job in pair] for name, pair in answered.items()}
-    outcomes = Counter(tuple(sorted(job["status"] for job in pair)) for pair in ended.values())
-    not_one_each = [name for name, pair in ended.items() if sorted(j["status"] for j in pair) != ["failed", "success"]]
     models_now, configs_now = sagemaker_names(emulator)
-    mismatched, live_models, live_configs = 0, set(), set()
-    for name in names:
-        winner = next((j for j in jobs.values() if j["endpoint_name"] == name and j["status"] == "success"), None)
-        live = live_endpoint(emulator, name)
-        if live is not None:
-            live_configs.add(live[1])
-            live_models |= live[2]
-        if winner is not None and (live is None or live[0] != winner["initial_instance_count"]):
-            mismatched += 1
-    leaked_models = models_now - models_before - live_models
-    leaked_configs = configs_now - configs_before - live_configs
+    live_counts, live_configs, live_models = live_resources(emulator, names)
 
     report.figure("pairs", pairs)
+    both_accepted = sum(all(job["status"] != "failed" for job in pair) for pair in answered.values())
     report.figure("pairs both accepted by the edge", both_accepted)
-    report.figure("outcomes (per pair)", ", ".join(f"{n} {'/'.join(o)}" for o, n in sorted(outcomes.items())))
-    example = "; ".join(f"{j['status']} {j['error'][:160]!r}" for j in ended[not_one_each[0]]) if not_one_each else ""
+    outcomes = Counter("/".join(sorted(job["status"] for job in pair)) for pair in ended.values())
+    report.figure("outcomes (per pair)", ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())))
+    odd = [name for name, pair in ended.items() if sorted(j["status"] for j in pair) != ["failed", "success"]]
+    # The first such name's jobs and their errors, to read why without the logs.
+    example = "; ".join(f"{j['status']} {j['error'][:160]!r}" for j in ended[odd[0]]) if odd else ""
     report.figure(
-        "names without one success and one failure",
-        f"{len(not_one_each)} ({not_one_each[0]}: {example})" if not_one_each else 0,
-        not not_one_each,
+        "names without one success and one failure", f"{len(odd)} ({odd[0]}: {example})" if odd else 0, not odd
     )
+    stuck = [job for job in jobs.values() if job["status"] not in ("success", "failed")]
     report.figure(f"jobs not ended {DEPLOY_BOUND_S:.0f} s after the requests (stuck)", len(stuck), not stuck)
-    report.figure("instance count mismatches (job / live endpoint)", mismatched, not mismatched)
+    mismatched = [
+        name
+        for name, pair in ended.items()
+        for job in pair
+        if job["status"] == "success" and live_counts.get(name) != job["initial_instance_count"]
+    ]
+    report.figure("instance count mismatches (job / live endpoint)", len(mismatched), not mismatched)
+    leaked_models = models_now - models_before - live_models
+    leaked_configs = configs_now - configs_before - live_configs
     report.figure(
         "leaked models / endpoint configs",
         f"{len(leaked_models)} / {len(leaked_configs)}",
