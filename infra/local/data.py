@@ -1,10 +1,11 @@
 """The local stack's data across ``make down`` and ``make up``.
 
 The emulator (moto in server mode) keeps everything in memory and has no
-persistence of its own (its recorder replays requests; it does not save state).
-So ``down`` saves the data through the AWS APIs, after the services have
-stopped and before the emulator does, and ``up`` puts it back once the
-declarations are provisioned:
+persistence of its own (its recorder replays requests; it does not save state),
+nor has LocalStack's free edition (its PERSISTENCE is a paid feature). So
+``down`` saves the data through the AWS APIs, after the services have stopped
+and before the emulator does, and ``up`` puts it back once the declarations are
+provisioned:
 
 - S3: every object of every bucket (body, content type, user metadata);
 - DynamoDB: every item of every table (and the table's keys and indexes, to
@@ -107,17 +108,31 @@ def _client(service: str, endpoint_url: str, region: str) -> Any:
     )
 
 
-def _clients(endpoint_url: str, region: str) -> tuple[Any, Any, Any]:
-    return tuple(_client(service, endpoint_url, region) for service in ("s3", "dynamodb", "sqs"))
+def _clients(endpoint_url: str, region: str, dynamodb_url: str | None) -> tuple[Any, Any, Any]:
+    """S3, DynamoDB (on ``dynamodb_url`` when it is elsewhere, as under LocalStack) and SQS."""
+    return (
+        _client("s3", endpoint_url, region),
+        _client("dynamodb", dynamodb_url or endpoint_url, region),
+        _client("sqs", endpoint_url, region),
+    )
 
 
-def save(data_dir: Path, endpoint_url: str, region: str, inflight_wait_s: float = 12) -> dict[str, int]:
+def save(
+    data_dir: Path,
+    endpoint_url: str,
+    region: str,
+    inflight_wait_s: float = 12,
+    dynamodb_url: str | None = None,
+    take_messages: bool = False,
+) -> dict[str, int]:
     """Snapshot the emulator's data into ``data_dir``; answers counts of what was kept.
 
     Messages in flight (a stopped worker's receive lease, a retry's back-off) are waited for up
-    to ``inflight_wait_s``, then given up.
+    to ``inflight_wait_s``, then given up. With ``take_messages`` the saved messages are deleted
+    from their queues once the snapshot is written: for an emulator that outlives ``down``, to
+    which ``restore`` would otherwise send them a second time.
     """
-    s3, dynamodb, sqs = _clients(endpoint_url, region)
+    s3, dynamodb, sqs = _clients(endpoint_url, region, dynamodb_url)
     work = data_dir.with_name(data_dir.name + ".new")
     shutil.rmtree(work, ignore_errors=True)
     _private_dir(work)
@@ -166,10 +181,11 @@ def save(data_dir: Path, endpoint_url: str, region: str, inflight_wait_s: float 
             }
 
     kept = {url: {} for url in sqs.list_queues().get("QueueUrls", [])}
+    receipts: dict[str, list[str]] = {url: [] for url in kept}
     deadline = time.monotonic() + inflight_wait_s
     while True:
         for url, messages in kept.items():
-            messages.update(_drain_visible(sqs, url))
+            messages.update(_drain_visible(sqs, url, receipts[url]))
         in_flight = sum(_not_visible(sqs, url) - len(messages) for url, messages in kept.items())
         if in_flight <= 0 or time.monotonic() >= deadline:
             break
@@ -183,7 +199,16 @@ def save(data_dir: Path, endpoint_url: str, region: str, inflight_wait_s: float 
         (data_dir / SAGEMAKER_DIR).replace(work / SAGEMAKER_DIR)
     shutil.rmtree(data_dir, ignore_errors=True)
     work.replace(data_dir)
+    if take_messages:
+        for url, handles in receipts.items():
+            _delete_received(sqs, url, handles)
     return counts
+
+
+def _delete_received(sqs: Any, url: str, handles: list[str]) -> None:
+    for start in range(0, len(handles), 10):
+        entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles[start : start + 10])]
+        sqs.delete_message_batch(QueueUrl=url, Entries=entries)
 
 
 def _not_visible(sqs: Any, url: str) -> int:
@@ -191,8 +216,10 @@ def _not_visible(sqs: Any, url: str) -> int:
     return int(attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"])
 
 
-def _drain_visible(sqs: Any, url: str) -> dict[str, dict[str, Any]]:
-    """Every visible message's body and attributes by id; received for long enough not to come round twice."""
+def _drain_visible(sqs: Any, url: str, receipts: list[str]) -> dict[str, dict[str, Any]]:
+    """Every visible message's body and attributes by id; received for long enough not to come round twice.
+
+    Each receipt handle is added to ``receipts``."""
     kept: dict[str, dict[str, Any]] = {}
     while True:
         answer = sqs.receive_message(
@@ -202,6 +229,7 @@ def _drain_visible(sqs: Any, url: str) -> dict[str, dict[str, Any]]:
         if not messages:
             return kept
         for message in messages:
+            receipts.append(message["ReceiptHandle"])
             kept[message["MessageId"]] = {
                 "body": message["Body"],
                 "attributes": message.get("MessageAttributes", {}),
@@ -231,13 +259,13 @@ def _put_back_secrets(saved: dict[str, str], endpoint_url: str, region: str) -> 
             client.create_secret(Name=name, SecretString=value)
 
 
-def restore(data_dir: Path, endpoint_url: str, region: str) -> dict[str, int]:
+def restore(data_dir: Path, endpoint_url: str, region: str, dynamodb_url: str | None = None) -> dict[str, int]:
     """Put a snapshot back into a freshly provisioned emulator; answers counts of what came back."""
     snapshot_file = data_dir / SNAPSHOT
     counts = {"objects": 0, "items": 0, "messages": 0}
     if not snapshot_file.exists():
         return counts
-    s3, dynamodb, sqs = _clients(endpoint_url, region)
+    s3, dynamodb, sqs = _clients(endpoint_url, region, dynamodb_url)
     snapshot = _loads(snapshot_file.read_text())
 
     existing_buckets = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}

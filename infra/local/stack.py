@@ -1,7 +1,7 @@
 """The whole system on one machine: ``python -m infra.local.stack up|down|restart|clean|logs|status``.
 
-``up`` starts an embedded AWS emulator (moto in server mode; or uses LocalStack
-when ``SDMW_EMULATOR=localstack``), provisions the core stack and every
+``up`` starts an embedded AWS emulator (moto in server mode; or LocalStack
+when ``SDMW_EMULATOR=localstack``: see ``_start_localstack``), provisions the core stack and every
 service's declared resources into it, puts back the data the last ``down``
 saved (``infra.local.data``), starts the supervisor (``infra.local.supervisor``),
 which starts the local SageMaker and every service process in the background and
@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -49,15 +50,38 @@ LOCAL_WORKERS = {
     "webhooks": "webhooks.entrypoints.worker",
 }
 
+#: The AWS services the system calls, all that a LocalStack started here offers (``SERVICES``): any other
+#: is answered 501 at once rather than loaded. DynamoDB is not among them (see ``_start_localstack``);
+#: Application Auto Scaling is not in LocalStack's free edition.
+LOCALSTACK_SERVICES = ("s3", "sqs", "sns", "events", "secretsmanager", "cloudwatch", "logs")
+#: Where ``make localstack`` installs LocalStack (infra/localstack/install.sh).
+LOCALSTACK_VENV = REPO_ROOT / ".localstack" / "venv"
+#: The emulator of stacks built in code (the e2e suite's, bench/chaos.py's): moto or localstack.
+TEST_EMULATOR_VARIABLE = "SDMW_TEST_EMULATOR"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _test_emulator() -> str:
+    return os.environ.get(TEST_EMULATOR_VARIABLE, "moto")
+
 
 @dataclass(frozen=True)
 class StackSettings:
     api_port: int = 8000
     api_key: str = "local-dev-key"
     stage: str = "prod"
-    emulator: str = "moto"
+    #: Stacks built in code follow SDMW_TEST_EMULATOR, so that the e2e suite and the benches run on either.
+    emulator: str = field(default_factory=_test_emulator)
     emulator_port: int = 4566
     sagemaker_port: int = 4567
+    #: Under LocalStack, DynamoDB is an embedded moto server on this port.
+    dynamodb_port: int = field(default_factory=_free_port)
+    localstack_venv: Path = LOCALSTACK_VENV
     prefix: str = "sdmw"
     region: str = "us-east-1"
     run_dir: Path = REPO_ROOT / ".run"
@@ -76,6 +100,8 @@ class StackSettings:
             emulator=env.get("SDMW_EMULATOR", "moto"),
             emulator_port=int(env.get("EMULATOR_PORT", "4566")),
             sagemaker_port=int(env.get("LOCAL_SAGEMAKER_PORT", "4567")),
+            dynamodb_port=int(env.get("DYNAMODB_PORT", "4568")),
+            localstack_venv=Path(env.get("SDMW_LOCALSTACK_VENV", str(LOCALSTACK_VENV))),
             prefix=env.get("SDMW_STACK", "sdmw"),
             region=env.get("AWS_DEFAULT_REGION", "us-east-1"),
             run_dir=Path(env.get("SDMW_RUN_DIR", str(REPO_ROOT / ".run"))),
@@ -91,6 +117,10 @@ class StackSettings:
         return f"http://127.0.0.1:{self.sagemaker_port}"
 
     @property
+    def dynamodb_url(self) -> str:
+        return f"http://127.0.0.1:{self.dynamodb_port}" if self.emulator == "localstack" else self.emulator_url
+
+    @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}/{self.stage}"
 
@@ -98,6 +128,7 @@ class StackSettings:
         """Standard AWS configuration only: this is all that tells local from cloud."""
         return {
             "AWS_ENDPOINT_URL": self.emulator_url,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_url,
             "AWS_ENDPOINT_URL_SAGEMAKER": self.sagemaker_url,
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.sagemaker_url,
             "AWS_ACCESS_KEY_ID": "local",
@@ -116,6 +147,10 @@ class Process:
     wait_port: int | None = None
 
 
+#: The processes that hold the AWS data: stopped last, after `down` saved it.
+EMULATOR_PROCESSES = ("emulator", "dynamodb")
+
+
 class StackError(RuntimeError):
     pass
 
@@ -130,6 +165,8 @@ class LocalStack:
         self.data_dir = settings.run_dir / "data"
         #: Written once the saved data is back in the emulator: only then may `down` save over it.
         self._restored_marker = settings.run_dir / "data-restored"
+        #: Which emulator `up` uses, in words (``make up`` prints it).
+        self.emulator_description = ""
 
     # --- lifecycle -------------------------------------------------------
 
@@ -162,17 +199,16 @@ class LocalStack:
         Answers the counts of data saved, or None if nothing was saved.
         """
         pids = self._pids()
-        emulator = pids.pop("emulator", None)
+        emulators = [pids.pop(name) for name in EMULATOR_PROCESSES if name in pids]
         supervisor = pids.pop("supervisor", None)
         if supervisor is not None:
             _signal_group(supervisor, signal.SIGTERM)  # it stops its processes, then itself
             _wait_for_exit([supervisor], grace_s + 5)
-        _stop([pid for pid in self._pids().values() if pid not in (emulator, supervisor)], grace_s)
+        _stop([pid for pid in self._pids().values() if pid not in (*emulators, supervisor)], grace_s)
         saved = None
-        if save and emulator is not None and _alive(emulator) and self._restored_marker.exists():
+        if save and self._restored_marker.exists() and self._emulators_answer(emulators):
             saved = self.save_data()
-        if emulator is not None:
-            _stop([emulator], grace_s)
+        _stop(emulators, grace_s)
         self._restored_marker.unlink(missing_ok=True)
         self._pid_file.unlink(missing_ok=True)
         return saved
@@ -183,7 +219,21 @@ class LocalStack:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def save_data(self) -> dict[str, int]:
-        return data.save(self.data_dir, self.settings.emulator_url, self.settings.region)
+        s = self.settings
+        # A LocalStack that outlives `down` (Docker) still holds the queued messages: they are taken out,
+        # or the next `up` would queue them a second time.
+        outlives = s.emulator == "localstack" and "emulator" not in self._pids()
+        return data.save(self.data_dir, s.emulator_url, s.region, dynamodb_url=s.dynamodb_url, take_messages=outlives)
+
+    def _emulators_answer(self, pids: list[int]) -> bool:
+        """The emulators holding the data: those this stack started alive, and one it found answering."""
+        if not all(_alive(pid) for pid in pids):
+            return False
+        return _answers(self._emulator_health_url())
+
+    def _emulator_health_url(self) -> str:
+        path = "/_localstack/health" if self.settings.emulator == "localstack" else "/moto-api/"
+        return self.settings.emulator_url + path
 
     def restart(self, service: str, timeout_s: float = 30) -> dict[str, int]:
         """Restart one service's processes (SIGTERM, then the supervisor starts them again); answers new PIDs."""
@@ -239,21 +289,82 @@ class LocalStack:
         return [spec["name"] for spec in json.loads(self._processes_file.read_text())]
 
     def _restore(self) -> dict[str, int]:
-        if self.settings.emulator != "moto" or not self.settings.keep_data:  # LocalStack: its own PERSISTENCE=1
+        # LocalStack too: its PERSISTENCE is not in the free edition, so the data goes through the AWS APIs.
+        if not self.settings.keep_data:
             return {}
-        restored = data.restore(self.data_dir, self.settings.emulator_url, self.settings.region)
+        s = self.settings
+        restored = data.restore(self.data_dir, s.emulator_url, s.region, dynamodb_url=s.dynamodb_url)
         self._restored_marker.touch()
         return restored
 
     def _start_emulator(self, deadline: float) -> None:
-        if self.settings.emulator == "localstack":
-            _wait_for_http(self.settings.emulator_url + "/_localstack/health", deadline, "LocalStack")
+        s = self.settings
+        if s.emulator == "localstack":
+            self._start_localstack(deadline)
             return
-        if self.settings.emulator != "moto":
-            raise StackError(f"SDMW_EMULATOR must be moto or localstack, not {self.settings.emulator!r}")
-        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.settings.emulator_port)]
-        self._start(Process("emulator", argv, self._base_env()))
-        _wait_for_http(self.settings.emulator_url + "/moto-api/", deadline, "moto")
+        if s.emulator != "moto":
+            raise StackError(f"SDMW_EMULATOR must be moto or localstack, not {s.emulator!r}")
+        self._start_moto("emulator", s.emulator_port, deadline)
+        self.emulator_description = f"{s.emulator_url} (moto, embedded)"
+
+    def _start_moto(self, name: str, port: int, deadline: float) -> None:
+        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        self._start(Process(name, argv, self._base_env()))
+        _wait_for_http(f"http://127.0.0.1:{port}/moto-api/", deadline, "moto")
+
+    def _start_localstack(self, deadline: float) -> None:
+        """LocalStack for everything but DynamoDB, which an embedded moto server answers.
+
+        LocalStack's DynamoDB is Amazon's DynamoDB Local, a jar it downloads at first use (so never
+        offline) whose licence asks for an AWS account: the services reach DynamoDB through
+        AWS_ENDPOINT_URL_DYNAMODB instead, with or without Docker. A LocalStack already answering on the
+        emulator port (``docker compose -f docker-compose.localstack.yml up -d``) is used as it is;
+        otherwise the one ``make localstack`` installed is started here.
+        """
+        s = self.settings
+        self._start_moto("dynamodb", s.dynamodb_port, deadline)
+        health = self._emulator_health_url()
+        if _answers(health):
+            where = "already running there (Docker?); `make down` leaves it running"
+        else:
+            self._start(self._localstack_process())
+            _wait_for_http(health, deadline, f"LocalStack (log: {self._logs / 'emulator.log'})")
+            where = f"started here from {s.localstack_venv}"
+        version = requests.get(health, timeout=5).json().get("version", "?")
+        self.emulator_description = (
+            f"{s.emulator_url} (LocalStack {version}, {where}); DynamoDB: {s.dynamodb_url} (moto, embedded)"
+        )
+
+    def _localstack_process(self) -> Process:
+        s = self.settings
+        python = s.localstack_venv / "bin" / "python"
+        if not python.exists():
+            raise StackError(
+                f"SDMW_EMULATOR=localstack: nothing answers at {s.emulator_url} and LocalStack is not installed "
+                f"in {s.localstack_venv}. Run `make localstack` (no Docker), or start it in Docker: "
+                "docker compose -f docker-compose.localstack.yml up -d"
+            )
+        root = s.run_dir / "localstack"
+        root.mkdir(parents=True, exist_ok=True)
+        address = f"127.0.0.1:{s.emulator_port}"
+        # A clean environment: LocalStack reads many variables of its own, and none of the caller's AWS ones.
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(root),
+            # Never assume a container (a machine with /.dockerenv would write to /var/lib/localstack).
+            "OVERRIDE_IN_DOCKER": "0",
+            "FILESYSTEM_ROOT": str(root),
+            "GATEWAY_LISTEN": address,
+            # Queue URLs on this address (by default a *.localstack.cloud name, which needs DNS).
+            "LOCALSTACK_HOST": address,
+            "SQS_ENDPOINT_STRATEGY": "path",
+            "SERVICES": ",".join(LOCALSTACK_SERVICES),
+            # Offline: no DNS server of its own, no analytics, no certificate download.
+            "DNS_ADDRESS": "0",
+            "DISABLE_EVENTS": "1",
+            "SKIP_SSL_CERT_DOWNLOAD": "1",
+        }
+        return Process("emulator", [str(python), "-m", "localstack.runtime.main"], env)
 
     def _provision(self) -> dict[str, dict[str, str]]:
         saved = dict(os.environ)
@@ -425,6 +536,14 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
+def _answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=2)
+    except requests.RequestException:
+        return False
+    return True
+
+
 def _wait_for_http(url: str, deadline: float, what: str) -> None:
     while time.monotonic() < deadline:
         try:
@@ -447,7 +566,8 @@ def main(argv: list[str]) -> int:
             print(f"  Data kept from the last `make down`: {_counts(restored)}   (`make clean` starts empty)")
         print(f"  API base URL: {s.base_url}")
         print(f"  API key:      {s.api_key}   (send it as the x-api-key header)")
-        print(f"  Emulator:     {s.emulator_url} ({s.emulator})   Local SageMaker: {s.sagemaker_url}")
+        print(f"  Emulator:     {stack.emulator_description}")
+        print(f"  Local SageMaker: {s.sagemaker_url}")
         print(f"  Logs:         make logs   ({stack.settings.run_dir / 'logs'})")
         return 0
     if command == "down":

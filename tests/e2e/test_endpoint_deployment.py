@@ -74,7 +74,7 @@ def test_deploy_list_get_and_delete_an_endpoint(api: ApiClient):
     assert next(j for j in listed if j["EndpointDeploymentJobId"] == job_id)["status"] == "deleted"
 
 
-def test_deploy_with_the_old_middlewares_fields(api: ApiClient):
+def test_deploy_with_the_old_middlewares_fields(api: ApiClient, autoscaling_note: str):
     deployed = api.post(
         "/inference/deploy-sagemaker-endpoint",
         json={
@@ -97,7 +97,7 @@ def test_deploy_with_the_old_middlewares_fields(api: ApiClient):
 
     finished = poll_until_finished(api, job_id)
     assert (finished["status"], finished["endpoint_name"]) == ("success", "e2e-named-endpoint"), finished
-    assert finished["autoscaling_enabled"] is True and finished["error"] == ""
+    assert finished["autoscaling_enabled"] is True and finished["error"] == autoscaling_note
     deleted = api.post("/inference/delete-sagemaker-endpoint", json={"delete_endpoint_list": ["e2e-named-endpoint"]})
     assert deleted.json() == "Endpoint delete completed: e2e-named-endpoint"
     listed = api.get("/inference/list-endpoint-deployment-jobs").json()

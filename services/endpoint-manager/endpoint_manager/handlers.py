@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from endpoint_manager import SERVICE, jobs, leases
 from endpoint_manager.jobs import Job
-from endpoint_manager.sagemaker import EndpointGateway, NameTaken
+from endpoint_manager.sagemaker import AutoscalingNotOffered, EndpointGateway, NameTaken
 from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentRequested
 from sdmw_contracts.events.sagemaker import SageMakerEndpointStateChange
@@ -155,6 +155,8 @@ def _with_autoscaling(job: Job, deps: Dependencies) -> Job:
     try:
         max_instances = max(deps.max_autoscaling_instances, job.initial_instance_count)
         deps.endpoints.enable_autoscaling(job.endpoint_name, max_instances)
+    except AutoscalingNotOffered as exc:
+        return job.model_copy(update={"error": f"endpoint is in service but autoscaling failed: {exc}"})
     except ClientError as exc:
         return job.model_copy(update={"error": f"endpoint is in service but autoscaling failed: {describe_error(exc)}"})
     return job

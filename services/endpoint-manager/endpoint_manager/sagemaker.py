@@ -78,6 +78,22 @@ class EndpointGateway(Protocol):
     def enable_autoscaling(self, endpoint_name: str, max_instances: int) -> None: ...
 
 
+#: The deployment's note where Application Auto Scaling is missing altogether.
+AUTOSCALING_NOT_OFFERED = (
+    "Application Auto Scaling is not offered at this AWS endpoint: LocalStack's free edition does not include "
+    "it (it answers 501 Not Implemented); the endpoint keeps its initial instance count"
+)
+
+
+class AutoscalingNotOffered(RuntimeError):
+    """The AWS endpoint in use has no Application Auto Scaling at all (LocalStack's free edition)."""
+
+
+def autoscaling_not_offered(exc: ClientError) -> bool:
+    """AWS never answers 501 Not Implemented; LocalStack's free edition answers every autoscaling call so."""
+    return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 501
+
+
 class SageMakerEndpoints:
     """The real gateway: boto3 clients for sagemaker, application-autoscaling, cloudwatch and logs."""
 
@@ -107,10 +123,17 @@ class SageMakerEndpoints:
         # Deregistering the target deletes its policies (and target tracking's own alarms), not the
         # wake-up alarm this service made: delete that first, so it never fires at a policy that is gone.
         self._delete_once(self._cloudwatch.delete_alarms, AlarmNames=[wake_up_name(spec.endpoint_name)])
-        self._delete_once(self._autoscaling.deregister_scalable_target, **_target(spec.endpoint_name))
+        self._deregister_scalable_target(spec.endpoint_name)
         self._delete_once(self._sagemaker.delete_endpoint, EndpointName=spec.endpoint_name)
         self._delete_once(self._sagemaker.delete_endpoint_config, EndpointConfigName=spec.config_name)
         self._delete_once(self._sagemaker.delete_model, ModelName=spec.model_name)
+
+    def _deregister_scalable_target(self, endpoint_name: str) -> None:
+        try:
+            self._delete_once(self._autoscaling.deregister_scalable_target, **_target(endpoint_name))
+        except ClientError as exc:
+            if not autoscaling_not_offered(exc):  # where it is not offered, nothing was ever registered
+                raise
 
     def delete_unused(self, spec: EndpointSpec) -> None:
         """The config and model of a deployment that got no endpoint."""
@@ -147,7 +170,14 @@ class SageMakerEndpoints:
         Register, put and put-alarm all create or update under names fixed per endpoint,
         so a retry leaves one target, two policies and one alarm.
         """
-        self._autoscaling.register_scalable_target(**_target(endpoint_name), MinCapacity=0, MaxCapacity=max_instances)
+        try:
+            self._autoscaling.register_scalable_target(
+                **_target(endpoint_name), MinCapacity=0, MaxCapacity=max_instances
+            )
+        except ClientError as exc:
+            if autoscaling_not_offered(exc):
+                raise AutoscalingNotOffered(AUTOSCALING_NOT_OFFERED) from exc
+            raise
         self._track_backlog(endpoint_name)
         self._wake_up_from_zero(endpoint_name)
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from endpoint_manager.sagemaker import (
     SCALABLE_DIMENSION,
+    AutoscalingNotOffered,
     EndpointSpec,
     RuntimeSettings,
     SageMakerEndpoints,
@@ -127,3 +129,44 @@ def test_the_alarm_of_another_endpoint_survives_a_delete(endpoints):
     endpoints.delete(SPEC)
     assert [alarm["AlarmName"] for alarm in alarms()] == [wake_up_name("other-endpoint")]
     assert [target["ResourceId"] for target in targets()] == ["endpoint/other-endpoint/variant/AllTraffic"]
+
+
+class NotImplementedAutoscaling:
+    """Application Auto Scaling as LocalStack's free edition answers it: 501 to every call."""
+
+    def __getattr__(self, operation: str):
+        def refuse(**_request):
+            raise ClientError(
+                {
+                    "Error": {"Code": "InternalFailure", "Message": "not included in your current license plan"},
+                    "ResponseMetadata": {"HTTPStatusCode": 501},
+                },
+                operation,
+            )
+
+        return refuse
+
+
+@pytest.fixture
+def without_autoscaling(mocked_aws) -> SageMakerEndpoints:
+    return SageMakerEndpoints(SETTINGS, autoscaling=NotImplementedAutoscaling())
+
+
+def test_autoscaling_where_it_is_not_offered_is_refused_naming_localstacks_free_edition(without_autoscaling):
+    with pytest.raises(AutoscalingNotOffered, match="LocalStack's free edition"):
+        without_autoscaling.enable_autoscaling(ENDPOINT, max_instances=4)
+
+
+def test_delete_where_autoscaling_is_not_offered_completes(without_autoscaling):
+    without_autoscaling.delete(SPEC)  # nothing was registered: the endpoint, config and model go as usual
+
+
+def test_other_autoscaling_errors_still_fail_the_delete(mocked_aws):
+    class Throttled(NotImplementedAutoscaling):
+        def deregister_scalable_target(self, **_request):
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException"}, "ResponseMetadata": {"HTTPStatusCode": 400}}, "Deregister"
+            )
+
+    with pytest.raises(ClientError, match="ThrottlingException"):
+        SageMakerEndpoints(SETTINGS, autoscaling=Throttled()).delete(SPEC)

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from endpoint_manager.handlers import UnknownJob
 from endpoint_manager.jobs import Job
-from endpoint_manager.sagemaker import EndpointSpec, EndpointState
+from endpoint_manager.sagemaker import AUTOSCALING_NOT_OFFERED, AutoscalingNotOffered, EndpointSpec, EndpointState
 from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentRequested
 from service_kit.events import RecordingPublisher
@@ -140,6 +140,21 @@ def test_autoscaling_is_enabled_once_in_service(world):
     endpoints.states["infer-endpoint-job1"] = EndpointState("InService")
     route.dispatch(state_event("infer-endpoint-job1", "InService"))
     assert endpoints.autoscaled == ["infer-endpoint-job1"]
+
+
+def test_autoscaling_not_offered_leaves_the_deploy_a_success_with_the_limitation_noted(world):
+    deps, endpoints, publisher, route = world
+
+    def not_offered(endpoint_name: str, max_instances: int) -> None:
+        raise AutoscalingNotOffered(AUTOSCALING_NOT_OFFERED)
+
+    endpoints.enable_autoscaling = not_offered
+    route.dispatch(command_event(DEPLOY.model_copy(update={"autoscaling_enabled": True})))
+    endpoints.states["infer-endpoint-job1"] = EndpointState("InService")
+    route.dispatch(state_event("infer-endpoint-job1", "InService"))
+    job = last_job(publisher)
+    assert (job["status"], job["endpoint_status"]) == ("success", "InService")
+    assert "autoscaling failed" in job["error"] and "LocalStack's free edition" in job["error"]
 
 
 def test_a_state_change_goes_to_the_live_job_of_that_endpoint_among_all_jobs(world):
