@@ -12,7 +12,7 @@ export API_PORT ?= 8000
 export API_KEY ?= local-dev-key
 
 .PHONY: install up down restart logs status test test-unit test-integration test-e2e lint schemas clean distclean \
-	chaos package synth bootstrap deploy destroy diff
+	chaos package synth bootstrap deploy destroy diff localstack test-localstack
 
 install: $(STAMP)
 
@@ -43,6 +43,21 @@ status:
 test: install lint synth
 	$(BIN)/python -m pytest
 
+# LocalStack on this machine, no Docker (`SDMW_EMULATOR=localstack make up` starts it): its pinned release in a
+# venv of its own, with a Python >= 3.13 found here (infra/localstack/install.sh).
+LOCALSTACK_VENV := .localstack/venv
+
+localstack: ## install LocalStack (pinned) into .localstack/venv, for SDMW_EMULATOR=localstack without Docker
+	infra/localstack/install.sh $(LOCALSTACK_VENV)
+
+# The seed scenarios, the WebUI extension's flows and the chaos test's short form, against LocalStack on this
+# machine (each test stack starts its own); `make test` runs everything on the embedded moto server.
+LOCALSTACK_E2E := tests/e2e/test_endpoint_deployment.py tests/e2e/test_assets.py tests/e2e/test_inference.py \
+	tests/e2e/test_training.py tests/e2e/test_cli.py tests/e2e/test_webui_extension.py tests/e2e/test_chaos.py
+
+test-localstack: install localstack
+	SDMW_TEST_EMULATOR=localstack $(BIN)/python -m pytest $(LOCALSTACK_E2E)
+
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
 
@@ -59,7 +74,7 @@ lint: install
 schemas: install ## rewrite contracts/schemas and examples after changing an event model
 	$(BIN)/python -m contracts.export_schemas
 
-chaos: install ## faults under load (bench/chaos.py: kills, duplicates, poison, a 30 s pause); non-zero if anything fails
+chaos: install ## faults under load (bench/chaos.py: kills, duplicates, poison, a 30 s pause, edge kills, a trickling webhook receiver, same-name deploys); non-zero if anything fails
 	$(BIN)/python -m bench.chaos
 
 clean: ## a clean start: stop everything without keeping the data, and remove it, the logs and build outputs
@@ -67,7 +82,7 @@ clean: ## a clean start: stop everything without keeping the data, and remove it
 	rm -rf .run build
 
 distclean: clean ## also remove the virtual environment
-	rm -rf $(VENV)
+	rm -rf $(VENV) .localstack
 
 # --- AWS (infra/aws, README "Deploy to AWS") ---------------------------------------------------
 # SERVICE=<name> deploys, diffs or destroys that service's stack alone; without it, every stack.
