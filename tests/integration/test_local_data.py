@@ -163,3 +163,19 @@ class _DatasetItemsRow(EntityChanged):
     @classmethod
     def entity_type(cls) -> str:
         return "DatasetItems"
+
+
+def test_an_emulator_that_outlives_down_gives_up_the_saved_messages(moto_server, tmp_path):
+    """A LocalStack in Docker keeps running after `make down`: what `down` saved leaves its queues, or the next
+    `up` would queue it twice."""
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="outliving-queue")["QueueUrl"]
+    for i in range(12):  # more than one delete batch
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+
+    saved = data.save(tmp_path / "data", moto_server, "us-east-1", inflight_wait_s=0, take_messages=True)
+
+    assert saved["messages"] == 12
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert counts["ApproximateNumberOfMessages"] == counts["ApproximateNumberOfMessagesNotVisible"] == "0"
+    assert data.restore(tmp_path / "data", moto_server, "us-east-1")["messages"] == 12
