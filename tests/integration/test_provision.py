@@ -54,7 +54,10 @@ def test_each_provisioned_table_serves_the_snapshot_lists_sweeps_and_lookups(mot
     table.save(job)
     assert table.list(EndpointDeploymentChanged) == [job]
     assert table.named(EndpointDeploymentChanged, "infer-endpoint-a") == [job]
-    assert table.due(EndpointDeploymentChanged, now) == []  # no sweep looks at deployments
+    assert table.due(EndpointDeploymentChanged, now) == [job]  # endpoint-manager's sweep reads the open ones
+    finished = job.model_copy(update={"version": 2, "status": "failed", "end_time": now})
+    table.save(finished)
+    assert table.due(EndpointDeploymentChanged, now) == []  # and never the finished ones
 
 
 def test_a_browser_may_upload_parts_to_the_bucket_and_read_their_etags(moto_server):
