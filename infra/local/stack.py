@@ -227,7 +227,7 @@ class LocalStack:
 
     def _emulators_answer(self, pids: list[int]) -> bool:
         """The emulators holding the data: those this stack started alive, and one it found answering."""
-        if not all(_alive(pid) for pid in pids):
+        if not pids or not all(_alive(pid) for pid in pids):  # none: this stack never got as far as its emulators
             return False
         return _answers(self._emulator_health_url())
 
@@ -355,6 +355,8 @@ class LocalStack:
             "OVERRIDE_IN_DOCKER": "0",
             "FILESYSTEM_ROOT": str(root),
             "GATEWAY_LISTEN": address,
+            # Its default server (twisted) ignores GATEWAY_LISTEN's host and listens on every interface.
+            "GATEWAY_SERVER": "hypercorn",
             # Queue URLs on this address (by default a *.localstack.cloud name, which needs DNS).
             "LOCALSTACK_HOST": address,
             "SQS_ENDPOINT_STRATEGY": "path",

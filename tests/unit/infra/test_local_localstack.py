@@ -48,6 +48,7 @@ def test_localstack_runs_on_loopback_private_offline_and_without_dynamodb(tmp_pa
     env = process.env
     assert process.argv[1:] == ["-m", "localstack.runtime.main"]
     assert env["GATEWAY_LISTEN"] == env["LOCALSTACK_HOST"] == "127.0.0.1:14566"
+    assert env["GATEWAY_SERVER"] == "hypercorn"  # the one that listens on GATEWAY_LISTEN's host only
     assert (env["OVERRIDE_IN_DOCKER"], env["FILESYSTEM_ROOT"]) == ("0", str(tmp_path / ".run" / "localstack"))
     assert env["SQS_ENDPOINT_STRATEGY"] == "path"
     assert env["SERVICES"].split(",") == list(LOCALSTACK_SERVICES)
