@@ -561,7 +561,11 @@ def main(argv: list[str]) -> int:
     stack = LocalStack(StackSettings.from_env())
     if command == "up":
         started = time.monotonic()
-        restored = stack.up()
+        try:
+            restored = stack.up()
+        except StackError as error:  # says what to do; a traceback would only hide it
+            print(error, file=sys.stderr)
+            return 1
         s = stack.settings
         print(f"Stack is up in {time.monotonic() - started:.1f}s.")
         if any(restored.values()):
