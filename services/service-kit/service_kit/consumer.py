@@ -106,11 +106,11 @@ class Consumer:
                 config=self._config,
             )(self._dispatch_body)
 
-
     @property
     def reads_claims(self) -> bool:
         """Whether events that came by claim check (over EventBridge's 256 KB) can be handled."""
         return self._claims is not None
+
     def handle_batch(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """The Lambda SQS handler. Answers ``{"batchItemFailures": [...]}``."""
         self._config.register_lambda_context(context)

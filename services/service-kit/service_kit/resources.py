@@ -199,8 +199,10 @@ class ServiceResources:
             # AWS: "set the source queue's visibility timeout to at least six times the timeout that you
             # configure on your function" (Lambda with SQS), so a throttled batch is retried before it
             # reaches the DLQ after maxReceiveCount receives.
-            if function.trigger == "queue" and self.queue and (
-                function.timeout_s * VISIBILITY_PER_FUNCTION_TIMEOUT > self.queue.visibility_timeout_s
+            if (
+                function.trigger == "queue"
+                and self.queue
+                and (function.timeout_s * VISIBILITY_PER_FUNCTION_TIMEOUT > self.queue.visibility_timeout_s)
             ):
                 raise ValueError(
                     f"{self.service}: the queue's visibility timeout ({self.queue.visibility_timeout_s} s) must be "
