@@ -117,13 +117,7 @@ def on_endpoint_state_change(event: BusEvent, deps: Dependencies) -> None:
         deps.logger.info("state change of an endpoint without a live job", extra={"endpoint": change.EndpointName})
         return
     deps.logger.set_correlation_id(job.id)
-    updated = jobs.observed(job, deps.endpoints.describe(change.EndpointName), deps.clock())
-    if updated is None:
-        return
-    if updated.status == "success" and updated.autoscaling_enabled:
-        updated = _with_autoscaling(updated, deps)
-    deps.jobs.save(updated)
-    _publish(updated, None, deps)
+    _record(jobs.observed(job, deps.endpoints.describe(change.EndpointName), deps.clock()), deps)
 
 
 def on_sweep(event: BusEvent, deps: Dependencies) -> None:
@@ -140,9 +134,14 @@ def on_sweep(event: BusEvent, deps: Dependencies) -> None:
 
 def _reconcile(job: Job, deps: Dependencies, now: datetime) -> None:
     if jobs.needs_creation(job):
-        updated = jobs.never_started(job, now)
+        _record(jobs.never_started(job, now), deps)
     else:
-        updated = jobs.observed(job, deps.endpoints.describe(job.endpoint_name), now)
+        _record(jobs.observed(job, deps.endpoints.describe(job.endpoint_name), now), deps)
+
+
+def _record(updated: Job | None, deps: Dependencies) -> None:
+    """Save and publish what SageMaker's state made of a job (None: nothing changed); an endpoint that has
+    just come into service gets its autoscaling first, where the job asked for it."""
     if updated is None:
         return
     if updated.status == "success" and updated.autoscaling_enabled:
