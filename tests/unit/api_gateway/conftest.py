@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+import pytest
 from fastapi.testclient import TestClient
 
 from api_gateway.app import create_app
@@ -21,7 +22,7 @@ from api_gateway.settings import EdgeSettings
 from sdmw_contracts.events import CheckpointChanged, EndpointDeploymentChanged
 from sdmw_contracts.events.assets import CheckpointFile
 from sdmw_contracts.runtime import plain_model_name
-from service_kit.events import EventPublisher
+from service_kit.events import EventPublisher, RecordingPublisher
 from service_kit.snapshots import SnapshotTable
 from service_kit.webhook_secrets import StaticSigningKey
 from service_kit.webhook_targets import GetAddrInfo
@@ -122,3 +123,17 @@ def ready_to_run(read_model: ReadModel, endpoint: str, models: dict[str, list[st
     for checkpoint_type, titles in models.items():
         for title in titles:
             read_model.apply(active_checkpoint(checkpoint_type, plain_model_name(title)))
+
+
+# The edge as most tests here use it; a module that needs another bus double or a prepared edge overrides
+# ``publisher`` or ``edge`` with a fixture of its own.
+
+
+@pytest.fixture
+def publisher() -> RecordingPublisher:
+    return RecordingPublisher()
+
+
+@pytest.fixture
+def edge(mocked_aws, publisher: EventPublisher) -> InProcessEdge:
+    return in_process_edge(publisher)

@@ -17,7 +17,6 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from api_gateway.claims import ClaimCheck
-from service_kit.events import RecordingPublisher
 from tests.unit.api_gateway.conftest import EDGE_BUCKET, in_process_edge
 
 KEY = {"x-api-key": "key"}
@@ -30,16 +29,6 @@ V2_RUN = {
     "models": {"Stable-diffusion": ["v1-5-pruned-emaonly.safetensors"]},
 }
 NOT_UTF8 = b"\xff\x02\xfe5Q#}} \xc3\x17\x002\x7f"
-
-
-@pytest.fixture
-def publisher() -> RecordingPublisher:
-    return RecordingPublisher()
-
-
-@pytest.fixture
-def edge(mocked_aws, publisher):
-    return in_process_edge(publisher)
 
 
 def _operations_with_a_body(edge) -> list[tuple[str, str]]:

@@ -67,11 +67,6 @@ def publisher() -> SerializingPublisher:
 
 
 @pytest.fixture
-def edge(mocked_aws, publisher):
-    return in_process_edge(publisher)
-
-
-@pytest.fixture
 def runnable_edge(edge):
     """The edge with INFERENCE's endpoint in service and its checkpoint Active."""
     ready_to_run(edge.read_model, INFERENCE["sagemaker_endpoint_name"], INFERENCE["models"])

@@ -23,11 +23,6 @@ KEY = {"x-api-key": "key"}
 
 
 @pytest.fixture
-def publisher():
-    return RecordingPublisher()
-
-
-@pytest.fixture
 def edge(mocked_aws, publisher):
     edge = in_process_edge(publisher)
     ready_to_run(edge.read_model, INFERENCE["sagemaker_endpoint_name"], INFERENCE["models"])

@@ -26,11 +26,6 @@ MODELS = {"Stable-diffusion": ["v1-5.safetensors"]}
 
 
 @pytest.fixture
-def publisher():
-    return RecordingPublisher()
-
-
-@pytest.fixture
 def edge(mocked_aws, publisher):
     made = in_process_edge(publisher)
     ready_to_run(made.read_model, ENDPOINT, MODELS)

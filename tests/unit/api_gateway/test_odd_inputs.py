@@ -16,21 +16,9 @@ import pytest
 
 from api_gateway.bodies import MAX_JSON_DEPTH_HINT
 from sdmw_contracts.api.names import MAX_OBJECT_NAME_BYTES
-from service_kit.events import RecordingPublisher
-from tests.unit.api_gateway.conftest import in_process_edge
 
 KEY = {"x-api-key": "key"}
 JSON_KEY = {**KEY, "content-type": "application/json"}
-
-
-@pytest.fixture
-def publisher() -> RecordingPublisher:
-    return RecordingPublisher()
-
-
-@pytest.fixture
-def edge(mocked_aws, publisher):
-    return in_process_edge(publisher)
 
 
 def _only_error(answer) -> dict:

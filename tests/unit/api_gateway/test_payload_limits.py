@@ -43,8 +43,7 @@ from sdmw_contracts.events import (
     WebhookSubscriptionChanged,
 )
 from sdmw_contracts.events.assets import CheckpointFile, DatasetItem
-from service_kit.events import RecordingPublisher
-from tests.unit.api_gateway.conftest import EDGE_BUCKET, in_process_edge
+from tests.unit.api_gateway.conftest import EDGE_BUCKET
 
 KEY = {"x-api-key": "key"}
 JSON_KEY = {**KEY, "content-type": "application/json"}
@@ -55,16 +54,6 @@ INFERENCE = {
     "prompt": "",
     "models": {"Stable-diffusion": ["v1-5-pruned-emaonly.safetensors"]},
 }
-
-
-@pytest.fixture
-def publisher():
-    return RecordingPublisher()
-
-
-@pytest.fixture
-def edge(mocked_aws, publisher):
-    return in_process_edge(publisher)
 
 
 def lambda_response_size(response) -> int:
