@@ -32,13 +32,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from standardwebhooks import Webhook
 
 from bench.inference_dispatch import JOB_BODY, Client, percentile, set_up, start_stack, wait_for
-from tests.e2e.receivers import serve_receivers
+from tests.e2e.receivers import OriginPerPath
 
 HEALTHY = ("/ok-1", "/ok-2", "/ok-3")
 HANGING = ("/hang-1", "/hang-2")
@@ -65,14 +64,13 @@ class Receivers:
     deliveries: list[Delivery] = field(default_factory=list)
     failures: Counter = field(default_factory=Counter)  # path -> requests that did not verify
     lock: threading.Lock = field(default_factory=threading.Lock)
-    servers: dict[str, ThreadingHTTPServer] = field(default_factory=dict)
+    origins: OriginPerPath = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.origins = OriginPerPath(self.on_post)
 
     def url(self, path: str) -> str:
-        with self.lock:
-            if path not in self.servers:
-                self.servers[path] = serve_receivers(self.on_post)
-            port = self.servers[path].server_address[1]
-        return f"http://127.0.0.1:{port}{path}"
+        return self.origins.url(path)
 
     def on_post(self, path: str, headers: dict[str, str], body: bytes) -> int:
         self.receive(path, headers, body, time.time())
@@ -226,8 +224,7 @@ def main() -> None:
                 hanging_requests = [d for d in state.deliveries if d.path in HANGING]
         finally:
             stack.down()
-            for server in state.servers.values():
-                server.shutdown()
+            state.origins.shutdown()
 
     healthy, hanging = phases
     print(f"webhook delivery: instant runtime stand-in, {args.pollers or 'default'} delivery pollers")

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 
 import boto3
 import pytest
@@ -21,7 +20,7 @@ from standardwebhooks import Webhook
 
 from infra.local.stack import LocalStack
 from tests.e2e.conftest import ApiClient
-from tests.e2e.receivers import serve_receivers
+from tests.e2e.receivers import OriginPerPath
 from tests.e2e.test_inference import endpoint, infer  # noqa: F401 - the module's endpoint fixture
 from webhooks.resources import RESOURCES
 
@@ -47,14 +46,13 @@ class Receivers:
     received: list[Received] = field(default_factory=list)
     first_answered: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    servers: dict[str, ThreadingHTTPServer] = field(default_factory=dict)
+    origins: OriginPerPath = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.origins = OriginPerPath(self.on_post)
 
     def url(self, path: str) -> str:
-        with self.lock:
-            if path not in self.servers:
-                self.servers[path] = serve_receivers(self.on_post)
-            port = self.servers[path].server_address[1]
-        return f"http://127.0.0.1:{port}{path}"
+        return self.origins.url(path)
 
     def on_post(self, path: str, headers: dict[str, str], body: bytes) -> int:
         with self.lock:
@@ -83,8 +81,7 @@ class Receivers:
 def receivers() -> Iterator[Receivers]:
     state = Receivers()
     yield state
-    for server in state.servers.values():
-        server.shutdown()
+    state.origins.shutdown()
 
 
 def subscribe(api: ApiClient, url: str, **fields) -> dict:
