@@ -47,7 +47,6 @@ Exits 1 if any check fails.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
@@ -59,7 +58,6 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field
@@ -910,21 +908,6 @@ def under_load(
     return check(emulator, tap, observations, faults, counts, jobs)
 
 
-@contextlib.contextmanager
-def environment(**variables: str) -> Iterator[None]:
-    """These variables set for the stack's processes as they start (they take this process's), then as before."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def run(
     jobs: int = 200,
     pause_s: float = 30.0,
@@ -939,8 +922,8 @@ def run(
     with tempfile.TemporaryDirectory() as tmp:
         # The local SageMaker's quota of endpoint instances (8) must not be what refuses a deploy: the
         # bench endpoint's 2, and room for both requests of every pair.
-        with environment(LOCAL_SAGEMAKER_MAX_INSTANCES=str(2 + sum(DEPLOY_COUNTS) * deploy_pairs + 8)):
-            stack = start_stack(Path(tmp), "chaos")
+        quota = {"LOCAL_SAGEMAKER_MAX_INSTANCES": str(2 + sum(DEPLOY_COUNTS) * deploy_pairs + 8)}
+        stack = start_stack(Path(tmp), "chaos", extra_env=quota)
         try:
             client = Client(stack)
             set_up(client, instances=2)

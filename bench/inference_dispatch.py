@@ -64,7 +64,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def start_stack(tmp: Path, name: str) -> LocalStack:
+def start_stack(tmp: Path, name: str, extra_env: dict[str, str] | None = None) -> LocalStack:
+    """A stack of its own under ``tmp/name`` with the instant runtime; ``extra_env`` goes to its processes."""
     settings = StackSettings(
         api_port=free_port(),
         api_key="bench",
@@ -75,6 +76,7 @@ def start_stack(tmp: Path, name: str) -> LocalStack:
             "LOCAL_SAGEMAKER_RUNTIME_COMMAND": f"{sys.executable} {REPO_ROOT / 'bench' / 'instant_runtime.py'}",
             "SDMW_AWS_CALL_COUNTS_DIR": str(tmp / name / "aws-calls"),
             "LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
         },
     )
     stack = LocalStack(settings)
