@@ -58,6 +58,18 @@ class EntityChanged(Event):
 
     id: str
     version: int = Field(ge=0)
+    deleted_at: datetime | None = Field(
+        default=None,
+        description="When the entity was deleted: this snapshot is its last; read models and catalogues drop it.",
+    )
+
+    def as_deleted(self, at: datetime) -> Self:
+        """The entity's last snapshot: deleted at ``at``, one version on, due for no sweep."""
+        return self.model_copy(update={"deleted_at": at, "version": self.version + 1})
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
 
     @classmethod
     def entity_type(cls) -> str:

@@ -182,6 +182,8 @@ class CoreStack(Stack):
             )
         )
         role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn]))
+        # The runtime reports a job's progress on the bus itself (sd_runtime.progress).
+        self.bus.grant_put_events_to(role)
         for topic in self.core.topics:
             self.topics[topic].grant_publish(role)
         self.repository.grant_pull(role)

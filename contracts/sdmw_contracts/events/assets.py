@@ -17,13 +17,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from sdmw_contracts.envelope import Command, EntityChanged
+from sdmw_contracts.events.progress import JobProgress
 from sdmw_contracts.runtime import ModelRef, names_of_file, plain_model_name, title_names_file
 
 #: A checkpoint holding this file is a diffusers folder.
 DIFFUSERS_INDEX = "model_index.json"
 
 CheckpointType = Literal["Stable-diffusion", "Lora", "embeddings", "hypernetworks", "ControlNet", "VAE"]
-CheckpointStatus = Literal["Initialed", "Active", "Disabled"]
+#: ``Failed``: the upload or import completed but its files are not what the type says (``error`` says why);
+#: it never becomes Active.
+CheckpointStatus = Literal["Initialed", "Active", "Disabled", "Failed"]
+#: The architectures a Stable-diffusion checkpoint (and the add-ons made for one) is read as, into its params'
+#: ``architecture``.
+Architecture = Literal["sd1", "sd2", "sdxl", "unknown"]
 DatasetStatus = Literal["Initialed", "Enabled", "Disabled"]
 
 
@@ -113,6 +119,39 @@ class CheckpointUpdateRequested(Command):
     multi_parts_tags: dict[str, list[PartTag]] = Field(default_factory=dict)
 
 
+class CheckpointImportRequested(Command):
+    """Fetch one file from an https URL into a new checkpoint, streamed into S3 in parts, then verified."""
+
+    checkpoint_id: str
+    checkpoint_type: CheckpointType
+    url: str
+    filename: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    requested_at: datetime
+
+
+class CheckpointRenameRequested(Command):
+    """Give a checkpoint's file (a single-file checkpoint) a new name; refused with a reason like any update."""
+
+    checkpoint_id: str
+    request_id: str
+    new_name: str
+
+
+class CheckpointDeletionRequested(Command):
+    """Delete a checkpoint and its S3 objects; the edge has checked that no running job uses it."""
+
+    checkpoint_id: str
+    requested_at: datetime
+
+
+class DatasetDeletionRequested(Command):
+    """Delete a dataset and its S3 objects; the edge has checked that no running training reads it."""
+
+    dataset_name: str
+    requested_at: datetime
+
+
 class CheckpointRegistrationRequested(Command):
     """Register files a service already wrote to S3 as an Active checkpoint.
 
@@ -139,6 +178,9 @@ class CheckpointChanged(EntityChanged):
     params: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     rejection: Rejection | None = None
+    error: str = Field(default="", description="Why the checkpoint Failed: what its files are not.")
+    source_url: str | None = Field(default=None, description="Imported: the https URL its file was fetched from.")
+    progress: JobProgress | None = Field(default=None, description="Importing: the download's latest progress.")
 
     @property
     def filenames(self) -> list[str]:

@@ -43,6 +43,13 @@ class EndpointDeletionRequested(Command):
     endpoint_name: str
 
 
+class EndpointRecordDeletionRequested(Command):
+    """Forget a deployment job whose endpoint is gone (status ``deleted`` or ``failed``)."""
+
+    job_id: str
+    requested_at: datetime
+
+
 class EndpointDeploymentChanged(EntityChanged):
     """The endpoint deployment job as it now is (``id`` is the job id)."""
 

@@ -15,11 +15,12 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from sdmw_contracts.envelope import Command, EntityChanged
+from sdmw_contracts.events.progress import JobProgress
 from sdmw_contracts.events.webhooks import JobWebhook
 from sdmw_contracts.generation import GenerationParams, InterrogationParams
 from sdmw_contracts.runtime import MergeSpec, ModelSet
 
-InferenceStatus = Literal["inprogress", "succeed", "failed"]
+InferenceStatus = Literal["inprogress", "succeed", "failed", "cancelled"]
 InferenceTask = Literal["txt2img", "img2img", "merge", "interrogate_clip", "interrogate_deepbooru"]
 #: What InferenceRequested can ask for: generation, or A1111's interrogation of an image.
 RequestedInferenceTask = Literal["txt2img", "img2img", "interrogate_clip", "interrogate_deepbooru"]
@@ -28,6 +29,15 @@ RequestedInferenceTask = Literal["txt2img", "img2img", "interrogate_clip", "inte
 def result_prefix(job_id: str) -> str:
     """Where a job's images and parameter file land in the project bucket (the seed's layout)."""
     return f"out/{job_id}/result/"
+
+
+def cancel_marker_key(job_id: str) -> str:
+    """The object whose presence tells sd-runtime to stop the job (checked before it starts and between steps).
+
+    SageMaker async inference has no cancel of its own; the dispatcher writes this marker, and the runtime,
+    which may read the bucket with its execution role, looks for it at most about once a second.
+    """
+    return f"inference-input/{job_id}.cancelled"
 
 
 def is_interrogation(task: str) -> bool:
@@ -126,7 +136,24 @@ class InferenceJobChanged(EntityChanged):
     )
     caption: str | None = Field(default=None, description="An interrogate_* job's answer, once it succeeded.")
     webhook: JobWebhook | None = Field(default=None, description="Where the job's changes are also sent.")
+    progress: JobProgress | None = Field(default=None, description="The runtime's latest report while it ran.")
+    progress_sequence: int = Field(default=-1, description="The sequence of that report (-1: none yet).")
+    cancel_requested_at: datetime | None = Field(default=None, description="When a cancel was asked for.")
 
     def due_at(self) -> datetime | None:
         """The deadline while the job runs: the dispatcher's sweep fails it if no result came by then."""
         return self.deadline if self.status == "inprogress" else None
+
+
+class InferenceCancelRequested(Command):
+    """Stop an inference or merge job: one not started never runs, a running one stops between steps."""
+
+    job_id: str
+    requested_at: datetime
+
+
+class InferenceDeletionRequested(Command):
+    """Forget a finished inference job and remove its outputs (``out/<id>/``, its input and SageMaker's answer)."""
+
+    job_id: str
+    requested_at: datetime

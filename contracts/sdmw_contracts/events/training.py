@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from sdmw_contracts.envelope import Command, EntityChanged
 from sdmw_contracts.events.assets import CheckpointFile, FileParts, PartTag, Rejection
+from sdmw_contracts.events.progress import JobProgress
 from sdmw_contracts.events.webhooks import JobWebhook
 from sdmw_contracts.runtime import ModelRef
 from sdmw_contracts.training import TrainingHyperparameters
@@ -218,6 +219,9 @@ class TrainJobChanged(EntityChanged):
     completed_at: datetime | None = None
     rejection: Rejection | None = None
     webhook: JobWebhook | None = Field(default=None, description="Where the job's changes are also sent.")
+    progress: JobProgress | None = Field(default=None, description="The training container's latest report.")
+    progress_sequence: int = Field(default=-1, description="The sequence of that report (-1: none yet).")
+    cancel_requested_at: datetime | None = Field(default=None, description="When a cancel was asked for.")
 
     @property
     def output_name(self) -> str:
@@ -226,3 +230,24 @@ class TrainJobChanged(EntityChanged):
     def due_at(self) -> datetime | None:
         """The training sweep asks SageMaker about a running job from the time it started."""
         return (self.started_at or self.created_at) if self.status == "Training" else None
+
+
+class TrainJobCancelRequested(Command):
+    """Stop a training job (``StopTrainingJob``); it ends ``Fail`` with the reason ``cancelled``."""
+
+    train_job_id: str
+    requested_at: datetime
+
+
+class TrainJobDeletionRequested(Command):
+    """Forget a finished training job and remove its input and output files (not the checkpoint it produced)."""
+
+    train_job_id: str
+    requested_at: datetime
+
+
+class ModelDeletionRequested(Command):
+    """Forget a model (a ``/model`` creation job) that no running training uses, with its files."""
+
+    model_id: str
+    requested_at: datetime

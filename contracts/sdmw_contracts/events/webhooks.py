@@ -28,9 +28,9 @@ EVENT_KINDS: dict[str, str] = {
 #: The statuses after which an entity changes no more by itself (a checkpoint or dataset can still be
 #: disabled by a user, and that change is final again).
 TERMINAL_STATUSES: dict[str, frozenset[str]] = {
-    "InferenceJobChanged": frozenset({"succeed", "failed"}),
+    "InferenceJobChanged": frozenset({"succeed", "failed", "cancelled"}),
     "EndpointDeploymentChanged": frozenset({"success", "failed", "deleted"}),
-    "CheckpointChanged": frozenset({"Active", "Disabled"}),
+    "CheckpointChanged": frozenset({"Active", "Disabled", "Failed"}),
     "DatasetChanged": frozenset({"Enabled", "Disabled"}),
     "ModelChanged": frozenset({"Complete", "Fail"}),
     "TrainJobChanged": frozenset({"Complete", "Fail"}),

@@ -43,7 +43,9 @@ class ReadModel:
         return self._table.apply(snapshot)
 
     def get(self, model: type[S], entity_id: str) -> S | None:
-        return self._table.get(model, entity_id)
+        """The entity as last seen; None when it never was, or was deleted."""
+        snapshot = self._table.get(model, entity_id)
+        return None if snapshot is None or snapshot.is_deleted else snapshot
 
     # The edge's own rows (``api_gateway.idempotency``): written in version order, never published.
 
@@ -62,7 +64,7 @@ class ReadModel:
 
     def named(self, model: type[S], name: str) -> list[S]:
         """The snapshots ``lookup_names`` finds by ``name``; reads those only, not the whole type."""
-        return self._table.named(model, name)
+        return [snapshot for snapshot in self._table.named(model, name) if not snapshot.is_deleted]
 
     def _skip_unreadable(self, item: dict[str, Any], error: Exception) -> None:
         with self._count_lock:
@@ -84,13 +86,14 @@ class ReadModel:
 
         An owner usually answers within tens of milliseconds, so the first polls come quickly; the pause
         then grows by half each time up to ``max_pause_s``, which bounds both how late a slow answer (a
-        large upload being completed) is seen and how many reads a long wait costs.
+        large upload being completed) is seen and how many reads a long wait costs. A deleted entity is
+        answered too: a wait after a delete waits for exactly that snapshot.
         """
         first_pause_s, growth, max_pause_s = 0.01, 1.5, 0.1
         deadline = time.monotonic() + timeout_s
         pause_s = first_pause_s
         while True:
-            current = self.get(model, entity_id)
+            current = self._table.get(model, entity_id)
             left_s = deadline - time.monotonic()
             if (current is not None and done(current)) or left_s <= 0:
                 return current

@@ -37,7 +37,8 @@ class EndpointManagerSettings(ServiceSettings):
     def container_environment(self) -> dict[str, str]:
         """What the container sees: SageMaker gives a container only its model's Environment, nothing else."""
         passed = {name.upper(): getattr(self, name) for name in RUNTIME_SETTINGS_PASSED_ON if getattr(self, name)}
-        return {"SDMW_BUCKET": self.bucket, **passed}
+        # SDMW_EVENT_BUS: where the runtime reports a job's progress (sd_runtime.progress).
+        return {"SDMW_BUCKET": self.bucket, "SDMW_EVENT_BUS": self.event_bus, **passed}
 
     def runtime(self) -> RuntimeSettings:
         """What every endpoint's model and async config share."""

@@ -114,22 +114,28 @@ def snapshot_json(snapshot: EntityChanged) -> str:
     return json.dumps(snapshot.model_dump(mode="json"), sort_keys=True)
 
 
+def _index_keys(snapshot: EntityChanged) -> dict[str, Any]:
+    """The row's keys in the by-type index, the sparse by-due index (while due) and its names."""
+    kind = snapshot.entity_type()
+    keys: dict[str, Any] = {BY_TYPE.partition_key: kind, BY_TYPE.sort_key: snapshot.id}
+    due = snapshot.due_at()
+    if due is not None:  # only open entities are in the sweep's index
+        keys[BY_DUE.partition_key] = kind
+        keys[BY_DUE.sort_key] = due_key(due)
+    names = sorted(set(snapshot.lookup_names()))
+    if names:
+        keys["names"] = names
+    return keys
+
+
 def _rows(snapshot: EntityChanged) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The entity's row and, for a snapshot too large for one, the rows of its parts (to write first)."""
     kind = snapshot.entity_type()
-    row: dict[str, Any] = {
-        **entity_key(kind, snapshot.id),
-        BY_TYPE.partition_key: kind,
-        BY_TYPE.sort_key: snapshot.id,
-        "version": snapshot.version,
-    }
-    due = snapshot.due_at()
-    if due is not None:  # only open entities are in the sweep's index
-        row[BY_DUE.partition_key] = kind
-        row[BY_DUE.sort_key] = due_key(due)
-    names = sorted(set(snapshot.lookup_names()))
-    if names:
-        row["names"] = names
+    row: dict[str, Any] = {**entity_key(kind, snapshot.id), "version": snapshot.version}
+    # A deleted entity's row stays, so that no older snapshot brings it back, but in no index: lists,
+    # sweeps and names no longer find it.
+    if not snapshot.is_deleted:
+        row |= _index_keys(snapshot)
     expires = getattr(snapshot, "expires_at", None)
     if expires is not None:  # a row kept for a while only: the table's TTL attribute removes it then
         row[EXPIRES_ATTRIBUTE] = int(expires().timestamp())

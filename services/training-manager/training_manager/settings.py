@@ -28,6 +28,6 @@ class TrainingManagerSettings(ServiceSettings):
             model_creation_instance_type=self.model_creation_instance_type,
             max_runtime_s=self.max_runtime_s,
             volume_size_gb=self.volume_size_gb,
-            # SageMaker gives a container only its job's Environment.
-            container_environment={"SDMW_BUCKET": self.bucket},
+            # SageMaker gives a container only its job's Environment; the bus is where it reports progress.
+            container_environment={"SDMW_BUCKET": self.bucket, "SDMW_EVENT_BUS": self.event_bus},
         )

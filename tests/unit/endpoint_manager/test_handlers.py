@@ -240,6 +240,7 @@ def test_the_deployments_runtime_settings_reach_every_endpoints_container(monkey
     settings = EndpointManagerSettings()
     expected = {
         "SDMW_BUCKET": "b",
+        "SDMW_EVENT_BUS": SERVICE_ENVIRONMENT["SDMW_EVENT_BUS"],
         "SD_RUNTIME_CAPTION_MODEL": "s3://b/blip/",
         "SD_RUNTIME_COMPILE_UNET": "max-autotune-no-cudagraphs",
     }

@@ -85,7 +85,10 @@ def test_the_sagemaker_settings_have_defaults_and_follow_their_variables(environ
         100,
     )
     assert training.image_uri == SERVICE_ENVIRONMENT["SD_RUNTIME_IMAGE"]
-    assert training.container_environment == {"SDMW_BUCKET": "sdmw-bucket"}
+    assert training.container_environment == {
+        "SDMW_BUCKET": "sdmw-bucket",
+        "SDMW_EVENT_BUS": SERVICE_ENVIRONMENT["SDMW_EVENT_BUS"],
+    }
     environment.setenv("MAX_AUTOSCALING_INSTANCES", "9")
     environment.setenv("MODEL_CREATION_INSTANCE_TYPE", "ml.g5.xlarge")
     environment.setenv("TRAINING_MAX_RUNTIME_S", "600")
@@ -108,7 +111,7 @@ def test_a_value_that_is_not_a_number_is_refused(environment):
 def test_settings_passed_in_win_over_the_environment():
     settings = EndpointManagerSettings(bucket="other", max_autoscaling_instances=2)
     assert (settings.bucket, settings.max_autoscaling_instances) == ("other", 2)
-    assert settings.container_environment() == {"SDMW_BUCKET": "other"}
+    assert settings.container_environment() == {"SDMW_BUCKET": "other", "SDMW_EVENT_BUS": "sdmw-bus"}
 
 
 def test_each_bootstrap_uses_the_adapters_it_is_given():
