@@ -28,6 +28,7 @@ from sd_runtime.training.contract import (
     read_hyperparameters,
 )
 from sd_runtime.training.options import TrainOptions, options_from_hyperparameters
+from sd_runtime.training.reporting import TrainingProgress, training_progress_from_env
 from sdmw_contracts.training import UPLOAD_CHANNEL
 
 #: Hyperparameters each task uses; others sent with a non-default value are named in the log.
@@ -35,6 +36,18 @@ _CREATE_MODEL = {"task", "model_name", "extract_ema"}
 
 
 def run() -> int:
+    """Run the job; its progress is reported as it goes and its end (either way) is always reported."""
+    reports = training_progress_from_env()
+    try:
+        code, outcome = _run(reports)
+        reports.finished(outcome)
+        return code
+    finally:
+        reports.close()
+
+
+def _run(reports: TrainingProgress) -> tuple[int, str]:
+    """The exit status and, in a few words, how the job ended."""
     paths = MLPaths.from_env()
     started = time.monotonic()
     before = set(paths.model.iterdir()) if paths.model.is_dir() else set()
@@ -47,13 +60,13 @@ def run() -> int:
         with tempfile.TemporaryDirectory(prefix="sd-runtime-train-") as scratch_dir:
             scratch = Path(scratch_dir)
             options = _options(hyperparameters, paths, scratch)
-            _dispatch(options, paths, scratch)
+            _dispatch(options, paths, scratch, reports)
         log(f"sd-runtime train: {values.task} finished in {time.monotonic() - started:.1f} s")
-        return 0
+        return 0, "finished"
     except TrainingError as error:
         _remove_partial_output(paths.model, before)
         paths.write_failure(error.message)
-        return 1
+        return 1, f"failed: {error.message}"
     except Exception as error:
         _remove_partial_output(paths.model, before)
         traceback.print_exc()
@@ -67,7 +80,7 @@ def run() -> int:
         else:
             message = f"internal error: {type(error).__name__}: {error} (the job's log has the traceback)"
         paths.write_failure(message)
-        return 1
+        return 1, f"failed: {message}"
 
 
 def _remove_partial_output(model: Path, before: set[Path]) -> None:
@@ -135,7 +148,7 @@ def _options(hyperparameters: Hyperparameters, paths: MLPaths, scratch: Path) ->
     return options
 
 
-def _dispatch(options: TrainOptions, paths: MLPaths, scratch: Path) -> None:
+def _dispatch(options: TrainOptions, paths: MLPaths, scratch: Path, reports: TrainingProgress) -> None:
     from sd_runtime.training.checkpoint import quiet_libraries
 
     quiet_libraries()
@@ -149,8 +162,8 @@ def _dispatch(options: TrainOptions, paths: MLPaths, scratch: Path) -> None:
     if options.task == "lora":
         from sd_runtime.training.lora import Lora
 
-        fine_tune(Lora(), options, paths, scratch)
+        fine_tune(Lora(), options, paths, scratch, reports)
     else:
         from sd_runtime.training.dreambooth import DreamBooth
 
-        fine_tune(DreamBooth(), options, paths, scratch)
+        fine_tune(DreamBooth(), options, paths, scratch, reports)

@@ -24,6 +24,7 @@ from sd_runtime.training.loop import (
 )
 from sd_runtime.training.options import TrainOptions
 from sd_runtime.training.prior import generate_missing
+from sd_runtime.training.reporting import TrainingProgress
 from sdmw_contracts.training import MODEL_CHANNEL
 
 
@@ -42,7 +43,7 @@ class Task(Protocol):
         """Write the result into ``target`` (``/opt/ml/model``)."""
 
 
-def fine_tune(task: Task, options: TrainOptions, paths: MLPaths, scratch: Path) -> None:
+def fine_tune(task: Task, options: TrainOptions, paths: MLPaths, scratch: Path, reports: TrainingProgress) -> None:
     if not options.train_unet and not options.train_text_encoder:
         raise TrainingError(
             "nothing to train: the db_config's train_unet is false and the text encoder is not trained "
@@ -123,9 +124,20 @@ def fine_tune(task: Task, options: TrainOptions, paths: MLPaths, scratch: Path) 
         seed,
         options.shuffle_tags,
     )
-    run_loop(models, data.batches(), options, precision, unet_parameters, text_parameters, max_steps)
+    run_loop(
+        models,
+        data.batches(),
+        options,
+        precision,
+        unet_parameters,
+        text_parameters,
+        max_steps,
+        reports=reports,
+        batches_per_epoch=data.batches_per_epoch,
+    )
     task.save(models, options, folder, paths.model)
     log_written(paths.model)
+    reports.checkpoint_saved(f"{options.model_name}.safetensors")
 
 
 def requires_grad(module: Any, flag: bool) -> None:

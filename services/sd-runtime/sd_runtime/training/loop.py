@@ -28,6 +28,7 @@ import torch
 
 from sd_runtime.training.contract import TrainingError, log
 from sd_runtime.training.options import TrainOptions
+from sd_runtime.training.reporting import TrainingProgress
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 #: At most this many step lines in the log (plus the first and the last).
@@ -127,8 +128,14 @@ def run_loop(
     unet_parameters: list[torch.nn.Parameter],
     text_parameters: list[torch.nn.Parameter],
     max_steps: int,
+    reports: TrainingProgress | None = None,
+    batches_per_epoch: int = 1,
 ) -> LoopResult:
-    """Train for ``max_steps`` optimizer steps; raises TrainingError if the loss stops being finite."""
+    """Train for ``max_steps`` optimizer steps; raises TrainingError if the loss stops being finite.
+
+    Each step goes to ``reports`` (sent at most once a second), with the epoch it falls in (1-based:
+    ``batches_per_epoch`` batches make one).
+    """
     from diffusers.optimization import get_scheduler
 
     device = precision.device
@@ -183,9 +190,12 @@ def run_loop(
         result.losses.append(total)
         if step == 1:
             result.first_step_seconds = time.perf_counter() - started
+        lr = optimizer.param_groups[0]["lr"]
         if step == 1 or step == max_steps or step % every == 0:
-            lr = optimizer.param_groups[0]["lr"]
             log(f"step={step}/{max_steps} loss={total:.4f} lr={lr:.3g}")
+        if reports is not None:
+            epoch = epoch_of(step, options.gradient_accumulation_steps, batches_per_epoch)
+            reports.step(step, max_steps, total, lr, epoch)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     result.seconds = time.perf_counter() - started
@@ -194,6 +204,11 @@ def run_loop(
         f"{result.steady_steps_per_second:.3f} steps/s after the first step"
     )
     return result
+
+
+def epoch_of(step: int, accumulation: int, batches_per_epoch: int) -> int:
+    """The epoch (1-based) optimizer step ``step`` falls in: each step takes ``accumulation`` batches."""
+    return (step - 1) * accumulation // max(1, batches_per_epoch) + 1
 
 
 def _loss(
