@@ -129,6 +129,9 @@ class InferenceJobChanged(EntityChanged):
     image_count: int = Field(default=0, description="How many images the runtime was asked to make.")
     claimed_at: datetime | None = Field(default=None, description="When the dispatcher began sending the job.")
     sagemaker_raw: str = Field(default="", description="SageMaker's async notification, as the seed shows it.")
+    sagemaker_output_uri: str | None = Field(
+        default=None, description="Where SageMaker wrote its answer (output or failure), removed with the job."
+    )
     error: str = ""
     deadline: datetime | None = Field(default=None, description="Failed as overdue if not finished by then.")
     merged_checkpoint_uri: str | None = Field(

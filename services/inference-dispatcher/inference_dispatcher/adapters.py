@@ -20,6 +20,8 @@ class Storage(Protocol):
 
     def put_json(self, key: str, body: str) -> str: ...
     def get_bytes(self, uri: str) -> bytes: ...
+    def delete(self, uri: str) -> None: ...
+    def delete_prefix(self, prefix: str, keep: frozenset[str] = frozenset()) -> int: ...
 
 
 class S3Storage:
@@ -34,6 +36,21 @@ class S3Storage:
     def get_bytes(self, uri: str) -> bytes:
         bucket, key = split_s3_uri(uri)
         return self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def delete(self, uri: str) -> None:
+        """Remove one object; one that is not there is not an error (S3's own DeleteObject)."""
+        bucket, key = split_s3_uri(uri)
+        self._s3.delete_object(Bucket=bucket, Key=key)
+
+    def delete_prefix(self, prefix: str, keep: frozenset[str] = frozenset()) -> int:
+        """Remove every object of the project bucket under ``prefix`` but the keys in ``keep``; how many."""
+        removed = 0
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            keys = [item["Key"] for item in page.get("Contents", []) if item["Key"] not in keep]
+            if keys:  # a page holds at most 1,000 keys, as many as one DeleteObjects takes
+                self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys]})
+                removed += len(keys)
+        return removed
 
 
 class Endpoints(Protocol):

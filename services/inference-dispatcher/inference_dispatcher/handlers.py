@@ -9,6 +9,7 @@ idempotent by themselves and the consumer keeps no idempotency records.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +23,13 @@ from inference_dispatcher.jobs import Job
 from inference_dispatcher.results import Notification, UnreadableResult, caption, merged_output, parse_response
 from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import CheckpointRegistrationRequested, InferenceRequested, ModelMergeRequested
-from sdmw_contracts.events.inference import is_interrogation
+from sdmw_contracts.events.inference import (
+    InferenceCancelRequested,
+    InferenceDeletionRequested,
+    cancel_marker_key,
+    is_interrogation,
+)
+from sdmw_contracts.events.progress import InferenceProgressReported
 from service_kit.consumer import Router
 from service_kit.events import EventPublisher, outgoing, publish_snapshots
 from service_kit.messages import BusEvent, SnsNotification
@@ -110,7 +117,7 @@ def _claim(command: Command, deps: Dependencies) -> Job | None:
 def _dispatch(job: Job, command: Command, deps: Dependencies) -> str | None:
     """Send the job to SageMaker; why SageMaker refused it, or None when it took it."""
     request = invocation(command, deps.storage.bucket)
-    input_uri = deps.storage.put_json(f"inference-input/{job.id}.json", request.model_dump_json())
+    input_uri = deps.storage.put_json(input_key(job.id), request.model_dump_json())
     try:
         deps.endpoints.invoke_async(job.endpoint_name or "", input_uri, job.id)
     except InvocationRefused as exc:
@@ -127,6 +134,10 @@ def on_async_notification(message: SnsNotification, deps: Dependencies) -> None:
     if job is None:
         raise UnknownJob(f"notification for unknown inference job {notification.inference_id!r}")
     deps.logger.set_correlation_id(job.id)
+    if job.status == "cancelled":
+        # It stopped (or finished anyway) after the cancel: it stays cancelled, and what it left is removed.
+        _remove_outputs(job, notification.answer_location, deps)
+        return
     if not jobs.is_finished(job):
         job = _finish(job, notification, deps)
         deps.jobs.save(job)
@@ -134,18 +145,20 @@ def on_async_notification(message: SnsNotification, deps: Dependencies) -> None:
 
 
 def _finish(job: Job, notification: Notification, deps: Dependencies) -> Job:
-    raw = notification.as_seed_text()
+    raw, answer = notification.as_seed_text(), notification.answer_location
     if not notification.completed:
-        return jobs.failed(job, notification.failure_reason, deps.clock(), raw)
+        return jobs.failed(job, notification.failure_reason, deps.clock(), raw, answer)
     if job.task_type != "merge" and not is_interrogation(job.task_type):
-        return jobs.succeeded(job, raw, deps.clock())  # the runtime wrote the files before it answered
+        # the runtime wrote the files before it answered
+        return jobs.succeeded(job, raw, deps.clock(), sagemaker_output_uri=answer)
     try:
         response = parse_response(deps.storage.get_bytes(notification.output_location or ""))
         if job.task_type == "merge":
-            return jobs.succeeded(job, raw, deps.clock(), merged_checkpoint_uri=merged_output(response))
-        return jobs.succeeded(job, raw, deps.clock(), caption=caption(response))
+            merged = merged_output(response)
+            return jobs.succeeded(job, raw, deps.clock(), merged_checkpoint_uri=merged, sagemaker_output_uri=answer)
+        return jobs.succeeded(job, raw, deps.clock(), caption=caption(response), sagemaker_output_uri=answer)
     except UnreadableResult as exc:
-        return jobs.failed(job, str(exc), deps.clock(), raw)
+        return jobs.failed(job, str(exc), deps.clock(), raw, answer)
 
 
 def on_sweep(event: BusEvent, deps: Dependencies) -> None:
@@ -157,6 +170,98 @@ def on_sweep(event: BusEvent, deps: Dependencies) -> None:
             failed = jobs.failed(job, reason, now)
             deps.jobs.save(failed)
             _publish(failed, None, deps)
+
+
+# ---------------------------------------------------------------- progress, cancel, delete
+
+#: How often a progress report is tried against a concurrent writer before it is dropped (it is advisory).
+PROGRESS_WRITE_TRIES = 3
+
+
+def on_progress_reported(event: BusEvent, deps: Dependencies) -> None:
+    """The runtime's report becomes the job's next snapshot, when the job runs and the report is news."""
+    envelope = event.envelope()
+    report = envelope.parse_data(InferenceProgressReported)
+    for _ in range(PROGRESS_WRITE_TRIES):
+        job = deps.jobs.get(Job, report.job_id)
+        if job is None or not jobs.takes_progress(job, report.sequence):
+            return
+        updated = jobs.with_progress(job, report.progress, report.sequence)
+        try:
+            deps.jobs.save(updated)
+        except StaleWrite:
+            continue  # another report, the result or a cancel got there first: look again
+        _publish(updated, envelope, deps)
+        return
+    deps.logger.info("progress report dropped after concurrent writes", extra={"job_id": report.job_id})
+
+
+def on_cancel_requested(event: BusEvent, deps: Dependencies) -> None:
+    """A running job is marked for the runtime to stop and is cancelled; a finished one is left as it is."""
+    envelope = event.envelope()
+    command = envelope.parse_data(InferenceCancelRequested)
+    job = deps.jobs.get(Job, command.job_id)
+    if job is None:
+        # The edge saw the job, so its InferenceRequested is still on its way: come back once it was claimed.
+        raise UnknownJob(f"cancel of inference job {command.job_id!r}, which is not claimed yet")
+    deps.logger.set_correlation_id(job.id)
+    if job.status == "cancelled":
+        _publish(job, envelope, deps)  # a repeat: the edge may be waiting for this snapshot
+        return
+    if jobs.is_finished(job):
+        return
+    # The marker first: once the job shows cancelled, the runtime must already be able to see it.
+    marker = {"job_id": job.id, "requested_at": command.requested_at.isoformat()}
+    deps.storage.put_json(cancel_marker_key(job.id), json.dumps(marker))
+    cancelled = jobs.cancelled(job, command.requested_at, deps.clock())
+    deps.jobs.save(cancelled)
+    _publish(cancelled, envelope, deps)
+
+
+def on_deletion_requested(event: BusEvent, deps: Dependencies) -> None:
+    """A finished job's files are removed and the job is forgotten; a running one is left alone."""
+    envelope = event.envelope()
+    command = envelope.parse_data(InferenceDeletionRequested)
+    job = deps.jobs.get(Job, command.job_id)
+    if job is None:
+        return  # never claimed: nothing of it is in the bucket (the edge forgets such jobs itself)
+    deps.logger.set_correlation_id(job.id)
+    if job.is_deleted:
+        _publish(job, envelope, deps)  # a repeat
+        return
+    if not jobs.is_finished(job):
+        deps.logger.info("deletion of a running inference job ignored", extra={"job_id": job.id})
+        return
+    _remove_outputs(job, job.sagemaker_output_uri, deps)
+    for key in (input_key(job.id), cancel_marker_key(job.id)):
+        deps.storage.delete(f"s3://{deps.storage.bucket}/{key}")
+    gone = job.as_deleted(deps.clock())
+    deps.jobs.save(gone)
+    _publish(gone, envelope, deps)
+
+
+def _remove_outputs(job: Job, sagemaker_answer: str | None, deps: Dependencies) -> None:
+    """Everything the runtime wrote under ``out/<id>/`` and SageMaker's answer object.
+
+    A merge's checkpoint stays: it was registered as a checkpoint of its own and outlives its job.
+    """
+    keep = frozenset()
+    if job.merged_checkpoint_uri and job.merged_checkpoint_uri.startswith(f"s3://{deps.storage.bucket}/"):
+        keep = frozenset({job.merged_checkpoint_uri.removeprefix(f"s3://{deps.storage.bucket}/")})
+    removed = deps.storage.delete_prefix(job_output_prefix(job.id), keep=keep)
+    if sagemaker_answer:
+        deps.storage.delete(sagemaker_answer)
+    deps.logger.info("removed the outputs of an inference job", extra={"job_id": job.id, "objects": removed})
+
+
+def input_key(job_id: str) -> str:
+    """What the job's request to the runtime is written to (SageMaker's InputLocation)."""
+    return f"inference-input/{job_id}.json"
+
+
+def job_output_prefix(job_id: str) -> str:
+    """Everything of one job under ``out/``: its result files (``result_prefix``) and anything beside them."""
+    return f"out/{job_id}/"
 
 
 # ---------------------------------------------------------------- wiring
@@ -187,6 +292,9 @@ def router(deps: Dependencies) -> Router:
         Router()
         .on_event(InferenceRequested.detail_type(), lambda e: on_inference_requested(e, deps))
         .on_event(ModelMergeRequested.detail_type(), lambda e: on_merge_requested(e, deps))
+        .on_event(InferenceProgressReported.detail_type(), lambda e: on_progress_reported(e, deps))
+        .on_event(InferenceCancelRequested.detail_type(), lambda e: on_cancel_requested(e, deps))
+        .on_event(InferenceDeletionRequested.detail_type(), lambda e: on_deletion_requested(e, deps))
         .on_event(SCHEDULED_EVENT, lambda e: on_sweep(e, deps))
         .on_topic(ASYNC_SUCCESS_TOPIC, lambda m: on_async_notification(m, deps))
         .on_topic(ASYNC_ERROR_TOPIC, lambda m: on_async_notification(m, deps))

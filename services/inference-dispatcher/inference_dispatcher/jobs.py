@@ -1,6 +1,7 @@
 """Inference jobs: how one moves, as pure functions of its snapshot.
 
-inprogress -> succeed | failed, and nothing after. The dispatcher claims a job
+inprogress -> succeed | failed | cancelled, and nothing after (but being deleted, once finished). While
+it runs, the runtime's progress reports become its next snapshots (``with_progress``). The dispatcher claims a job
 (saves version 1 with ``claimed_at``) before it calls SageMaker: a duplicate of
 the command finds the claim and leaves the job alone while the claim is live,
 and a command whose worker died before sending it is sent again once the claim
@@ -17,8 +18,11 @@ import uuid
 from datetime import datetime, timedelta
 
 from sdmw_contracts.events import InferenceJobChanged
+from sdmw_contracts.events.progress import JobProgress
 
 Job = InferenceJobChanged
+
+CANCELLED_REASON = "cancelled by the user"
 
 
 def param_name(job_id: str) -> str:
@@ -46,6 +50,20 @@ def is_finished(job: Job) -> bool:
     return job.status != "inprogress"
 
 
+def takes_progress(job: Job, sequence: int) -> bool:
+    """Whether a progress report numbered ``sequence`` is news: the job runs and holds an older one."""
+    return job.status == "inprogress" and sequence > job.progress_sequence
+
+
+def with_progress(job: Job, progress: JobProgress, sequence: int) -> Job:
+    return _next(job, progress=progress, progress_sequence=sequence)
+
+
+def cancelled(job: Job, requested_at: datetime, now: datetime) -> Job:
+    """Stopped at the user's request: final, like succeed and failed; its outputs are removed when it ends."""
+    return _next(job, status="cancelled", error=CANCELLED_REASON, cancel_requested_at=requested_at, complete_time=now)
+
+
 def claim_is_live(job: Job, now: datetime, lease_s: int) -> bool:
     """Whether another worker may still be sending the job (it claimed it less than ``lease_s`` ago)."""
     return job.claimed_at is not None and now - job.claimed_at < timedelta(seconds=lease_s)
@@ -62,7 +80,12 @@ def released(job: Job) -> Job:
 
 
 def succeeded(
-    job: Job, sagemaker_raw: str, now: datetime, merged_checkpoint_uri: str | None = None, caption: str | None = None
+    job: Job,
+    sagemaker_raw: str,
+    now: datetime,
+    merged_checkpoint_uri: str | None = None,
+    caption: str | None = None,
+    sagemaker_output_uri: str | None = None,
 ) -> Job:
     """Finished: the runtime wrote ``image_count`` images and the parameter file before it answered."""
     return _next(
@@ -73,13 +96,21 @@ def succeeded(
         image_names=image_names(job.image_count),
         param_name=param_name(job.id),
         sagemaker_raw=sagemaker_raw,
+        sagemaker_output_uri=sagemaker_output_uri,
         complete_time=now,
     )
 
 
-def failed(job: Job, reason: str, now: datetime, sagemaker_raw: str = "") -> Job:
+def failed(
+    job: Job, reason: str, now: datetime, sagemaker_raw: str = "", sagemaker_output_uri: str | None = None
+) -> Job:
     return _next(
-        job, status="failed", error=reason, sagemaker_raw=sagemaker_raw or job.sagemaker_raw, complete_time=now
+        job,
+        status="failed",
+        error=reason,
+        sagemaker_raw=sagemaker_raw or job.sagemaker_raw,
+        sagemaker_output_uri=sagemaker_output_uri,
+        complete_time=now,
     )
 
 

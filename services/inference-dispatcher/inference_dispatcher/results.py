@@ -40,6 +40,12 @@ class Notification:
         return self.raw.get("responseParameters", {}).get("outputLocation")
 
     @property
+    def answer_location(self) -> str | None:
+        """Where SageMaker wrote the runtime's answer: the output on success, the failure object otherwise."""
+        parameters = self.raw.get("responseParameters", {})
+        return parameters.get("outputLocation") or parameters.get("failureLocation")
+
+    @property
     def failure_reason(self) -> str:
         return str(self.raw.get("failureReason") or "SageMaker reported the invocation failed without a reason")
 
