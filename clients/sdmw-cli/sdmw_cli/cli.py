@@ -33,6 +33,7 @@ EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_MISSING_FILE, EXIT_TIMEOUT
 #: Inference and endpoint deployment jobs both say "inprogress" until they end.
 IN_PROGRESS = "inprogress"
 FAILED = {"failed", "failure", "Fail"}
+CANCELLED = "cancelled"
 
 out = Console()
 err = Console(stderr=True)
@@ -135,12 +136,15 @@ def wait_until(
     timeout_s: float | None,
     what: str,
     on_change: Callable[[Any], None] = lambda answer: None,
+    on_each: Callable[[Any], None] = lambda answer: None,
 ) -> Any:
-    """Reads until ``done``; ``on_change`` sees each new status; WaitTimeout after ``timeout_s``."""
+    """Reads until ``done``; ``on_change`` sees each new status, ``on_each`` every answer (its progress);
+    WaitTimeout after ``timeout_s``."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     last = object()
     while True:
         answer = read()
+        on_each(answer)
         status = answer.get("status")
         if status != last:
             on_change(answer)
@@ -159,6 +163,8 @@ def wait_until_finished(read: Callable[[], Any], poll_s: float, timeout_s: float
 
 
 def exit_if_failed(answer: Any) -> None:
+    if answer.get("status") == CANCELLED:
+        raise fail("the job was cancelled", EXIT_API)
     if answer.get("status") in FAILED:
         raise fail(f"job failed: {answer.get('error') or answer.get('sagemakerRaw') or 'no reason given'}", EXIT_API)
 

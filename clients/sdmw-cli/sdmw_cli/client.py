@@ -63,7 +63,7 @@ def _server_message(response: httpx.Response) -> str:
     except ValueError:
         return response.text.strip() or response.reason_phrase
     if isinstance(body, dict):
-        for field in ("detail", "message", "errorMessage"):
+        for field in ("detail", "message", "errorMessage", "error"):
             if body.get(field):
                 return str(body[field])
     return str(body)
@@ -376,6 +376,46 @@ class Client:
                 return checkpoint
         raise ApiError(404, f"no checkpoint {checkpoint_id}")
 
+    # ---------------------------------------------------------------- stopping, deleting, logs
+
+    def cancel_inference(self, job_id: str) -> Any:
+        return self.request("POST", f"/inference/{_segment(job_id)}/cancel")
+
+    def delete_inference(self, job_id: str) -> Any:
+        return self.request("DELETE", f"/inference/{_segment(job_id)}")
+
+    def cancel_train_job(self, job_id: str) -> Any:
+        return self.request("POST", f"/trains/{_segment(job_id)}/cancel")
+
+    def delete_train_job(self, job_id: str) -> Any:
+        return self.request("DELETE", f"/trains/{_segment(job_id)}")
+
+    def job_logs(self, job_id: str, next_token: str | None = None) -> Any:
+        """One page of a job's log lines (inference or training); ``next_token`` continues after it."""
+        params = {"next_token": next_token} if next_token else None
+        return self.request("GET", f"/jobs/{_segment(job_id)}/logs", params=params)
+
+    def delete_checkpoint(self, checkpoint_id: str) -> Any:
+        return self.request("DELETE", f"/checkpoints/{_segment(checkpoint_id)}")
+
+    def import_checkpoint(self, checkpoint_type: str, url: str, filename: str | None, params: dict[str, Any]) -> Any:
+        body: dict[str, Any] = {"checkpoint_type": checkpoint_type, "url": url, "params": params}
+        if filename:
+            body["filename"] = filename
+        return self.request("POST", "/checkpoints/import", json=body)
+
+    def rename_checkpoint(self, checkpoint_id: str, name: str) -> Any:
+        return self.request("PUT", f"/checkpoints/{_segment(checkpoint_id)}/name", json={"name": name})
+
+    def delete_dataset(self, name: str) -> Any:
+        return self.request("DELETE", f"/datasets/{_segment(name)}")
+
+    def delete_model(self, model_id: str) -> Any:
+        return self.request("DELETE", f"/models/{_segment(model_id)}")
+
+    def forget_endpoint_job(self, job_id: str) -> Any:
+        return self.request("DELETE", f"/inference/endpoint-deployment-jobs/{_segment(job_id)}")
+
     # ---------------------------------------------------------------- webhooks
 
     def create_webhook(
@@ -395,6 +435,11 @@ class Client:
 
     def default_webhook_secret(self) -> Any:
         return self.request("GET", "/webhooks/default/secret")
+
+
+def _segment(value: str) -> str:
+    """``value`` as one path segment: an id or name with a slash in it cannot reach another route."""
+    return quote(value, safe="")
 
 
 #: A dataset item's ``type`` by file extension; other files are typed by their extension.

@@ -211,11 +211,37 @@ def occurred_at(event: dict[str, Any]) -> str:
 
 
 def summary_line(event: dict[str, Any]) -> str:
-    """``time  detail-type  entity id  status``: one line per event."""
+    """``time  detail-type  entity id  status``, then the job's progress (or ``deleted``): one line per event."""
     data = data_of(event)
-    entity = data.get("id") or _metadata(event).get("correlation_id") or "-"
-    status = data.get("status") or "-"
-    return f"{occurred_at(event)}  {event.get('detail-type', '?'):<28} {entity}  {status}"
+    entity = data.get("id") or data.get("job_id") or _metadata(event).get("correlation_id") or "-"
+    status = "deleted" if data.get("deleted_at") else data.get("status") or "-"
+    line = f"{occurred_at(event)}  {event.get('detail-type', '?'):<28} {entity}  {status}"
+    progress = data.get("progress")
+    if progress and status in ("-", "inprogress", "Training", "Initialed"):
+        line += f"  {progress_line(progress)}"
+    return line
+
+
+def progress_line(progress: dict[str, Any]) -> str:
+    """``txt2img image 1/2 step 7/20, loss 0.12, ~15 s left``: a progress report (``JobProgress``) in a few words."""
+    text = " ".join(
+        part
+        for part in (
+            str(progress.get("phase", "")),
+            f"image {progress['image']}/{progress['images']}"
+            if progress.get("image") and progress.get("images")
+            else "",
+            f"step {progress.get('step', 0)}/{progress['total_steps']}" if progress.get("total_steps") else "",
+        )
+        if part
+    )
+    if progress.get("loss") is not None:
+        text += f", loss {progress['loss']:.4g}"
+    if progress.get("learning_rate") is not None:
+        text += f", lr {progress['learning_rate']:.3g}"
+    if progress.get("eta_s") is not None:
+        text += f", ~{progress['eta_s']:.0f} s left"
+    return text
 
 
 # ---------------------------------------------------------------- forwarding as Standard Webhooks

@@ -16,12 +16,12 @@ import typer
 
 from sdmw_cli import config
 from sdmw_cli.cli import JsonOption, show
-from sdmw_cli.commands import assets, endpoints, events, inference, training, webhooks
+from sdmw_cli.commands import assets, endpoints, events, inference, jobs, training, webhooks
 
 app = typer.Typer(help="Command-line client for the Stable Diffusion middleware API.", no_args_is_help=True)
 app.add_typer(assets.checkpoint_app, name="checkpoint")
 app.add_typer(endpoints.endpoint_app, name="endpoint")
-app.add_typer(inference.jobs_app, name="jobs")
+app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(assets.dataset_app, name="dataset")
 app.add_typer(training.model_app, name="model")
 app.add_typer(webhooks.webhooks_app, name="webhooks", no_args_is_help=True)

@@ -12,11 +12,26 @@ from typing import Annotated
 
 import typer
 
-from sdmw_cli.cli import EXIT_MISSING_FILE, JsonOption, connect, fail, mapped_errors, progress_bar, require_path, show
+from sdmw_cli.cli import (
+    EXIT_API,
+    EXIT_MISSING_FILE,
+    JsonOption,
+    PollOption,
+    TimeoutOption,
+    connect,
+    fail,
+    mapped_errors,
+    note,
+    progress_bar,
+    require_path,
+    show,
+    wait_until,
+)
 from sdmw_cli.client import MIB, files_to_upload
+from sdmw_cli.progress_view import JobProgressView
 
-checkpoint_app = typer.Typer(help="Upload, list and show checkpoints.", no_args_is_help=True)
-dataset_app = typer.Typer(help="Upload and list training datasets.", no_args_is_help=True)
+checkpoint_app = typer.Typer(help="Upload, import, list, show, rename and delete checkpoints.", no_args_is_help=True)
+dataset_app = typer.Typer(help="Upload, list and delete training datasets.", no_args_is_help=True)
 
 
 @checkpoint_app.command("upload")
@@ -75,6 +90,61 @@ def checkpoint_show(checkpoint_id: Annotated[str, typer.Argument()], as_json: Js
     show(c, as_json, summary)
 
 
+@checkpoint_app.command("delete")
+@mapped_errors
+def checkpoint_delete(checkpoint_id: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Deletes a checkpoint and its files; refused (exit 1) while a running job uses it, naming the job."""
+    answer = connect().delete_checkpoint(checkpoint_id)
+    show(answer, as_json, f"{checkpoint_id}  deleted")
+
+
+@checkpoint_app.command("import")
+@mapped_errors
+def checkpoint_import(
+    url: Annotated[str, typer.Argument(help="An https URL of one model file; the cloud fetches it.")],
+    checkpoint_type: Annotated[str, typer.Option("--type", help="Stable-diffusion, Lora, embeddings, ...")],
+    filename: Annotated[
+        str | None, typer.Option("--name", help="The file's name; default: the URL's last part.")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Show the download until Active or Failed.")] = False,
+    timeout: TimeoutOption = None,
+    poll_s: PollOption = 2.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Creates a checkpoint from a URL, streamed into S3 by the service and checked like an upload; prints its id."""
+    client = connect()
+    answer = client.import_checkpoint(checkpoint_type, url, filename, {})
+    checkpoint = answer.get("checkpoint", answer)
+    checkpoint_id = checkpoint["id"]
+    if wait:
+        note(f"importing {url} as checkpoint {checkpoint_id}")
+        with JobProgressView(f"checkpoint {checkpoint_id}") as view:
+            checkpoint = wait_until(
+                lambda: client.checkpoint(checkpoint_id),
+                lambda found: found.get("status") != "Initialed",
+                poll_s,
+                timeout,
+                f"the import of checkpoint {checkpoint_id}",
+                on_each=view.update,
+            )
+        answer = checkpoint
+    show(answer, as_json, checkpoint_id if not wait else f"{checkpoint_id}  {checkpoint.get('status')}")
+    if checkpoint.get("status") == "Failed":
+        raise fail(f"the import failed: {checkpoint.get('error') or 'no reason given'}", EXIT_API)
+
+
+@checkpoint_app.command("rename")
+@mapped_errors
+def checkpoint_rename(
+    checkpoint_id: Annotated[str, typer.Argument()],
+    name: Annotated[str, typer.Argument(help="The name jobs will use for it, e.g. my-model.safetensors.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Renames a checkpoint: jobs then name it by its new name (its files stay where they are)."""
+    answer = connect().rename_checkpoint(checkpoint_id, name)
+    show(answer, as_json, f"{checkpoint_id}  {name}")
+
+
 @dataset_app.command("upload")
 @mapped_errors
 def dataset_upload(
@@ -111,3 +181,11 @@ def dataset_list(as_json: JsonOption = False) -> None:
     answer = connect().list_datasets()
     lines = [f"{d['datasetName']:<32} {d['status']:<10} {d.get('s3', '')}" for d in answer["datasets"]]
     show(answer, as_json, "\n".join(lines) or "no datasets")
+
+
+@dataset_app.command("delete")
+@mapped_errors
+def dataset_delete(name: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Deletes a dataset and its files; refused (exit 1) while a running training reads it."""
+    answer = connect().delete_dataset(name)
+    show(answer, as_json, f"{name}  deleted")

@@ -58,3 +58,14 @@ def endpoint_delete(names: Annotated[list[str], typer.Argument()], as_json: Json
     skipped as unknown or already deleted)."""
     answer = connect().delete_endpoints(names)
     show(answer, as_json, str(answer))
+
+
+@endpoint_app.command("forget")
+@mapped_errors
+def endpoint_forget(
+    job_id: Annotated[str, typer.Argument(help="A deployment job whose endpoint is deleted or failed.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Removes a deleted (or failed) endpoint's deployment job from the list."""
+    answer = connect().forget_endpoint_job(job_id)
+    show(answer, as_json, f"{job_id}  forgotten")

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,13 +21,15 @@ from sdmw_cli.cli import (
     connect,
     exit_if_failed,
     mapped_errors,
+    note,
     require_path,
     show,
-    wait_until_finished,
+    wait_until,
 )
 from sdmw_cli.client import Client
+from sdmw_cli.progress_view import JobProgressView
 
-jobs_app = typer.Typer(help="Inspect inference jobs.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Inspect, follow, cancel and delete jobs (inference and training).", no_args_is_help=True)
 
 
 def download_outputs(client: Client, job_id: str, folder: Path) -> list[Path]:
@@ -117,7 +120,8 @@ def infer(
     answer = client.infer(body)
     job_id = answer["inference_id"]
     if (wait or out_dir) and answer.get("status") == IN_PROGRESS:
-        answer = wait_until_finished(lambda: client.inference_job(job_id), poll_s, timeout, f"inference job {job_id}")
+        note(f"inference job {job_id} started")  # at once: stdout gets the outcome when it comes
+        answer = follow_job(lambda: client.inference_job(job_id), poll_s, timeout, f"inference job {job_id}")
     if wait or out_dir:
         exit_if_failed(answer)
     if out_dir:
@@ -159,6 +163,14 @@ def jobs_wait(
 ) -> None:
     """Waits for an inference job to finish; exits 1 if it failed, 5 if --timeout ran out."""
     client = connect()
-    answer = wait_until_finished(lambda: client.inference_job(job_id), poll_s, timeout, f"inference job {job_id}")
+    answer = follow_job(lambda: client.inference_job(job_id), poll_s, timeout, f"inference job {job_id}")
     show(answer, as_json, f"{job_id}  {answer['status']}")
     exit_if_failed(answer)
+
+
+def follow_job(read: Callable[[], Any], poll_s: float, timeout_s: float | None, what: str) -> Any:
+    """Waits for an inference job to finish, showing its progress (steps, time left) on stderr."""
+    with JobProgressView(what) as view:
+        return wait_until(
+            read, lambda answer: answer.get("status") != IN_PROGRESS, poll_s, timeout_s, what, on_each=view.update
+        )

@@ -28,8 +28,9 @@ from sdmw_cli.cli import (
     wait_until,
 )
 from sdmw_cli.client import presigned_urls
+from sdmw_cli.progress_view import JobProgressView
 
-model_app = typer.Typer(help="Create and list the models training starts from.", no_args_is_help=True)
+model_app = typer.Typer(help="Create, list and delete the models training starts from.", no_args_is_help=True)
 #: Training jobs (and model-creation jobs) end Complete or Fail.
 TRAINING_DONE = {"Complete", "Fail"}
 
@@ -73,6 +74,14 @@ def model_list(as_json: JsonOption = False) -> None:
     answer = connect().list_models()
     lines = [f"{m['id']}  {m['status']:<10} {m['model_name']}" for m in answer["models"]]
     show(answer, as_json, "\n".join(lines) or "no models")
+
+
+@model_app.command("delete")
+@mapped_errors
+def model_delete(model_id: Annotated[str, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Deletes a model and its files; refused (exit 1) while it is being created or a running training uses it."""
+    answer = connect().delete_model(model_id)
+    show(answer, as_json, f"{model_id}  deleted")
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -144,14 +153,16 @@ def train(
         client.put_object(urls[path.name], path.read_bytes())
     answer = client.set_train_job_status(job_id, "Training")["job"]
     if wait:
-        answer = wait_until(
-            lambda: client.train_job(job_id),
-            lambda job: job.get("status") in TRAINING_DONE,
-            poll_s,
-            timeout,
-            f"training job {job_id}",
-            on_change=lambda job: note(f"{time.strftime('%H:%M:%S')}  {job_id}  {job.get('status')}"),
-        )
+        with JobProgressView(f"training job {job_id}") as view:  # step, loss and time left, on stderr
+            answer = wait_until(
+                lambda: client.train_job(job_id),
+                lambda job: job.get("status") in TRAINING_DONE,
+                poll_s,
+                timeout,
+                f"training job {job_id}",
+                on_change=lambda job: note(f"{time.strftime('%H:%M:%S')}  {job_id}  {job.get('status')}"),
+                on_each=view.update,
+            )
     summary = f"{job_id}  {answer.get('status')}"
     if answer.get("checkpoint_id"):
         summary += f"  checkpoint {answer['checkpoint_id']}"
