@@ -11,6 +11,7 @@ from service_kit.logging import get_logger
 from service_kit.snapshots import SnapshotTable
 from service_kit.storage import S3Storage, Storage
 from training_manager import SERVICE
+from training_manager.files import JobFiles, S3JobFiles
 from training_manager.handlers import Dependencies, router
 from training_manager.sagemaker import SageMakerTraining, TrainingGateway
 from training_manager.settings import TrainingManagerSettings
@@ -30,6 +31,7 @@ def bootstrap(
     storage: Storage | None = None,
     training: TrainingGateway | None = None,
     publisher: EventPublisher | None = None,
+    files: JobFiles | None = None,
 ) -> App:
     """The service as deployed; each adapter not given is the real one, made from ``settings``."""
     settings = settings or TrainingManagerSettings()
@@ -44,6 +46,7 @@ def bootstrap(
         publisher=publisher
         or EventBridgePublisher(settings.event_bus, settings.source, claims=EventClaims(settings.bucket)),
         logger=logger,
+        files=files or S3JobFiles(settings.bucket),
     )
     consumer = Consumer(router(deps), logger, dynamodb_idempotency(settings.table_name), claims=EventClaims())
     return App(settings=settings, deps=deps, consumer=consumer)

@@ -23,15 +23,26 @@ from sdmw_contracts.events import (
     TrainJobRequested,
     TrainJobUpdateRequested,
 )
+from sdmw_contracts.events.progress import TrainingProgressReported
 from sdmw_contracts.events.sagemaker import SageMakerTrainingJobStateChange
-from sdmw_contracts.events.training import CHECKPOINT_TYPE_OF, input_prefix, model_prefix, train_prefix
+from sdmw_contracts.events.training import (
+    CHECKPOINT_TYPE_OF,
+    ModelDeletionRequested,
+    TrainJobCancelRequested,
+    TrainJobDeletionRequested,
+    input_prefix,
+    model_prefix,
+    train_prefix,
+)
+from sdmw_contracts.s3 import split_s3_uri
 from service_kit.consumer import Router
 from service_kit.events import EventPublisher, outgoing, publish_snapshots
 from service_kit.messages import BusEvent
 from service_kit.resources import SCHEDULED_EVENT
-from service_kit.snapshots import SnapshotTable
+from service_kit.snapshots import SnapshotTable, StaleWrite
 from service_kit.storage import Storage, UploadRefused
 from training_manager import SERVICE, jobs
+from training_manager.files import JobFiles
 from training_manager.jobs import Model, TrainJob
 from training_manager.sagemaker import (
     TrainingGateway,
@@ -55,7 +66,13 @@ class Dependencies:
     settings: TrainingSettings
     publisher: EventPublisher
     logger: Logger
+    files: JobFiles
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+#: How often a write that lost a race (StaleWrite) is tried again on the fresh snapshot before the
+#: message is left to be redelivered: progress reports change a running job about once a second.
+_WRITE_ATTEMPTS = 5
 
 
 # ---------------------------------------------------------------- models
@@ -92,7 +109,11 @@ def _update(
     job = deps.snapshots.get(kind, job_id)
     if job is None:
         raise UnknownEntity(f"update of {kind.entity_type()} {job_id} arrived before its creation")
-    if not jobs.was_answered(job, command.request_id):
+    if job.is_deleted:
+        if not jobs.was_answered(job, command.request_id):
+            job = jobs.rejected(job, command.request_id, f"{kind.entity_type()} {job.id} was deleted")
+            deps.snapshots.save(job)
+    elif not jobs.was_answered(job, command.request_id):
         updated = _give_up(job, deps) if command.status == "Fail" else start(job)
         if updated is not job:
             deps.snapshots.save(updated)
@@ -202,19 +223,41 @@ def on_sweep(event: BusEvent, deps: Dependencies) -> None:
 
 
 def _follow(job: Model | TrainJob, deps: Dependencies) -> None:
-    if not job.sagemaker_job_name:
+    if not job.sagemaker_job_name or job.is_deleted:
         return
-    state = deps.training.describe(job.sagemaker_job_name)
+    name = job.sagemaker_job_name
+    state = deps.training.describe(name)
     now = deps.clock()
-    if state is None:
-        updated = jobs.failed(job, f"SageMaker has no training job {job.sagemaker_job_name}", now)
-    else:
-        updated = jobs.observed(job, state, now)
-    if updated is not None:
-        deps.snapshots.save(updated)
-        job = updated
-    if jobs.is_final(job) or updated is not None:
+
+    def apply(current: jobs.J) -> jobs.J | None:
+        if state is None:
+            return (
+                None if jobs.is_final(current) else jobs.failed(current, f"SageMaker has no training job {name}", now)
+            )
+        return jobs.observed(current, state, now)
+
+    job, changed = _change(job, apply, deps)
+    if jobs.is_final(job) or changed:
         _publish(job, None, deps)
+
+
+def _change(job: jobs.J, change: Callable[[jobs.J], jobs.J | None], deps: Dependencies) -> tuple[jobs.J, bool]:
+    """Save ``change(job)`` unless it is None; when another write got there first (a progress report),
+    apply the change to the fresh snapshot instead. The job as it now is, and whether this changed it."""
+    for _ in range(_WRITE_ATTEMPTS - 1):
+        updated = change(job)
+        if updated is None:
+            return job, False
+        try:
+            deps.snapshots.save(updated)
+            return updated, True
+        except StaleWrite:
+            job = deps.snapshots.get(type(job), job.id) or job
+    updated = change(job)
+    if updated is None:
+        return job, False
+    deps.snapshots.save(updated)  # a StaleWrite now leaves the message to be redelivered
+    return updated, True
 
 
 def _job_named(sagemaker_name: str, deps: Dependencies) -> Model | TrainJob | None:
@@ -226,13 +269,113 @@ def _job_named(sagemaker_name: str, deps: Dependencies) -> Model | TrainJob | No
     return None
 
 
+# ---------------------------------------------------------------- watching, stopping, cleaning up
+
+
+def on_training_progress(event: BusEvent, deps: Dependencies) -> None:
+    """The container's report becomes the job's next snapshot; late, repeated or orphan reports change nothing.
+
+    Progress is advisory: a report that keeps losing the race to other writes is dropped, not retried.
+    """
+    report = event.envelope().parse_data(TrainingProgressReported)
+    job = deps.snapshots.get(TrainJob, report.job_id)
+    if job is None:
+        deps.logger.info("progress of a train job that is not ours", extra={"job": report.job_id})
+        return
+    try:
+        job, changed = _change(job, lambda current: jobs.with_progress(current, report.sequence, report.progress), deps)
+    except StaleWrite:
+        deps.logger.info("progress report dropped: the job kept changing", extra={"job": report.job_id})
+        return
+    if changed:
+        _publish(job, None, deps)
+
+
+def on_train_job_cancel(event: BusEvent, deps: Dependencies) -> None:
+    """Stop the job on SageMaker; it ends Fail ``cancelled`` once SageMaker says it stopped (one it never
+    started ends so at once). A finished job stays as it is."""
+    envelope = event.envelope()
+    command = envelope.parse_data(TrainJobCancelRequested)
+    job = deps.snapshots.get(TrainJob, command.train_job_id)
+    if job is None:
+        raise UnknownEntity(f"cancel of train job {command.train_job_id} arrived before its creation")
+    if job.is_deleted or jobs.is_final(job):
+        _publish(job, envelope, deps)
+        return
+    if job.sagemaker_job_name:
+        deps.training.stop(job.sagemaker_job_name)  # again on a redelivery: SageMaker takes that as a no-op
+    now = deps.clock()
+
+    def cancel(current: TrainJob) -> TrainJob | None:
+        if jobs.is_final(current) or current.cancel_requested_at is not None:
+            return None
+        if current.status == "Training":
+            return jobs.cancel_requested(current, now)
+        return jobs.cancelled(current, now)
+
+    job, _ = _change(job, cancel, deps)
+    _publish(job, envelope, deps)
+
+
+def on_train_job_deletion(event: BusEvent, deps: Dependencies) -> None:
+    """A finished job's input and output files go, then the job (its checkpoint is asset-registry's and stays)."""
+    envelope = event.envelope()
+    command = envelope.parse_data(TrainJobDeletionRequested)
+    job = deps.snapshots.get(TrainJob, command.train_job_id)
+    if job is None:
+        raise UnknownEntity(f"deletion of train job {command.train_job_id} arrived before its creation")
+    if not job.is_deleted:
+        if not jobs.is_final(job):
+            deps.logger.warning("deletion of a train job that has not finished ignored", extra={"job": job.id})
+            _publish(job, envelope, deps)
+            return
+        removed = deps.files.delete_under(_key_prefix(job.output_path), keep=_checkpoint_keys(job))
+        deps.logger.info("train job's files deleted", extra={"job": job.id, "objects": removed})
+        job, _ = _change(job, lambda current: None if current.is_deleted else current.as_deleted(deps.clock()), deps)
+    _publish(job, envelope, deps)
+
+
+def on_model_deletion(event: BusEvent, deps: Dependencies) -> None:
+    """A model that is not being created loses its files (uploads, working model), then is forgotten."""
+    envelope = event.envelope()
+    command = envelope.parse_data(ModelDeletionRequested)
+    model = deps.snapshots.get(Model, command.model_id)
+    if model is None:
+        raise UnknownEntity(f"deletion of model {command.model_id} arrived before its creation")
+    if not model.is_deleted:
+        if model.status == "Creating":
+            deps.logger.warning("deletion of a model being created ignored", extra={"model": model.id})
+            _publish(model, envelope, deps)
+            return
+        removed = deps.files.delete_under(_key_prefix(model.s3_base))
+        deps.logger.info("model's files deleted", extra={"model": model.id, "objects": removed})
+        model, _ = _change(
+            model, lambda current: None if current.is_deleted else current.as_deleted(deps.clock()), deps
+        )
+    _publish(model, envelope, deps)
+
+
+def _key_prefix(location: str) -> str:
+    """The key prefix of an s3:// location in the project's bucket, ending in '/'."""
+    _, key = split_s3_uri(location)
+    return key if key.endswith("/") else key + "/"
+
+
+def _checkpoint_keys(job: TrainJob) -> set[str]:
+    """The file a Complete job produced: registered as a checkpoint, it is asset-registry's to keep or delete."""
+    if job.status != "Complete" or not job.output_s3_location:
+        return set()
+    return {_key_prefix(job.output_s3_location) + trained_filename(job)}
+
+
 # ---------------------------------------------------------------- wiring
 
 
 def _publish(job: Model | TrainJob, cause: EventEnvelope | None, deps: Dependencies) -> None:
-    """The job's snapshot and, for a Complete train job, the registration of what it produced."""
+    """The job's snapshot and, for a Complete train job, the registration of what it produced (not once the
+    job is deleted: its checkpoint may be gone by then, and must not be registered again)."""
     publish_snapshots(deps.publisher, [job], producer=SERVICE, correlation_id=job.id, cause=cause)
-    if isinstance(job, TrainJob) and job.status == "Complete":
+    if isinstance(job, TrainJob) and job.status == "Complete" and not job.is_deleted:
         deps.publisher.publish([outgoing(registration(job), producer=SERVICE, correlation_id=job.id)])
 
 
@@ -269,6 +412,10 @@ def router(deps: Dependencies) -> Router:
         .on_event(ModelUpdateRequested.detail_type(), lambda e: on_model_update(e, deps))
         .on_event(TrainJobRequested.detail_type(), lambda e: on_train_job_requested(e, deps))
         .on_event(TrainJobUpdateRequested.detail_type(), lambda e: on_train_job_update(e, deps))
+        .on_event(TrainJobCancelRequested.detail_type(), lambda e: on_train_job_cancel(e, deps))
+        .on_event(TrainJobDeletionRequested.detail_type(), lambda e: on_train_job_deletion(e, deps))
+        .on_event(ModelDeletionRequested.detail_type(), lambda e: on_model_deletion(e, deps))
+        .on_event(TrainingProgressReported.detail_type(), lambda e: on_training_progress(e, deps))
         .on_event(SageMakerTrainingJobStateChange.DETAIL_TYPE, lambda e: on_training_state_change(e, deps))
         .on_event(SCHEDULED_EVENT, lambda e: on_sweep(e, deps))
     )

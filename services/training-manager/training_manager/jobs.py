@@ -4,7 +4,9 @@ Model:     Initialed -> Creating -> Complete | Fail   (Fail also from Initialed)
 Train job: Initialed -> Training -> Complete | Fail   (Fail also from Initialed)
 
 Complete and Fail are final. A refusal changes nothing but the ``rejection``
-naming the request, so the edge can tell the client why.
+naming the request, so the edge can tell the client why. A cancelled train job
+ends Fail with the error ``cancelled``: at once when SageMaker never started
+it, else once SageMaker says it stopped.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TypeVar
 
 from sdmw_contracts.events import ModelChanged, TrainJobChanged
 from sdmw_contracts.events.assets import Rejection
+from sdmw_contracts.events.progress import JobProgress
 from training_manager.sagemaker import TrainingState
 
 Model = ModelChanged
@@ -22,6 +25,8 @@ TrainJob = TrainJobChanged
 J = TypeVar("J", ModelChanged, TrainJobChanged)
 
 FINAL = frozenset({"Complete", "Fail"})
+#: The error of a train job stopped because the client asked.
+CANCELLED = "cancelled"
 
 
 def _next(job: J, **changes: object) -> J:
@@ -68,6 +73,23 @@ def with_upload_completed(model: Model, filename: str, size: int) -> Model:
     return model.model_copy(update={"files": files})
 
 
+def with_progress(job: TrainJob, sequence: int, progress: JobProgress) -> TrainJob | None:
+    """The job with the container's report; None when the report is late (not newer) or the job not Training."""
+    if job.is_deleted or job.status != "Training" or sequence <= job.progress_sequence:
+        return None
+    return _next(job, progress=progress, progress_sequence=sequence)
+
+
+def cancel_requested(job: TrainJob, now: datetime) -> TrainJob:
+    """A running job the client cancelled: it ends once SageMaker has stopped it."""
+    return _next(job, cancel_requested_at=now)
+
+
+def cancelled(job: TrainJob, now: datetime) -> TrainJob:
+    """A job SageMaker is not running, cancelled: it ends now."""
+    return _next(job, status="Fail", error=CANCELLED, completed_at=now, cancel_requested_at=now)
+
+
 def checkpoint_id_for(job: TrainJob) -> str:
     """The trained checkpoint's id: fixed per job, so registering it again changes nothing."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sdmw:train-job:{job.id}:checkpoint"))
@@ -82,6 +104,8 @@ def observed(job: J, state: TrainingState, now: datetime) -> J | None:
             return failed(job, "SageMaker reported the job Completed without model artifacts", now)
         checkpoint_id = checkpoint_id_for(job) if isinstance(job, TrainJobChanged) else None
         return completed(job, _as_prefix(state.artifacts), now, checkpoint_id)
+    if state.status == "Stopped" and getattr(job, "cancel_requested_at", None) is not None:
+        return failed(job, CANCELLED, now)
     return failed(job, failure_reason(state), now)
 
 

@@ -6,7 +6,9 @@ from sdmw_contracts.events import (
     TrainJobRequested,
     TrainJobUpdateRequested,
 )
+from sdmw_contracts.events.progress import RUNTIME_PRODUCER, TrainingProgressReported
 from sdmw_contracts.events.sagemaker import SAGEMAKER_SOURCE, SageMakerTrainingJobStateChange
+from sdmw_contracts.events.training import ModelDeletionRequested, TrainJobCancelRequested, TrainJobDeletionRequested
 from service_kit.resources import (
     BUCKET,
     BUCKET_OBJECTS,
@@ -26,7 +28,15 @@ from service_kit.resources import (
 from service_kit.sagemaker import TRAINING_LOG_GROUP
 from training_manager import SERVICE
 
-COMMANDS = (ModelCreationRequested, ModelUpdateRequested, TrainJobRequested, TrainJobUpdateRequested)
+COMMANDS = (
+    ModelCreationRequested,
+    ModelUpdateRequested,
+    TrainJobRequested,
+    TrainJobUpdateRequested,
+    TrainJobCancelRequested,
+    TrainJobDeletionRequested,
+    ModelDeletionRequested,
+)
 
 RESOURCES = ServiceResources(
     service=SERVICE,
@@ -37,6 +47,11 @@ RESOURCES = ServiceResources(
         Rule(
             "training-commands",
             project_events(*(command.detail_type() for command in COMMANDS), sources=("sdmw.api-gateway",)),
+        ),
+        # The training container reports its progress itself (sd_runtime.progress), as sdmw.sd-runtime.
+        Rule(
+            "training-progress",
+            project_events(TrainingProgressReported.detail_type(), sources=(f"sdmw.{RUNTIME_PRODUCER}",)),
         ),
         Rule(
             "sagemaker-training-state",
@@ -49,12 +64,19 @@ RESOURCES = ServiceResources(
     functions=(LambdaFunction("worker", "training_manager.entrypoints.lambda_handler.handler", timeout_s=300),),
     runs_sd_runtime=True,
     grants=(
-        # Base checkpoints uploaded with a model request (multipart), and the jobs' inputs and outputs.
+        # Base checkpoints uploaded with a model request (multipart), and the jobs' inputs and outputs,
+        # deleted with their job.
         Grant(
-            ("s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"),
+            (
+                "s3:PutObject",
+                "s3:GetObject",
+                "s3:DeleteObject",
+                "s3:AbortMultipartUpload",
+                "s3:ListMultipartUploadParts",
+            ),
             BUCKET_OBJECTS,
         ),
-        Grant(("s3:ListBucket",), BUCKET),
+        Grant(("s3:ListBucket", "s3:ListBucketMultipartUploads"), BUCKET),
         # Jobs are tagged with the entity they serve, which CreateTrainingJob checks as AddTags.
         Grant(
             (

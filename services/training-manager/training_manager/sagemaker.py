@@ -39,6 +39,16 @@ from service_kit.sagemaker import (
 _log = logging.getLogger(__name__)
 
 FINISHED = frozenset({"Completed", "Failed", "Stopped"})
+#: Where the training container finds the id of the job it runs for.
+JOB_ID_VARIABLE = "SDMW_JOB_ID"
+#: Codes of a request SageMaker throttled: try again later, it is no reason to fail the job.
+_THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException"}
+)
+
+
+def is_throttled(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code", "") in _THROTTLING_CODES
 
 
 @dataclass(frozen=True)
@@ -141,7 +151,8 @@ def create_request(spec: TrainingJobSpec, settings: TrainingSettings) -> dict[st
             "VolumeSizeInGB": settings.volume_size_gb,
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_runtime_s},
-        "Environment": dict(settings.container_environment),
+        # The container reports its progress under the job's id (sd_runtime.training.reporting).
+        "Environment": {**settings.container_environment, JOB_ID_VARIABLE: spec.entity_id},
         "Tags": [{"Key": "sdmw:job-id", "Value": spec.entity_id}],
     }
 
@@ -169,6 +180,8 @@ class SageMakerTraining:
         try:
             self._sagemaker.create_training_job(**create_request(spec, self._settings))
         except ClientError as exc:
+            if is_throttled(exc):
+                raise  # still throttled after the client's own retries: the message is tried again later
             if not already_exists(exc):
                 raise TrainingRefused(f"SageMaker refused the training job: {describe_error(exc)}") from exc
         problem = keep_logs_for_a_while(self._logs, TRAINING_LOG_GROUP)

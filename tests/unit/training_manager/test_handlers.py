@@ -26,6 +26,7 @@ from service_kit.events import RecordingPublisher
 from service_kit.messages import BusEvent
 from service_kit.storage import S3Storage
 from service_kit.testing import InMemorySnapshotTable
+from training_manager.files import S3JobFiles
 from training_manager.handlers import Dependencies, UnknownEntity, router
 from training_manager.jobs import TrainJob, checkpoint_id_for
 from training_manager.sagemaker import (
@@ -112,6 +113,7 @@ def world(mocked_aws) -> World:
         settings=SETTINGS,
         publisher=publisher,
         logger=Logger(service="test"),
+        files=S3JobFiles(BUCKET, s3),
         clock=lambda: NOW,
     )
     return World(deps, training, publisher, s3)
