@@ -19,6 +19,7 @@ from endpoint_manager.jobs import Job
 from endpoint_manager.sagemaker import AutoscalingNotOffered, EndpointGateway, NameTaken
 from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentRequested
+from sdmw_contracts.events.endpoints import EndpointRecordDeletionRequested
 from sdmw_contracts.events.sagemaker import SageMakerEndpointStateChange
 from service_kit.consumer import Router
 from service_kit.events import EventPublisher, publish_snapshots
@@ -105,6 +106,27 @@ def on_deletion_requested(event: BusEvent, deps: Dependencies) -> None:
     _publish(job, envelope, deps)
 
 
+#: A job whose endpoint is gone (or never came): only its record is left, which the client may delete.
+RECORD_DELETABLE = frozenset({"deleted", "failed"})
+
+
+def on_record_deletion_requested(event: BusEvent, deps: Dependencies) -> None:
+    """Forget a job whose endpoint is gone; one with an endpoint (deploying, in service) stays as it is."""
+    envelope = event.envelope()
+    command = envelope.parse_data(EndpointRecordDeletionRequested)
+    job = deps.jobs.get(Job, command.job_id)
+    if job is None:
+        raise UnknownJob(f"record deletion of job {command.job_id} arrived before its deployment")
+    if job.is_deleted:
+        pass  # a repeat: publish the same last snapshot again
+    elif job.status in RECORD_DELETABLE:
+        job = job.as_deleted(deps.clock())
+        deps.jobs.save(job)
+    else:
+        deps.logger.warning("record deletion of a job with an endpoint ignored", extra={"job_id": job.id})
+    _publish(job, envelope, deps)
+
+
 def on_endpoint_state_change(event: BusEvent, deps: Dependencies) -> None:
     """SageMaker said an endpoint changed; ask it for the current state and apply that.
 
@@ -170,6 +192,7 @@ def router(deps: Dependencies) -> Router:
         Router()
         .on_event(EndpointDeploymentRequested.detail_type(), lambda e: on_deployment_requested(e, deps))
         .on_event(EndpointDeletionRequested.detail_type(), lambda e: on_deletion_requested(e, deps))
+        .on_event(EndpointRecordDeletionRequested.detail_type(), lambda e: on_record_deletion_requested(e, deps))
         .on_event(SageMakerEndpointStateChange.DETAIL_TYPE, lambda e: on_endpoint_state_change(e, deps))
         .on_event(SCHEDULED_EVENT, lambda e: on_sweep(e, deps))
     )

@@ -2,6 +2,7 @@
 
 from endpoint_manager import SERVICE
 from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentRequested
+from sdmw_contracts.events.endpoints import EndpointRecordDeletionRequested
 from sdmw_contracts.events.sagemaker import SAGEMAKER_SOURCE, SageMakerEndpointStateChange
 from service_kit.resources import (
     ANY_RESOURCE,
@@ -31,6 +32,7 @@ RESOURCES = ServiceResources(
             project_events(
                 EndpointDeploymentRequested.detail_type(),
                 EndpointDeletionRequested.detail_type(),
+                EndpointRecordDeletionRequested.detail_type(),
                 sources=("sdmw.api-gateway",),
             ),
         ),
