@@ -34,7 +34,7 @@ from infra.catalog import SERVICES
 from infra.core import CORE
 from infra.local import data
 from infra.local.provision import provision
-from service_kit.config import WEBHOOKS_ALLOW_LOOPBACK_VARIABLE
+from service_kit.config import IMPORTS_ALLOW_LOOPBACK_VARIABLE, WEBHOOKS_ALLOW_LOOPBACK_VARIABLE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_ACCOUNT = "123456789012"
@@ -405,8 +405,16 @@ class LocalStack:
         }
         # A webhook receiver on this machine is accepted locally; on AWS loopback targets are refused.
         loopback = {WEBHOOKS_ALLOW_LOOPBACK_VARIABLE: "1"}
+        # Likewise a checkpoint import from a file served on this machine.
+        imports_loopback = {IMPORTS_ALLOW_LOOPBACK_VARIABLE: "1"}
         extra = {
-            "api-gateway": {"API_KEY": self.settings.api_key, "API_STAGE": self.settings.stage, **loopback},
+            "api-gateway": {
+                "API_KEY": self.settings.api_key,
+                "API_STAGE": self.settings.stage,
+                **loopback,
+                **imports_loopback,
+            },
+            "asset-registry": imports_loopback,
             "endpoint-manager": sagemaker_settings,
             "training-manager": sagemaker_settings,
             "webhooks": loopback,

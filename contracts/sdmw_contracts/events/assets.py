@@ -11,7 +11,7 @@ otherwise as it was. The edge waits for either outcome.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -31,6 +31,10 @@ CheckpointStatus = Literal["Initialed", "Active", "Disabled", "Failed"]
 #: ``architecture``.
 Architecture = Literal["sd1", "sd2", "sdxl", "unknown"]
 DatasetStatus = Literal["Initialed", "Enabled", "Disabled"]
+
+#: A checkpoint still Initialed this long after its creation is an upload (or import) that will never
+#: complete: asset-registry's sweep deletes it and aborts its uploads (its setting may shorten the age).
+UNFINISHED_CHECKPOINT_AGE = timedelta(days=1)
 
 
 # Where asset files live in the project bucket. Part of the contract: the edge
@@ -129,6 +133,21 @@ class CheckpointImportRequested(Command):
     params: dict[str, Any] = Field(default_factory=dict)
     requested_at: datetime
 
+    def initial_snapshot(self, bucket: str, version: int) -> CheckpointChanged:
+        """The checkpoint as this command creates it: one file, not there yet (the edge's version 0)."""
+        prefix = checkpoint_prefix(self.checkpoint_type, self.checkpoint_id)
+        return CheckpointChanged(
+            id=self.checkpoint_id,
+            version=version,
+            checkpoint_type=self.checkpoint_type,
+            status="Initialed",
+            s3_location=f"s3://{bucket}/{prefix}",
+            files=[CheckpointFile.under(bucket, prefix, self.filename)],
+            params=self.params,
+            created_at=self.requested_at,
+            source_url=self.url,
+        )
+
 
 class CheckpointRenameRequested(Command):
     """Give a checkpoint's file (a single-file checkpoint) a new name; refused with a reason like any update."""
@@ -185,6 +204,10 @@ class CheckpointChanged(EntityChanged):
     @property
     def filenames(self) -> list[str]:
         return [file.filename for file in self.files]
+
+    def due_at(self) -> datetime | None:
+        """While Initialed: when the sweep takes it for an upload that will never complete."""
+        return self.created_at + UNFINISHED_CHECKPOINT_AGE if self.status == "Initialed" else None
 
     def model_named(self, title: str) -> ModelRef | None:
         """This checkpoint's model called ``title``, by the one rule every service uses.

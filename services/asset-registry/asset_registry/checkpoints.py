@@ -1,18 +1,24 @@
 """Checkpoints: how one moves, as pure functions of its snapshot.
 
-Initialed (uploads open) -> Active (uploads completed and verified) or Disabled
-(uploads aborted). A refused request leaves the checkpoint as it was and
-records the refusal, so the client can fix its ETags and try again.
+Initialed (uploads open, or an import downloading) -> Active (uploads completed
+and their files what the type says) or Failed (they are not: ``error`` says
+why), or Disabled (uploads aborted). A refused request leaves the checkpoint as
+it was and records the refusal, so the client can fix its ETags and try again.
+Deleting keeps a last snapshot (``as_deleted``) that no list or name finds.
 """
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 from sdmw_contracts.events.assets import (
+    DIFFUSERS_INDEX,
     CheckpointChanged,
     CheckpointFile,
     CheckpointRegistrationRequested,
     Rejection,
 )
+from sdmw_contracts.events.progress import JobProgress
 
 Checkpoint = CheckpointChanged
 
@@ -30,8 +36,26 @@ def with_file_completed(checkpoint: Checkpoint, filename: str, size: int) -> Che
     return checkpoint.model_copy(update={"files": files})
 
 
-def activated(checkpoint: Checkpoint) -> Checkpoint:
-    return _next(checkpoint, status="Active", rejection=None)
+def activated(checkpoint: Checkpoint, architecture: str | None = None) -> Checkpoint:
+    """Active; ``architecture`` (read from its tensors) recorded in its params when known."""
+    params = checkpoint.params if architecture is None else {**checkpoint.params, "architecture": architecture}
+    return _next(checkpoint, status="Active", rejection=None, progress=None, error="", params=params)
+
+
+def failed(checkpoint: Checkpoint, error: str) -> Checkpoint:
+    """Failed for good: its files are not usable as its type (or could not be fetched)."""
+    files = [f.model_copy(update={"upload_id": None}) for f in checkpoint.files]
+    return _next(checkpoint, status="Failed", error=error, files=files, rejection=None, progress=None)
+
+
+def with_progress(checkpoint: Checkpoint, progress: JobProgress) -> Checkpoint:
+    return _next(checkpoint, progress=progress)
+
+
+def with_upload(checkpoint: Checkpoint, upload_id: str) -> Checkpoint:
+    """An import's one file, its upload opened by this service (no new version: the next save carries it)."""
+    files = [f.model_copy(update={"upload_id": upload_id}) for f in checkpoint.files]
+    return checkpoint.model_copy(update={"files": files})
 
 
 def rejected(checkpoint: Checkpoint, request_id: str, reason: str) -> Checkpoint:
@@ -41,6 +65,34 @@ def rejected(checkpoint: Checkpoint, request_id: str, reason: str) -> Checkpoint
 def disabled(checkpoint: Checkpoint) -> Checkpoint:
     files = [f.model_copy(update={"upload_id": None}) for f in checkpoint.files]
     return _next(checkpoint, status="Disabled", files=files, rejection=None)
+
+
+def current_name(checkpoint: Checkpoint) -> str:
+    """The name a client renames: a diffusers folder's ``new_model_name``, else its (first) file's name."""
+    if DIFFUSERS_INDEX in checkpoint.filenames:
+        return str(checkpoint.params.get("new_model_name") or "")
+    return checkpoint.filenames[0] if checkpoint.filenames else ""
+
+
+def rename_problem(checkpoint: Checkpoint, new_name: str) -> str | None:
+    """Why ``new_name`` cannot be the checkpoint's name, or None (whether another checkpoint has it aside)."""
+    if DIFFUSERS_INDEX in checkpoint.filenames:
+        return None
+    if len(checkpoint.files) != 1:
+        return f"checkpoint {checkpoint.id} holds {len(checkpoint.files)} files: only a one-file checkpoint is renamed"
+    old_suffix = PurePosixPath(checkpoint.files[0].filename).suffix.lower()
+    if PurePosixPath(new_name).suffix.lower() != old_suffix:
+        # The runtime reads a file's format from its name, so the name keeps the file's extension.
+        return f"{new_name} must end with {old_suffix or 'no extension'}, as {checkpoint.files[0].filename} does"
+    return None
+
+
+def renamed(checkpoint: Checkpoint, new_name: str) -> Checkpoint:
+    """Answering to ``new_name``: the file keeps its S3 key, only the name it is known by changes."""
+    if DIFFUSERS_INDEX in checkpoint.filenames:
+        return _next(checkpoint, params={**checkpoint.params, "new_model_name": new_name}, rejection=None)
+    files = [checkpoint.files[0].model_copy(update={"filename": new_name})]
+    return _next(checkpoint, files=files, rejection=None)
 
 
 def tag_problems(checkpoint: Checkpoint, tagged_filenames: set[str]) -> str | None:

@@ -8,6 +8,12 @@ from sdmw_contracts.events import (
     DatasetCreationRequested,
     DatasetUpdateRequested,
 )
+from sdmw_contracts.events.assets import (
+    CheckpointDeletionRequested,
+    CheckpointImportRequested,
+    CheckpointRenameRequested,
+    DatasetDeletionRequested,
+)
 from service_kit.resources import (
     BUCKET,
     BUCKET_OBJECTS,
@@ -15,12 +21,22 @@ from service_kit.resources import (
     LambdaFunction,
     Queue,
     Rule,
+    Schedule,
     ServiceResources,
     Table,
     project_events,
 )
 
-COMMANDS = (CheckpointCreationRequested, CheckpointUpdateRequested, DatasetCreationRequested, DatasetUpdateRequested)
+COMMANDS = (
+    CheckpointCreationRequested,
+    CheckpointUpdateRequested,
+    CheckpointImportRequested,
+    CheckpointRenameRequested,
+    CheckpointDeletionRequested,
+    DatasetCreationRequested,
+    DatasetUpdateRequested,
+    DatasetDeletionRequested,
+)
 
 RESOURCES = ServiceResources(
     service=SERVICE,
@@ -41,14 +57,24 @@ RESOURCES = ServiceResources(
             ),
         ),
     ),
+    # Uploads never completed are deleted a day on (``handlers.on_sweep``).
+    schedules=(Schedule("unfinished-uploads-sweep", every_s=3600),),
+    # An import downloads for up to ``import_time_limit_s`` (270 s) of these 300.
     functions=(LambdaFunction("worker", "asset_registry.entrypoints.lambda_handler.handler", timeout_s=300),),
     grants=(
-        # Multipart uploads: create and complete (PutObject), give up, list parts; HeadObject (GetObject).
+        # Multipart uploads: create and complete (PutObject), give up, list parts; HeadObject and the ranged
+        # reads that check a file's format (GetObject); deleted checkpoints and datasets (DeleteObject).
         Grant(
-            ("s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"),
+            (
+                "s3:PutObject",
+                "s3:GetObject",
+                "s3:DeleteObject",
+                "s3:AbortMultipartUpload",
+                "s3:ListMultipartUploadParts",
+            ),
             BUCKET_OBJECTS,
         ),
-        # A registered folder's files are listed to check they are all there.
-        Grant(("s3:ListBucket",), BUCKET),
+        # A registered folder's files are listed to check they are all there; a deletion finds open uploads.
+        Grant(("s3:ListBucket", "s3:ListBucketMultipartUploads"), BUCKET),
     ),
 )

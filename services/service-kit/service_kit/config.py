@@ -33,6 +33,8 @@ def topic_arn_field(topic: str) -> Any:
 WEBHOOK_SIGNING_KEY_VARIABLE = "SDMW_WEBHOOK_SIGNING_KEY_SECRET"
 #: Set by the local stack alone: webhook targets on this machine's loopback addresses are accepted.
 WEBHOOKS_ALLOW_LOOPBACK_VARIABLE = "WEBHOOKS_ALLOW_LOOPBACK"
+#: Set by the local stack alone: checkpoint imports from this machine's loopback addresses are accepted.
+IMPORTS_ALLOW_LOOPBACK_VARIABLE = "IMPORTS_ALLOW_LOOPBACK"
 
 
 def webhook_signing_key_field() -> Any:
@@ -43,6 +45,11 @@ def webhook_signing_key_field() -> Any:
 def webhooks_allow_loopback_field() -> Any:
     """Whether webhook targets may be loopback addresses (the local stack only; never on AWS)."""
     return Field(default=False, validation_alias=WEBHOOKS_ALLOW_LOOPBACK_VARIABLE)
+
+
+def imports_allow_loopback_field() -> Any:
+    """Whether checkpoint import URLs may name loopback addresses (the local stack only; never on AWS)."""
+    return Field(default=False, validation_alias=IMPORTS_ALLOW_LOOPBACK_VARIABLE)
 
 
 class ServiceSettings(BaseSettings):

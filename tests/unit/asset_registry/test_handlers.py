@@ -11,6 +11,7 @@ import pytest
 from aws_lambda_powertools import Logger
 
 from asset_registry.handlers import Dependencies, UnknownEntity, router
+from asset_registry.storage import AssetStorage
 from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import (
     CheckpointCreationRequested,
@@ -23,8 +24,9 @@ from sdmw_contracts.events.assets import CheckpointChanged, DatasetItemSpec, Fil
 from sdmw_contracts.runtime import ModelRef
 from service_kit.events import RecordingPublisher
 from service_kit.messages import BusEvent
-from service_kit.storage import S3Storage, UploadRefused
+from service_kit.storage import UploadRefused
 from service_kit.testing import InMemorySnapshotTable
+from tests.unit.asset_registry.model_files import model_file, safetensors
 
 BUCKET = "assets-bucket"
 MB = 1024 * 1024
@@ -43,7 +45,7 @@ def world(mocked_aws, snapshots):
     publisher = RecordingPublisher()
     deps = Dependencies(
         snapshots=snapshots,
-        storage=S3Storage(BUCKET, s3),
+        storage=AssetStorage(BUCKET, s3),
         publisher=publisher,
         logger=Logger(service="test"),
     )
@@ -79,12 +81,16 @@ def create_checkpoint(route, files=(("model.safetensors", 2),), checkpoint_type=
     return checkpoint_id
 
 
-def upload_parts(s3, file: dict, sizes: list[int]) -> list[dict]:
-    tags = []
+def upload_parts(s3, file: dict, sizes: list[int], checkpoint_type: str = "Stable-diffusion") -> list[dict]:
+    """Parts of these sizes of a file that passes as ``checkpoint_type``."""
+    content = model_file(file["filename"], checkpoint_type, size=sum(sizes))
+    tags, start = [], 0
     for number, size in enumerate(sizes, start=1):
-        etag = s3.upload_part(
-            Bucket=BUCKET, Key=file["key"], UploadId=file["upload_id"], PartNumber=number, Body=b"x" * size
-        )["ETag"]
+        body = content[start : start + size]
+        start += size
+        etag = s3.upload_part(Bucket=BUCKET, Key=file["key"], UploadId=file["upload_id"], PartNumber=number, Body=body)[
+            "ETag"
+        ]
         tags.append({"ETag": etag, "PartNumber": number})
     return tags
 
@@ -137,7 +143,7 @@ def test_bad_etags_are_refused_and_the_upload_can_be_retried(world, spoil):
     s3, publisher, route = world
     checkpoint_id = create_checkpoint(route)
     file = latest(publisher, "CheckpointChanged", checkpoint_id)["files"][0]
-    tags = upload_parts(s3, file, [5 * MB, 10])
+    tags = upload_parts(s3, file, [5 * MB, 1000])
     request_id = activate(route, checkpoint_id, {"model.safetensors": spoil(tags)})
     refused = latest(publisher, "CheckpointChanged", checkpoint_id)
     assert refused["status"] == "Initialed"
@@ -153,11 +159,11 @@ def test_every_file_of_a_checkpoint_is_completed_before_it_is_active(world):
     names = ("a.safetensors", "b.safetensors", "c.safetensors")
     checkpoint_id = create_checkpoint(route, files=[(name, 1) for name in names])
     files = latest(publisher, "CheckpointChanged", checkpoint_id)["files"]
-    tags = {file["filename"]: upload_parts(s3, file, [100 + n]) for n, file in enumerate(files)}
+    tags = {file["filename"]: upload_parts(s3, file, [1000 + n]) for n, file in enumerate(files)}
     activate(route, checkpoint_id, tags)
     checkpoint = latest(publisher, "CheckpointChanged", checkpoint_id)
     assert checkpoint["status"] == "Active"
-    assert [(f["size"], f["upload_id"]) for f in checkpoint["files"]] == [(100, None), (101, None), (102, None)]
+    assert [(f["size"], f["upload_id"]) for f in checkpoint["files"]] == [(1000, None), (1001, None), (1002, None)]
     assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
 
 
@@ -165,7 +171,7 @@ def test_a_refused_file_keeps_the_checkpoint_initialed_and_the_retry_finishes_it
     s3, publisher, route = world
     checkpoint_id = create_checkpoint(route, files=(("good.safetensors", 1), ("bad.safetensors", 1)))
     good, bad = latest(publisher, "CheckpointChanged", checkpoint_id)["files"]
-    tags = {"good.safetensors": upload_parts(s3, good, [10]), "bad.safetensors": upload_parts(s3, bad, [20])}
+    tags = {"good.safetensors": upload_parts(s3, good, [1000]), "bad.safetensors": upload_parts(s3, bad, [2000])}
     spoiled = {**tags, "bad.safetensors": [{"ETag": '"0000"', "PartNumber": 1}]}
     request_id = activate(route, checkpoint_id, spoiled)
     refused = latest(publisher, "CheckpointChanged", checkpoint_id)
@@ -181,7 +187,7 @@ def test_a_refused_file_keeps_the_checkpoint_initialed_and_the_retry_finishes_it
 
     activate(route, checkpoint_id, tags)
     checkpoint = latest(publisher, "CheckpointChanged", checkpoint_id)
-    assert checkpoint["status"] == "Active" and [f["size"] for f in checkpoint["files"]] == [10, 20]
+    assert checkpoint["status"] == "Active" and [f["size"] for f in checkpoint["files"]] == [1000, 2000]
 
 
 def test_tags_for_unknown_or_missing_files_are_refused(world):
@@ -198,7 +204,7 @@ def test_activating_twice_is_refused_the_second_time(world):
     s3, publisher, route = world
     checkpoint_id = create_checkpoint(route, files=(("m.ckpt", 1),))
     file = latest(publisher, "CheckpointChanged", checkpoint_id)["files"][0]
-    tags = upload_parts(s3, file, [10])
+    tags = upload_parts(s3, file, [100])
     activate(route, checkpoint_id, {"m.ckpt": tags})
     activate(route, checkpoint_id, {"m.ckpt": tags})
     checkpoint = latest(publisher, "CheckpointChanged", checkpoint_id)
@@ -331,12 +337,13 @@ def test_a_trained_single_file_becomes_an_active_checkpoint_of_that_file_found_b
     # What training-manager sends for a finished DreamBooth or LoRA job: the one file <output_name>.safetensors.
     s3, publisher, route = world
     location = f"s3://{BUCKET}/train/t1/train-t1/output/model/"
-    s3.put_object(Bucket=BUCKET, Key="train/t1/train-t1/output/model/my-dog.safetensors", Body=b"weights")
+    weights = model_file("my-dog.safetensors")
+    s3.put_object(Bucket=BUCKET, Key="train/t1/train-t1/output/model/my-dog.safetensors", Body=weights)
     register(route, location, filenames=["my-dog.safetensors"])
     data = latest(publisher, "CheckpointChanged", "trained-1")
     assert (data["status"], data["checkpoint_type"], data["s3_location"]) == ("Active", "Stable-diffusion", location)
     assert [(f["filename"], f["size"], f["s3_uri"]) for f in data["files"]] == [
-        ("my-dog.safetensors", 7, location + "my-dog.safetensors")
+        ("my-dog.safetensors", len(weights), location + "my-dog.safetensors")
     ]
     checkpoint = CheckpointChanged.model_validate(data)
     assert checkpoint.filenames == ["my-dog.safetensors"]
@@ -350,14 +357,18 @@ def test_a_trained_single_file_becomes_an_active_checkpoint_of_that_file_found_b
 
 def test_a_registration_without_names_takes_every_file_under_its_prefix(world):
     s3, publisher, route = world
-    for key in ("model_index.json", "unet/diffusion_pytorch_model.safetensors"):
-        s3.put_object(Bucket=BUCKET, Key=f"train/t1/job/output/model/{key}", Body=b"12345")
+    folder = {
+        "model_index.json": b'{"_class_name": "StableDiffusionPipeline"}',
+        "unet/diffusion_pytorch_model.safetensors": safetensors({"down_blocks.0.resnets.0.conv1.weight": (4,)}),
+    }
+    for key, body in folder.items():
+        s3.put_object(Bucket=BUCKET, Key=f"train/t1/job/output/model/{key}", Body=body)
     register(route, f"s3://{BUCKET}/train/t1/job/output/model/")
     checkpoint = latest(publisher, "CheckpointChanged", "trained-1")
     assert checkpoint["status"] == "Active" and checkpoint["params"]["new_model_name"] == "my-dog"
     assert [(f["filename"], f["size"]) for f in checkpoint["files"]] == [
-        ("model_index.json", 5),
-        ("unet/diffusion_pytorch_model.safetensors", 5),
+        ("model_index.json", len(folder["model_index.json"])),
+        ("unet/diffusion_pytorch_model.safetensors", len(folder["unet/diffusion_pytorch_model.safetensors"])),
     ]
     register(route, f"s3://{BUCKET}/train/t1/job/output/model/")
     assert [e["data"]["version"] for e in publisher.of_type("CheckpointChanged")] == [1, 1]
@@ -365,7 +376,7 @@ def test_a_registration_without_names_takes_every_file_under_its_prefix(world):
 
 def test_a_registration_of_named_files_takes_only_those(world):
     s3, publisher, route = world
-    s3.put_object(Bucket=BUCKET, Key="out/j1/result/mix.safetensors", Body=b"abc")
+    s3.put_object(Bucket=BUCKET, Key="out/j1/result/mix.safetensors", Body=model_file("mix.safetensors"))
     s3.put_object(Bucket=BUCKET, Key="out/j1/result/j1_param.json", Body=b"{}")
     register(route, f"s3://{BUCKET}/out/j1/result/", filenames=["mix.safetensors"], checkpoint_id="merged")
     checkpoint = latest(publisher, "CheckpointChanged", "merged")
