@@ -31,6 +31,7 @@ from infra.local.sagemaker import persistence
 from infra.local.sagemaker.async_inference import AsyncInference
 from infra.local.sagemaker.common import ApiError, EventPublisher, Settings
 from infra.local.sagemaker.control_plane import dispatch
+from infra.local.sagemaker.log_shipping import LogShipper
 from infra.local.sagemaker.runtime_plane import accept_invocation
 from infra.local.sagemaker.state import LocalSageMaker
 
@@ -122,7 +123,9 @@ def _shutdown_keeping_state(sagemaker: LocalSageMaker, plane: AsyncInference, st
 
 def create_app(settings: Settings | None = None, events: EventPublisher | None = None) -> Starlette:
     settings = settings or Settings.from_env()
-    sagemaker = LocalSageMaker(settings, events or EventPublisher.for_region(settings.region))
+    sagemaker = LocalSageMaker(
+        settings, events or EventPublisher.for_region(settings.region), logs=LogShipper.for_region(settings.region)
+    )
     plane = AsyncInference(settings.region)
     sagemaker.add_status_listener(plane.endpoint_status_changed)
     sagemaker.add_instance_listener(plane.instance_changed)

@@ -21,6 +21,7 @@ import logging
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +47,7 @@ from infra.local.sagemaker.instances import (
     stop_instances,
     wait_until_healthy,
 )
+from infra.local.sagemaker.log_shipping import LogShipper, endpoint_log_group
 from infra.local.sagemaker.training import TrainingJobs
 
 log = logging.getLogger(__name__)
@@ -154,7 +156,7 @@ def event_status(status: str) -> str:
 class LocalSageMaker:
     """The control plane's state and the endpoints' lifecycle."""
 
-    def __init__(self, settings: Settings, events: EventPublisher) -> None:
+    def __init__(self, settings: Settings, events: EventPublisher, logs: LogShipper | None = None) -> None:
         self.settings = settings
         self._events = events
         self.lock = threading.RLock()
@@ -163,7 +165,9 @@ class LocalSageMaker:
         self._endpoints: dict[str, Endpoint] = {}
         self._status_listeners: list[Callable[[Endpoint], None]] = []
         self._instance_listeners: list[Callable[[Endpoint, Instance, bool], None]] = []
-        self.training = TrainingJobs(settings, events, self.arn)
+        # Containers' output goes to CloudWatch Logs as SageMaker sends it (log_shipping.py).
+        self.logs = logs
+        self.training = TrainingJobs(settings, events, self.arn, logs)
 
     def add_status_listener(self, listener: Callable[[Endpoint], None]) -> None:
         """Call ``listener(endpoint)`` after every status change, under the lock: it must not block."""
@@ -353,6 +357,8 @@ class LocalSageMaker:
         stop_instances(instances, self.settings.stop_grace_s)
         self.training.join()  # before the publisher closes, so their events go out
         self._events.close()
+        if self.logs is not None:
+            self.logs.close()  # the containers' last lines
 
     # Restoring what a previous server kept (persistence.py)
 
@@ -422,6 +428,10 @@ class LocalSageMaker:
         log_path = self.settings.workdir / endpoint.log_dir_name / f"{variant.name}-{index + 1}{suffix}.log"
         instance = start_instance(self.settings.runtime_command, variant.environment, variant.name, index, log_path)
         log.info("endpoint %s: started %s, its log in %s", endpoint.name, instance.label, log_path)
+        if self.logs is not None:
+            stream = f"{variant.name}/i-{uuid.uuid4().hex[:17]}"  # SageMaker names a stream by its instance
+            process = instance.process
+            self.logs.follow(log_path, endpoint_log_group(endpoint.name), stream, lambda: process.poll() is not None)
         return instance
 
     def _start_failure(self, endpoint: Endpoint, label: str, error: OSError) -> str:

@@ -8,7 +8,9 @@ container's ``/opt/ml`` (the process finds it in ``SD_RUNTIME_ML_ROOT``):
    and makes ``input/data/``, ``model/``, ``output/data/`` and ``checkpoints/``;
 2. Downloading: copies each channel from S3 into ``input/data/<channel>/``;
 3. Training: runs the training command (by default ``python -m sd_runtime
-   train``) with the job's ``Environment``, its output in ``log.txt``;
+   train``) with the job's ``Environment``, its output in ``log.txt`` and, as
+   on SageMaker, in CloudWatch Logs (``/aws/sagemaker/TrainingJobs``, stream
+   ``<job>/algo-1-<epoch>``; see ``log_shipping.py``);
 4. Uploading: puts ``model/`` in S3 as ``<S3OutputPath>/<job>/output/model.tar.gz``
    (or the files themselves under ``output/model/`` with ``CompressionType:
    NONE``), and a non-empty ``output/data/`` as ``output.tar.gz`` beside it.
@@ -62,6 +64,7 @@ from infra.local.sagemaker.common import (
     without_local_paths,
 )
 from infra.local.sagemaker.instances import exit_cause
+from infra.local.sagemaker.log_shipping import TRAINING_LOG_GROUP, LogShipper, training_log_stream
 from sdmw_contracts.s3 import split_s3_uri
 
 log = logging.getLogger(__name__)
@@ -201,10 +204,17 @@ def state_change_detail(job: TrainingJob) -> dict[str, Any]:
 class TrainingJobs:
     """The training jobs the local SageMaker knows, and their lifecycle (one thread per job)."""
 
-    def __init__(self, settings: Settings, events: EventPublisher, arn: Callable[[str, str], str]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        events: EventPublisher,
+        arn: Callable[[str, str], str],
+        logs: LogShipper | None = None,
+    ) -> None:
         self.settings = settings
         self._events = events
         self._arn = arn
+        self._logs = logs
         self.lock = threading.RLock()
         self._jobs: dict[str, TrainingJob] = {}
         self._closing = threading.Event()
@@ -391,6 +401,10 @@ class TrainingJobs:
         except OSError as error:
             log.error("training job %s: could not start %s: %s", job.name, shlex.join(command), error)
             return f"AlgorithmError: could not start the training container: {_in_words(job, str(error))}"
+        if self._logs is not None:
+            process = job.process
+            stream = training_log_stream(job.name, time.time())
+            self._logs.follow(job.log_path, TRAINING_LOG_GROUP, stream, finished=lambda: process.poll() is not None)
         code = self._wait(job, job.process)
         if job.stop_requested.is_set() or code == 0:
             return None
