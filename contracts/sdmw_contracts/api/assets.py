@@ -38,7 +38,8 @@ from sdmw_contracts.api.common import ApiModel, JsonObject, StoredParams, next_t
 from sdmw_contracts.api.names import ClientPath, DatasetName, ObjectName, check_unique
 
 CheckpointType = Literal["Stable-diffusion", "Lora", "embeddings", "hypernetworks", "ControlNet", "VAE"]
-CheckpointStatus = Literal["Initialed", "Active", "Disabled"]
+#: ``Failed``: its files turned out not to be what its type says (``error`` says why); it is never Active.
+CheckpointStatus = Literal["Initialed", "Active", "Disabled", "Failed"]
 #: What a client may set with ``PUT /checkpoint``.
 CheckpointUpdateStatus = Literal["Active", "Disabled"]
 DatasetStatus = Literal["Initialed", "Enabled", "Disabled"]
@@ -168,6 +169,7 @@ class CheckpointView(ApiModel):
     s3_location: str = Field(examples=["s3://S3_Location"])
     status: CheckpointStatus = Field(examples=["Initialed"])
     params: JsonObject = Field(default_factory=dict)
+    error: str = Field(default="", description="Why the checkpoint is Failed.")
 
 
 class CreateCheckpointResponse(ApiModel):
@@ -198,6 +200,31 @@ class CheckpointListItem(ApiModel):
     status: CheckpointStatus = Field(examples=["Active"])
     name: list[str] = Field(default_factory=list, examples=[["object_1", "object_2"]])
     created: int = Field(description="Seconds since the epoch.", examples=[12341234])
+    error: str = Field(default="", description="Why the checkpoint is Failed.")
+
+
+class ImportCheckpointRequest(ApiModel):
+    """``POST /checkpoints/import``: fetch one file from a public http(s) URL into a new checkpoint."""
+
+    checkpoint_type: CheckpointType = Field(examples=["Lora"])
+    url: str = Field(min_length=1, max_length=4096, examples=["https://example.com/models/detail-tweaker.safetensors"])
+    filename: ObjectName | None = Field(
+        default=None, description="The file's name; the URL's last path segment when not given."
+    )
+    params: StoredParams = Field(default_factory=dict, description="Kept with the checkpoint.")
+
+
+class RenameCheckpointRequest(ApiModel):
+    """``PUT /checkpoints/{checkpoint_id}/name``: the name a one-file checkpoint's file (or a diffusers folder's
+    ``new_model_name``) is known by; its S3 objects keep their keys."""
+
+    name: ObjectName = Field(examples=["detail-tweaker-v2.safetensors"])
+
+
+class DeleteCheckpointResponse(ApiModel):
+    statusCode: int = 200
+    id: str = Field(examples=[_CHECKPOINT_ID_EXAMPLE])
+    deleted: bool = True
 
 
 class ListCheckpointsResponse(ApiModel):
@@ -277,6 +304,12 @@ class ListDatasetsResponse(ApiModel):
     statusCode: int = 200
     datasets: list[DatasetListItem] = Field(default_factory=list)
     next_token: str | None = next_token_field()
+
+
+class DeleteDatasetResponse(ApiModel):
+    statusCode: int = 200
+    datasetName: str = Field(examples=["test_dataset"])
+    deleted: bool = True
 
 
 class DatasetItemView(ApiModel):

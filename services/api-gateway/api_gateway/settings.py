@@ -11,7 +11,12 @@ from pydantic_settings import NoDecode
 
 from api_gateway import SERVICE
 from service_kit import aws
-from service_kit.config import ServiceSettings, webhook_signing_key_field, webhooks_allow_loopback_field
+from service_kit.config import (
+    ServiceSettings,
+    imports_allow_loopback_field,
+    webhook_signing_key_field,
+    webhooks_allow_loopback_field,
+)
 
 #: A comma-separated list in the environment (``API_KEYS=one,two``), not JSON.
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -31,6 +36,8 @@ class EdgeSettings:
     training_instance_type: str = "ml.g4dn.2xlarge"
     #: Webhook targets on loopback addresses are accepted (the local stack only; never on AWS).
     webhooks_allow_loopback: bool = False
+    #: Checkpoint imports from loopback addresses are accepted (the local stack only; never on AWS).
+    imports_allow_loopback: bool = False
 
     @property
     def prefix(self) -> str:
@@ -55,6 +62,8 @@ class ApiGatewaySettings(ServiceSettings):
     webhook_signing_key_secret: str = webhook_signing_key_field()
     #: Loopback webhook targets accepted (the local stack, so that a receiver on the same machine works).
     webhooks_allow_loopback: bool = webhooks_allow_loopback_field()
+    #: Loopback import URLs accepted (the local stack, so that a file served on the same machine can be imported).
+    imports_allow_loopback: bool = imports_allow_loopback_field()
 
     @field_validator("api_keys", "upload_key_prefixes", mode="before")
     @classmethod
@@ -77,6 +86,7 @@ class ApiGatewaySettings(ServiceSettings):
             upload_key_prefixes=self.upload_key_prefixes,
             training_instance_type=self.training_instance_type,
             webhooks_allow_loopback=self.webhooks_allow_loopback,
+            imports_allow_loopback=self.imports_allow_loopback,
         )
 
 

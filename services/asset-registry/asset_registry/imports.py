@@ -21,6 +21,9 @@ import urllib3
 
 from service_kit.webhook_targets import HostNotResolved, RefusedTarget, check_target
 
+#: What an import's refusal ends with (``webhook_targets`` says the rule it applies).
+IMPORT_RULE = "checkpoints are only imported from public addresses"
+
 #: Redirects followed (each to a checked address) before the import gives up.
 MAX_REDIRECTS = 5
 USER_AGENT = "sdmw-asset-registry"
@@ -75,14 +78,9 @@ def open_download(url: str, policy: ImportPolicy) -> Download:
 def check_import_url(url: str, allow_loopback: bool) -> str:
     """The URL's first acceptable address; ImportFailed (the same words the edge answers 400 with) if none."""
     try:
-        return str(check_target(url, allow_loopback=allow_loopback)[0])
+        return str(check_target(url, allow_loopback=allow_loopback, rule=IMPORT_RULE)[0])
     except (RefusedTarget, HostNotResolved) as refused:
-        raise ImportFailed(import_refusal(str(refused))) from None
-
-
-def import_refusal(reason: str) -> str:
-    """A refusal of ``webhook_targets`` worded for an import."""
-    return reason.replace("webhooks are only delivered to", "checkpoints are only imported from")
+        raise ImportFailed(str(refused)) from None
 
 
 def _get(url: str, policy: ImportPolicy) -> urllib3.BaseHTTPResponse:

@@ -21,6 +21,8 @@ GetAddrInfo = Callable[..., Sequence[tuple[Any, ...]]]
 ALLOWED_SCHEMES = ("http", "https")
 #: IPv6 prefix of NAT64 (RFC 6052): a gateway turns 64:ff9b::a9fe:a9fe into 169.254.169.254.
 NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
+#: What a refusal ends with: the rule it applies (checkpoint imports say theirs).
+WEBHOOK_RULE = "webhooks are only delivered to public addresses"
 
 
 class RefusedTarget(ValueError):
@@ -32,7 +34,11 @@ class HostNotResolved(Exception):
 
 
 def check_target(
-    url: str, *, allow_loopback: bool = False, getaddrinfo: GetAddrInfo = socket.getaddrinfo
+    url: str,
+    *,
+    allow_loopback: bool = False,
+    getaddrinfo: GetAddrInfo = socket.getaddrinfo,
+    rule: str = WEBHOOK_RULE,
 ) -> list[IPAddress]:
     """The addresses ``url``'s host resolves to, all of them acceptable; else ``RefusedTarget``.
 
@@ -41,20 +47,25 @@ def check_target(
     IPv6 forms that only carry 127.x to somewhere else (NAT64, 6to4, Teredo).
     """
     host, port = _host_and_port(url)
-    return check_host(host, port, allow_loopback=allow_loopback, getaddrinfo=getaddrinfo)
+    return check_host(host, port, allow_loopback=allow_loopback, getaddrinfo=getaddrinfo, rule=rule)
 
 
 def check_host(
-    host: str, port: int, *, allow_loopback: bool = False, getaddrinfo: GetAddrInfo = socket.getaddrinfo
+    host: str,
+    port: int,
+    *,
+    allow_loopback: bool = False,
+    getaddrinfo: GetAddrInfo = socket.getaddrinfo,
+    rule: str = WEBHOOK_RULE,
 ) -> list[IPAddress]:
     """The addresses ``host`` stands for, all of them acceptable; else ``RefusedTarget``."""
     literal = _literal_address(host)
     if literal is not None:
-        _check_address(literal, allow_loopback, f"the address {host}")
+        _check_address(literal, allow_loopback, f"the address {host}", rule)
         return [literal]
     addresses = _resolve(host, port, getaddrinfo)
     for address in addresses:
-        _check_address(address, allow_loopback, f"{host} resolves to {address}, which")
+        _check_address(address, allow_loopback, f"{host} resolves to {address}, which", rule)
     return addresses
 
 
@@ -102,10 +113,10 @@ def _resolve(host: str, port: int, getaddrinfo: GetAddrInfo) -> list[IPAddress]:
     return addresses
 
 
-def _check_address(address: IPAddress, allow_loopback: bool, subject: str) -> None:
+def _check_address(address: IPAddress, allow_loopback: bool, subject: str, rule: str) -> None:
     problem = _why_refused(address, allow_loopback)
     if problem:
-        raise RefusedTarget(f"{subject} is {problem}; webhooks are only delivered to public addresses")
+        raise RefusedTarget(f"{subject} is {problem}; {rule}")
 
 
 def _why_refused(address: IPAddress, allow_loopback: bool) -> str | None:

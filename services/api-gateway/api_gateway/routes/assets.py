@@ -1,9 +1,11 @@
-"""Routes 11-15, 20-22 and 26-29: presigned uploads, catalogues, checkpoints, datasets."""
+"""Routes 11-15, 20-22 and 26-29: presigned uploads, catalogues, checkpoints, datasets; and the checkpoint
+and dataset lifecycle: import from a URL, rename, delete."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
@@ -26,14 +28,18 @@ from sdmw_contracts.api.assets import (
     DatasetDataResponse,
     DatasetItemView,
     DatasetListItem,
+    DeleteCheckpointResponse,
+    DeleteDatasetResponse,
+    ImportCheckpointRequest,
     ListCheckpointsResponse,
     ListDatasetsResponse,
+    RenameCheckpointRequest,
     UpdateCheckpointRequest,
     UpdateCheckpointResponse,
     UpdateDatasetRequest,
     UpdateDatasetResponse,
 )
-from sdmw_contracts.api.names import DatasetName, ObjectName
+from sdmw_contracts.api.names import DatasetName, ObjectName, check_object_name
 from sdmw_contracts.events import (
     CheckpointChanged,
     CheckpointCreationRequested,
@@ -41,11 +47,19 @@ from sdmw_contracts.events import (
     DatasetChanged,
     DatasetCreationRequested,
     DatasetUpdateRequested,
+    InferenceJobChanged,
+    TrainJobChanged,
 )
 from sdmw_contracts.events.assets import (
+    CheckpointDeletionRequested,
+    CheckpointImportRequested,
+    CheckpointRenameRequested,
+    DatasetDeletionRequested,
     DatasetItemSpec,
     FileParts,
+    model_lookup_name,
 )
+from service_kit.webhook_targets import HostNotResolved, RefusedTarget, check_target
 
 router = APIRouter(tags=["assets"])
 Edge = Annotated[EdgeDependencies, Depends(edge)]
@@ -175,7 +189,9 @@ def _catalogue(checkpoint_type: str):
             (
                 (filename, checkpoint.id)
                 for checkpoint in deps.read_model.list(CheckpointChanged)
-                if checkpoint.checkpoint_type == checkpoint_type and checkpoint.status == "Active"
+                if checkpoint.checkpoint_type == checkpoint_type
+                and checkpoint.status == "Active"
+                and not checkpoint.is_deleted  # the list index may lag behind a deletion
                 for filename in checkpoint.filenames
             ),
             list_name=f"catalogue-{checkpoint_type}",
@@ -212,6 +228,7 @@ def _checkpoint_view(checkpoint: CheckpointChanged) -> CheckpointView:
         s3_location=checkpoint.s3_location,
         status=checkpoint.status,
         params=checkpoint.params,
+        error=checkpoint.error,
     )
 
 
@@ -260,7 +277,12 @@ def update_checkpoint(body: UpdateCheckpointRequest, deps: Edge) -> UpdateCheckp
         multi_parts_tags={name: [tag.model_dump() for tag in tags] for name, tags in body.multi_parts_tags.items()},
     )
     send(deps, command, correlation_id=checkpoint.id)
-    updated = await_outcome(deps, CheckpointChanged, checkpoint.id, request_id, lambda c: c.status == body.status)
+    # Completed uploads whose files are not what the type says end Failed, never Active.
+    updated = await_outcome(
+        deps, CheckpointChanged, checkpoint.id, request_id, lambda c: c.status in (body.status, "Failed")
+    )
+    if updated.status == "Failed" and body.status == "Active":
+        raise ApiError(400, f"checkpoint {updated.id} is Failed: {updated.error}")
     return UpdateCheckpointResponse(checkpoint=_checkpoint_view(updated))
 
 
@@ -277,7 +299,7 @@ def list_checkpoints(
         (
             c
             for c in deps.read_model.list(CheckpointChanged)
-            if (not status or c.status in status) and (not types or c.checkpoint_type in types)
+            if (not status or c.status in status) and (not types or c.checkpoint_type in types) and not c.is_deleted
         ),
         list_name="checkpoints",
         at=lambda c: c.created_at,
@@ -298,7 +320,128 @@ def _checkpoint_item(checkpoint: CheckpointChanged) -> CheckpointListItem:
         status=checkpoint.status,
         name=checkpoint.filenames,
         created=int(checkpoint.created_at.timestamp()),
+        error=checkpoint.error,
     )
+
+
+# ---------------------------------------------------------------- the checkpoint lifecycle
+
+CheckpointId = Annotated[str, Path(min_length=1, max_length=128, examples=["906a5a1f-6833-45aa-8a10-fb0e983e0eae"])]
+
+
+@router.post("/checkpoints/import", status_code=202, responses=answers(400, 503))
+def import_checkpoint(body: ImportCheckpointRequest, deps: Edge) -> UpdateCheckpointResponse:
+    """Fetch one file from a public http(s) URL into a new checkpoint (Initialed while it downloads, then
+    Active, or Failed with the reason). A URL naming a private, loopback or link-local address, before or
+    after DNS, is refused at once."""
+    try:
+        check_target(
+            body.url,
+            allow_loopback=deps.settings.imports_allow_loopback,
+            getaddrinfo=deps.resolve,
+            rule="checkpoints are only imported from public addresses",
+        )
+    except (RefusedTarget, HostNotResolved) as refused:
+        raise ApiError(400, f"url: {refused}") from None
+    checkpoint_id = new_id()
+    command = CheckpointImportRequested(
+        checkpoint_id=checkpoint_id,
+        checkpoint_type=body.checkpoint_type,
+        url=body.url,
+        filename=body.filename or _filename_in(body.url),
+        params=body.params,
+        requested_at=deps.clock(),
+    )
+    initial = command.initial_snapshot(deps.presigner.bucket, version=0)
+    send_then_record(deps, command, [initial], correlation_id=checkpoint_id)
+    return UpdateCheckpointResponse(statusCode=202, checkpoint=_checkpoint_view(initial))
+
+
+def _filename_in(url: str) -> str:
+    """The URL's last path segment, as the file's name; 400 when it makes no file name."""
+    name = unquote(urlsplit(url).path.rstrip("/").rpartition("/")[2])
+    try:
+        return check_object_name(name)
+    except ValueError as error:
+        raise ApiError(
+            400, f"filename: the URL's last path segment {name!r} is no file name ({error}): name the file"
+        ) from None
+
+
+@router.put("/checkpoints/{checkpoint_id}/name", responses=answers(400, 404, 409, 503, 504))
+def rename_checkpoint(
+    checkpoint_id: CheckpointId, body: RenameCheckpointRequest, deps: Edge
+) -> UpdateCheckpointResponse:
+    """The checkpoint answers to ``name`` from now on (lists, catalogues, inference); its S3 objects stay where
+    they are. A one-file checkpoint's file is renamed (its extension kept), a diffusers folder's
+    ``new_model_name`` changes; a name another checkpoint of the type has is refused with 409."""
+    checkpoint = _checkpoint(deps, checkpoint_id)
+    if checkpoint.model_named(body.name) is not None:
+        return UpdateCheckpointResponse(checkpoint=_checkpoint_view(checkpoint))  # it answers to it already
+    holders = [
+        other.id
+        for other in deps.read_model.named(CheckpointChanged, model_lookup_name(checkpoint.checkpoint_type, body.name))
+        if other.id != checkpoint.id and other.model_named(body.name) is not None
+    ]
+    if holders:
+        raise conflict(f"another {checkpoint.checkpoint_type} checkpoint ({', '.join(holders)}) is named {body.name}")
+    request_id = new_id()
+    command = CheckpointRenameRequested(checkpoint_id=checkpoint.id, request_id=request_id, new_name=body.name)
+    send(deps, command, correlation_id=checkpoint.id)
+    renamed = await_outcome(
+        deps, CheckpointChanged, checkpoint.id, request_id, lambda c: c.model_named(body.name) is not None
+    )
+    return UpdateCheckpointResponse(checkpoint=_checkpoint_view(renamed))
+
+
+@router.delete("/checkpoints/{checkpoint_id}", responses=answers(404, 409, 503, 504))
+def delete_checkpoint(checkpoint_id: CheckpointId, deps: Edge) -> DeleteCheckpointResponse:
+    """Deletes the checkpoint and its S3 objects (its open uploads aborted); 409 naming the job while an
+    inference job in progress or a running training uses it."""
+    checkpoint = _checkpoint(deps, checkpoint_id)
+    user = _job_using(deps, checkpoint)
+    if user:
+        raise conflict(f"checkpoint {checkpoint.id} is in use by {user}: delete it once that job has ended")
+    send(deps, CheckpointDeletionRequested(checkpoint_id=checkpoint.id, requested_at=deps.clock()), checkpoint.id)
+    _await_deletion(deps, CheckpointChanged, checkpoint.id)
+    return DeleteCheckpointResponse(id=checkpoint.id)
+
+
+def _checkpoint(deps: EdgeDependencies, checkpoint_id: str) -> CheckpointChanged:
+    checkpoint = deps.read_model.get(CheckpointChanged, checkpoint_id)
+    if checkpoint is None:
+        raise not_found(f"no checkpoint {checkpoint_id}")
+    return checkpoint
+
+
+def _job_using(deps: EdgeDependencies, checkpoint: CheckpointChanged) -> str | None:
+    """The job that reads the checkpoint now, in words; None when none does."""
+    for job in deps.read_model.list(InferenceJobChanged):
+        if job.status == "inprogress" and not job.is_deleted and _names_it(job.models, checkpoint):
+            return f"inference job {job.id}"
+    for train in deps.read_model.list(TrainJobChanged):
+        if train.status == "Training" and not train.is_deleted and _is_base_model(train.base_model_uri, checkpoint):
+            return f"train job {train.id}"
+    return None
+
+
+def _names_it(models: dict[str, list[str]], checkpoint: CheckpointChanged) -> bool:
+    names = models.get(checkpoint.checkpoint_type, [])
+    return any(checkpoint.model_named(name) is not None for name in names)
+
+
+def _is_base_model(base_model_uri: str, checkpoint: CheckpointChanged) -> bool:
+    """Whether a training's base model is this checkpoint: its folder, or one of its files."""
+    uri = base_model_uri.rstrip("/")
+    return uri == checkpoint.s3_location.rstrip("/") or any(uri == file.s3_uri for file in checkpoint.files)
+
+
+def _await_deletion(
+    deps: EdgeDependencies, model: type[CheckpointChanged] | type[DatasetChanged], entity_id: str
+) -> None:
+    gone = deps.read_model.wait_for(model, entity_id, lambda s: s.is_deleted, deps.settings.transition_wait_s)
+    if gone is None or not gone.is_deleted:
+        raise ApiError(504, f"the deletion of {entity_id} is accepted but not finished yet; check again shortly")
 
 
 # ---------------------------------------------------------------- routes 26-29
@@ -344,6 +487,24 @@ def create_dataset(
         deps.read_model.forget(held)  # not sent: the name is free again at once
         raise
     return answer
+
+
+@router.delete("/datasets/{dataset_name}", responses=answers(404, 409, 503, 504))
+def delete_dataset(
+    dataset_name: Annotated[DatasetName, Path(openapi_examples={"seed": {"value": "test_dataset"}})], deps: Edge
+) -> DeleteDatasetResponse:
+    """Deletes the dataset and every object under its prefix; 409 naming the job while a running training
+    reads it."""
+    dataset = deps.read_model.get(DatasetChanged, dataset_name)
+    if dataset is None:
+        raise not_found(f"no dataset {dataset_name}")
+    for train in deps.read_model.list(TrainJobChanged):
+        read = {ref.name for ref in [*train.instance_datasets, *train.class_datasets]}
+        if train.status == "Training" and not train.is_deleted and dataset.id in read:
+            raise conflict(f"dataset {dataset.id} is read by train job {train.id}: delete it once that job has ended")
+    send(deps, DatasetDeletionRequested(dataset_name=dataset.id, requested_at=deps.clock()), dataset.id)
+    _await_deletion(deps, DatasetChanged, dataset.id)
+    return DeleteDatasetResponse(datasetName=dataset.id)
 
 
 def _dataset_taken(name: str) -> ApiError:
