@@ -54,3 +54,13 @@ def load_errors() -> tuple[type[BaseException], ...]:
     except ImportError:
         pass
     return tuple(errors)
+
+
+class JobCancelled(RequestError):
+    """The job was cancelled (its cancel marker is in the bucket): it stopped before writing any file.
+
+    409, so SageMaker reports it as the container's answer and the job's owner, which already shows the job
+    cancelled, only removes what is left of it.
+    """
+
+    status = 409

@@ -24,6 +24,7 @@ from PIL import Image
 from sd_runtime.controlnet import ControlUnit
 from sd_runtime.errors import RequestError, UnsupportedFeature
 from sd_runtime.images import resize_image
+from sd_runtime.job_watch import JobWatch, SamplingPass
 from sd_runtime.samplers import Sampler
 from sd_runtime.seeds import SeedPlan, make_noise
 
@@ -242,13 +243,41 @@ def check_sampling_steps(steps: int, strength: float, what: str) -> None:
         )
 
 
-class Generator:
-    """Runs a Plan on a base pipeline; ``controlnets`` are the loaded models of ``plan.control_units``."""
+def _img2img_steps(steps: int, strength: float) -> int:
+    """How many of ``steps`` an img2img pass at ``strength`` runs (diffusers' ``get_timesteps``)."""
+    return min(int(steps * strength), steps)
 
-    def __init__(self, base: Any, tokenizer: Any, controlnets: list[Any]) -> None:
+
+def _hires_schedule(hires: HiresPlan) -> int:
+    """The schedule hires fix asks for: A1111 stretches it so that ``steps * denoising`` of it are
+    the requested number."""
+    return int(hires.steps / min(hires.denoising, 0.999))
+
+
+def sampling_passes(plan: Plan) -> list[SamplingPass]:
+    """The pipeline calls each batch makes, with the steps each runs: what progress is measured in."""
+    if plan.task == "img2img":
+        strength = DEFAULT_IMG2IMG_DENOISING if plan.denoising_strength is None else plan.denoising_strength
+        return [SamplingPass("img2img", _img2img_steps(plan.steps, strength))]
+    passes = [SamplingPass("txt2img", plan.steps)]
+    if plan.hires is not None and plan.hires.denoising > 0:
+        passes.append(SamplingPass("hires", _img2img_steps(_hires_schedule(plan.hires), plan.hires.denoising)))
+    return passes
+
+
+class Generator:
+    """Runs a Plan on a base pipeline; ``controlnets`` are the loaded models of ``plan.control_units``.
+
+    ``watch`` (``sd_runtime.job_watch``) reports the steps of each pipeline call and stops the job when it is
+    cancelled; without one, the pipelines run as they are.
+    """
+
+    def __init__(self, base: Any, tokenizer: Any, controlnets: list[Any], watch: JobWatch | None = None) -> None:
         self.base = base
         self.tokenizer = tokenizer
         self.controlnets = controlnets
+        self.watch = watch
+        self._batch = 0
         self.device = base.device
         self.dtype = base.unet.dtype
         self.scale = 2 ** (len(base.vae.config.block_out_channels) - 1)
@@ -263,6 +292,7 @@ class Generator:
         images: list[Image.Image] = []
         with tiled(self.base, plan.tiling):
             for batch in range(plan.n_iter):
+                self._batch = batch
                 window = slice(batch * plan.batch_size, (batch + 1) * plan.batch_size)
                 seeds, subseeds = plan.seeds.all_seeds[window], plan.seeds.all_subseeds[window]
                 if plan.task == "img2img":
@@ -274,6 +304,10 @@ class Generator:
                     first = self._txt2img(plan, seeds, subseeds, as_latents=latent)
                     images += self._hires(plan, first, seeds, subseeds)
         return images
+
+    def _watched(self, pass_index: int) -> dict[str, Any]:
+        """The step callback of the current batch's pass ``pass_index``, if the job is watched."""
+        return self.watch.step_callback(self._batch, pass_index) if self.watch else {}
 
     def _noise(self, plan: Plan, width: int, height: int, seeds: list[int], subseeds: list[int]):
         shape = (self.channels, height // self.scale, width // self.scale)
@@ -302,6 +336,7 @@ class Generator:
             height=plan.height,
             latents=noise.latents.to(self.device, self.dtype),
             output_type="latent" if as_latents else "pil",
+            **self._watched(0),
         )
         return result.images
 
@@ -318,7 +353,7 @@ class Generator:
         _use_noise(pipe.scheduler, noise.latents)
         kwargs = _prompt_kwargs(pipe, plan, plan.prompt, plan.negative_prompt, len(seeds), plan.steps, noise.generators)
         kwargs.update(_control_kwargs(plan.control_units, plan.width, plan.height, "control_image"))
-        return pipe(**kwargs, image=init, strength=strength).images
+        return pipe(**kwargs, image=init, strength=strength, **self._watched(0)).images
 
     def _hires(self, plan: Plan, first: Any, seeds: list[int], subseeds: list[int]) -> list[Image.Image]:
         hires = plan.hires
@@ -335,16 +370,14 @@ class Generator:
             source = [_cover_and_crop(image, up_w, up_h, width, height, resample) for image in first]
         if hires.denoising <= 0:
             return self._decode(source) if isinstance(source, torch.Tensor) else source
-        # A1111 asks its sampler for exactly hr steps: it stretches the schedule so that
-        # steps * denoising of it are the requested number.
-        steps = int(hires.steps / min(hires.denoising, 0.999))
+        steps = _hires_schedule(hires)
         check_sampling_steps(steps, hires.denoising, "hires fix")
         noise = self._noise(plan, width, height, seeds, subseeds)
         pipe = self._pipeline("img2img", hires.sampler, seeds)
         _use_noise(pipe.scheduler, noise.latents)
         kwargs = _prompt_kwargs(pipe, plan, hires.prompt, hires.negative_prompt, len(seeds), steps, noise.generators)
         kwargs.update(_control_kwargs(plan.control_units, width, height, "control_image"))
-        return pipe(**kwargs, image=source, strength=hires.denoising).images
+        return pipe(**kwargs, image=source, strength=hires.denoising, **self._watched(1)).images
 
     def _decode(self, latents: torch.Tensor) -> list[Image.Image]:
         vae = self.base.vae

@@ -27,12 +27,16 @@ from typing import Any
 from PIL import Image
 from pydantic import ValidationError
 
-from sd_runtime.errors import RequestError, UnsupportedFeature, is_out_of_memory
+from sd_runtime.errors import JobCancelled, RequestError, UnsupportedFeature, is_out_of_memory
+from sd_runtime.job_watch import CancelMarker, JobWatch, marker_bucket
 from sd_runtime.models import ModelStore
+from sd_runtime.progress import MIN_INTERVAL_S, ProgressReporter, Sink, sink_from_env
 from sd_runtime.results import check_results, write_results
 from sd_runtime.settings import Settings
+from sdmw_contracts.events.progress import InferenceProgressReported
 from sdmw_contracts.generation import GenerationParams
 from sdmw_contracts.runtime import InvocationRequest, InvocationResponse, ModelRef
+from sdmw_contracts.s3 import split_s3_uri
 
 logger = logging.getLogger("sd_runtime")
 
@@ -86,9 +90,18 @@ class _Prepared:
 
 
 class Runtime:
-    def __init__(self, settings: Settings | None = None, store: ModelStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        store: ModelStore | None = None,
+        progress_sink: Sink | None = None,
+        progress_interval_s: float = MIN_INTERVAL_S,
+    ) -> None:
         self.settings = settings or Settings.from_env()
         self.store = store or ModelStore(self.settings.cache_dir)
+        #: Where generation jobs report their steps (the bus named by SDMW_EVENT_BUS, when there is one).
+        self.progress_sink = progress_sink or sink_from_env()
+        self.progress_interval_s = progress_interval_s
         self.lock = threading.Lock()
         self._pipelines: Any = None
         self._controlnets: Any = None
@@ -141,6 +154,27 @@ class Runtime:
             finally:
                 logger.info("%s %s took %.1fs", request.task, request.inference_id, time.monotonic() - started)
 
+    def _cancel_marker(self, request: InvocationRequest) -> CancelMarker:
+        """Where the job's owner puts its cancel marker, read with the model store's S3 access."""
+        results_bucket, _ = split_s3_uri(request.results.prefix)
+        return CancelMarker(self.store.client_factory(), marker_bucket(results_bucket), request.inference_id)
+
+    def _stop_if_cancelled(self, request: InvocationRequest) -> CancelMarker:
+        """Once the request is checked and before anything is loaded: was the job cancelled while it waited
+        in the endpoint's queue? The marker, to look at again while the job runs."""
+        marker = self._cancel_marker(request)
+        if marker.present():
+            raise JobCancelled(f"inference job {request.inference_id} was cancelled before it started")
+        return marker
+
+    def _watch(self, request: InvocationRequest, plan: Any, marker: CancelMarker) -> JobWatch:
+        from sd_runtime.generate import sampling_passes
+
+        reporter = ProgressReporter(
+            request.inference_id, InferenceProgressReported, self.progress_sink, self.progress_interval_s
+        )
+        return JobWatch(reporter, marker.present, sampling_passes(plan), batches=plan.n_iter)
+
     def _finish(
         self,
         request: InvocationRequest,
@@ -161,6 +195,7 @@ class Runtime:
         if request.merge is None:
             raise RequestError("task 'merge' needs 'merge' (primary, secondary, method, multiplier, output_s3_uri)")
         check_results(request.results, 0, request.task)
+        self._stop_if_cancelled(request)
         info = run_merge(self.store, request.merge, self.settings.cache_dir / "merge", request.inference_id)
         return self._finish(request, [], request.merge.model_dump(mode="json"), json.dumps(info))
 
@@ -172,6 +207,7 @@ class Runtime:
 
         image, params = check_interrogation(request, self.settings)
         check_results(request.results, 0, request.task)
+        self._stop_if_cancelled(request)
         caption = self.captioner.caption(image)
         info = {"caption": caption, "model": self.settings.caption_model, "task": request.task, "version": VERSION}
         parameters = interrogation_parameters(params)
@@ -244,6 +280,8 @@ class Runtime:
 
         prepared = self._prepare(request)
         plan = prepared.plan
+        watch = self._watch(request, plan, self._stop_if_cancelled(request))
+        watch.loading()
         models = request.models
         loras = [LoadedFile(ref.name, self.store.fetch(ref.s3_uri, what="LoRA")) for ref in models.loras]
         embeddings = [LoadedFile(ref.name, self.store.fetch(ref.s3_uri, what="embedding")) for ref in models.embeddings]
@@ -260,7 +298,8 @@ class Runtime:
             applied(pipe, loras, weights, embeddings) as tokenizer,
             hypernetworks_applied([pipe.unet, *controlnets], hypernetworks),
         ):
-            images = Generator(pipe, tokenizer, controlnets).run(plan)
+            images = Generator(pipe, tokenizer, controlnets, watch).run(plan)
+        watch.saving()
         info = build_info(prepared, [f.name for f in loras], weights)
         return self._finish(request, images, _parameters_used(prepared), json.dumps(info))
 
