@@ -30,6 +30,7 @@ from sdmw_contracts.api.assets import MultipartFiles, MultiPartsTags, MultipartU
 from sdmw_contracts.api.common import ApiModel, JsonObject, check_params_size, next_token_field
 from sdmw_contracts.api.names import DatasetName, ObjectName, ResourceName, check_unique
 from sdmw_contracts.api.webhooks import JobWebhookFields
+from sdmw_contracts.events.progress import JobProgress
 
 #: A model-creation job: waiting for its files, creating, finished or failed.
 ModelJobStatus = Literal["Initialed", "Creating", "Created", "Complete", "Fail"]
@@ -309,6 +310,17 @@ class TrainJobView(ApiModel):
     output_name: str | None = Field(default=None, description="The trained checkpoint's name.")
     checkpoint_id: str | None = Field(default=None, description="The trained checkpoint, once registered.")
     error: str | None = Field(default=None, description="Why the job failed.")
+    progress: JobProgress | None = Field(
+        default=None, description="The training container's latest report (step, loss, ETA...); null before it."
+    )
+
+
+class CancelTrainJobResponse(ApiModel):
+    """``POST /trains/{id}/cancel``: accepted; the job as ``GET /trains`` shows it (``Fail``, error
+    ``cancelled``, once SageMaker has stopped it)."""
+
+    statusCode: int = 202
+    job: TrainJobView
 
 
 class ListTrainJobsResponse(ApiModel):

@@ -38,14 +38,14 @@ from api_gateway.idempotency import IdempotencyMiddleware
 from api_gateway.limits import BodyLimitMiddleware
 from api_gateway.openapi import install_openapi
 from api_gateway.paths import CollapseSlashesMiddleware
-from api_gateway.routes import assets, endpoints, inference, training, webhooks
+from api_gateway.routes import assets, endpoints, inference, logs, training, webhooks
 from api_gateway.tracing import TraceHeaderMiddleware
 
 TITLE = "Stable Diffusion train-and-deploy API"
 #: Every route's router, in the order the app tries them. Assets holds the catch-all /{dataset_name}/data,
 #: which the seed's routes (route 29) must keep before any later two-segment path: webhooks come after it,
 #: so GET /webhooks/data stays the data of a dataset named "webhooks" (no webhook id is "data": they are UUIDs).
-ROUTERS = (endpoints.router, inference.router, training.router, assets.router, webhooks.router)
+ROUTERS = (endpoints.router, inference.router, training.router, logs.router, assets.router, webhooks.router)
 #: What FastAPI itself serves under the stage: the OpenAPI document and its viewer.
 DOCUMENT_PATHS = ("/openapi.json", "/docs")
 

@@ -11,6 +11,7 @@ from fastapi import Request
 
 from api_gateway.claims import ClaimCheck
 from api_gateway.commands import CommandSender
+from api_gateway.job_logs import CloudWatchLogReader, LogReader
 from api_gateway.presign import Presigner
 from api_gateway.read_model import ReadModel
 from api_gateway.runnable import Directory
@@ -33,6 +34,8 @@ class EdgeDependencies:
     #: How a webhook target's host name is resolved to be checked (service_kit.webhook_targets); tests
     #: pass their own, so that none depends on real DNS.
     resolve: GetAddrInfo = socket.getaddrinfo
+    #: Jobs' log lines, from CloudWatch Logs (api_gateway.job_logs).
+    logs: LogReader = field(default_factory=CloudWatchLogReader)
     #: Endpoints and models by name for the jobs submitted, read through a short cache (api_gateway.runnable).
     directory: Directory = field(init=False)
 

@@ -12,6 +12,7 @@ from service_kit.resources import (
     ServiceResources,
     Table,
     project_events,
+    sagemaker_log_groups,
 )
 
 #: The read model follows every fact any service publishes.
@@ -31,6 +32,8 @@ RESOURCES = ServiceResources(
         # Claim checks (put/get) and the presigned URLs clients upload parts to and read outputs from:
         # a presigned URL carries the signer's permissions.
         Grant(("s3:PutObject", "s3:GetObject"), BUCKET_OBJECTS),
+        # Jobs' log lines (GET /jobs/{id}/logs): SageMaker's training and endpoint log groups.
+        Grant(("logs:FilterLogEvents", "logs:DescribeLogStreams"), sagemaker_log_groups("/aws/sagemaker/*")),
     ),
     # Shows webhook subscriptions' signing secrets (POST /webhooks) and the default one.
     signs_webhooks=True,

@@ -75,6 +75,13 @@ def await_first_owner_snapshot(deps: EdgeDependencies, model: type[S], entity_id
     return current
 
 
+def await_deleted(deps: EdgeDependencies, model: type[S], entity_id: str) -> None:
+    """Wait for the owner's deleted snapshot; 504 if it has not come within the wait."""
+    current = deps.read_model.wait_for(model, entity_id, lambda s: s.is_deleted, deps.settings.transition_wait_s)
+    if current is None or not current.is_deleted:
+        raise ApiError(504, f"the deletion of {model.entity_type()} {entity_id} is accepted but not done yet")
+
+
 def _rejected(snapshot: EntityChanged, request_id: str) -> str | None:
     rejection = getattr(snapshot, "rejection", None)
     if rejection is not None and rejection.request_id == request_id:

@@ -443,7 +443,7 @@ def test_train_job_list_has_the_seed_keys_plus_the_result() -> None:
     }
     out = dumped(ListTrainJobsResponse, {"statusCode": 200, "trainJobs": [seed_item]})
     assert contains(out, {"statusCode": 200, "trainJobs": [seed_item]})
-    assert out["trainJobs"][0].keys() - seed_item.keys() == {"output_name", "checkpoint_id", "error"}
+    assert out["trainJobs"][0].keys() - seed_item.keys() == {"output_name", "checkpoint_id", "error", "progress"}
 
 
 def test_dataset_names_may_hold_inner_spaces() -> None:

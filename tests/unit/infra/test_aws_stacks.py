@@ -404,6 +404,8 @@ OPERATION_ACTIONS = {
     "list_objects_v2": "s3:ListBucket",
     "list_objects": "s3:ListBucket",
     "delete_object": "s3:DeleteObject",
+    "delete_objects": "s3:DeleteObject",
+    "list_multipart_uploads": "s3:ListBucketMultipartUploads",
     "copy_object": "s3:PutObject",
     # SageMaker and its runtime
     "create_model": "sagemaker:CreateModel",
@@ -433,6 +435,9 @@ OPERATION_ACTIONS = {
     # CloudWatch Logs (the retention of SageMaker's log groups)
     "create_log_group": "logs:CreateLogGroup",
     "put_retention_policy": "logs:PutRetentionPolicy",
+    # CloudWatch Logs (jobs' log lines, read by the edge)
+    "describe_log_streams": "logs:DescribeLogStreams",
+    "filter_log_events": "logs:FilterLogEvents",
     # Secrets Manager (the edge's API keys)
     "get_secret_value": "secretsmanager:GetSecretValue",
     # The baseline: the service's table, the bus, its queue

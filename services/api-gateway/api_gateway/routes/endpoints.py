@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Path, Response
 
 from api_gateway.dependencies import EdgeDependencies, edge
-from api_gateway.errors import answers, bounded, not_found
+from api_gateway.errors import answers, bounded, conflict, not_found
 from api_gateway.ids import new_id
 from api_gateway.pages import Limit, NextToken, described, newest_first, paged_answers
-from api_gateway.routes import JobId
-from api_gateway.transitions import send, send_then_record
+from api_gateway.routes import MAX_ID_LENGTH, JobId
+from api_gateway.transitions import await_deleted, send, send_then_record
 from sdmw_contracts.api.endpoints import DeleteEndpointsRequest, DeployEndpointRequest, EndpointDeploymentJobView
+from sdmw_contracts.api.jobs import Deleted
 from sdmw_contracts.events import EndpointDeletionRequested, EndpointDeploymentChanged, EndpointDeploymentRequested
+from sdmw_contracts.events.endpoints import EndpointRecordDeletionRequested
 
 router = APIRouter(tags=["endpoints"])
 Edge = Annotated[EdgeDependencies, Depends(edge)]
@@ -154,3 +156,22 @@ def get_endpoint_deployment_job(jobID: JobId, deps: Edge) -> EndpointDeploymentJ
     if job is None:
         raise not_found(f"no endpoint deployment job or endpoint {jobID}")
     return EndpointDeploymentJobView.of(job)
+
+
+DeploymentJobId = Annotated[
+    str, Path(min_length=1, max_length=MAX_ID_LENGTH, examples=["1f9679f3-25b8-4c44-8345-0a845da30094"])
+]
+
+
+@router.delete("/inference/endpoint-deployment-jobs/{job_id}", responses=answers(404, 409, 503, 504))
+def delete_endpoint_deployment_job(job_id: DeploymentJobId, deps: Edge) -> Deleted:
+    """Forgets a deployment job whose endpoint is gone (status ``deleted`` or ``failed``); one whose endpoint
+    still stands is 409: delete the endpoint first."""
+    job = deps.read_model.get(EndpointDeploymentChanged, job_id)
+    if job is None:
+        raise not_found(f"no endpoint deployment job {job_id}")
+    if job.status not in ("deleted", "failed"):
+        raise conflict(f"endpoint deployment job {job.id} is {job.status}: delete the endpoint first")
+    send(deps, EndpointRecordDeletionRequested(job_id=job.id, requested_at=deps.clock()), correlation_id=job.id)
+    await_deleted(deps, EndpointDeploymentChanged, job.id)
+    return Deleted(id=job.id)

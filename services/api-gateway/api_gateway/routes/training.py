@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -21,12 +21,14 @@ from api_gateway.dependencies import EdgeDependencies, edge
 from api_gateway.errors import ApiError, answers, conflict, not_found
 from api_gateway.ids import new_id
 from api_gateway.pages import Limit, NextToken, described, newest_first, paged_answers
-from api_gateway.routes import presign_expiry, presigned_answers
+from api_gateway.routes import MAX_ID_LENGTH, presign_expiry, presigned_answers
 from api_gateway.routes.assets import refuse_oversized_multipart
 from api_gateway.routes.webhooks import refuse_unsafe_target
-from api_gateway.transitions import await_first_owner_snapshot, await_outcome, send, send_then_record
+from api_gateway.transitions import await_deleted, await_first_owner_snapshot, await_outcome, send, send_then_record
+from sdmw_contracts.api.jobs import Deleted
 from sdmw_contracts.api.training import (
     PRODUCED_TYPE,
+    CancelTrainJobResponse,
     CreatedModelJob,
     CreatedTrainJob,
     CreateModelRequest,
@@ -56,7 +58,14 @@ from sdmw_contracts.events import (
     TrainJobUpdateRequested,
 )
 from sdmw_contracts.events.assets import DIFFUSERS_INDEX, FileParts
-from sdmw_contracts.events.training import DataRef, input_prefix, train_prefix
+from sdmw_contracts.events.training import (
+    DataRef,
+    ModelDeletionRequested,
+    TrainJobCancelRequested,
+    TrainJobDeletionRequested,
+    input_prefix,
+    train_prefix,
+)
 from sdmw_contracts.runtime import ModelRef, plain_model_name
 from sdmw_contracts.training import MAX_HYPERPARAMETER_LENGTH, TrainingHyperparameters
 
@@ -66,6 +75,11 @@ Edge = Annotated[EdgeDependencies, Depends(edge)]
 #: Keys of the training settings that are the job's, not the runtime's.
 _JOB_SETTINGS = {"training_instance_type", "dataset_names", "class_dataset_names", "output_name"}
 _HYPERPARAMETERS = set(TrainingHyperparameters.model_fields) - {"task", "model_name", "config_params"}
+_ID_EXAMPLE = "1f9679f3-25b8-4c44-8345-0a845da30094"
+TrainJobId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, examples=[_ID_EXAMPLE])]
+ModelId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, examples=[_ID_EXAMPLE])]
+#: A train job's error once it was cancelled (training-manager's jobs.CANCELLED).
+CANCELLED = "cancelled"
 
 
 # ---------------------------------------------------------------- routes 17-19
@@ -402,4 +416,62 @@ def _train_job_view(job: TrainJobChanged) -> TrainJobView:
         output_name=job.output_name,
         checkpoint_id=job.checkpoint_id,
         error=job.error or None,
+        progress=job.progress,
     )
+
+
+# ---------------------------------------------------------------- stopping and removing jobs
+
+
+def _train_job(deps: EdgeDependencies, train_job_id: str) -> TrainJobChanged:
+    job = deps.read_model.get(TrainJobChanged, train_job_id)
+    if job is None:
+        raise not_found(f"no training job {train_job_id}")
+    return job
+
+
+@router.post("/trains/{train_job_id}/cancel", status_code=202, responses=answers(404, 409, 503))
+def cancel_train_job(train_job_id: TrainJobId, deps: Edge) -> CancelTrainJobResponse:
+    """Stops a training job: one not started yet ends ``Fail`` (error ``cancelled``) at once, a running one once
+    SageMaker has stopped it. Answers the job as the owner then shows it; cancelling it again is harmless."""
+    job = _train_job(deps, train_job_id)
+    if job.status == "Fail" and job.error == CANCELLED:
+        return CancelTrainJobResponse(job=_train_job_view(job))
+    if job.status in ("Complete", "Fail"):
+        raise conflict(f"training job {job.id} is already finished: {job.status}")
+    send(deps, TrainJobCancelRequested(train_job_id=job.id, requested_at=deps.clock()), correlation_id=job.id)
+    current = deps.read_model.wait_for(
+        TrainJobChanged,
+        job.id,
+        lambda j: j.cancel_requested_at is not None or j.status in ("Complete", "Fail"),
+        deps.settings.transition_wait_s,
+    )
+    return CancelTrainJobResponse(job=_train_job_view(current if current and not current.is_deleted else job))
+
+
+@router.delete("/trains/{train_job_id}", responses=answers(404, 409, 503, 504))
+def delete_train_job(train_job_id: TrainJobId, deps: Edge) -> Deleted:
+    """Forgets a finished training job and removes its uploaded files and SageMaker's output, except the
+    checkpoint it produced (a checkpoint of its own: delete that as a checkpoint). A running job: 409."""
+    job = _train_job(deps, train_job_id)
+    if job.status not in ("Complete", "Fail"):
+        raise conflict(f"training job {job.id} is {job.status}; cancel it first")
+    send(deps, TrainJobDeletionRequested(train_job_id=job.id, requested_at=deps.clock()), correlation_id=job.id)
+    await_deleted(deps, TrainJobChanged, job.id)
+    return Deleted(id=job.id)
+
+
+@router.delete("/models/{model_id}", responses=answers(404, 409, 503, 504))
+def delete_model(model_id: ModelId, deps: Edge) -> Deleted:
+    """Forgets a model and removes its files; not while it is being created, nor while a training runs on it."""
+    model = deps.read_model.get(ModelChanged, model_id)
+    if model is None:
+        raise not_found(f"no model {model_id}")
+    if model.status == "Creating":
+        raise conflict(f"model {model.id} is Creating; wait for it to finish or give it up (PUT /model, status Fail)")
+    users = [j.id for j in deps.read_model.list(TrainJobChanged) if j.model_id == model.id and j.status == "Training"]
+    if users:
+        raise conflict(f"model {model.id} is used by the running training job {users[0]}; cancel it first")
+    send(deps, ModelDeletionRequested(model_id=model.id, requested_at=deps.clock()), correlation_id=model.id)
+    await_deleted(deps, ModelChanged, model.id)
+    return Deleted(id=model.id)
