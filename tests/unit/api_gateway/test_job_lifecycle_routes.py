@@ -3,6 +3,7 @@ model or a deployment job's record, read a job's log lines (CloudWatch Logs: mot
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -247,10 +248,8 @@ def put_lines(group: str, stream: str, lines: list[str], at_ms: int | None = Non
         (logs.create_log_group, {"logGroupName": group}),
         (logs.create_log_stream, {"logGroupName": group, "logStreamName": stream}),
     ):
-        try:
+        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
             create(**kwargs)
-        except logs.exceptions.ResourceAlreadyExistsException:
-            pass
     at_ms = at_ms or int(time.time() * 1000)
     events = [{"timestamp": at_ms, "message": line} for line in lines]
     logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
