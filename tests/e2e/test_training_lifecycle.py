@@ -16,19 +16,13 @@ from collections.abc import Callable
 import pytest
 import requests
 
+from tests.e2e import test_training
 from tests.e2e.conftest import ApiClient
 from tests.e2e.test_assets import emulator_s3
-from tests.e2e.test_training import (  # noqa: F401 - base, dataset and model are pytest fixtures
-    SIZE,
-    active_checkpoint,
-    base,
-    dataset,
-    image_bytes,
-    model,
-    presigned_urls,
-    tar_of,
-    wait_for,
-)
+from tests.e2e.test_training import SIZE, active_checkpoint, image_bytes, presigned_urls, tar_of, wait_for
+
+# The same fixtures as the training scenario's: a tiny base checkpoint, a working model made from it, images.
+base, model, dataset = test_training.base, test_training.model, test_training.dataset
 
 pytestmark = pytest.mark.e2e
 

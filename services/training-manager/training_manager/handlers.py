@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 
 from sdmw_contracts.envelope import EventEnvelope
 from sdmw_contracts.events import (
@@ -218,8 +219,12 @@ def on_sweep(event: BusEvent, deps: Dependencies) -> None:
     """
     now = deps.clock()
     for job in [*deps.snapshots.due(Model, now), *deps.snapshots.due(TrainJob, now)]:
-        if jobs.is_running(job):
+        if not jobs.is_running(job):
+            continue
+        try:
             _follow(job, deps)
+        except (ClientError, StaleWrite) as exc:  # throttled, or moved meanwhile: the next sweep asks again
+            deps.logger.warning("sweep skipped a job", extra={"job": job.id, "reason": str(exc)})
 
 
 def _follow(job: Model | TrainJob, deps: Dependencies) -> None:

@@ -275,3 +275,19 @@ def test_training_jobs_get_their_job_id_in_the_environment():
     settings = TrainingSettings(**{**SETTINGS.__dict__, "container_environment": {"SDMW_EVENT_BUS": "bus"}})
     environment = create_request(training_spec(job), settings)["Environment"]
     assert environment == {"SDMW_EVENT_BUS": "bus", "SDMW_JOB_ID": "t1"}
+
+
+def test_a_throttled_describe_skips_one_job_in_the_sweep_not_the_others(world):
+    training(world, "t1")
+    training(world, "t2")
+    world.training.states["train-t2"] = TrainingState("Completed", "Completed", artifacts=OUTPUT)
+    real_describe = world.training.describe
+
+    def throttled_for_t1(name):
+        if name == "train-t1":
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "Describe")
+        return real_describe(name)
+
+    world.training.describe = throttled_for_t1
+    world.sweep()
+    assert stored(world, "t1").status == "Training" and stored(world, "t2").status == "Complete"
