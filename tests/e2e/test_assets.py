@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import ApiClient
+from tests.model_files import EMBEDDING_SHAPES, LORA_SD1_SHAPES, SD1_SHAPES, safetensors
 
 pytestmark = pytest.mark.e2e
 MB = 1024 * 1024
@@ -41,6 +42,11 @@ def start_checkpoint(api: ApiClient, filename: str, parts: int, checkpoint_type:
     return response.json()
 
 
+def with_random_tail(model: bytes, size: int) -> bytes:
+    """A model file (its header is what asset-registry checks) padded with random bytes to ``size``."""
+    return model + os.urandom(size - len(model))
+
+
 def put_parts(urls: list[str], chunks: list[bytes], tmp_path) -> list[dict]:
     """Part 1.. with requests.put, the last one with `curl -T`, as both kinds of client do."""
     tags = []
@@ -63,7 +69,7 @@ def put_parts(urls: list[str], chunks: list[bytes], tmp_path) -> list[dict]:
 
 
 def test_checkpoint_upload_in_parts_becomes_active_and_listed(api: ApiClient, stack, tmp_path):
-    content = os.urandom(12 * MB + 4321)
+    content = with_random_tail(safetensors(LORA_SD1_SHAPES), 12 * MB + 4321)
     chunks = [content[: 5 * MB], content[5 * MB : 10 * MB], content[10 * MB :]]
     started = start_checkpoint(api, "e2e-lora.safetensors", parts=3)
     checkpoint = started["checkpoint"]
@@ -103,7 +109,7 @@ def test_checkpoint_upload_in_parts_becomes_active_and_listed(api: ApiClient, st
 
 
 def test_wrong_etags_are_refused_and_leave_the_parts_for_a_retry(api: ApiClient, tmp_path):
-    chunks = [os.urandom(5 * MB), os.urandom(1000)]
+    chunks = [with_random_tail(safetensors(EMBEDDING_SHAPES), 5 * MB), os.urandom(1000)]
     started = start_checkpoint(api, "retry.safetensors", parts=2, checkpoint_type="embeddings")
     checkpoint_id = started["checkpoint"]["id"]
     tags = put_parts(started["s3PresignUrl"]["retry.safetensors"], chunks, tmp_path)
@@ -132,7 +138,10 @@ def test_wrong_etags_are_refused_and_leave_the_parts_for_a_retry(api: ApiClient,
 
 
 def test_a_checkpoint_of_several_files_is_active_only_once_every_file_is_complete(api: ApiClient, stack, tmp_path):
-    contents = {"unet.safetensors": os.urandom(5 * MB + 17), "vae.safetensors": os.urandom(300)}
+    contents = {
+        "unet.safetensors": with_random_tail(safetensors(SD1_SHAPES), 5 * MB + 17),
+        "vae.safetensors": with_random_tail(safetensors(SD1_SHAPES), 1000),
+    }
     response = api.post(
         "/checkpoint",
         json={

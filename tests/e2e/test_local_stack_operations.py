@@ -20,7 +20,8 @@ from infra.local.stack import LocalStack, StackSettings
 from service_kit.worker import RECEIVE_LEASE_S
 from tests.conftest import free_port
 from tests.e2e.conftest import ApiClient
-from tests.e2e.test_assets import put_parts, start_checkpoint
+from tests.e2e.test_assets import put_parts, start_checkpoint, with_random_tail
+from tests.model_files import LORA_SD1_SHAPES, safetensors
 
 pytestmark = pytest.mark.e2e
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -151,7 +152,7 @@ def test_restart_one_service(own_stack: LocalStack, ops_api: ApiClient):
 
 # Last in this module: it ends with the stack stopped.
 def test_down_and_up_keep_a_checkpoint_and_a_finished_job(own_stack: LocalStack, ops_api: ApiClient, tmp_path):
-    content = os.urandom(64 * 1024)
+    content = with_random_tail(safetensors(LORA_SD1_SHAPES), 64 * 1024)
     started = start_checkpoint(ops_api, "kept.safetensors", parts=1)
     checkpoint_id = started["checkpoint"]["id"]
     tags = put_parts(started["s3PresignUrl"]["kept.safetensors"], [content], tmp_path)

@@ -26,7 +26,7 @@ from service_kit.events import RecordingPublisher
 from service_kit.messages import BusEvent
 from service_kit.storage import UploadRefused
 from service_kit.testing import InMemorySnapshotTable
-from tests.unit.asset_registry.model_files import model_file, safetensors
+from tests.model_files import model_file, safetensors
 
 BUCKET = "assets-bucket"
 MB = 1024 * 1024

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from asset_registry.inspection import NotUsable, StoredFile, inspect_checkpoint
-from tests.unit.asset_registry.model_files import (
+from tests.model_files import (
     CONTROLNET_SHAPES,
     DIFFUSERS_UNET_1024,
     EMBEDDING_SHAPES,

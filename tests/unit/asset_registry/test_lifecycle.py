@@ -28,7 +28,7 @@ from service_kit.events import RecordingPublisher
 from service_kit.messages import BusEvent
 from service_kit.resources import SCHEDULED_EVENT
 from service_kit.testing import InMemorySnapshotTable
-from tests.unit.asset_registry.model_files import LORA_SD1_SHAPES, SDXL_SHAPES, safetensors
+from tests.model_files import LORA_SD1_SHAPES, SDXL_SHAPES, safetensors
 from tests.unit.asset_registry.test_handlers import (
     BUCKET,
     MB,
