@@ -8,6 +8,8 @@
 6. ``POST /inference-api/inference``
 16. ``POST /inference/run-model-merge``
 
+and a job's lifecycle: ``POST /inference/{job_id}/cancel``, ``DELETE /inference/{job_id}``.
+
 Route 1 answers JSON ``null`` in the seed, so it has no model here.
 """
 
@@ -29,13 +31,14 @@ from sdmw_contracts.api.common import MAX_NEXT_TOKEN_CHARS, ApiModel, JsonObject
 from sdmw_contracts.api.endpoints import ENDPOINT_NAME_PATTERN, ENDPOINT_NAME_SCHEMA_PATTERN
 from sdmw_contracts.api.names import ObjectName
 from sdmw_contracts.api.webhooks import JobWebhookFields
+from sdmw_contracts.events.progress import JobProgress
 from sdmw_contracts.generation import GenerationParams
 
 InferenceTaskType = Literal["txt2img", "img2img"]
 #: Task types an inference job can show: a model merge runs on an endpoint as an inference job, and so
 #: does the extension's interrogation of an image (``run-sagemaker-inference``).
 InferenceJobTaskType = Literal["txt2img", "img2img", "merge", "interrogate_clip", "interrogate_deepbooru"]
-InferenceJobStatus = Literal["inprogress", "succeed", "failed"]
+InferenceJobStatus = Literal["inprogress", "succeed", "failed", "cancelled"]
 #: What ``POST /inference-api/inference`` answers: a job either started or was refused at once.
 InferenceStartStatus = Literal["inprogress", "failed"]
 
@@ -175,8 +178,18 @@ class InferenceJobView(_OmitsNoError):
         "absent for other jobs.",
         examples=["a cat sitting on a couch"],
     )
+    progress: JobProgress | None = Field(
+        default=None, description="How far the job got, as the runtime last reported it (null before its first)."
+    )
 
     _omitted_when_none: ClassVar[tuple[str, ...]] = ("error", "caption")
+
+
+class InferenceJobDeleted(ApiModel):
+    """What ``DELETE /inference/{job_id}`` answers once the job and its files are gone."""
+
+    id: str = Field(examples=["1f9679f3-25b8-4c44-8345-0a845da30094"])
+    deleted: bool = True
 
 
 # ---------------------------------------------------------------- route 16

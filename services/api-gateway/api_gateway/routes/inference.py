@@ -15,18 +15,19 @@ from pydantic import ValidationError
 
 from api_gateway.claims import ClaimCheck, TooLarge
 from api_gateway.dependencies import EdgeDependencies, edge
-from api_gateway.errors import ApiError, answers, bounded, not_found
+from api_gateway.errors import ApiError, answers, bounded, conflict, not_found
 from api_gateway.ids import new_id
 from api_gateway.limits import MAX_BODY_BYTES
 from api_gateway.pages import Limit, NextToken, described, newest_first, paged_answers
-from api_gateway.routes import JobId, OptionalJobId, example_answer, presign_expiry, presigned_answers
+from api_gateway.routes import MAX_ID_LENGTH, JobId, OptionalJobId, example_answer, presign_expiry, presigned_answers
 from api_gateway.routes.webhooks import refuse_unsafe_target
 from api_gateway.runnable import CannotRun, resolve_all, resolve_models
-from api_gateway.transitions import send_then_record
+from api_gateway.transitions import send, send_then_record
 from sdmw_contracts.api.common import seed_time
 from sdmw_contracts.api.inference import (
     BASE_MODEL_TYPE,
     CreatedInferenceV2,
+    InferenceJobDeleted,
     InferenceJobView,
     InferenceRequest,
     InferenceResponse,
@@ -42,7 +43,7 @@ from sdmw_contracts.api.inference import (
 )
 from sdmw_contracts.api.webhooks import JobWebhookFields
 from sdmw_contracts.events import InferenceJobChanged, InferenceRequested, ModelMergeRequested
-from sdmw_contracts.events.inference import result_prefix
+from sdmw_contracts.events.inference import InferenceCancelRequested, InferenceDeletionRequested, result_prefix
 from sdmw_contracts.events.webhooks import JobWebhook
 from sdmw_contracts.generation import InterrogationParams
 from sdmw_contracts.runtime import MergeSpec, ModelRef, plain_model_name
@@ -61,9 +62,10 @@ def job_view(job: InferenceJobChanged) -> InferenceJobView:
         status=job.status,
         sagemakerRaw=job.sagemaker_raw,
         image_names=job.image_names,
-        error=job.error if job.status == "failed" else None,
+        error=job.error if job.status in ("failed", "cancelled") else None,
         # The WebUI extension reads an interrogation's caption whatever became of the job.
         caption=(job.caption or "") if job.task_type.startswith("interrogate") else job.caption,
+        progress=job.progress,
     )
 
 
@@ -230,6 +232,56 @@ def _job(deps: EdgeDependencies, job_id: str) -> InferenceJobChanged:
 @router.get("/inference/get-inference-job", responses=answers(404))
 def get_inference_job(jobID: JobId, deps: Edge) -> InferenceJobView:
     return job_view(_job(deps, jobID))
+
+
+InferenceJobPathId = Annotated[
+    str, Path(min_length=1, max_length=MAX_ID_LENGTH, examples=["1f9679f3-25b8-4c44-8345-0a845da30094"])
+]
+
+
+@router.post(
+    "/inference/{job_id}/cancel",
+    status_code=202,
+    responses={200: {"model": InferenceJobView, "description": "The job was already cancelled."}}
+    | answers(404, 409, 503),
+)
+def cancel_inference_job(job_id: InferenceJobPathId, deps: Edge, response: Response) -> InferenceJobView:
+    """Stops a running inference or merge job: one still queued on its endpoint never runs, one running
+    stops between two sampling steps, and what it wrote is removed. Answers 202 with the job as its owner
+    then shows it (``cancelled``, unless it finished first); a job already cancelled is answered 200 as it
+    is; a finished one is 409."""
+    job = _job(deps, job_id)
+    if job.status == "cancelled":
+        response.status_code = 200
+        return job_view(job)
+    if job.status != "inprogress":
+        raise conflict(f"inference job {job.id} is already finished: {job.status}")
+    send(deps, InferenceCancelRequested(job_id=job.id, requested_at=deps.clock()), correlation_id=job.id)
+    current = deps.read_model.wait_for(
+        InferenceJobChanged, job.id, lambda j: j.status != "inprogress", deps.settings.transition_wait_s
+    )
+    return job_view(current if current is not None and not current.is_deleted else job)
+
+
+@router.delete("/inference/{job_id}", responses=answers(404, 409, 503, 504))
+def delete_inference_job(job_id: InferenceJobPathId, deps: Edge) -> InferenceJobDeleted:
+    """Forgets a finished (or cancelled) inference job and removes its files: its images and parameter
+    file, its request and SageMaker's answer (a merge's checkpoint stays: it is a checkpoint of its own).
+    A running job is 409: cancel it first."""
+    job = _job(deps, job_id)
+    if job.status == "inprogress":
+        raise conflict(f"inference job {job.id} is still running: cancel it first")
+    if job.version == 0:
+        # Refused by the edge itself (_failed_at_once): its owner never heard of it and nothing was written.
+        deps.read_model.apply(job.as_deleted(deps.clock()))
+        return InferenceJobDeleted(id=job.id)
+    send(deps, InferenceDeletionRequested(job_id=job.id, requested_at=deps.clock()), correlation_id=job.id)
+    current = deps.read_model.wait_for(
+        InferenceJobChanged, job.id, lambda j: j.is_deleted, deps.settings.transition_wait_s
+    )
+    if current is None or not current.is_deleted:
+        raise ApiError(504, f"the deletion of inference job {job.id} is accepted but not done yet; check again")
+    return InferenceJobDeleted(id=job.id)
 
 
 #: A presigned GET URL of a job's output, as the seed shows it.
