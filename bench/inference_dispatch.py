@@ -46,6 +46,7 @@ import requests
 
 from inference_dispatcher.resources import RESOURCES
 from infra.local.stack import REPO_ROOT, LocalStack, StackSettings
+from tests import model_files
 from tests.conftest import free_port
 
 POLL_S = 0.02
@@ -115,7 +116,8 @@ def set_up(client: Client, instances: int) -> None:
         {"checkpoint_type": "Stable-diffusion", "filenames": [{"filename": "bench.safetensors", "parts_number": 1}]},
     )
     url = created["multipart_uploads"][0]["s3_signed_urls"][0]
-    etag = requests.put(url, data=b"not really a model", timeout=30).headers["ETag"]
+    # The instant runtime never reads the weights, but asset-registry checks the file's header on completion.
+    etag = requests.put(url, data=model_files.safetensors(model_files.SD1_SHAPES), timeout=30).headers["ETag"]
     client.send(
         "PUT",
         "/checkpoint",
