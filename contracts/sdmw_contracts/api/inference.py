@@ -179,10 +179,12 @@ class InferenceJobView(_OmitsNoError):
         examples=["a cat sitting on a couch"],
     )
     progress: JobProgress | None = Field(
-        default=None, description="How far the job got, as the runtime last reported it (null before its first)."
+        default=None,
+        description="How far the job got, as the runtime last reported it; absent before its first report "
+        "(so a job's view keeps the seed's keys until then).",
     )
 
-    _omitted_when_none: ClassVar[tuple[str, ...]] = ("error", "caption")
+    _omitted_when_none: ClassVar[tuple[str, ...]] = ("error", "caption", "progress")
 
 
 class InferenceJobDeleted(ApiModel):
