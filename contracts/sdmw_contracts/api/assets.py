@@ -52,6 +52,12 @@ MAX_MULTIPART_PARTS = 10_000
 BUCKET_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 _ETAG_EXAMPLE = "cc95c41fa28463c8e9b88d67805f24e0"
+
+
+def _is_empty(value: str) -> bool:
+    return not value
+
+
 _CHECKPOINT_ID_EXAMPLE = "906a5a1f-6833-45aa-8a10-fb0e983e0eae"
 
 
@@ -169,7 +175,8 @@ class CheckpointView(ApiModel):
     s3_location: str = Field(examples=["s3://S3_Location"])
     status: CheckpointStatus = Field(examples=["Initialed"])
     params: JsonObject = Field(default_factory=dict)
-    error: str = Field(default="", description="Why the checkpoint is Failed.")
+    #: Only a Failed checkpoint shows it, so other answers keep exactly the seed's keys.
+    error: str = Field(default="", description="Why the checkpoint is Failed.", exclude_if=_is_empty)
 
 
 class CreateCheckpointResponse(ApiModel):
@@ -200,7 +207,8 @@ class CheckpointListItem(ApiModel):
     status: CheckpointStatus = Field(examples=["Active"])
     name: list[str] = Field(default_factory=list, examples=[["object_1", "object_2"]])
     created: int = Field(description="Seconds since the epoch.", examples=[12341234])
-    error: str = Field(default="", description="Why the checkpoint is Failed.")
+    #: Only a Failed checkpoint shows it, so other answers keep exactly the seed's keys.
+    error: str = Field(default="", description="Why the checkpoint is Failed.", exclude_if=_is_empty)
 
 
 class ImportCheckpointRequest(ApiModel):

@@ -46,6 +46,8 @@ LOCAL_ONLY = {
     "API_KEY": ["api-gateway"],
     # Webhook targets on this machine's loopback are accepted locally; on AWS they are refused.
     "WEBHOOKS_ALLOW_LOOPBACK": ["api-gateway", "webhooks"],
+    # Likewise checkpoint imports from a file served on this machine.
+    "IMPORTS_ALLOW_LOOPBACK": ["api-gateway", "asset-registry"],
 }
 
 
