@@ -145,3 +145,32 @@ def test_a_diffusers_folder_needs_a_json_index_and_well_formed_weights():
         inspect_checkpoint("Stable-diffusion", broken)
     with pytest.raises(NotUsable, match=r"^model_index.json: not JSON$"):
         inspect_checkpoint("Stable-diffusion", [reads.file("model_index.json", b"{oops")])
+
+
+def test_the_runtimes_own_tiny_models_pass_as_their_types(tmp_path):
+    """What the e2e tests upload and sd-runtime writes (tiny, random, real formats) is never refused."""
+    pytest.importorskip("torch")
+    from sd_runtime import testing
+
+    reads = Reads()
+
+    def files_of(path) -> list[StoredFile]:
+        paths = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        root = path if path.is_dir() else path.parent
+        return [reads.file(str(p.relative_to(root)), p.read_bytes()) for p in paths]
+
+    pipeline = testing.build_tiny_pipeline_dir(tmp_path / "pipeline")
+    made = {
+        "Stable-diffusion": [pipeline, testing.write_tiny_single_file(pipeline, tmp_path / "single.safetensors")],
+        "Lora": [testing.build_tiny_lora(pipeline, tmp_path / "lora.safetensors")],
+        "embeddings": [testing.build_tiny_embedding(tmp_path / "emb.safetensors")],
+        "hypernetworks": [testing.build_tiny_hypernetwork(tmp_path / "hyper.pt")],
+        "ControlNet": [
+            testing.build_tiny_controlnet(pipeline, tmp_path / "controlnet"),
+            testing.build_tiny_controlnet(pipeline, tmp_path / "cn.safetensors", single_file=True),
+        ],
+    }
+    for checkpoint_type, paths in made.items():
+        for path in paths:
+            inspect_checkpoint(checkpoint_type, files_of(path))
+    assert inspect_checkpoint("Stable-diffusion", files_of(made["Stable-diffusion"][1])).architecture == "sd1"
