@@ -297,6 +297,9 @@ def test_an_inference_jobs_lines_are_those_of_its_endpoint_naming_it(edge):
     )
     lines = logs_of(edge, job.id)["lines"]
     assert [line["message"] for line in lines] == [f"job {job.id}: txt2img step 1/20", f"job {job.id}: done"]
+    # An endpoint that has logged nothing yet has no log group: no lines, not an error.
+    edge.read_model.apply(job.model_copy(update={"id": "j2", "endpoint_name": "ep-silent"}))
+    assert logs_of(edge, "j2") == {"job_id": "j2", "lines": [], "next_token": None}
 
 
 def test_a_job_without_a_log_yet_has_no_lines(edge):
