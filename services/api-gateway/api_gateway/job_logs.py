@@ -32,6 +32,11 @@ TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 MAX_PAGE_CHARS = 1_000_000
 #: CloudWatch's filter calls take at most 100 stream names.
 MAX_STREAMS = 100
+#: CloudWatch may answer a filter with empty pages while it searches; one answer reads at most this many,
+#: so it comes well inside API Gateway's 29 s.
+MAX_CALLS = 10
+#: A job's lines are looked for from a little before it was created (clocks differ).
+SLACK_MS = 60_000
 
 
 def endpoint_log_group(endpoint_name: str) -> str:
@@ -72,8 +77,10 @@ class Page:
 
 
 class LogReader(Protocol):
-    def training_lines(self, job_name: str, cursor: Cursor | None, limit: int) -> Page: ...
-    def endpoint_lines(self, endpoint_name: str, job_id: str, cursor: Cursor | None, limit: int) -> Page: ...
+    def training_lines(self, job_name: str, since: datetime, cursor: Cursor | None, limit: int) -> Page: ...
+    def endpoint_lines(
+        self, endpoint_name: str, job_id: str, since: datetime, cursor: Cursor | None, limit: int
+    ) -> Page: ...
 
 
 class CloudWatchLogReader:
@@ -88,16 +95,21 @@ class CloudWatchLogReader:
             self._logs = aws.client("logs")
         return self._logs
 
-    def training_lines(self, job_name: str, cursor: Cursor | None, limit: int) -> Page:
+    def training_lines(self, job_name: str, since: datetime, cursor: Cursor | None, limit: int) -> Page:
+        """The lines of the job's streams, from ``since`` (the job's creation) or the cursor on."""
         streams = self._streams(TRAINING_LOG_GROUP, f"{job_name}/")
         if not streams:
             return Page(cursor=cursor)
-        return self._page({"logGroupName": TRAINING_LOG_GROUP, "logStreamNames": streams}, cursor, limit)
+        request = {"logGroupName": TRAINING_LOG_GROUP, "logStreamNames": streams}
+        return self._page(request, cursor or _from(since), cursor, limit)
 
-    def endpoint_lines(self, endpoint_name: str, job_id: str, cursor: Cursor | None, limit: int) -> Page:
+    def endpoint_lines(
+        self, endpoint_name: str, job_id: str, since: datetime, cursor: Cursor | None, limit: int
+    ) -> Page:
+        """The lines of the endpoint's log that name the job, from ``since`` (the job's creation) or the cursor on."""
         # A quoted term matches lines holding it exactly, dashes included.
         request = {"logGroupName": endpoint_log_group(endpoint_name), "filterPattern": f'"{job_id}"'}
-        return self._page(request, cursor, limit)
+        return self._page(request, cursor or _from(since), cursor, limit)
 
     def _streams(self, group: str, prefix: str) -> list[str]:
         try:
@@ -108,8 +120,8 @@ class CloudWatchLogReader:
             raise
         return [stream["logStreamName"] for stream in answer.get("logStreams", [])][-MAX_STREAMS:]
 
-    def _page(self, request: dict[str, Any], cursor: Cursor | None, limit: int) -> Page:
-        start = cursor or Cursor()
+    def _page(self, request: dict[str, Any], start: Cursor, cursor: Cursor | None, limit: int) -> Page:
+        """Up to ``limit`` lines after ``start``; the cursor answered stays ``cursor`` when there are none."""
         page = Page(cursor=cursor)
         chars, to_skip = 0, start.answered_at
         at_ms, answered_at = start.at_ms, start.answered_at
@@ -137,13 +149,17 @@ class CloudWatchLogReader:
     def _events_from(self, request: dict[str, Any], start: Cursor) -> Iterator[dict[str, Any]]:
         """Every event from the cursor's time on, oldest first, page after CloudWatch page."""
         kwargs: dict[str, Any] = {**request, "startTime": start.at_ms, "interleaved": True}
-        while True:
+        for _ in range(MAX_CALLS):
             answer = self._client.filter_log_events(**kwargs)
             yield from sorted(answer.get("events", []), key=lambda event: event["timestamp"])
             token = answer.get("nextToken")
             if not token or token == kwargs.get("nextToken"):
                 return
             kwargs["nextToken"] = token
+
+
+def _from(since: datetime) -> Cursor:
+    return Cursor(at_ms=max(0, int(since.timestamp() * 1000) - SLACK_MS))
 
 
 def _is_missing(exc: ClientError) -> bool:

@@ -55,9 +55,9 @@ def _lines_of(job_id: str, deps: EdgeDependencies, cursor: Cursor | None, limit:
     if (training := deps.read_model.get(TrainJobChanged, job_id)) is not None:
         if not training.sagemaker_job_name:
             return Page(cursor=cursor)  # not started: nothing written yet
-        return deps.logs.training_lines(training.sagemaker_job_name, cursor, limit)
+        return deps.logs.training_lines(training.sagemaker_job_name, training.created_at, cursor, limit)
     if (inference := deps.read_model.get(InferenceJobChanged, job_id)) is not None:
         if not inference.endpoint_name:
             return Page(cursor=cursor)
-        return deps.logs.endpoint_lines(inference.endpoint_name, job_id, cursor, limit)
+        return deps.logs.endpoint_lines(inference.endpoint_name, job_id, inference.start_time, cursor, limit)
     raise not_found(f"no job {job_id}")
