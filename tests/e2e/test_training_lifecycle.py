@@ -104,7 +104,7 @@ def test_a_running_jobs_progress_and_log_are_readable_and_a_cancel_stops_it(api:
     assert api.delete(f"/trains/{job_id}").status_code == 200  # a cancelled job is finished: it may go
 
 
-def test_a_finished_job_cannot_be_cancelled_and_a_running_one_not_deleted(api: ApiClient, model, dataset):
+def test_a_running_job_is_not_deleted_and_unknown_jobs_are_404(api: ApiClient, model, dataset):
     job_id = start_training(api, lora(model, dataset, LONG, "kept-lora"))
     refused = api.delete(f"/trains/{job_id}")
     assert refused.status_code == 409 and "cancel it first" in refused.json()["error"]
@@ -130,6 +130,9 @@ def test_deleting_a_finished_job_removes_it_and_its_files_but_not_its_checkpoint
 
     checkpoint_key = f"{prefix}train-{job_id}/output/model/deleted-lora.safetensors"
     assert f"{prefix}input/data-extra.tar" in keys() and checkpoint_key in keys()
+    refused = api.post(f"/trains/{job_id}/cancel")
+    assert refused.status_code == 409
+    assert refused.json() == {"statusCode": 409, "error": f"training job {job_id} is already finished: Complete"}
 
     deleted = api.delete(f"/trains/{job_id}")
 
