@@ -36,6 +36,7 @@ from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_v
 
 from sdmw_contracts.api.common import ApiModel, JsonObject, StoredParams, next_token_field
 from sdmw_contracts.api.names import ClientPath, DatasetName, ObjectName, check_unique
+from sdmw_contracts.events.progress import JobProgress
 
 CheckpointType = Literal["Stable-diffusion", "Lora", "embeddings", "hypernetworks", "ControlNet", "VAE"]
 #: ``Failed``: its files turned out not to be what its type says (``error`` says why); it is never Active.
@@ -54,7 +55,7 @@ BUCKET_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ETAG_EXAMPLE = "cc95c41fa28463c8e9b88d67805f24e0"
 
 
-def _is_empty(value: str) -> bool:
+def _is_empty(value: object) -> bool:
     return not value
 
 
@@ -177,6 +178,10 @@ class CheckpointView(ApiModel):
     params: JsonObject = Field(default_factory=dict)
     #: Only a Failed checkpoint shows it, so other answers keep exactly the seed's keys.
     error: str = Field(default="", description="Why the checkpoint is Failed.", exclude_if=_is_empty)
+    #: Only an import downloading shows it.
+    progress: JobProgress | None = Field(
+        default=None, description="An import's download: bytes so far (step) of total_steps.", exclude_if=_is_empty
+    )
 
 
 class CreateCheckpointResponse(ApiModel):
@@ -209,6 +214,10 @@ class CheckpointListItem(ApiModel):
     created: int = Field(description="Seconds since the epoch.", examples=[12341234])
     #: Only a Failed checkpoint shows it, so other answers keep exactly the seed's keys.
     error: str = Field(default="", description="Why the checkpoint is Failed.", exclude_if=_is_empty)
+    #: Only an import downloading shows it.
+    progress: JobProgress | None = Field(
+        default=None, description="An import's download: bytes so far (step) of total_steps.", exclude_if=_is_empty
+    )
 
 
 class ImportCheckpointRequest(ApiModel):

@@ -20,6 +20,7 @@ from sdmw_contracts.events.assets import (
     DatasetItemSpec,
     Rejection,
 )
+from sdmw_contracts.events.progress import JobProgress
 from service_kit.events import Outgoing, RecordingPublisher
 from tests.unit.api_gateway.conftest import EDGE_BUCKET, InProcessEdge, active_checkpoint, in_process_edge
 
@@ -286,3 +287,17 @@ def test_an_upload_whose_files_fail_is_answered_400_with_the_reason(edge, publis
     assert answered.status_code == 400 and error in answered.json()["error"]
     listed = edge.client.get("/prod/checkpoints", headers=KEY).json()["checkpoints"]
     assert [(c["status"], c["error"]) for c in listed] == [("Failed", error)]
+
+
+def test_an_import_shows_its_download_progress_in_the_list_until_it_ends(edge):
+    progress = JobProgress(phase="download", step=10, total_steps=40, fraction=0.25, elapsed_s=1.0, reported_at=NOW)
+    importing = active_checkpoint("Lora", "big.safetensors").model_copy(
+        update={"status": "Initialed", "progress": progress}
+    )
+    edge.read_model.apply(importing)
+    [listed] = edge.client.get("/prod/checkpoints", headers=KEY).json()["checkpoints"]
+    assert listed["progress"]["step"] == 10 and listed["progress"]["total_steps"] == 40
+
+    edge.read_model.apply(importing.model_copy(update={"status": "Active", "progress": None, "version": 9}))
+    [listed] = edge.client.get("/prod/checkpoints", headers=KEY).json()["checkpoints"]
+    assert "progress" not in listed and "error" not in listed

@@ -229,6 +229,7 @@ def _checkpoint_view(checkpoint: CheckpointChanged) -> CheckpointView:
         status=checkpoint.status,
         params=checkpoint.params,
         error=checkpoint.error,
+        progress=checkpoint.progress,
     )
 
 
@@ -321,6 +322,7 @@ def _checkpoint_item(checkpoint: CheckpointChanged) -> CheckpointListItem:
         name=checkpoint.filenames,
         created=int(checkpoint.created_at.timestamp()),
         error=checkpoint.error,
+        progress=checkpoint.progress,
     )
 
 
