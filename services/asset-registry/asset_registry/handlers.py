@@ -171,7 +171,8 @@ def _complete_uploads(
 
 
 def on_checkpoint_registration(event: BusEvent, deps: Dependencies) -> None:
-    """Files another service wrote (a trained model, a merge) become an Active checkpoint once found in S3."""
+    """Files another service wrote (a trained model, a merge) become a checkpoint once found in S3: Active when
+    they are what its type says, else Failed with the reason."""
     envelope = event.envelope()
     command = envelope.parse_data(CheckpointRegistrationRequested)
     checkpoint = deps.snapshots.get(Checkpoint, command.checkpoint_id)
