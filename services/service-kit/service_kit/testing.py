@@ -34,6 +34,7 @@ class _Stored:
     data: str
     due: str | None  # due_key of its due time, None when it has none
     names: frozenset[str]
+    indexed: bool  # False for a deleted entity: its row is kept, but no index holds it
 
 
 def stored_row(entity_type: str, entity_id: str, **attributes: Any) -> dict[str, Any]:
@@ -108,7 +109,9 @@ class InMemorySnapshotTable:
     def _of_type(self, kind: str) -> Iterator[tuple[str, _Stored]]:
         """The stored entities of a type, in id order (as the index holds them); counts nothing."""
         with self._lock:
-            rows = sorted((entity_id, stored) for (k, entity_id), stored in self._rows.items() if k == kind)
+            rows = sorted(
+                (entity_id, stored) for (k, entity_id), stored in self._rows.items() if k == kind and stored.indexed
+            )
         yield from rows
 
     # ------------------------------------------------------------ writes
@@ -145,10 +148,12 @@ def _key(snapshot: EntityChanged) -> tuple[str, str]:
 
 
 def _stored(snapshot: EntityChanged) -> _Stored:
-    due = snapshot.due_at()
+    """As ``SnapshotTable`` stores it: a deleted entity's row is in no index (no type, due time or names)."""
+    due = None if snapshot.is_deleted else snapshot.due_at()
     return _Stored(
         version=snapshot.version,
         data=snapshot_json(snapshot),
         due=None if due is None else due_key(due),
-        names=frozenset(snapshot.lookup_names()),
+        names=frozenset() if snapshot.is_deleted else frozenset(snapshot.lookup_names()),
+        indexed=not snapshot.is_deleted,
     )

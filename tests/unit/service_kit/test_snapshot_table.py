@@ -189,6 +189,19 @@ def test_a_snapshot_leaves_the_sweep_once_finished_and_moves_with_its_deadline(t
     assert table.due(JobChanged, NOW + timedelta(days=1)) == []
 
 
+def test_a_deleted_snapshot_is_kept_for_get_but_leaves_every_index(table):
+    table.save(job("gone", 1, deadline=NOW - timedelta(minutes=1), names=["n"]))
+    table.save(job("kept", 1, names=["n"]))
+    deleted = table.get(JobChanged, "gone").as_deleted(NOW)
+    table.save(deleted)
+    assert table.get(JobChanged, "gone") == deleted and deleted.is_deleted and deleted.version == 2
+    assert [j.id for j in table.list(JobChanged)] == ["kept"]
+    assert [j.id for j in table.named(JobChanged, "n")] == ["kept"]
+    assert table.due(JobChanged, NOW) == []
+    assert table.apply(job("gone", 1, names=["n"])) is False  # a late older snapshot cannot bring it back
+    assert [j.id for j in table.list(JobChanged)] == ["kept"]
+
+
 def test_due_compares_times_in_any_zone_and_naive_ones_as_utc(table):
     table.save(job("a", deadline=NOW.astimezone(timezone(timedelta(hours=2)))))
     assert table.due(JobChanged, NOW.replace(tzinfo=None) - timedelta(microseconds=1)) == []
