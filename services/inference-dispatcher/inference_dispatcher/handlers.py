@@ -5,6 +5,11 @@ published when it finishes (the edge already shows it inprogress); a redelivery 
 (stable event ids make the repeat harmless), so no event is lost to a crash.
 Every write is conditional on the version read, so the handlers are
 idempotent by themselves and the consumer keeps no idempotency records.
+
+While a job runs, the runtime's progress reports become its snapshots. A
+cancel writes the job's cancel marker (which the runtime looks for) and ends
+the job ``cancelled`` at once; whatever SageMaker answers for it later only
+makes its leftovers go. Deleting a finished job removes its files, then the job.
 """
 
 from __future__ import annotations

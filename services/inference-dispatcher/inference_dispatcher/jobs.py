@@ -1,7 +1,8 @@
 """Inference jobs: how one moves, as pure functions of its snapshot.
 
-inprogress -> succeed | failed | cancelled, and nothing after (but being deleted, once finished). While
-it runs, the runtime's progress reports become its next snapshots (``with_progress``). The dispatcher claims a job
+inprogress -> succeed | failed | cancelled, and nothing after but being
+deleted once finished. While it runs, the runtime's progress reports become
+its next snapshots (``with_progress``). The dispatcher claims a job
 (saves version 1 with ``claimed_at``) before it calls SageMaker: a duplicate of
 the command finds the claim and leaves the job alone while the claim is live,
 and a command whose worker died before sending it is sent again once the claim
