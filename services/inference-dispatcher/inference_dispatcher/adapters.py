@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 from sdmw_contracts.s3 import split_s3_uri
 from service_kit import aws
 from service_kit.sagemaker import describe_error, is_not_found
+from service_kit.storage import is_missing_object
 
 
 class InvocationRefused(RuntimeError):
@@ -19,6 +20,7 @@ class Storage(Protocol):
     bucket: str
 
     def put_json(self, key: str, body: str) -> str: ...
+    def exists(self, key: str) -> bool: ...
     def get_bytes(self, uri: str) -> bytes: ...
     def delete(self, uri: str) -> None: ...
     def delete_prefix(self, prefix: str, keep: frozenset[str] = frozenset()) -> int: ...
@@ -32,6 +34,15 @@ class S3Storage:
     def put_json(self, key: str, body: str) -> str:
         self._s3.put_object(Bucket=self.bucket, Key=key, Body=body.encode(), ContentType="application/json")
         return f"s3://{self.bucket}/{key}"
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if is_missing_object(error):
+                return False
+            raise
+        return True
 
     def get_bytes(self, uri: str) -> bytes:
         bucket, key = split_s3_uri(uri)

@@ -86,6 +86,12 @@ def _start(command: Command, envelope: EventEnvelope, deps: Dependencies) -> Non
     job = _claim(command, deps)
     if job is None:
         return
+    if deps.storage.exists(cancel_marker_key(job.id)):
+        # Cancelled before this worker claimed it (on_cancel_requested found no job): it never runs.
+        cancelled = jobs.cancelled(job, job.start_time, deps.clock())
+        deps.jobs.save(cancelled)
+        _publish(cancelled, envelope, deps)
+        return
     try:
         refusal = _dispatch(job, command, deps)
     except Exception:
@@ -206,18 +212,20 @@ def on_cancel_requested(event: BusEvent, deps: Dependencies) -> None:
     envelope = event.envelope()
     command = envelope.parse_data(InferenceCancelRequested)
     job = deps.jobs.get(Job, command.job_id)
-    if job is None:
-        # The edge saw the job, so its InferenceRequested is still on its way: come back once it was claimed.
-        raise UnknownJob(f"cancel of inference job {command.job_id!r}, which is not claimed yet")
-    deps.logger.set_correlation_id(job.id)
-    if job.status == "cancelled":
+    if job is not None and job.status == "cancelled":
         _publish(job, envelope, deps)  # a repeat: the edge may be waiting for this snapshot
         return
-    if jobs.is_finished(job):
+    if job is not None and jobs.is_finished(job):
         return
-    # The marker first: once the job shows cancelled, the runtime must already be able to see it.
-    marker = {"job_id": job.id, "requested_at": command.requested_at.isoformat()}
-    deps.storage.put_json(cancel_marker_key(job.id), json.dumps(marker))
+    # The marker first: the runtime must be able to see it once the job shows cancelled, and a job not
+    # claimed yet (its InferenceRequested still on the way) finds it when it is claimed (``_start``).
+    marker = {"job_id": command.job_id, "requested_at": command.requested_at.isoformat()}
+    deps.storage.put_json(cancel_marker_key(command.job_id), json.dumps(marker))
+    # Read again after the marker is written: a claim made meanwhile either saw the marker or is here.
+    job = deps.jobs.get(Job, command.job_id)
+    if job is None or jobs.is_finished(job):
+        return
+    deps.logger.set_correlation_id(job.id)
     cancelled = jobs.cancelled(job, command.requested_at, deps.clock())
     deps.jobs.save(cancelled)
     _publish(cancelled, envelope, deps)

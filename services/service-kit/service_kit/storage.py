@@ -38,6 +38,11 @@ def _etag(value: str) -> str:
     return value.strip().strip('"').lower()
 
 
+def is_missing_object(exc: ClientError) -> bool:
+    """Whether S3 answered that the object is not there (HEAD says 404, GET NoSuchKey)."""
+    return _code(exc) in {"404", "NoSuchKey", "NotFound"}
+
+
 def _code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
@@ -85,7 +90,7 @@ class S3Storage:
         try:
             return int(self._s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
         except ClientError as exc:
-            if _code(exc) in {"404", "NoSuchKey", "NotFound"}:
+            if is_missing_object(exc):
                 return None
             raise
 

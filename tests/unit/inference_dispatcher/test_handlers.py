@@ -44,6 +44,9 @@ class FakeBucket:
         self.objects[uri] = body.encode()
         return uri
 
+    def exists(self, key: str) -> bool:
+        return f"s3://{self.bucket}/{key}" in self.objects
+
     def get_bytes(self, uri: str) -> bytes:
         self.reads += 1
         return self.objects[uri]

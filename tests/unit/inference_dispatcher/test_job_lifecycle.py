@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aws_lambda_powertools import Logger
 
-from inference_dispatcher.handlers import Dependencies, UnknownJob, router
+from inference_dispatcher.handlers import Dependencies, router
 from inference_dispatcher.jobs import Job
 from inference_dispatcher.resources import RESOURCES
 from sdmw_contracts.envelope import EventEnvelope
@@ -43,6 +43,9 @@ class FakeBucket:
     def put_json(self, key: str, body: str) -> str:
         self.objects[f"s3://{self.bucket}/{key}"] = body.encode()
         return f"s3://{self.bucket}/{key}"
+
+    def exists(self, key: str) -> bool:
+        return f"s3://{self.bucket}/{key}" in self.objects
 
     def get_bytes(self, uri: str) -> bytes:
         return self.objects[uri]
@@ -287,10 +290,12 @@ def test_cancelling_a_finished_job_changes_nothing(world):
     assert cancel_marker_key("job-1") not in world.bucket.key_set()
 
 
-def test_a_cancel_that_comes_before_its_job_was_claimed_is_retried(world):
-    with pytest.raises(UnknownJob):
-        world.dispatch(cancel("not-yet"))
-    assert cancel_marker_key("not-yet") not in world.bucket.key_set()
+def test_a_cancel_that_comes_before_its_job_was_claimed_leaves_the_marker_and_the_job_never_runs(world):
+    world.dispatch(cancel("not-yet"))  # no error: nothing to retry
+    assert cancel_marker_key("not-yet") in world.bucket.key_set()
+    job = started(world, "not-yet")
+    assert job.status == "cancelled" and world.deps.endpoints.invocations == []
+    assert world.published("not-yet")[-1]["status"] == "cancelled"
 
 
 @pytest.mark.parametrize("completed", [True, False])
