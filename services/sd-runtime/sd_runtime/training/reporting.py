@@ -82,11 +82,24 @@ def training_progress_from_env(environ: Mapping[str, str] | None = None) -> Trai
     return TrainingProgress(progress.ProgressReporter(name, TrainingProgressReported, sink), sink)
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes each line to ``sys.stdout`` as it is then, not as it was when the handler was made (a job run
+    in a process whose stdout was replaced since, a test's capture say, still logs where its prints go)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _log_reports_to_stdout() -> None:
     """The reporter's lines go to stdout with the rest of the job's log (SageMaker ships stdout)."""
     if progress.logger.handlers:
         return
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     progress.logger.addHandler(handler)
     progress.logger.setLevel(logging.INFO)
