@@ -133,6 +133,8 @@ def test_upload_deploy_infer_and_tail_through_the_cli(stack: LocalStack, api: Ap
         job = json.loads(inferred.stdout)
         job_id = job["InferenceJobId"]
         assert job["status"] == "succeed"
+        # The job is named at once, on stderr (stdout keeps the JSON); the runtime's reports follow it there.
+        assert inferred.stderr.splitlines()[0] == f"inference job {job_id} started", inferred.stderr
         assert {p.name for p in out_dir.iterdir()} == {"image_0.jpg", f"{job_id}_param.json"}
         with Image.open(out_dir / "image_0.jpg") as picture:
             assert (picture.format, picture.size) == ("JPEG", (SIZE, SIZE))
@@ -162,6 +164,15 @@ def test_upload_deploy_infer_and_tail_through_the_cli(stack: LocalStack, api: Ap
     assert ("EndpointDeploymentChanged", "success") in facts, facts
     assert _succeeded(tail_out, job_id), facts
     assert all(e["source"].startswith("sdmw.") for e in printed)
+    # The runtime's progress reached the tail as the job's own facts, in order, before its final state.
+    job_facts = [e["detail"]["data"] for e in printed if e["detail-type"] == "InferenceJobChanged"]
+    job_facts = [data for data in job_facts if data["id"] == job_id]
+    assert [data["version"] for data in job_facts] == sorted(data["version"] for data in job_facts)
+    reported = [
+        data["progress"]["phase"] for data in job_facts if data["status"] == "inprogress" and data.get("progress")
+    ]
+    assert reported and reported[0] == "loading", job_facts
+    assert job_facts[-1]["status"] == "succeed"
 
     assert aws(stack, "sqs").list_queues(QueueNamePrefix=tap_name).get("QueueUrls", []) == []
     rules = aws(stack, "events").list_rules(EventBusName=cli_env["SDMW_EVENT_BUS"], NamePrefix=tap_name)["Rules"]

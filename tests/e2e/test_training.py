@@ -128,7 +128,7 @@ def checkpoint_ids(api: ApiClient) -> set[str]:
     return {c["id"] for c in api.get("/checkpoints").json()["checkpoints"]}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # shared with test_training_lifecycle: one base of that name
 def base(api: ApiClient, tmp_path_factory) -> str:
     """The id of the base checkpoint: a tiny diffusers folder named BASE_MODEL."""
     folder = testing.build_tiny_pipeline_dir(tmp_path_factory.mktemp("tiny-train") / "pipeline")
@@ -138,7 +138,7 @@ def base(api: ApiClient, tmp_path_factory) -> str:
     return checkpoint_id
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # shared with test_training_lifecycle: one base of that name
 def dataset(api: ApiClient, base) -> str:
     return create_dataset(
         api,
@@ -150,7 +150,7 @@ def dataset(api: ApiClient, base) -> str:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # shared with test_training_lifecycle: one base of that name
 def model(api: ApiClient, base) -> dict:
     created = create_model(api, "tiny-working-model")
     assert created["job"]["status"] == "Initialed" and created["job"]["s3PresignUrl"] == []

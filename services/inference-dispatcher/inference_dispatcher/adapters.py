@@ -9,7 +9,6 @@ from botocore.exceptions import ClientError
 from sdmw_contracts.s3 import split_s3_uri
 from service_kit import aws
 from service_kit.sagemaker import describe_error, is_not_found
-from service_kit.storage import is_missing_object
 
 
 class InvocationRefused(RuntimeError):
@@ -39,7 +38,7 @@ class S3Storage:
         try:
             self._s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
-            if is_missing_object(error):
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise
         return True

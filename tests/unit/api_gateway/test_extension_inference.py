@@ -228,6 +228,17 @@ def test_merges_are_listed_only_when_asked_for(edge):
     assert [j["InferenceJobId"] for j in merges] == ["merge"]
 
 
+def test_cancelled_jobs_are_listed_only_when_asked_for(edge):
+    """The extension's job view knows succeed, failed and inprogress; picking a cancelled job there would fail."""
+    client, read_model, _, _ = edge
+    read_model.apply(job("image", NOW))
+    read_model.apply(job("stopped", NOW + timedelta(minutes=1), status="cancelled"))
+    listed = client.post("/prod/inference/query-inference-jobs", json={}, headers=KEY).json()
+    assert [j["InferenceJobId"] for j in listed] == ["image"]
+    cancelled = client.post("/prod/inference/query-inference-jobs", json={"status": "cancelled"}, headers=KEY).json()
+    assert [j["InferenceJobId"] for j in cancelled] == ["stopped"]
+
+
 def test_the_older_client_runs_with_the_parameters_from_config_aigc_json(edge):
     client, _, publisher, s3 = edge
     body = {"task_type": "txt2img", "sagemaker_endpoint": ENDPOINT, "models": MODELS}

@@ -483,14 +483,17 @@ def _started(deps: EdgeDependencies, job_id: str, endpoint_name: str) -> Inferen
 #: What query-inference-jobs lists unless asked for a task type: the jobs whose results the WebUI
 #: extension's job list can show (it fails on any other task type); a merge's result is a checkpoint.
 _IMAGE_TASKS = frozenset({"txt2img", "img2img", "interrogate_clip", "interrogate_deepbooru"})
+#: ... and unless asked for a status, the statuses the extension's job view knows: picking a ``cancelled``
+#: job there would fail, so cancelled jobs are listed when ``status`` asks for them.
+_EXTENSION_STATUSES = frozenset({"inprogress", "succeed", "failed"})
 
 
 @router.post(
     "/inference/query-inference-jobs",
     description=described(
         "Jobs newest first, filtered by every field given (an empty one filters nothing); merges only when "
-        "`task_type` asks for them (the WebUI extension's list fails on a merge job). The next page: the same "
-        "body with `next_token`."
+        "`task_type` asks for them and cancelled jobs only when `status` does (the WebUI extension's list fails "
+        "on either). The next page: the same body with `next_token`."
     ),
     responses=paged_answers(answers(400)),
 )
@@ -499,7 +502,7 @@ def query_inference_jobs(body: QueryInferenceJobsRequest, deps: Edge, response: 
     matching = [
         job
         for job in deps.read_model.list(InferenceJobChanged)
-        if (body.status is None or job.status == body.status)
+        if (job.status == body.status if body.status is not None else job.status in _EXTENSION_STATUSES)
         and (job.task_type == body.task_type if body.task_type is not None else job.task_type in _IMAGE_TASKS)
         and (body.endpoint is None or job.endpoint_name == body.endpoint)
         and (body.checkpoint is None or _uses(job, body.checkpoint))
