@@ -17,6 +17,7 @@ import json
 import tarfile
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -128,17 +129,20 @@ def checkpoint_ids(api: ApiClient) -> set[str]:
     return {c["id"] for c in api.get("/checkpoints").json()["checkpoints"]}
 
 
-@pytest.fixture(scope="session")  # shared with test_training_lifecycle: one base of that name
-def base(api: ApiClient, tmp_path_factory) -> str:
-    """The id of the base checkpoint: a tiny diffusers folder named BASE_MODEL."""
+@pytest.fixture(scope="module")
+def base(api: ApiClient, tmp_path_factory) -> Iterator[str]:
+    """The id of the base checkpoint: a tiny diffusers folder named BASE_MODEL, deleted after the module (the
+    lifecycle tests use these fixtures too, and two Active checkpoints of one name would be ambiguous)."""
     folder = testing.build_tiny_pipeline_dir(tmp_path_factory.mktemp("tiny-train") / "pipeline")
     before = checkpoint_ids(api)
     upload_folder_checkpoint(api, folder, BASE_MODEL)
     [checkpoint_id] = checkpoint_ids(api) - before
-    return checkpoint_id
+    yield checkpoint_id
+    deleted = api.delete(f"/checkpoints/{checkpoint_id}")
+    assert deleted.status_code in (200, 409), deleted.text  # 409: a job of the module still uses it
 
 
-@pytest.fixture(scope="session")  # shared with test_training_lifecycle: one base of that name
+@pytest.fixture(scope="module")
 def dataset(api: ApiClient, base) -> str:
     return create_dataset(
         api,
@@ -150,7 +154,7 @@ def dataset(api: ApiClient, base) -> str:
     )
 
 
-@pytest.fixture(scope="session")  # shared with test_training_lifecycle: one base of that name
+@pytest.fixture(scope="module")
 def model(api: ApiClient, base) -> dict:
     created = create_model(api, "tiny-working-model")
     assert created["job"]["status"] == "Initialed" and created["job"]["s3PresignUrl"] == []
