@@ -99,7 +99,7 @@ def _subscription(deps: EdgeDependencies, webhook_id: str) -> WebhookSubscriptio
 
 @router.get("/webhooks/{webhook_id}", responses=answers(404))
 def get_webhook(webhook_id: WebhookId, deps: Edge) -> WebhookView:
-    """One subscription, deleted ones included (``status: deleted``)."""
+    """One subscription; a deleted one is gone (404), as every deleted entity is."""
     return WebhookView.of(_subscription(deps, webhook_id))
 
 
@@ -107,9 +107,7 @@ def get_webhook(webhook_id: WebhookId, deps: Edge) -> WebhookView:
 def delete_webhook(webhook_id: WebhookId, deps: Edge) -> WebhookView:
     """Stops deliveries to the subscription; waits a bounded time and shows it as it then is (``deleted``,
     or still ``active`` if the webhooks service has not answered yet)."""
-    subscription = _subscription(deps, webhook_id)
-    if subscription.status == "deleted":
-        raise not_found(f"webhook {webhook_id} is already deleted")
+    subscription = _subscription(deps, webhook_id)  # a deleted one is already a 404 here
     command = WebhookSubscriptionDeletionRequested(subscription_id=subscription.id, requested_at=deps.clock())
     send(deps, command, correlation_id=subscription.id)
     current = deps.read_model.wait_for(
